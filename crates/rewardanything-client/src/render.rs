@@ -1,0 +1,366 @@
+//! Building the chat messages exactly as the model was trained on them (SPEC sections 1–2).
+//!
+//! Rendering is a pure function: no global state, safe to call from many threads.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::shuffle;
+
+/// The system prompt the model was trained with, byte for byte (1,121 bytes, starts with
+/// `\n`, ends with `}\n`).
+///
+/// ```
+/// assert_eq!(rewardanything_client::render::SYSTEM_PROMPT.len(), 1121);
+/// ```
+pub const SYSTEM_PROMPT: &str = include_str!("system_prompt.txt");
+
+/// One judgment to ask for: a principle, a prompt and the candidate responses.
+///
+/// The key order of `responses` is significant; deserializing a JSON object with a
+/// repeated key keeps the first position and the last value, like a Python dict.
+///
+/// ```
+/// use rewardanything_client::JudgeRequest;
+/// let req = JudgeRequest::new("Be concise.", "What is 2+2?")
+///     .response("short", "4")
+///     .response("long", "Two plus two equals four.");
+/// assert_eq!(req.responses.len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeRequest {
+    /// The natural-language evaluation principle.
+    pub principle: String,
+    /// The prompt the responses answer.
+    pub prompt: String,
+    /// Response name → response text, in the caller's order.
+    pub responses: IndexMap<String, String>,
+    /// Whether to hide the names behind `model-1..model-N` (default true, as the reference).
+    #[serde(default = "default_true")]
+    pub mask_responses: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl JudgeRequest {
+    /// A request with no responses yet, masking on.
+    ///
+    /// ```
+    /// let req = rewardanything_client::JudgeRequest::new("Be kind.", "Hi");
+    /// assert!(req.mask_responses);
+    /// ```
+    pub fn new(principle: impl Into<String>, prompt: impl Into<String>) -> Self {
+        JudgeRequest {
+            principle: principle.into(),
+            prompt: prompt.into(),
+            responses: IndexMap::new(),
+            mask_responses: true,
+        }
+    }
+
+    /// Adds a response; a repeated name keeps its first position and takes the new text.
+    ///
+    /// ```
+    /// let req = rewardanything_client::JudgeRequest::new("p", "q")
+    ///     .response("a", "1").response("b", "2").response("a", "3");
+    /// assert_eq!(req.responses.get_index(0), Some((&"a".to_string(), &"3".to_string())));
+    /// ```
+    pub fn response(mut self, name: impl Into<String>, text: impl Into<String>) -> Self {
+        self.responses.insert(name.into(), text.into());
+        self
+    }
+
+    /// Sets whether names are masked.
+    ///
+    /// ```
+    /// let req = rewardanything_client::JudgeRequest::new("p", "q").mask_responses(false);
+    /// assert!(!req.mask_responses);
+    /// ```
+    pub fn mask_responses(mut self, mask: bool) -> Self {
+        self.mask_responses = mask;
+        self
+    }
+}
+
+/// How masked responses are ordered.
+///
+/// * `Reference` (default): the reference's fixed permutation (Python's `random.seed(42)`
+///   then `random.shuffle`), which depends only on the number of responses. Results are
+///   comparable with the Python package, but position bias is systematic (quirk R2).
+/// * `Seeded(s)`: a reproducible per-request permutation. With `h` the 64-bit FNV-1a hash
+///   of the request content (see [`content_hash`]), the permutation is exactly what
+///   Python gives for `random.seed((h << 64) | s); random.shuffle(list(range(n)))`.
+/// * `None`: no masking at all; names are sent as given and nothing is unmasked.
+///
+/// Parses from `reference`, `seeded:<u64>` and `none`.
+///
+/// ```
+/// use rewardanything_client::Masking;
+/// assert_eq!("seeded:7".parse::<Masking>().unwrap(), Masking::Seeded(7));
+/// assert_eq!(Masking::default(), Masking::Reference);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Masking {
+    /// The reference's permutation (seed 42, depends only on N).
+    #[default]
+    Reference,
+    /// A per-request permutation from this seed and the request content.
+    Seeded(u64),
+    /// No masking.
+    None,
+}
+
+/// A `--masking` value that is not `reference`, `seeded:<u64>` or `none`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid masking {0:?}: expected `reference`, `seeded:<u64>` or `none`")]
+pub struct InvalidMasking(pub String);
+
+impl FromStr for Masking {
+    type Err = InvalidMasking;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "reference" => Ok(Masking::Reference),
+            "none" => Ok(Masking::None),
+            _ => s
+                .strip_prefix("seeded:")
+                .and_then(|n| n.parse().ok())
+                .map(Masking::Seeded)
+                .ok_or_else(|| InvalidMasking(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Masking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Masking::Reference => f.write_str("reference"),
+            Masking::Seeded(s) => write!(f, "seeded:{s}"),
+            Masking::None => f.write_str("none"),
+        }
+    }
+}
+
+/// A chat role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The system prompt.
+    System,
+    /// The principle, prompt and responses.
+    User,
+}
+
+/// One chat message.
+///
+/// ```
+/// use rewardanything_client::render::{Message, Role};
+/// let m = Message { role: Role::User, content: "hi".into() };
+/// assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"role":"user","content":"hi"}"#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who speaks.
+    pub role: Role,
+    /// What is said.
+    pub content: Cow<'static, str>,
+}
+
+/// The messages to send and the mapping needed to read the answer.
+///
+/// ```
+/// use rewardanything_client::{render, JudgeRequest, Masking};
+/// let req = JudgeRequest::new("p", "q").response("a", "x").response("b", "y");
+/// let out = render(&req, Masking::Reference);
+/// let m2r = out.masked2real.as_ref().unwrap();
+/// assert_eq!(m2r["model-1"], "b"); // with two responses the reference always swaps
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenderedPrompt {
+    /// The system message, then the user message.
+    pub messages: Vec<Message>,
+    /// `model-k` → the caller's name; `None` when masking is off. Empty for no responses.
+    pub masked2real: Option<IndexMap<String, String>>,
+}
+
+impl RenderedPrompt {
+    /// The names as the model sees them, in the order they appear in the message.
+    ///
+    /// ```
+    /// use rewardanything_client::{render, JudgeRequest, Masking};
+    /// let req = JudgeRequest::new("p", "q").response("a", "x");
+    /// assert_eq!(render(&req, Masking::None).model_names(&req), ["a"]);
+    /// assert_eq!(render(&req, Masking::Reference).model_names(&req), ["model-1"]);
+    /// ```
+    pub fn model_names<'a>(&'a self, request: &'a JudgeRequest) -> Vec<&'a str> {
+        match &self.masked2real {
+            Some(m) => m.keys().map(String::as_str).collect(),
+            None => request.responses.keys().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// Renders a request into the two chat messages (SPEC 2). Lines with
+/// `mask_responses: false` and [`Masking::None`] are not masked.
+///
+/// ```
+/// use rewardanything_client::{render, JudgeRequest, Masking};
+/// let req = JudgeRequest::new("Be brief.", "Hi").response("a", "Hello");
+/// let out = render(&req, Masking::Reference);
+/// assert_eq!(
+///     out.messages[1].content,
+///     r#"{"principle": "Be brief.", "prompt": "Hi", "responses": {"model-1": "Hello"}}"#
+/// );
+/// ```
+pub fn render(request: &JudgeRequest, masking: Masking) -> RenderedPrompt {
+    let n = request.responses.len();
+    let permutation = match (request.mask_responses, masking) {
+        (false, _) | (_, Masking::None) => None,
+        (true, Masking::Reference) => Some(shuffle::reference_permutation(n)),
+        (true, Masking::Seeded(seed)) => {
+            let h = content_hash(request);
+            Some(shuffle::permutation(
+                (u128::from(h) << 64) | u128::from(seed),
+                n,
+            ))
+        }
+    };
+
+    let size = request.principle.len()
+        + request.prompt.len()
+        + request
+            .responses
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 16)
+            .sum::<usize>()
+        + 64;
+    let mut user = String::with_capacity(size + size / 16);
+    user.push_str("{\"principle\": ");
+    push_json_string(&mut user, &request.principle);
+    user.push_str(", \"prompt\": ");
+    push_json_string(&mut user, &request.prompt);
+    user.push_str(", \"responses\": {");
+
+    let masked2real = match permutation {
+        Some(perm) => {
+            let mut map = IndexMap::with_capacity(n);
+            for (p, &src) in perm.iter().enumerate() {
+                // `perm` is a permutation of 0..n, so the index exists.
+                let Some((name, text)) = request.responses.get_index(src) else {
+                    continue;
+                };
+                let masked = format!("model-{}", p + 1);
+                if p > 0 {
+                    user.push_str(", ");
+                }
+                push_json_string(&mut user, &masked);
+                user.push_str(": ");
+                push_json_string(&mut user, text);
+                map.insert(masked, name.clone());
+            }
+            Some(map)
+        }
+        None => {
+            for (i, (name, text)) in request.responses.iter().enumerate() {
+                if i > 0 {
+                    user.push_str(", ");
+                }
+                push_json_string(&mut user, name);
+                user.push_str(": ");
+                push_json_string(&mut user, text);
+            }
+            None
+        }
+    };
+    user.push_str("}}");
+
+    RenderedPrompt {
+        messages: vec![
+            Message {
+                role: Role::System,
+                content: Cow::Borrowed(SYSTEM_PROMPT),
+            },
+            Message {
+                role: Role::User,
+                content: Cow::Owned(user),
+            },
+        ],
+        masked2real,
+    }
+}
+
+/// The 64-bit FNV-1a hash of a request's content that [`Masking::Seeded`] mixes in: the
+/// UTF-8 bytes of the principle, the prompt, then every response name and text in order,
+/// each followed by a `0xFF` byte (which never occurs in UTF-8, so fields cannot run
+/// together).
+///
+/// ```
+/// use rewardanything_client::{render::content_hash, JudgeRequest};
+/// let a = JudgeRequest::new("p", "q").response("a", "x");
+/// let b = JudgeRequest::new("p", "q").response("a", "y");
+/// assert_ne!(content_hash(&a), content_hash(&b));
+/// ```
+pub fn content_hash(request: &JudgeRequest) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes.iter().chain(std::iter::once(&0xFF)) {
+            h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+        }
+    };
+    feed(request.principle.as_bytes());
+    feed(request.prompt.as_bytes());
+    for (name, text) in &request.responses {
+        feed(name.as_bytes());
+        feed(text.as_bytes());
+    }
+    h
+}
+
+/// Appends `s` as a JSON string literal escaped like Python's
+/// `json.dumps(..., ensure_ascii=False)` (SPEC 2.3): the seven short escapes, other C0
+/// controls as lowercase `\u00xx`, everything else (DEL, C1, U+2028, emoji…) verbatim.
+///
+/// ```
+/// let mut out = String::new();
+/// rewardanything_client::render::push_json_string(&mut out, "a\"\u{1b}/\u{2028}");
+/// assert_eq!(out, "\"a\\\"\\u001b/\u{2028}\"");
+/// ```
+pub fn push_json_string(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // Escaped bytes are ASCII, so `i` is always on a char boundary.
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
