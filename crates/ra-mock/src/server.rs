@@ -1,0 +1,669 @@
+//! The HTTP side: accept loop, routing, the chat-completions handler.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::{ContextErrorStyle, Fault, FaultRates, Latency, OverCapacity, ReasoningShape};
+use crate::markers::Markers;
+use crate::render;
+use crate::score::{expected_score, fnv1a64, splitmix64, unit};
+use crate::stats::{Attempt, AttemptLog, Counters, Gauge, Outcome};
+
+/// Header that overrides the reasoning shape for one request.
+pub const SHAPE_HEADER: &str = "x-ra-mock-shape";
+
+/// The fixed part of the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub models: Vec<String>,
+    pub capacity: Option<usize>,
+    pub over_capacity: OverCapacity,
+    pub shape: ReasoningShape,
+    pub seed: u64,
+    pub api_key: Option<String>,
+    pub fault_rates: FaultRates,
+    pub context_length: u64,
+    pub context_error_style: ContextErrorStyle,
+    pub health_unavailable_for: Duration,
+    pub think_bytes: usize,
+    pub attempt_log_capacity: usize,
+    pub log_prompts: bool,
+    pub max_body_bytes: usize,
+    pub latency: Latency,
+}
+
+/// What a test may change while the server runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dynamic {
+    pub latency: Latency,
+    pub forced_fault: Option<Fault>,
+    pub healthy: Option<bool>,
+}
+
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub dynamic: Mutex<Dynamic>,
+    pub started: Instant,
+    pub counters: Counters,
+    pub attempts: AttemptLog,
+    pub fail_first: Mutex<HashMap<u64, u32>>,
+    slots: Option<Semaphore>,
+    models_body: Bytes,
+}
+
+// Separate RNG streams so the latency and fault draws of a request are independent.
+const STREAM_LATENCY: u64 = 0x6c61_7465_6e63_7921;
+const STREAM_FAULT: u64 = 0x6661_756c_7473_2121;
+
+impl Shared {
+    pub fn new(cfg: Config) -> Self {
+        let created = unix_now();
+        let data: Vec<_> = cfg
+            .models
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "id": m, "object": "model", "created": created, "owned_by": "ra-mock",
+                    "root": m, "parent": null, "max_model_len": cfg.context_length,
+                })
+            })
+            .collect();
+        let models_body =
+            Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
+        Self {
+            dynamic: Mutex::new(Dynamic {
+                latency: cfg.latency,
+                forced_fault: None,
+                healthy: None,
+            }),
+            started: Instant::now(),
+            counters: Counters::new(),
+            attempts: AttemptLog::new(cfg.attempt_log_capacity),
+            fail_first: Mutex::new(HashMap::new()),
+            slots: cfg.capacity.map(Semaphore::new),
+            models_body,
+            cfg,
+        }
+    }
+
+    pub fn dynamic(&self) -> Dynamic {
+        *self.dynamic.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn draw(&self, stream: u64, seq: u64) -> f64 {
+        unit(splitmix64(
+            self.cfg.seed ^ stream ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ))
+    }
+
+    /// `Some(401 response)` when an API key is configured and the request lacks it.
+    fn check_auth<B>(&self, req: &Request<B>) -> Option<Resp> {
+        let key = self.cfg.api_key.as_deref()?;
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(g) if g == key => None,
+            other => Some(respond(401, render::auth_error_body(other.is_none()), None)),
+        }
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+/// Returned by the service to make hyper close the connection without a response.
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ra-mock: connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn respond(code: u16, body: Bytes, retry_after: Option<u64>) -> Resp {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// Accepts connections until the task is aborted; aborting it drops the
+/// listener and the `JoinSet`, which aborts every connection task.
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    shared.counters.connections.fetch_add(1, Relaxed);
+                    // Small responses: don't let Nagle hold them back.
+                    let _ = stream.set_nodelay(true);
+                    let shared = shared.clone();
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let shared = shared.clone();
+                            async move { route(shared, req).await }
+                        });
+                        // Connection errors (client resets, our own drops) are expected here.
+                        let _ = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+                // Out of file descriptors or similar: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, DropConnection> {
+    shared.counters.received.fetch_add(1, Relaxed);
+    let path = req.uri().path();
+    let resp = match (req.method(), path) {
+        (&Method::POST, "/v1/chat/completions") => chat(&shared, req).await?,
+        (&Method::GET, "/health") => {
+            let healthy = shared
+                .dynamic()
+                .healthy
+                .unwrap_or_else(|| shared.started.elapsed() >= shared.cfg.health_unavailable_for);
+            let mut r = Response::new(Full::new(Bytes::new()));
+            if !healthy {
+                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            r
+        }
+        (&Method::GET, "/v1/models") => match shared.check_auth(&req) {
+            Some(denied) => denied,
+            None => respond(200, shared.models_body.clone(), None),
+        },
+        (_, "/v1/chat/completions" | "/health" | "/v1/models") => respond(
+            405,
+            render::error_body(405, "Method Not Allowed", None),
+            None,
+        ),
+        _ => respond(404, render::error_body(404, "Not Found", None), None),
+    };
+    shared.counters.count_status(resp.status().as_u16());
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct ChatRequest<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    messages: Vec<ChatMessage<'a>>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    seed: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct ChatMessage<'a> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    #[serde(borrow, default)]
+    content: Option<Content<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Parts(#[serde(borrow)] Vec<Part<'a>>),
+}
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+impl Content<'_> {
+    fn text(&self) -> Cow<'_, str> {
+        match self {
+            Content::Text(t) => Cow::Borrowed(t),
+            Content::Parts(parts) => Cow::Owned(
+                parts
+                    .iter()
+                    .filter_map(|p| p.text.as_deref())
+                    .collect::<String>(),
+            ),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Content::Text(t) => t.len(),
+            Content::Parts(parts) => parts
+                .iter()
+                .filter_map(|p| p.text.as_ref())
+                .map(|t| t.len())
+                .sum(),
+        }
+    }
+}
+
+/// The RewardAnything user message (spec section 2.3).
+#[derive(Deserialize)]
+struct Payload {
+    #[allow(dead_code)] // Part of the format; the mock's reasoning does not quote it.
+    principle: String,
+    prompt: String,
+    responses: IndexMap<String, String>,
+}
+
+/// Records exactly one [`Attempt`] per chat request, and keeps `in_flight` right.
+struct ChatGuard<'a> {
+    shared: &'a Shared,
+    seq: u64,
+    info: Attempt,
+    done: bool,
+    _in_flight: Gauge<'a>,
+}
+
+impl<'a> ChatGuard<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let c = &shared.counters;
+        let seq = c.chat.fetch_add(1, Relaxed);
+        let arrived = Instant::now();
+        Self {
+            _in_flight: Gauge::enter(&c.in_flight, &c.max_in_flight),
+            shared,
+            seq,
+            info: Attempt {
+                seq,
+                arrived,
+                finished: arrived,
+                prompt_hash: 0,
+                content_hash: 0,
+                prompt: None,
+                model: None,
+                max_tokens: None,
+                seed: None,
+                temperature: None,
+                outcome: Outcome::Cancelled,
+            },
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let c = &self.shared.counters;
+        match outcome {
+            Outcome::Dropped => c.dropped.fetch_add(1, Relaxed),
+            Outcome::Hung => c.hung.fetch_add(1, Relaxed),
+            Outcome::Cancelled => c.cancelled.fetch_add(1, Relaxed),
+            Outcome::Status(_) => 0,
+        };
+        if self.shared.attempts.enabled() {
+            let mut a = self.info.clone();
+            a.finished = Instant::now();
+            a.outcome = outcome;
+            self.shared.attempts.push(a);
+        }
+    }
+
+    fn reply(&mut self, code: u16, body: Bytes, retry_after: Option<u64>) -> Resp {
+        self.finish(Outcome::Status(code));
+        respond(code, body, retry_after)
+    }
+
+    fn error(&mut self, code: u16, message: &str) -> Resp {
+        self.reply(code, render::error_body(code, message, None), None)
+    }
+}
+
+impl Drop for ChatGuard<'_> {
+    fn drop(&mut self) {
+        self.finish(Outcome::Cancelled);
+    }
+}
+
+async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConnection> {
+    let mut g = ChatGuard::new(shared);
+    if let Some(denied) = shared.check_auth(&req) {
+        g.finish(Outcome::Status(401));
+        return Ok(denied);
+    }
+    let header_shape = match req
+        .headers()
+        .get(SHAPE_HEADER)
+        .map(|v| v.to_str().map(str::parse::<ReasoningShape>))
+    {
+        None => None,
+        Some(Ok(Ok(s))) => Some(s),
+        Some(_) => return Ok(g.error(400, "ra-mock: bad x-ra-mock-shape header")),
+    };
+    let body = match Limited::new(req.into_body(), shared.cfg.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(g.error(413, "ra-mock: request body too large"));
+        }
+        // The client broke the upload; nothing to answer (the guard records Cancelled).
+        Err(_) => return Err(DropConnection),
+    };
+    let parsed: ChatRequest<'_> = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return Ok(g.error(400, &format!("ra-mock: invalid request body: {e}"))),
+    };
+    let max_tokens = parsed.max_completion_tokens.or(parsed.max_tokens);
+    g.info.model = parsed.model.as_deref().map(str::to_owned);
+    g.info.max_tokens = max_tokens;
+    g.info.seed = parsed.seed;
+    g.info.temperature = parsed.temperature;
+
+    let model: &str = match parsed.model.as_deref() {
+        Some(m) if shared.cfg.models.iter().any(|s| s == m) => m,
+        Some(m) => {
+            let msg = format!("The model `{m}` does not exist.");
+            return Ok(g.reply(404, render::error_body(404, &msg, Some("model")), None));
+        }
+        None => shared.cfg.models.first().map_or("ra-mock", String::as_str),
+    };
+    let Some(user) = parsed
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .and_then(|m| m.content.as_ref())
+    else {
+        return Ok(g.error(400, "ra-mock: no user message"));
+    };
+    let user_text = user.text();
+    let payload: Payload = match serde_json::from_str(&user_text) {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = format!("ra-mock: the user message is not RewardAnything's JSON ({e})");
+            return Ok(g.error(400, &msg));
+        }
+    };
+    let content_hash = fnv1a64(user_text.as_bytes());
+    g.info.prompt_hash = fnv1a64(payload.prompt.as_bytes());
+    g.info.content_hash = content_hash;
+    if shared.cfg.log_prompts && shared.attempts.enabled() {
+        g.info.prompt = Some(payload.prompt.clone());
+    }
+    let markers = match Markers::parse(&payload.prompt) {
+        Ok(m) => m,
+        Err(msg) => return Ok(g.error(400, &msg)),
+    };
+
+    let dynamic = shared.dynamic();
+    let fault = dynamic
+        .forced_fault
+        .or_else(|| {
+            let (n, fault) = markers.fail_first?;
+            let mut counts = shared.fail_first.lock().unwrap_or_else(|e| e.into_inner());
+            let seen = counts.entry(content_hash).or_insert(0);
+            *seen += 1;
+            (*seen <= n).then_some(fault)
+        })
+        .or(markers.fault)
+        .or_else(|| {
+            if shared.cfg.fault_rates.total() > 0.0 {
+                shared
+                    .cfg
+                    .fault_rates
+                    .pick(shared.draw(STREAM_FAULT, g.seq))
+            } else {
+                None
+            }
+        });
+
+    let real_prompt_tokens: u64 = parsed
+        .messages
+        .iter()
+        .filter_map(|m| m.content.as_ref())
+        .map(|c| (c.len() as u64).div_ceil(4))
+        .sum();
+    let mut prompt_tokens = real_prompt_tokens;
+    let (mut malformed, mut force_length) = (false, false);
+    match fault {
+        Some(Fault::Status { code, retry_after }) => {
+            let msg = format!("ra-mock: injected fault {code}");
+            return Ok(g.reply(code, render::error_body(code, &msg, None), retry_after));
+        }
+        Some(Fault::Drop) => {
+            g.finish(Outcome::Dropped);
+            return Err(DropConnection);
+        }
+        Some(Fault::Hang) => {
+            g.finish(Outcome::Hung);
+            // Held until the client disconnects or the server is killed, which drops this future.
+            let never: Infallible = std::future::pending().await;
+            match never {}
+        }
+        Some(Fault::Malformed) => malformed = true,
+        Some(Fault::Length) => force_length = true,
+        Some(Fault::ContextLength { prompt_tokens: p }) => {
+            prompt_tokens = p.unwrap_or_else(|| {
+                real_prompt_tokens.max(shared.cfg.context_length.saturating_sub(2767))
+            });
+        }
+        None => {}
+    }
+    let param = if parsed.max_completion_tokens.is_some() {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
+    if let Some((msg, p)) = context_error(&shared.cfg, prompt_tokens, max_tokens, param) {
+        return Ok(g.reply(400, render::error_body(400, &msg, p), None));
+    }
+
+    // Capacity: the permit and the `processing` gauge live until the answer is built.
+    let _permit = match &shared.slots {
+        None => None,
+        Some(sem) => match shared.cfg.over_capacity {
+            // The semaphore is never closed, so acquire only fails if it were; treat as no limit.
+            OverCapacity::Queue => sem.acquire().await.ok(),
+            OverCapacity::Reject { retry_after } => match sem.try_acquire() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    shared.counters.rejected.fetch_add(1, Relaxed);
+                    let body = render::error_body(429, "ra-mock: server at capacity", None);
+                    return Ok(g.reply(429, body, retry_after));
+                }
+            },
+        },
+    };
+    let _processing = Gauge::enter(&shared.counters.processing, &shared.counters.max_processing);
+    let delay = markers
+        .latency
+        .unwrap_or_else(|| dynamic.latency.pick(shared.draw(STREAM_LATENCY, g.seq)));
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+
+    let scored: Vec<(u8, &str)> = payload
+        .responses
+        .iter()
+        .map(|(name, text)| (expected_score(text), name.as_str()))
+        .collect();
+    let reasoning = render::reasoning_text(&scored, shared.cfg.think_bytes);
+    let answer = if malformed {
+        render::MALFORMED_ANSWER.to_owned()
+    } else {
+        render::answer_json(&scored)
+    };
+    let shape = markers.shape.or(header_shape).unwrap_or(shared.cfg.shape);
+    let completion = render::shape_completion(shape, &reasoning, &answer, max_tokens, force_length);
+    match render::completion_body(g.seq, unix_now(), model, shape, &completion, prompt_tokens) {
+        Ok(body) => Ok(g.reply(200, body, None)),
+        Err(e) => Ok(g.error(500, &format!("ra-mock: could not encode the answer: {e}"))),
+    }
+}
+
+/// vLLM's context-length validation (see [`ContextErrorStyle`]); `Some((message, param))` on failure.
+fn context_error(
+    cfg: &Config,
+    p: u64,
+    m: Option<u64>,
+    param: &'static str,
+) -> Option<(String, Option<&'static str>)> {
+    let l = cfg.context_length;
+    let legacy = cfg.context_error_style == ContextErrorStyle::Legacy;
+    if let Some(m) = m
+        && m > l
+        && !legacy
+    {
+        let msg = format!(
+            "{param}={m} cannot be greater than max_model_len=max_total_tokens={l}. \
+             Please request fewer output tokens. (parameter={param}, value={m})"
+        );
+        return Some((msg, Some(param)));
+    }
+    let mo = m.unwrap_or(0);
+    if p + mo <= l {
+        return None;
+    }
+    let v18 = |p: u64, at_least: &str| {
+        format!(
+            "This model's maximum context length is {l} tokens. However, you requested {mo} output tokens \
+             and your prompt contains {at_least}{p} input tokens, for a total of {at_least}{t} tokens. \
+             Please reduce the length of the input prompt or the number of requested output tokens. \
+             (parameter=input_tokens, value={p})",
+            t = p + mo
+        )
+    };
+    let msg = match cfg.context_error_style {
+        ContextErrorStyle::AtLeast => v18(p, "at least "),
+        ContextErrorStyle::Exact => v18(p, ""),
+        ContextErrorStyle::Truncated => v18(p.min(l.saturating_sub(mo) + 1), "at least "),
+        ContextErrorStyle::Legacy => {
+            return Some((
+                if p >= l || m.is_none() {
+                    format!(
+                        "This model's maximum context length is {l} tokens. However, your request has {p} input tokens. \
+                         Please reduce the length of the input messages."
+                    )
+                } else {
+                    format!(
+                        "'max_tokens' or 'max_completion_tokens' is too large: {mo}. This model's maximum context \
+                         length is {l} tokens and your request has {p} input tokens ({mo} > {l} - {p})."
+                    )
+                },
+                None,
+            ));
+        }
+    };
+    Some((msg, Some("input_tokens")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(style: ContextErrorStyle) -> Config {
+        Config {
+            models: vec!["m".into()],
+            capacity: None,
+            over_capacity: OverCapacity::Queue,
+            shape: ReasoningShape::Inline,
+            seed: 0,
+            api_key: None,
+            fault_rates: FaultRates::default(),
+            context_length: 32768,
+            context_error_style: style,
+            health_unavailable_for: Duration::ZERO,
+            think_bytes: 0,
+            attempt_log_capacity: 0,
+            log_prompts: false,
+            max_body_bytes: 1 << 20,
+            latency: Latency::None,
+        }
+    }
+
+    #[test]
+    fn context_messages() {
+        let c = cfg(ContextErrorStyle::AtLeast);
+        assert!(context_error(&c, 30001, Some(2767), "max_tokens").is_none());
+        assert!(context_error(&c, 30001, None, "max_tokens").is_none());
+        let (msg, param) = context_error(&c, 30001, Some(4096), "max_tokens").unwrap();
+        assert_eq!(
+            msg,
+            "This model's maximum context length is 32768 tokens. However, you requested 4096 output tokens \
+             and your prompt contains at least 30001 input tokens, for a total of at least 34097 tokens. \
+             Please reduce the length of the input prompt or the number of requested output tokens. \
+             (parameter=input_tokens, value=30001)"
+        );
+        assert_eq!(param, Some("input_tokens"));
+        let (msg, _) = context_error(
+            &cfg(ContextErrorStyle::Truncated),
+            30001,
+            Some(4096),
+            "max_tokens",
+        )
+        .unwrap();
+        assert!(
+            msg.contains("at least 28673 input tokens, for a total of at least 32769 tokens"),
+            "{msg}"
+        );
+        let (msg, _) = context_error(
+            &cfg(ContextErrorStyle::Legacy),
+            30001,
+            Some(4096),
+            "max_tokens",
+        )
+        .unwrap();
+        assert!(
+            msg.starts_with("'max_tokens' or 'max_completion_tokens' is too large: 4096."),
+            "{msg}"
+        );
+        let (msg, _) = context_error(&c, 10, Some(40000), "max_tokens").unwrap();
+        assert!(
+            msg.starts_with("max_tokens=40000 cannot be greater than"),
+            "{msg}"
+        );
+    }
+}
