@@ -1,1 +1,89 @@
-fn main() {}
+//! `ra`: render, parse, judge and batch-score with RewardAnything.
+//!
+//! Exit status, the same for every subcommand: 0 every line succeeded; 1 the run
+//! finished but some lines have errors; 2 the run could not proceed.
+
+mod config;
+mod connect;
+mod endpoints_file;
+mod exit;
+mod judge;
+mod lines;
+mod parse;
+mod render;
+mod score;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rewardanything_client::Masking;
+
+#[derive(Parser)]
+#[command(name = "ra", version, about = "RewardAnything: render prompts, parse answers, judge and batch-score")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render JSON Lines requests (stdin) into the exact chat messages (stdout).
+    Render {
+        /// How masked lines are permuted: reference, seeded:<u64> or none. Without it,
+        /// each line's `mask_responses` decides and masked lines follow the reference.
+        #[arg(long)]
+        masking: Option<Masking>,
+    },
+    /// Parse model outputs (JSON Lines on stdin) into validated judgments (stdout).
+    Parse,
+    /// Judge one request and print the ranking and the reasoning.
+    Judge(judge::JudgeArgs),
+    /// Score a JSON Lines batch against one or more endpoints, in order, resumably.
+    Score(score::ScoreArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::CANNOT_PROCEED
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ra: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::CANNOT_PROCEED);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Render { masking } => render::run(masking).await,
+            Command::Parse => parse::run().await,
+            Command::Judge(args) => judge::run(args).await,
+            Command::Score(args) => score::run(args).await,
+        }
+    });
+    // In-flight requests of an interrupted run are abandoned, not awaited.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ra: {e:#}");
+            ExitCode::from(exit::CANNOT_PROCEED)
+        }
+    }
+}

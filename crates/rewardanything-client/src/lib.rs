@@ -1,5 +1,9 @@
 //! Render, call and parse RewardAnything, the principle-following generative reward model.
 //!
+//! Data flows one way: a [`JudgeRequest`] is [rendered](render()) into chat messages, sent
+//! by the [`Client`] to an OpenAI-compatible endpoint, and the completion is
+//! [parsed](parse) into a validated [`Judgment`].
+//!
 //! ```
 //! use rewardanything_client::{render, JudgeRequest, Masking};
 //! let req = JudgeRequest::new("Prefer concise answers.", "What is 2+2?")
@@ -8,12 +12,21 @@
 //! let prompt = render(&req, Masking::Reference);
 //! assert_eq!(prompt.messages.len(), 2);
 //! ```
+pub mod balance;
+pub mod client;
+pub mod error;
 pub mod grammar;
 pub mod judgment;
 pub mod metrics;
 pub mod parse;
 pub mod pyjson;
 pub mod render;
+pub mod retry;
+pub mod reward;
 pub mod shuffle;
 
+pub use client::{Client, ClientBuilder, Judged, Sampling, Usage};
+pub use error::{BuildError, JudgeError, JudgeErrorKind};
+pub use judgment::{Judgment, ParseError, ParseErrorKind};
 pub use render::{JudgeRequest, Masking, RenderedPrompt, render};
+pub use retry::RetryPolicy;

@@ -1,0 +1,48 @@
+//! The reference package's server config file (`examples/server_config.json` shape), so
+//! users can bring theirs to `ra score --config`.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// A string or a list of strings (`api_base` and `api_key` accept both).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// The fields `ra` uses; unknown fields (`api_proxy`, `max_error_count`,
+/// `dump_individual_rsp`, …) are accepted and ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ReferenceConfig {
+    pub api_key: Option<OneOrMany>,
+    pub api_base: Option<OneOrMany>,
+    pub api_model: Option<String>,
+    pub api_timeout: Option<f64>,
+    pub api_max_retries: Option<u32>,
+    /// Sampling fields; `temperature`, `max_tokens`, `top_p` and `seed` map to the
+    /// client's settings, anything else is sent as is.
+    #[serde(default)]
+    pub generation_config: Map<String, Value>,
+    pub num_workers: Option<usize>,
+    pub request_limit: Option<u32>,
+    pub request_limit_period: Option<f64>,
+}
+
+impl ReferenceConfig {
+    pub fn load(path: &str) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read --config {path}: {e}"))?;
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("invalid --config {path}: {e}"))
+    }
+}

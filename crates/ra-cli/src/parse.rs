@@ -1,0 +1,62 @@
+//! `ra parse`: model outputs in, validated judgments (or typed errors) out.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use indexmap::IndexMap;
+use rewardanything_client::parse::{Completion, parse_completion};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::exit;
+use crate::lines::{LineReader, decode};
+
+#[derive(Deserialize)]
+struct ParseInput {
+    output_text: String,
+    #[serde(default)]
+    masked2real: Option<IndexMap<String, String>>,
+    #[serde(default)]
+    reasoning: Option<String>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+/// Parses every stdin line to stdout.
+pub async fn run() -> anyhow::Result<ExitCode> {
+    let mut reader = LineReader::new(crate::lines::open_input("-").await?);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed = 0u64;
+    while let Some((index, line)) = reader.next_line().await? {
+        let value = match decode::<ParseInput>(&line) {
+            Ok(input) => {
+                let completion = Completion {
+                    content: &input.output_text,
+                    reasoning: input.reasoning.as_deref(),
+                    finish_reason: input.finish_reason.as_deref(),
+                };
+                match parse_completion(&completion, input.masked2real.as_ref()) {
+                    Ok(j) => json!({"ok": {
+                        "scores": j.scores,
+                        "ranking": j.ranking,
+                        "reasoning": j.reasoning,
+                        "consistent": j.consistent,
+                    }}),
+                    Err(e) => {
+                        failed += 1;
+                        json!({"error": {"kind": e.kind.as_str(), "message": e.message}})
+                    }
+                }
+            }
+            Err(message) => {
+                failed += 1;
+                json!({"error": {"kind": "bad_input", "message": message, "line": index}})
+            }
+        };
+        serde_json::to_writer(&mut out, &value)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
+    Ok(exit::from_failures(failed))
+}

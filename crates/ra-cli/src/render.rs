@@ -1,0 +1,35 @@
+//! `ra render`: JSON Lines of requests in, the exact chat messages out.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use rewardanything_client::{JudgeRequest, Masking, render};
+use serde_json::json;
+
+use crate::exit;
+use crate::lines::{LineReader, decode};
+
+/// Renders every stdin line to stdout; bad lines get their own error line.
+pub async fn run(masking: Option<Masking>) -> anyhow::Result<ExitCode> {
+    let mut reader = LineReader::new(crate::lines::open_input("-").await?);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed = 0u64;
+    while let Some((index, line)) = reader.next_line().await? {
+        let value = match decode::<JudgeRequest>(&line) {
+            // Without --masking each line's own flag decides, permuted like the reference.
+            Ok(request) => {
+                let rendered = render(&request, masking.unwrap_or(Masking::Reference));
+                json!({"messages": rendered.messages, "masked2real": rendered.masked2real})
+            }
+            Err(message) => {
+                failed += 1;
+                json!({"error": {"kind": "bad_input", "message": message, "line": index}})
+            }
+        };
+        serde_json::to_writer(&mut out, &value)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
+    Ok(exit::from_failures(failed))
+}

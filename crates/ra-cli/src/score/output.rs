@@ -1,0 +1,244 @@
+//! Result lines and where they go.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use indexmap::IndexMap;
+use rewardanything_client::{JudgeError, Judged, Usage};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::resume::ResumeState;
+
+/// One output line, serialized, with what the summary needs.
+pub struct ResultLine {
+    /// The JSON object, without the newline.
+    pub json: String,
+    /// `None` when judged; else the error kind.
+    pub error_kind: Option<String>,
+    pub usage: Option<Usage>,
+    /// Whether this run produced it (not a line kept from a previous run).
+    pub fresh: bool,
+}
+
+#[derive(Serialize)]
+struct ErrorField<'a> {
+    kind: &'a str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    index: usize,
+    id: &'a Value,
+    scores: Option<&'a IndexMap<String, f64>>,
+    ranking: Option<&'a [String]>,
+    reasoning: Option<&'a str>,
+    consistent: Option<bool>,
+    error: Option<ErrorField<'a>>,
+    attempts: u32,
+    latency_ms: u64,
+    usage: Option<Usage>,
+    input_hash: &'a str,
+}
+
+impl Line<'_> {
+    fn to_json(&self) -> String {
+        // Strings, numbers and JSON values always serialize.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl ResultLine {
+    pub fn bad_input(index: usize, id: Value, hash: String, message: String) -> Self {
+        let json = Line {
+            index,
+            id: &id,
+            scores: None,
+            ranking: None,
+            reasoning: None,
+            consistent: None,
+            error: Some(ErrorField {
+                kind: "bad_input",
+                message: &format!("line {index}: {message}"),
+            }),
+            attempts: 0,
+            latency_ms: 0,
+            usage: None,
+            input_hash: &hash,
+        }
+        .to_json();
+        ResultLine {
+            json,
+            error_kind: Some("bad_input".into()),
+            usage: None,
+            fresh: true,
+        }
+    }
+
+    pub fn from_result(
+        index: usize,
+        id: Value,
+        hash: String,
+        result: Result<Judged, JudgeError>,
+        elapsed: Duration,
+    ) -> Self {
+        match result {
+            Ok(judged) => {
+                let j = &judged.judgment;
+                let json = Line {
+                    index,
+                    id: &id,
+                    scores: Some(&j.scores),
+                    ranking: Some(&j.ranking),
+                    reasoning: Some(&j.reasoning),
+                    consistent: Some(j.consistent),
+                    error: None,
+                    attempts: judged.attempts,
+                    latency_ms: judged.latency.as_millis() as u64,
+                    usage: judged.usage,
+                    input_hash: &hash,
+                }
+                .to_json();
+                ResultLine {
+                    json,
+                    error_kind: None,
+                    usage: judged.usage,
+                    fresh: true,
+                }
+            }
+            Err(e) => {
+                let kind = e.kind_str();
+                let json = Line {
+                    index,
+                    id: &id,
+                    scores: None,
+                    ranking: None,
+                    reasoning: None,
+                    consistent: None,
+                    error: Some(ErrorField {
+                        kind,
+                        message: &e.to_string(),
+                    }),
+                    attempts: e.attempts,
+                    latency_ms: elapsed.as_millis() as u64,
+                    usage: None,
+                    input_hash: &hash,
+                }
+                .to_json();
+                ResultLine {
+                    json,
+                    error_kind: Some(kind.to_string()),
+                    usage: None,
+                    fresh: true,
+                }
+            }
+        }
+    }
+
+    /// A line kept from a previous run, written again as it was.
+    pub fn verbatim(json: String) -> Self {
+        ResultLine {
+            json,
+            error_kind: None,
+            usage: None,
+            fresh: false,
+        }
+    }
+}
+
+/// Where result lines are written: stdout, the output file (appending after a resumed
+/// prefix), or a temporary file that replaces the output at the end (--retry-failed,
+/// which rewrites lines in the middle).
+pub struct OutputSink {
+    writer: BufWriter<Box<dyn Write + Send>>,
+    dirty: bool,
+    written: usize,
+    replacement: Option<(PathBuf, PathBuf, usize)>,
+}
+
+impl OutputSink {
+    pub fn open(path: &str, resume: &ResumeState, retry_failed: bool) -> anyhow::Result<Self> {
+        let mut replacement = None;
+        let file: Box<dyn Write + Send> = if path == "-" {
+            Box::new(std::io::stdout())
+        } else if resume.kept > 0 && retry_failed {
+            let target = PathBuf::from(path);
+            let mut temp = target.clone().into_os_string();
+            temp.push(".ra-tmp");
+            let temp = PathBuf::from(temp);
+            let file = File::create(&temp)
+                .with_context(|| format!("cannot create {}", temp.display()))?;
+            replacement = Some((temp, target, resume.kept));
+            Box::new(file)
+        } else if resume.kept > 0 {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("cannot open --output {path}"))?;
+            // Drop a partial last line (a run killed mid-write), then append.
+            file.set_len(resume.valid_bytes)
+                .with_context(|| format!("cannot truncate --output {path}"))?;
+            let mut file = file;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
+            Box::new(file)
+        } else {
+            Box::new(File::create(path).with_context(|| format!("cannot create --output {path}"))?)
+        };
+        Ok(OutputSink {
+            writer: BufWriter::with_capacity(1 << 16, file),
+            dirty: false,
+            written: resume.kept_in_place(retry_failed),
+            replacement,
+        })
+    }
+
+    pub fn write(&mut self, line: &ResultLine) -> anyhow::Result<()> {
+        self.writer.write_all(line.json.as_bytes())?;
+        self.writer.write_all(b"\n")?;
+        self.dirty = true;
+        self.written += 1;
+        Ok(())
+    }
+
+    pub fn dirty(&self) -> bool {
+        self.dirty
+    }
+
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.writer.flush().context("writing --output")?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    pub fn is_replacement(&self) -> bool {
+        self.replacement.is_some()
+    }
+
+    /// Flushes; a replacement file takes the output's place when it is complete or holds
+    /// at least as many lines as the output had.
+    pub fn finish(mut self, complete: bool) -> anyhow::Result<()> {
+        self.flush()?;
+        if let Some((temp, target, kept)) = self.replacement.take() {
+            if complete || self.written >= kept {
+                std::fs::rename(&temp, &target)
+                    .with_context(|| format!("cannot replace {}", target.display()))?;
+            } else {
+                std::fs::remove_file(&temp)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a replacement file, leaving the output as it was.
+    pub fn discard(mut self) -> anyhow::Result<()> {
+        let _ = self.writer.flush();
+        if let Some((temp, _, _)) = self.replacement.take() {
+            std::fs::remove_file(&temp)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! `--resume`: which lines of an existing output are kept.
+
+use anyhow::Context;
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// What a previous run left.
+pub struct ResumeState {
+    /// Valid lines at the start of the output (indices 0..kept).
+    pub kept: usize,
+    /// Their length in bytes; anything after is cut.
+    pub valid_bytes: u64,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    index: usize,
+    input_hash: String,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+/// One kept line, read again while the input is read.
+pub struct StoredLine {
+    pub input_hash: String,
+    pub failed: bool,
+    pub raw: String,
+}
+
+impl ResumeState {
+    pub fn fresh() -> Self {
+        ResumeState {
+            kept: 0,
+            valid_bytes: 0,
+        }
+    }
+
+    /// Lines already in the output file that this run will not write again.
+    pub fn kept_in_place(&self, retry_failed: bool) -> usize {
+        if retry_failed { 0 } else { self.kept }
+    }
+
+    /// Reads the output: its newline-ended lines that are result objects numbered 0, 1,
+    /// 2, … are kept; the first line that is not (a partial last line, garbage) and
+    /// everything after it is dropped.
+    pub async fn scan(path: &str) -> anyhow::Result<Self> {
+        let file = match tokio::fs::File::open(path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::fresh()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read --output {path}")),
+        };
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let mut state = Self::fresh();
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = reader.read_until(b'\n', &mut buf).await?;
+            if n == 0 || buf.last() != Some(&b'\n') {
+                break;
+            }
+            match serde_json::from_slice::<Head>(&buf) {
+                Ok(head) if head.index == state.kept && !head.input_hash.is_empty() => {
+                    state.kept += 1;
+                    state.valid_bytes += n as u64;
+                }
+                _ => break,
+            }
+        }
+        Ok(state)
+    }
+
+    /// A reader of the kept lines, in order (none when nothing is kept).
+    pub async fn stored_reader(&self, path: &str) -> anyhow::Result<Option<StoredReader>> {
+        if self.kept == 0 {
+            return Ok(None);
+        }
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("cannot read --output {path}"))?;
+        Ok(Some(StoredReader {
+            reader: BufReader::with_capacity(1 << 16, file),
+            read: 0,
+        }))
+    }
+}
+
+pub struct StoredReader {
+    reader: BufReader<tokio::fs::File>,
+    read: usize,
+}
+
+impl StoredReader {
+    pub fn next_index(&self) -> usize {
+        self.read
+    }
+
+    pub async fn next(&mut self) -> anyhow::Result<StoredLine> {
+        let mut raw = String::new();
+        self.reader
+            .read_line(&mut raw)
+            .await
+            .context("re-reading --output")?;
+        if raw.ends_with('\n') {
+            raw.pop();
+        }
+        let head: Head = serde_json::from_str(&raw)
+            .with_context(|| format!("--output line {} changed while running", self.read))?;
+        self.read += 1;
+        Ok(StoredLine {
+            input_hash: head.input_hash,
+            failed: head.error.is_some(),
+            raw,
+        })
+    }
+}

@@ -1,0 +1,161 @@
+//! What can go wrong while asking for a judgment.
+
+use std::time::Duration;
+
+use crate::judgment::ParseError;
+
+/// Why a judgment failed, after `attempts` tries.
+///
+/// ```
+/// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+/// let e = JudgeError::new(JudgeErrorKind::Timeout(std::time::Duration::from_secs(1)), 3);
+/// assert_eq!(e.kind_str(), "timeout");
+/// assert_eq!(e.attempts, 3);
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind} (after {attempts} attempt{s})", s = if *attempts == 1 { "" } else { "s" })]
+pub struct JudgeError {
+    /// What happened on the last attempt.
+    pub kind: JudgeErrorKind,
+    /// How many HTTP attempts were made (0 when none could start).
+    pub attempts: u32,
+}
+
+impl JudgeError {
+    /// An error of this kind after this many attempts.
+    ///
+    /// ```
+    /// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+    /// let e = JudgeError::new(JudgeErrorKind::Cancelled, 0);
+    /// assert!(e.to_string().contains("cancelled"));
+    /// ```
+    pub fn new(kind: JudgeErrorKind, attempts: u32) -> Self {
+        JudgeError { kind, attempts }
+    }
+
+    /// A stable snake_case name for the kind, as `ra score` writes it: `transport`,
+    /// `timeout`, `deadline`, `http_status`, `context_length`, `bad_response`,
+    /// `no_endpoint`, `cancelled`, or the parse error's own kind (`no_json_object`, …).
+    ///
+    /// ```
+    /// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+    /// let e = JudgeError::new(JudgeErrorKind::Http { status: 401, message: "no key".into() }, 1);
+    /// assert_eq!(e.kind_str(), "http_status");
+    /// ```
+    pub fn kind_str(&self) -> &'static str {
+        match &self.kind {
+            JudgeErrorKind::Transport(_) => "transport",
+            JudgeErrorKind::Timeout(_) => "timeout",
+            JudgeErrorKind::Deadline(_) => "deadline",
+            JudgeErrorKind::Http { .. } => "http_status",
+            JudgeErrorKind::ContextLength { .. } => "context_length",
+            JudgeErrorKind::BadResponse(_) => "bad_response",
+            JudgeErrorKind::NoEndpoint => "no_endpoint",
+            JudgeErrorKind::Cancelled => "cancelled",
+            JudgeErrorKind::Parse(p) => p.kind.as_str(),
+        }
+    }
+
+    /// The HTTP status of the last attempt, when the server answered.
+    ///
+    /// ```
+    /// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+    /// let e = JudgeError::new(JudgeErrorKind::Http { status: 503, message: String::new() }, 5);
+    /// assert_eq!(e.status(), Some(503));
+    /// ```
+    pub fn status(&self) -> Option<u16> {
+        match &self.kind {
+            JudgeErrorKind::Http { status, .. } => Some(*status),
+            JudgeErrorKind::ContextLength { .. } => Some(400),
+            _ => None,
+        }
+    }
+}
+
+/// The kinds of [`JudgeError`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JudgeErrorKind {
+    /// Could not connect, or the connection broke (the message is reqwest's).
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// One attempt took longer than the per-attempt timeout.
+    #[error("attempt timed out after {0:?}")]
+    Timeout(Duration),
+    /// The overall per-judgment deadline passed.
+    #[error("deadline of {0:?} exceeded")]
+    Deadline(Duration),
+    /// The server answered with a non-success status; `message` is its own text.
+    #[error("HTTP {status}: {message}")]
+    Http {
+        /// The status code.
+        status: u16,
+        /// The server's error message (vLLM's or OpenAI's `message` field, else the body).
+        message: String,
+    },
+    /// The prompt does not fit the model's context (vLLM's or llama.cpp's 400), and
+    /// lowering `max_tokens` could not help or was already tried.
+    #[error("context length exceeded: {message}")]
+    ContextLength {
+        /// The server's message.
+        message: String,
+    },
+    /// A 2xx answer that is not a chat completion.
+    #[error("bad response from server: {0}")]
+    BadResponse(String),
+    /// No endpoint is configured.
+    #[error("no endpoint configured")]
+    NoEndpoint,
+    /// The work was cancelled (e.g. on shutdown).
+    #[error("cancelled")]
+    Cancelled,
+    /// The completion arrived but holds no valid judgment.
+    #[error("{0}")]
+    Parse(ParseError),
+}
+
+/// Why a [`Client`](crate::Client) could not be built.
+///
+/// ```
+/// use rewardanything_client::error::BuildError;
+/// let e = BuildError::NoEndpoint;
+/// assert!(e.to_string().contains("endpoint"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No base URL was given.
+    #[error("no endpoint given (e.g. http://127.0.0.1:8000/v1)")]
+    NoEndpoint,
+    /// A base URL does not parse.
+    #[error("invalid endpoint URL {url:?}: {reason}")]
+    InvalidEndpoint {
+        /// The URL as given.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A header name or value is invalid (values are not echoed, they may be secrets).
+    #[error("invalid header {0:?}")]
+    InvalidHeader(String),
+    /// The HTTP client could not be created.
+    #[error("cannot create HTTP client: {0}")]
+    Http(String),
+    /// No model was chosen and `/v1/models` could not be read.
+    #[error("cannot list models at {url}: {reason}")]
+    ModelDiscovery {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No model was chosen and the endpoint serves several (or none).
+    #[error("choose a model: {url} serves {}", if .models.is_empty() { "no model".to_string() } else { .models.join(", ") })]
+    AmbiguousModel {
+        /// The URL asked.
+        url: String,
+        /// The served model ids.
+        models: Vec<String>,
+    },
+    /// An invalid setting (e.g. a zero limit).
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}

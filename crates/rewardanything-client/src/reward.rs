@@ -1,0 +1,222 @@
+//! Reward helpers for RL loops (PPO, GRPO): one number per response.
+//!
+//! A GRPO group is scored in *one* listwise call, so the judge compares the responses to
+//! each other, as it was trained to. A failed judgment never raises: every response of
+//! the group gets the configured failure value (NaN for TRL, which masks NaN rewards; a
+//! fixed number plus the `error` flag for veRL-style loops; or `None`).
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::client::Client;
+use crate::error::JudgeError;
+use crate::render::JudgeRequest;
+
+/// How raw 1–5 scores become rewards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalization {
+    /// The judge's score, 1 to 5.
+    Raw,
+    /// `(score - 1) / 4`, in `[0, 1]` (default).
+    #[default]
+    Unit,
+    /// `(score - 1) / 4` minus the group's mean of that, so a group sums to 0 (a single
+    /// response always gets 0).
+    Centered,
+}
+
+/// The reward given when a judgment fails.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// `NaN` (default): TRL drops NaN rewards from the loss.
+    #[default]
+    Nan,
+    /// A fixed value, e.g. `0.0`, with [`GroupRewards::error`] set so it can be masked.
+    Fixed(f64),
+    /// No value (`None`).
+    None,
+}
+
+impl OnFailure {
+    fn value(self) -> Option<f64> {
+        match self {
+            OnFailure::Nan => Some(f64::NAN),
+            OnFailure::Fixed(v) => Some(v),
+            OnFailure::None => None,
+        }
+    }
+}
+
+/// The rewards of one group, in the order the responses were given.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupRewards {
+    /// One reward per response; on failure, the [`OnFailure`] value for each.
+    pub rewards: Vec<Option<f64>>,
+    /// Why the judgment failed, if it did.
+    #[serde(skip)]
+    pub error: Option<JudgeError>,
+}
+
+impl GroupRewards {
+    /// Whether the judgment succeeded.
+    ///
+    /// ```
+    /// let g = rewardanything_client::reward::GroupRewards { rewards: vec![Some(1.0)], error: None };
+    /// assert!(g.is_ok());
+    /// ```
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// The rewards as plain `f64`, `None` as NaN.
+    ///
+    /// ```
+    /// let g = rewardanything_client::reward::GroupRewards { rewards: vec![None, Some(0.5)], error: None };
+    /// let v = g.to_f64();
+    /// assert!(v[0].is_nan() && v[1] == 0.5);
+    /// ```
+    pub fn to_f64(&self) -> Vec<f64> {
+        self.rewards.iter().map(|r| r.unwrap_or(f64::NAN)).collect()
+    }
+}
+
+/// Turns judgments into rewards.
+///
+/// ```no_run
+/// use rewardanything_client::{Client, reward::{Rewarder, Normalization, OnFailure}};
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = Client::builder().endpoint("http://127.0.0.1:8000/v1").build().await?;
+/// let rewarder = Rewarder::new(client).normalization(Normalization::Unit).on_failure(OnFailure::Nan);
+/// let group = rewarder
+///     .group_rewards("Be concise.", "What is 2+2?", &["4", "It is four, since 2+2=4."])
+///     .await;
+/// println!("{:?}", group.rewards);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rewarder {
+    client: Client,
+    normalization: Normalization,
+    on_failure: OnFailure,
+}
+
+impl Rewarder {
+    /// A rewarder with [`Normalization::Unit`] and [`OnFailure::Nan`].
+    pub fn new(client: Client) -> Self {
+        Rewarder {
+            client,
+            normalization: Normalization::default(),
+            on_failure: OnFailure::default(),
+        }
+    }
+
+    /// Sets the normalization.
+    pub fn normalization(mut self, normalization: Normalization) -> Self {
+        self.normalization = normalization;
+        self
+    }
+
+    /// Sets the failure value.
+    pub fn on_failure(mut self, on_failure: OnFailure) -> Self {
+        self.on_failure = on_failure;
+        self
+    }
+
+    /// The reward of a single response (a one-response listwise call). On failure, the
+    /// failure value, `OnFailure::None` being NaN here.
+    pub async fn reward(&self, principle: &str, prompt: &str, response: &str) -> f64 {
+        self.group_rewards(principle, prompt, &[response]).await.to_f64()[0]
+    }
+
+    /// Scores a group of responses in one listwise call; one reward per response, in
+    /// input order.
+    pub async fn group_rewards<S: AsRef<str>>(
+        &self,
+        principle: &str,
+        prompt: &str,
+        responses: &[S],
+    ) -> GroupRewards {
+        let request = group_request(principle, prompt, responses);
+        let result = self.client.judge(&request).await;
+        self.to_rewards(&request, result)
+    }
+
+    /// Scores many groups concurrently (up to the client's in-flight limit); results in
+    /// input order.
+    pub async fn group_rewards_many<I, S>(&self, groups: I) -> Vec<GroupRewards>
+    where
+        I: IntoIterator<Item = (String, String, Vec<S>)>,
+        S: AsRef<str>,
+    {
+        let requests: Vec<JudgeRequest> = groups
+            .into_iter()
+            .map(|(principle, prompt, responses)| group_request(&principle, &prompt, &responses))
+            .collect();
+        let results: Vec<_> = self
+            .client
+            .judge_many_ordered(requests.clone(), None)
+            .collect()
+            .await;
+        requests
+            .iter()
+            .zip(results)
+            .map(|(request, result)| self.to_rewards(request, result))
+            .collect()
+    }
+
+    fn to_rewards(
+        &self,
+        request: &JudgeRequest,
+        result: Result<crate::judgment::Judgment, JudgeError>,
+    ) -> GroupRewards {
+        match result {
+            Ok(judgment) => {
+                let raw: Vec<f64> = request
+                    .responses
+                    .keys()
+                    .map(|name| judgment.scores.get(name).copied().unwrap_or(f64::NAN))
+                    .collect();
+                GroupRewards {
+                    rewards: normalize(&raw, self.normalization)
+                        .into_iter()
+                        .map(Some)
+                        .collect(),
+                    error: None,
+                }
+            }
+            Err(error) => GroupRewards {
+                rewards: vec![self.on_failure.value(); request.responses.len()],
+                error: Some(error),
+            },
+        }
+    }
+}
+
+fn group_request<S: AsRef<str>>(principle: &str, prompt: &str, responses: &[S]) -> JudgeRequest {
+    let mut request = JudgeRequest::new(principle, prompt);
+    for (i, text) in responses.iter().enumerate() {
+        request = request.response(format!("response-{}", i + 1), text.as_ref());
+    }
+    request
+}
+
+/// Applies a [`Normalization`] to raw 1–5 scores.
+///
+/// ```
+/// use rewardanything_client::reward::{normalize, Normalization};
+/// assert_eq!(normalize(&[1.0, 5.0], Normalization::Unit), [0.0, 1.0]);
+/// assert_eq!(normalize(&[1.0, 5.0], Normalization::Centered), [-0.5, 0.5]);
+/// ```
+pub fn normalize(raw: &[f64], normalization: Normalization) -> Vec<f64> {
+    let unit = |s: f64| (s - 1.0) / 4.0;
+    match normalization {
+        Normalization::Raw => raw.to_vec(),
+        Normalization::Unit => raw.iter().map(|&s| unit(s)).collect(),
+        Normalization::Centered => {
+            let mean = raw.iter().map(|&s| unit(s)).sum::<f64>() / raw.len().max(1) as f64;
+            raw.iter().map(|&s| unit(s) - mean).collect()
+        }
+    }
+}
