@@ -1,0 +1,230 @@
+//! A stand-in for `vllm serve` and `llama-server`, used by `ra-serve`'s tests.
+//!
+//! It takes the same command line as the real engines (it reads `--host`,
+//! `--port`, `--served-model-name`/`--alias` and ignores the rest) and is
+//! steered by environment variables, which `ra-serve` passes through:
+//!
+//! | variable | effect |
+//! | --- | --- |
+//! | `FAKE_ENGINE_RECORD=PATH` | append one JSON line `{"pid", "argv", "env", "grandchild"}` per start |
+//! | `FAKE_ENGINE_REFUSE_SECS=S` | do not listen for S seconds (connection refused) |
+//! | `FAKE_ENGINE_LOADING_SECS=S` | then answer `/health` with 503 for S seconds |
+//! | `FAKE_ENGINE_CRASH_AFTER_SECS=S` | exit with status 3 S seconds after start |
+//! | `FAKE_ENGINE_CRASH_STARTS=N` + `FAKE_ENGINE_STATE=PATH` | crash only during the first N starts (counted in PATH) |
+//! | `FAKE_ENGINE_UNHEALTHY_AFTER_SECS=S` | `/health` answers 500 from S seconds after start |
+//! | `FAKE_ENGINE_IGNORE_SIGTERM=1` | ignore SIGTERM (forces the supervisor to SIGKILL) |
+//! | `FAKE_ENGINE_GRANDCHILD=group\|session` | spawn a sleeping grandchild, in our process group or in a new session |
+//! | `FAKE_ENGINE_SAY=TEXT` | print TEXT on stderr at start (`{key}` is replaced by the API key from the environment) |
+//! | `FAKE_ENGINE_MODELS_SHAPE=vllm\|llama` | shape of the `/v1/models` answer |
+//!
+//! When `VLLM_API_KEY` or `LLAMA_API_KEY` is set, `/v1/models` demands
+//! `Authorization: Bearer <key>` like the real servers.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+fn env_secs(name: &str) -> Option<Duration> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+}
+
+fn flag_value(args: &[String], names: &[&str]) -> Option<String> {
+    args.iter()
+        .position(|a| names.contains(&a.as_str()))
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn api_key() -> Option<String> {
+    std::env::var("VLLM_API_KEY")
+        .or_else(|_| std::env::var("LLAMA_API_KEY"))
+        .ok()
+        .filter(|k| !k.is_empty())
+}
+
+/// Counts this start in the state file and says whether it should crash.
+fn crash_this_start() -> bool {
+    let Some(n) = std::env::var("FAKE_ENGINE_CRASH_STARTS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return true;
+    };
+    let Ok(state) = std::env::var("FAKE_ENGINE_STATE") else {
+        return true;
+    };
+    let prev: u64 = std::fs::read_to_string(&state)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let _ = std::fs::write(&state, format!("{}", prev + 1));
+    prev < n
+}
+
+fn spawn_grandchild(mode: &str) -> Option<u32> {
+    let exe = std::env::current_exe().ok()?;
+    let child = std::process::Command::new(exe)
+        .arg("--grandchild")
+        .arg(mode)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(child.id())
+}
+
+fn grandchild_main(mode: &str) -> ! {
+    if mode == "session" {
+        // SAFETY: setsid has no memory-safety preconditions.
+        unsafe {
+            libc::setsid();
+        }
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: &str, body: &str) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn handle(mut stream: TcpStream, started: Instant, ready_at: Duration, name: &str) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut first = String::new();
+    if reader.read_line(&mut first).is_err() {
+        return;
+    }
+    let mut auth = None;
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("authorization")
+        {
+            auth = Some(v.trim().to_string());
+        }
+    }
+    let path = first.split_whitespace().nth(1).unwrap_or("/");
+    let elapsed = started.elapsed();
+    match path {
+        "/health" | "/v1/health" => {
+            if elapsed < ready_at {
+                respond(&mut stream, "503 Service Unavailable", r#"{"status":"loading"}"#);
+            } else if env_secs("FAKE_ENGINE_UNHEALTHY_AFTER_SECS").is_some_and(|s| elapsed >= s) {
+                respond(&mut stream, "500 Internal Server Error", r#"{"status":"error"}"#);
+            } else {
+                respond(&mut stream, "200 OK", r#"{"status":"ok"}"#);
+            }
+        }
+        "/v1/models" | "/models" => {
+            if let Some(key) = api_key()
+                && auth.as_deref() != Some(&format!("Bearer {key}"))
+            {
+                respond(&mut stream, "401 Unauthorized", r#"{"error":"invalid api key"}"#);
+                return;
+            }
+            if elapsed < ready_at {
+                respond(&mut stream, "503 Service Unavailable", r#"{"error":"loading"}"#);
+                return;
+            }
+            let body = match std::env::var("FAKE_ENGINE_MODELS_SHAPE").as_deref() {
+                Ok("llama") => serde_json::json!({
+                    "models": [{"name": name, "model": name, "type": "model"}]
+                }),
+                _ => serde_json::json!({
+                    "object": "list",
+                    "data": [{"id": name, "object": "model", "owned_by": "vllm"}]
+                }),
+            };
+            respond(&mut stream, "200 OK", &body.to_string());
+        }
+        _ => respond(&mut stream, "404 Not Found", r#"{"error":"not found"}"#),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--grandchild") {
+        grandchild_main(args.get(2).map(String::as_str).unwrap_or("group"));
+    }
+    let started = Instant::now();
+    if std::env::var("FAKE_ENGINE_IGNORE_SIGTERM").as_deref() == Ok("1") {
+        // SAFETY: installing SIG_IGN has no memory-safety preconditions.
+        unsafe {
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        }
+    }
+    let grandchild = std::env::var("FAKE_ENGINE_GRANDCHILD")
+        .ok()
+        .and_then(|mode| spawn_grandchild(&mode));
+    if let Ok(path) = std::env::var("FAKE_ENGINE_RECORD") {
+        let env: serde_json::Map<String, serde_json::Value> = std::env::vars()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        let line = serde_json::json!({
+            "pid": std::process::id(),
+            "argv": args,
+            "env": env,
+            "grandchild": grandchild,
+        });
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+    if let Ok(say) = std::env::var("FAKE_ENGINE_SAY") {
+        eprintln!("{}", say.replace("{key}", &api_key().unwrap_or_default()));
+    }
+    let host = flag_value(&args, &["--host"]).unwrap_or_else(|| "127.0.0.1".into());
+    let port = flag_value(&args, &["--port"]).unwrap_or_else(|| "8000".into());
+    let name = flag_value(&args, &["--served-model-name", "--alias"])
+        .or_else(|| flag_value(&args, &["serve", "-m"]))
+        .unwrap_or_else(|| "fake".into());
+    println!("fake engine pid {} starting on {host}:{port} as {name}", std::process::id());
+
+    if let Some(after) = env_secs("FAKE_ENGINE_CRASH_AFTER_SECS")
+        && crash_this_start()
+    {
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            eprintln!("fake engine: crashing as asked");
+            std::process::exit(3);
+        });
+    }
+    if let Some(refuse) = env_secs("FAKE_ENGINE_REFUSE_SECS") {
+        std::thread::sleep(refuse);
+    }
+    let ready_at = started.elapsed() + env_secs("FAKE_ENGINE_LOADING_SECS").unwrap_or_default();
+    let listener = match TcpListener::bind(format!("{host}:{port}")) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ERROR: [Errno 98] error while attempting to bind on address ({host}, {port}): {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("fake engine listening");
+    for stream in listener.incoming().flatten() {
+        let name = name.clone();
+        std::thread::spawn(move || handle(stream, started, ready_at, &name));
+    }
+}
