@@ -64,11 +64,11 @@ impl Judgment {
     pub fn reorder<'a>(&mut self, keys: impl IntoIterator<Item = &'a str>) {
         let mut next = 0;
         for k in keys {
-            if let Some(i) = self.scores.get_index_of(k) {
-                if i >= next {
-                    self.scores.move_index(i, next);
-                    next += 1;
-                }
+            if let Some(i) = self.scores.get_index_of(k)
+                && i >= next
+            {
+                self.scores.move_index(i, next);
+                next += 1;
             }
         }
     }
@@ -97,8 +97,9 @@ pub enum ParseErrorKind {
     InvalidScores,
     /// The ranking is not an array of strings.
     InvalidRanking,
-    /// A score is NaN or infinite, overflowed or underflowed, or is an integer too large
-    /// for `i64` (SPEC `NonFiniteOrOversizedNumber`).
+    /// A score is NaN or infinite, overflowed or underflowed, or is an integer beyond
+    /// ±2^53 (not exact in an `f64`), or an integer literal over 4,300 digits (SPEC
+    /// `NonFiniteOrOversizedNumber`).
     NonFiniteNumber,
     /// Two of the model's names map to the same caller name after unmasking.
     UnmaskCollision,

@@ -7,16 +7,17 @@
 //!   `NameError` for every prediction with scores and a ranking key (quirk M1).
 //! * [`format_reward`]: the same with [`check_ranking_consistency`] defined (the
 //!   reference calls it but never defines it): when the prediction has both keys, it
-//!   adds `0.10 ×` the consistency, so a fully consistent, complete prediction with a
-//!   long think section scores `0.8`, and `min(1.0, ·)` still applies.
+//!   adds `0.20 ×` the consistency — the weight the reference's own code uses (its
+//!   docstring splits the reward into five 20% parts) — so a complete, consistent
+//!   prediction with a long think section scores `1.0`; `min(1.0, ·)` still applies.
 //! * [`pairwise_accuracy`], [`kendall_tau`] and [`ndcg`] for evaluation.
 //!
 //! ```
 //! use rewardanything_client::metrics::{format_reward, format_reward_reference};
 //! let gt = r#"{"scores": {"a": 5, "b": 1}, "best-to-worst": ["a", "b"]}"#;
 //! let pred = r#"{"scores": {"a": 4, "b": 2}, "best-to-worst": ["a", "b"]}"#;
-//! // no think tags: 0.20 (direct JSON) + 0.10 + 0.10 + 0.20 (coverage) + 0.10 (consistency)
-//! assert_eq!(format_reward(pred, gt).unwrap(), 0.2 + 0.1 + 0.1 + 0.2 + 0.1);
+//! // no think tags: 0.20 (direct JSON) + 0.10 + 0.10 + 0.20 (coverage) + 0.20 (consistency)
+//! assert_eq!(format_reward(pred, gt).unwrap(), 0.2 + 0.1 + 0.1 + 0.2 + 0.2);
 //! assert!(format_reward_reference(pred, gt).is_err());
 //! ```
 
@@ -308,10 +309,10 @@ fn think_bonus(predict: &str) -> f64 {
         Some(a) if c => {
             score += 0.15;
             let inner = &predict[a + 7..];
-            if let Some(b) = inner.find("</think>") {
-                if py_strip(&inner[..b]).chars().count() > 50 {
-                    score += 0.05;
-                }
+            if let Some(b) = inner.find("</think>")
+                && py_strip(&inner[..b]).chars().count() > 50
+            {
+                score += 0.05;
             }
         }
         _ if o.is_some() || c => score += 0.05,
@@ -364,7 +365,7 @@ fn format_reward_impl(
                     "name 'check_ranking_consistency' is not defined",
                 ));
             }
-            score += 0.10 * check_ranking_consistency(&pred);
+            score += 0.20 * check_ranking_consistency(&pred);
         }
     }
     Ok(if score < 1.0 { score } else { 1.0 })
@@ -384,13 +385,13 @@ pub fn format_reward_reference(predict: &str, ground_truth: &str) -> Result<f64,
 }
 
 /// [`format_reward_reference`] with [`check_ranking_consistency`] defined: where the
-/// reference raises `NameError`, this adds `0.10 × consistency` and goes on. Other
+/// reference raises `NameError`, this adds `0.20 × consistency` and goes on. Other
 /// exceptions are still returned as errors.
 ///
 /// ```
 /// use rewardanything_client::metrics::format_reward;
 /// let p = "{\"scores\": {\"m\": 1}, \"best-to-worse\": [\"m\"]}";
-/// assert_eq!(format_reward(p, "{\"scores\": {\"m\": 2, \"n\": 4}}").unwrap(), 0.2 + 0.1 + 0.1 + 0.1 + 0.1);
+/// assert_eq!(format_reward(p, "{\"scores\": {\"m\": 2, \"n\": 4}}").unwrap(), 0.2 + 0.1 + 0.1 + 0.1 + 0.2);
 /// ```
 pub fn format_reward(predict: &str, ground_truth: &str) -> Result<f64, MetricError> {
     format_reward_impl(predict, ground_truth, true)

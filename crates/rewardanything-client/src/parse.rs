@@ -35,7 +35,8 @@
 //!    neither `best-to-worst` nor `best-to-worse` → `missing_ranking` (`best-to-worst`
 //!    wins when both exist); `scores` not an object, or any score not an int/float (a
 //!    bool, string, null… is not a number) → `invalid_scores`; NaN, ±Infinity, overflow
-//!    to infinity, underflow to zero/subnormal, or an integer outside `i64` →
+//!    to infinity, underflow to zero/subnormal, or an integer beyond ±2^53 (not exact in
+//!    an `f64`; every integer outside `i64` included) →
 //!    `non_finite_number`; with a non-empty mapping, two keys unmasking to the same name
 //!    → `unmask_collision`; the ranking not an array of strings → `invalid_ranking`.
 //! 4. **Kept but flagged** (issue 2 allows either the reference's value or a typed error
@@ -223,7 +224,7 @@ pub fn reference_json_text(text: &str) -> String {
 ///
 /// ```
 /// use rewardanything_client::parse::repair;
-/// assert_eq!(repair("{scores: {'a': 1,}, best-to-worse: []}"), r#"{"scores":{"a": 1}, "best-to-worst":[]}"#);
+/// assert_eq!(repair("{scores: {'a': 1,}, best-to-worse: []}"), r#"{"scores": {"a": 1},"best-to-worst": []}"#);
 /// ```
 pub fn repair(j: &str) -> String {
     let s = j.replace('\'', "\"");
@@ -388,12 +389,11 @@ pub fn recover_json(j: &str) -> Result<(Value, Stage), ReferenceError> {
     if let Ok(v) = pyjson::loads(&repair(j)) {
         return Ok((v, Stage::Repaired));
     }
-    if let (Some(f), Some(l)) = (j.find('{'), j.rfind('}')) {
-        if l > f {
-            if let Ok(v @ Value::Object(_)) = pyjson::loads(&j[f..=l]) {
-                return Ok((v, Stage::Brackets));
-            }
-        }
+    if let (Some(f), Some(l)) = (j.find('{'), j.rfind('}'))
+        && l > f
+        && let Ok(v @ Value::Object(_)) = pyjson::loads(&j[f..=l])
+    {
+        return Ok((v, Stage::Brackets));
     }
     Ok((Value::Object(Object::new()), Stage::None))
 }
@@ -676,16 +676,15 @@ fn recover_strict(text: &str) -> Result<(Value, Stage, bool), ParseError> {
         recover_json(py_strip(&t))
     };
     let usable = matches!(&primary, Ok((Value::Object(o), s)) if *s != Stage::None && o.contains_key("scores"));
-    if !usable {
-        if let Some(rest) = after_bare_close(text) {
-            if let Ok((v @ Value::Object(_), stage)) = recover_json(py_strip(
-                &remove_fences_outside_strings(&remove_think_blocks(rest)),
-            )) {
-                if stage != Stage::None && v.as_object().is_some_and(|o| o.contains_key("scores")) {
-                    return Ok((v, stage, true));
-                }
-            }
-        }
+    if !usable
+        && let Some(rest) = after_bare_close(text)
+        && let Ok((v @ Value::Object(_), stage)) = recover_json(py_strip(
+            &remove_fences_outside_strings(&remove_think_blocks(rest)),
+        ))
+        && stage != Stage::None
+        && v.as_object().is_some_and(|o| o.contains_key("scores"))
+    {
+        return Ok((v, stage, true));
     }
     match primary {
         Ok((v, stage)) => Ok((v, stage, false)),
@@ -722,19 +721,24 @@ fn strict_reasoning(c: &Completion<'_>) -> String {
     }
 }
 
+/// An int or float score as `f64`; `None` for NaN, infinities, underflow and integers
+/// an `f64` cannot hold exactly (beyond ±2^53, including every big int).
 fn score_number(v: &Value) -> Option<f64> {
     match v {
-        Value::Int(Int::Small(i)) => Some(*i as f64),
+        Value::Int(Int::Small(i)) if i.unsigned_abs() <= 1 << 53 => Some(*i as f64),
         Value::Float(f) if f.value.is_finite() && !f.underflow => Some(f.value),
         _ => None,
     }
 }
 
+/// Validated scores, ranking and the consistency flag.
+type Validated = (IndexMap<String, f64>, Vec<String>, bool);
+
 fn validate(
     value: Value,
     masked2real: Option<&IndexMap<String, String>>,
     opts: &ParseOptions,
-) -> Result<(IndexMap<String, f64>, Vec<String>, bool), ParseError> {
+) -> Result<Validated, ParseError> {
     let Value::Object(mut obj) = value else {
         return Err(err(
             ParseErrorKind::NotAnObject,

@@ -202,10 +202,11 @@ fn reference_layer_reproduces_every_vector() {
                     Some("null") => Some("NoneType"),
                     _ => None,
                 };
-                if let Some(t) = want_type {
-                    if r.stage != Stage::None && r.value_type != t {
-                        failures.push(format!("{id}: value type {}", r.value_type));
-                    }
+                if let Some(t) = want_type
+                    && r.stage != Stage::None
+                    && r.value_type != t
+                {
+                    failures.push(format!("{id}: value type {}", r.value_type));
                 }
             }
         }
