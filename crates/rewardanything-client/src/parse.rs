@@ -26,7 +26,12 @@
 //!    the reference's fence removal is used. If still no usable object is found and the
 //!    text has a bare `</think>`, the stages are run again on the text after it (vector
 //!    `close-think-only-with-braces`, which the reference leaves empty, is recovered;
-//!    this is the "better recovery" the SPEC allows).
+//!    this is the "better recovery" the SPEC allows). Finally, when no stage found any
+//!    JSON value, the text outside think blocks (and before an unclosed `<think>`) is
+//!    scanned for balanced `{…}` spans: if exactly one parses as an object with `scores`
+//!    and a ranking key, it is used (vector `text-after-with-braces`, where prose after
+//!    the answer holds stray braces, is recovered); two such objects are ambiguous and
+//!    stay `no_json_object` (vector `multiple-json-objects`).
 //! 3. **Validation**, in this order (the first failure wins):
 //!    no object recovered → `no_json_object` (also for nesting deeper than
 //!    [`crate::pyjson::MAX_DEPTH`]); an integer longer than 4,300 digits →
@@ -686,6 +691,13 @@ fn recover_strict(text: &str) -> Result<(Value, Stage, bool), ParseError> {
     {
         return Ok((v, stage, true));
     }
+    if matches!(&primary, Ok((_, Stage::None))) {
+        // Only text outside think blocks: JSON after an unclosed `<think>` may be a draft.
+        let outside = t.find(OPEN).map_or(&*t, |i| &t[..i]);
+        if let Some(v) = single_answer_object(&remove_fences_outside_strings(outside)) {
+            return Ok((v, Stage::Brackets, true));
+        }
+    }
     match primary {
         Ok((v, stage)) => Ok((v, stage, false)),
         Err(e) => Err(match e.exception {
@@ -696,6 +708,48 @@ fn recover_strict(text: &str) -> Result<(Value, Stage, bool), ParseError> {
             ),
         }),
     }
+}
+
+/// The one balanced `{…}` span in `text` that parses as an object with `scores` and a
+/// ranking key; `None` when there is no such span or more than one (ambiguous).
+///
+/// Spans are found left to right without overlapping (string-aware brace matching), so
+/// this is linear in the length of `text`.
+fn single_answer_object(text: &str) -> Option<Value> {
+    let b = text.as_bytes();
+    let mut found = None;
+    let mut i = 0;
+    while let Some(start) = b[i..].iter().position(|&c| c == b'{').map(|p| p + i) {
+        let (mut depth, mut in_str, mut j, mut end) = (0usize, false, start, None);
+        while j < b.len() {
+            match b[j] {
+                b'\\' if in_str => j += 1,
+                b'"' => in_str = !in_str,
+                b'{' if !in_str => depth += 1,
+                b'}' if !in_str => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+        let Some(end) = end else { break };
+        if let Ok(Value::Object(o)) = pyjson::loads(&text[start..=end])
+            && o.contains_key("scores")
+            && (o.contains_key("best-to-worst") || o.contains_key("best-to-worse"))
+        {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(Value::Object(o));
+        }
+        i = end + 1;
+    }
+    found
 }
 
 /// The text after the first `</think>` when no `<think>` comes before it.
@@ -973,6 +1027,18 @@ mod tests {
         assert_eq!(
             remove_fences_outside_strings("a```json\"b```\\\"```\"```c"),
             "a\"b```\\\"```\"c"
+        );
+    }
+
+    #[test]
+    fn single_answer_object_needs_exactly_one() {
+        let a = r#"{"scores": {"a": 1}, "best-to-worst": ["a"]}"#;
+        assert!(single_answer_object(&format!("x {{y}} {a} {{z: \"}}\"}}")).is_some());
+        assert!(single_answer_object(&format!("{a}\n{a}")).is_none());
+        assert!(single_answer_object(&format!("{a} then {{ unclosed")).is_some());
+        assert!(single_answer_object(r#"{"scores": {"a": 1}}"#).is_none());
+        assert!(
+            single_answer_object(r#"{"s": "}{", "scores": {}, "best-to-worse": []}"#).is_some()
         );
     }
 

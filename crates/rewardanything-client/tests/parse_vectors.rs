@@ -11,8 +11,9 @@ use rewardanything_client::parse::{
 use rewardanything_client::pyjson::{self, Value};
 
 /// Vectors whose suggested error this port turns into a fully valid judgment through a
-/// better recovery (documented in `parse`): the JSON after a bare `</think>`.
-const BETTER_RECOVERY: &[&str] = &["close-think-only-with-braces"];
+/// better recovery (documented in `parse`): the JSON after a bare `</think>`, and the one
+/// balanced answer object when prose around it holds stray braces.
+const BETTER_RECOVERY: &[&str] = &["close-think-only-with-braces", "text-after-with-braces"];
 
 fn vectors() -> Vec<Value> {
     let path = concat!(
