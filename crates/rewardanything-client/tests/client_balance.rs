@@ -1,0 +1,392 @@
+//! Several endpoints: least-loaded balancing, fail-over when one dies, ejection and
+//! probing, 429 back-pressure; plus the rate limit, cancellation and endpoint updates.
+
+mod client_common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use client_common::{assert_judgment, builder, eventually, numbered};
+use futures::StreamExt;
+use ra_mock::{Fault, Latency, MockHandle, MockServer, Outcome};
+use rewardanything_client::balance::BalanceConfig;
+use rewardanything_client::{Client, JudgeRequest};
+
+async fn mock_with_latency(ms: u64) -> MockHandle {
+    MockServer::builder()
+        .latency(Latency::from_millis(ms))
+        .start()
+        .await
+        .unwrap()
+}
+
+fn served(mock: &MockHandle) -> u64 {
+    mock.stats().status(200)
+}
+
+fn is_ejected(client: &Client, mock: &MockHandle) -> bool {
+    client
+        .balancer()
+        .endpoints()
+        .iter()
+        .find(|e| e.base_url == mock.base_url())
+        .is_some_and(|e| e.is_ejected())
+}
+
+async fn judge_all(client: &Client, requests: &[JudgeRequest]) {
+    let results: Vec<_> = client.judge_many(requests.to_vec()).collect().await;
+    assert_eq!(results.len(), requests.len());
+    for (i, result) in results {
+        let judgment = result.unwrap_or_else(|e| panic!("request {i} failed: {e}"));
+        assert_judgment(&requests[i], &judgment, &format!("request {i}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_endpoint_serves_most_requests() {
+    let fast = mock_with_latency(10).await;
+    let slow = mock_with_latency(100).await;
+    let client = builder(&[&slow, &fast])
+        .max_in_flight(16)
+        .build()
+        .await
+        .unwrap();
+    let requests: Vec<_> = (0..240).map(|i| numbered(i, "")).collect();
+    judge_all(&client, &requests).await;
+    let (f, s) = (served(&fast), served(&slow));
+    assert_eq!(f + s, 240, "each request answered once");
+    assert!(
+        f as f64 >= 0.8 * 240.0,
+        "fast endpoint served {f}, slow {s}: expected at least 80% on the fast one"
+    );
+    assert!(s > 0, "the slow endpoint is still used");
+    fast.shutdown().await;
+    slow.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_endpoint_mid_run_loses_nothing() {
+    let a = Arc::new(mock_with_latency(20).await);
+    let b = Arc::new(mock_with_latency(20).await);
+    let client = builder(&[&a, &b]).max_in_flight(32).build().await.unwrap();
+    let n = 400;
+    let requests: Vec<_> = (0..n).map(|i| numbered(i, "")).collect();
+    let killer = {
+        let (a, b) = (a.clone(), b.clone());
+        tokio::spawn(async move {
+            let started =
+                eventually(Duration::from_secs(20), || served(&a) + served(&b) >= 80).await;
+            // Kill while requests are in flight on b.
+            let in_flight = b.stats().in_flight;
+            b.kill();
+            (started, in_flight)
+        })
+    };
+    judge_all(&client, &requests).await;
+    let (started, in_flight_at_kill) = killer.await.unwrap();
+    assert!(started, "the run never reached the kill point");
+    assert!(!b.is_alive());
+    assert!(
+        in_flight_at_kill > 0,
+        "b was idle when killed: proves nothing"
+    );
+    assert!(served(&a) > served(&b), "a took over");
+
+    // Fail-over never resends a request that already succeeded: a prompt answered 200
+    // twice is only possible when b wrote a 200 as it was killed.
+    let mut ok_by_prompt: HashMap<u64, Vec<bool>> = HashMap::new();
+    for (mock, is_b) in [(&a, false), (&b, true)] {
+        for attempt in mock.attempts() {
+            if attempt.outcome == Outcome::Status(200) {
+                ok_by_prompt
+                    .entry(attempt.prompt_hash)
+                    .or_default()
+                    .push(is_b);
+            }
+        }
+    }
+    assert_eq!(ok_by_prompt.len(), n, "every request answered");
+    for served_by in ok_by_prompt.values() {
+        assert!(
+            served_by.len() == 1 || served_by.iter().any(|&is_b| is_b),
+            "a request answered twice by the live endpoint"
+        );
+    }
+    assert!(
+        ok_by_prompt.values().filter(|v| v.len() > 1).count() as u64 <= in_flight_at_kill,
+        "more duplicates than requests in flight at the kill"
+    );
+}
+
+/// Two endpoints, `b` killed until ejected, then restarted; requests made during the
+/// cooldown must all go to `a`. Returns the client, both mocks and when `b` was ejected.
+async fn eject_b_then_restart_it(cooldown: Duration) -> (Client, MockHandle, MockHandle, Instant) {
+    let a = mock_with_latency(0).await;
+    let b = mock_with_latency(0).await;
+    let client = builder(&[&a, &b])
+        .balance(BalanceConfig {
+            eject_after: 2,
+            cooldown,
+            ..BalanceConfig::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    b.kill_and_wait().await;
+    // Sequential requests: ties alternate, so b is tried (and fails) until ejected.
+    for i in 0..10 {
+        let request = numbered(i, "");
+        let judgment = client.judge(&request).await.unwrap();
+        assert_judgment(&request, &judgment, "while b is down");
+    }
+    assert!(is_ejected(&client, &b), "b ejected after connect errors");
+    let ejected_at = Instant::now();
+
+    b.restart().await.unwrap();
+    let before = b.stats().chat_requests;
+    for i in 10..20 {
+        client.judge(&numbered(i, "")).await.unwrap();
+    }
+    if ejected_at.elapsed() < cooldown {
+        assert_eq!(
+            b.stats().chat_requests,
+            before,
+            "an ejected endpoint gets no traffic during its cooldown"
+        );
+    }
+    (client, a, b, ejected_at)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_endpoint_rests_during_its_cooldown() {
+    let (_client, a, b, _) = eject_b_then_restart_it(Duration::from_secs(5)).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: Balancer::pick ranks a probe (class 1) after every usable endpoint (class 0), so an ejected endpoint is never probed while another is healthy"]
+async fn an_ejected_endpoint_is_probed_after_the_cooldown_and_comes_back() {
+    let cooldown = Duration::from_millis(1500);
+    let (client, a, b, ejected_at) = eject_b_then_restart_it(cooldown).await;
+    tokio::time::sleep(cooldown.saturating_sub(ejected_at.elapsed()) + Duration::from_millis(100))
+        .await;
+    for i in 20..40 {
+        client.judge(&numbered(i, "")).await.unwrap();
+    }
+    assert!(!is_ejected(&client, &b), "the probe brought b back");
+    let after = b.stats().status(200);
+    assert!(after >= 5, "b serves again after the probe: {after}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_pressure_429_does_not_eject_but_503_does() {
+    for (code, should_eject) in [(429u16, false), (503, true)] {
+        let a = mock_with_latency(0).await;
+        let b = mock_with_latency(0).await;
+        b.set_forced_fault(Some(Fault::Status {
+            code,
+            retry_after: None,
+        }));
+        let client = builder(&[&a, &b])
+            .balance(BalanceConfig {
+                eject_after: 2,
+                cooldown: Duration::from_secs(30),
+                backpressure_pause: Duration::from_millis(20),
+            })
+            .build()
+            .await
+            .unwrap();
+        for i in 0..30 {
+            let request = numbered(i, "");
+            assert_judgment(&request, &client.judge(&request).await.unwrap(), "");
+            // Let b's back-pressure pause run out now and then so it is tried again.
+            if i % 5 == 4 {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        }
+        let refused = b.stats().status(code);
+        assert!(refused >= 2, "{code}: b was tried only {refused} times");
+        assert_eq!(is_ejected(&client, &b), should_eject, "{code}");
+        if !should_eject {
+            assert!(refused >= 3, "429s keep b in rotation: {refused}");
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_healthy_endpoint_is_never_ejected() {
+    let a = mock_with_latency(0).await;
+    a.set_forced_fault(Some(Fault::Status {
+        code: 503,
+        retry_after: None,
+    }));
+    let client = builder(&[&a])
+        .balance(BalanceConfig {
+            eject_after: 1,
+            cooldown: Duration::from_secs(60),
+            ..BalanceConfig::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let err = client.judge(&numbered(1, "")).await.unwrap_err();
+    assert_eq!(err.attempts, 5);
+    assert!(!is_ejected(&client, &a));
+    a.set_forced_fault(None);
+    let request = numbered(2, "");
+    let judged = client.judge_detailed(&request).await.unwrap();
+    assert_eq!(judged.attempts, 1, "usable at once");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_spaces_requests() {
+    let mock = mock_with_latency(0).await;
+    // 5 requests per 500 ms: one every 100 ms in the long run.
+    let client = builder(&[&mock])
+        .rate_limit(5, Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let n = 15;
+    let requests: Vec<_> = (0..n).map(|i| numbered(i, "")).collect();
+    let started = Instant::now();
+    judge_all(&client, &requests).await;
+    let took = started.elapsed();
+    let mut arrivals: Vec<Instant> = mock.attempts().iter().map(|a| a.arrived).collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), n);
+    // Whatever burst is allowed, 15 requests at 5 per 500 ms need at least (15 - 5) * 100 ms.
+    assert!(took >= Duration::from_millis(950), "took {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // After the initial burst, arrivals are spaced by about 100 ms.
+    let spacing = arrivals[n - 1] - arrivals[5];
+    assert!(
+        spacing >= Duration::from_millis(850),
+        "last 10 arrivals within {spacing:?}"
+    );
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: the rate limiter allows a burst of N on top of N per period (GCRA burst = N), so up to 2N-1 attempts land in one period"]
+async fn the_rate_limit_never_exceeds_n_per_period() {
+    let mock = mock_with_latency(0).await;
+    let period = Duration::from_millis(500);
+    let client = builder(&[&mock])
+        .rate_limit(5, period)
+        .build()
+        .await
+        .unwrap();
+    let requests: Vec<_> = (0..15).map(|i| numbered(i, "")).collect();
+    judge_all(&client, &requests).await;
+    let mut arrivals: Vec<Instant> = mock.attempts().iter().map(|a| a.arrived).collect();
+    arrivals.sort();
+    // "At most `requests` attempts per `period`": any 6 consecutive arrivals span a period.
+    for w in arrivals.windows(6) {
+        assert!(
+            w[5] - w[0] >= period - Duration::from_millis(5),
+            "6 attempts within {:?}",
+            w[5] - w[0]
+        );
+    }
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_stream_cancels_outstanding_work() {
+    let mock = mock_with_latency(0).await;
+    let client = builder(&[&mock])
+        .max_in_flight(8)
+        .attempt_timeout(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    for ordered in [false, true] {
+        mock.reset();
+        let requests: Vec<_> = (0..100).map(|i| numbered(i, "[[fault:hang]]")).collect();
+        let mut stream = if ordered {
+            client
+                .judge_many_ordered(requests, Some(8))
+                .map(|_| ())
+                .boxed()
+        } else {
+            client.judge_many(requests).map(|_| ()).boxed()
+        };
+        let polled = tokio::time::timeout(Duration::from_millis(300), stream.next()).await;
+        assert!(polled.is_err(), "nothing can finish");
+        assert!(
+            eventually(Duration::from_secs(3), || mock.stats().in_flight == 8).await,
+            "ordered={ordered}: expected 8 in flight, got {}",
+            mock.stats().in_flight
+        );
+        drop(stream);
+        assert!(
+            eventually(Duration::from_secs(3), || mock.stats().in_flight == 0).await,
+            "ordered={ordered}: still {} in flight after the drop",
+            mock.stats().in_flight
+        );
+        let sent = mock.stats().chat_requests;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(sent, 8, "ordered={ordered}: only the first 8 were sent");
+        assert_eq!(
+            mock.stats().chat_requests,
+            sent,
+            "no attempt after the drop"
+        );
+    }
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_can_be_replaced_at_runtime() {
+    let a = mock_with_latency(0).await;
+    let b = mock_with_latency(0).await;
+    let client = builder(&[&a]).build().await.unwrap();
+    let batch =
+        |from: usize| -> Vec<JudgeRequest> { (from..from + 20).map(|i| numbered(i, "")).collect() };
+
+    judge_all(&client, &batch(0)).await;
+    assert_eq!((served(&a), served(&b)), (20, 0));
+
+    client.set_endpoints(&[b.base_url()]);
+    assert_eq!(client.endpoint_urls(), [b.base_url()]);
+    judge_all(&client, &batch(20)).await;
+    assert_eq!((served(&a), served(&b)), (20, 20), "all new work goes to b");
+
+    client.set_endpoints(&[a.base_url(), format!("{}/", b.base_url())]);
+    assert_eq!(client.endpoint_urls(), [a.base_url(), b.base_url()]);
+    judge_all(&client, &batch(40)).await;
+    assert!(served(&a) > 20 && served(&b) > 20, "both in use again");
+    assert_eq!(served(&a) + served(&b), 60);
+
+    // Removing an endpoint while its requests run: they finish where they are.
+    a.set_latency(Latency::from_millis(300));
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let request = numbered(99, "[[latency-ms:300]]");
+            let judged = client.judge_detailed(&request).await;
+            (request, judged)
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(3), || a.stats().in_flight
+            + b.stats().in_flight
+            == 1)
+        .await
+    );
+    client.set_endpoints(&[b.base_url()]);
+    let (request, judged) = slow.await.unwrap();
+    let judged = judged.unwrap();
+    assert_judgment(&request, &judged.judgment, "in flight across set_endpoints");
+    assert_eq!(judged.attempts, 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
