@@ -190,6 +190,15 @@ pub fn permutation(seed: u128, n: usize) -> Vec<usize> {
 /// assert_eq!(reference_permutation(2), [1, 0]);
 /// ```
 pub fn reference_permutation(n: usize) -> Vec<usize> {
+    // The permutation depends only on N: common sizes come from a table computed once
+    // (read-only after that, so threads share it safely), saving the generator's
+    // seeding on every request.
+    const CACHED: usize = 64;
+    static TABLE: std::sync::OnceLock<Vec<Vec<usize>>> = std::sync::OnceLock::new();
+    if n <= CACHED {
+        let table = TABLE.get_or_init(|| (0..=CACHED).map(|k| permutation(42, k)).collect());
+        return table[n].clone();
+    }
     permutation(42, n)
 }
 
