@@ -7,7 +7,8 @@ passes, so ra-serve cannot tell the two apart:
 
     llama-server -m MODEL.gguf [--host H] [--port P] [-c N] [-np N] [-t N]
                  [-tb N] [--alias NAME] [-n N] [--metrics] [--no-webui]
-                 [-lv N] [--reasoning-format none|auto|deepseek|deepseek-legacy]
+                 [-lv N] [--chat-template-file F]
+                 [--reasoning-format none|auto|deepseek|deepseek-legacy]
 
 The API key comes only from the environment variable LLAMA_API_KEY (as for
 llama-server; comma-separated for several keys), never from argv, because
@@ -83,6 +84,8 @@ def parse_args(argv):
     p.add_argument("--metrics", action="store_true", help="enable /metrics")
     p.add_argument("--no-webui", action="store_true")
     p.add_argument("-lv", "--verbosity", type=int, default=None)
+    p.add_argument("--chat-template-file", default=None,
+                   help="Jinja chat template to use instead of the GGUF's")
     p.add_argument("--reasoning-format", choices=sorted(REASONING_FORMATS), default=None,
                    help="where <think> text goes: 'deepseek' (llama.cpp's default) "
                    "moves it to message.reasoning_content when the chat template "
@@ -117,6 +120,9 @@ def build_params(xllamacpp, args):
         params.ui = False
     if args.verbosity is not None:
         params.verbosity = args.verbosity
+    if args.chat_template_file is not None:
+        with open(args.chat_template_file, encoding="utf-8") as f:
+            params.chat_template = f.read()
     if args.reasoning_format is not None:
         params.reasoning_format = getattr(
             xllamacpp.common_reasoning_format, REASONING_FORMATS[args.reasoning_format]
