@@ -347,7 +347,7 @@ impl PyException {
 
 /// The exception the reference would raise, with a Python-like message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} : {message}", exception.as_str())]
+#[error("{}: {message}", exception.as_str())]
 pub struct ReferenceError {
     /// The exception class.
     pub exception: PyException,
