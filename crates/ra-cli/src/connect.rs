@@ -175,7 +175,15 @@ impl ClientArgs {
         let client = builder.build().await.context("cannot set up the client")?;
         if model_known {
             // Discovery already proved the endpoint answers; with a given model, ask once.
-            check_reachable(&client).await?;
+            let (url, models) = check_reachable(&client).await?;
+            if !models.iter().any(|m| m == client.model()) {
+                // llama.cpp answers whatever the name, so this is only a warning.
+                tracing::warn!(
+                    "model {:?} is not listed by {url} (it serves {}); vLLM will answer 404",
+                    client.model(),
+                    models.join(", ")
+                );
+            }
         }
         Ok(Connection {
             client,
@@ -184,20 +192,11 @@ impl ClientArgs {
     }
 }
 
-async fn check_reachable(client: &Client) -> anyhow::Result<()> {
+async fn check_reachable(client: &Client) -> anyhow::Result<(String, Vec<String>)> {
     let url = client.endpoint_urls().into_iter().next().context("no endpoint")?;
-    let mut delay = Duration::from_millis(250);
-    let mut last = None;
-    for _ in 0..4 {
-        match client.list_models(&url).await {
-            Ok(_) => return Ok(()),
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(delay).await;
-        delay *= 2;
-    }
-    match last {
-        Some(e) => Err(anyhow::anyhow!("endpoint unreachable at startup: {e}")),
-        None => Ok(()),
-    }
+    let models = client
+        .list_models_with_retry(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("endpoint unreachable at startup: {e}"))?;
+    Ok((url, models))
 }

@@ -167,17 +167,18 @@ impl Balancer {
         let now = self.now_ms();
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         let n = endpoints.len();
-        // Rank: usable endpoints first (not ejected, not paused), then ejected ones whose
-        // cooldown is over (a probe), then anything (every endpoint is down or busy:
-        // still try the least bad one rather than fail).
+        // Rank: an ejected endpoint whose cooldown is over gets its probe first (else it
+        // would never be tried while another is healthy), then usable endpoints, then
+        // anything (every endpoint is down or busy: still try the least bad one rather
+        // than fail).
         let mut best: Option<(u8, usize, usize)> = None;
         for k in 0..n {
             let i = (start + k) % n;
             let e = &endpoints[i];
             let avoid = e.avoid_until_ms.load(Ordering::Relaxed);
             let class = match (e.is_ejected(), avoid > now) {
-                (false, false) => 0,
-                (true, false) => 1,
+                (true, false) => 0,
+                (false, false) => 1,
                 (false, true) => 2,
                 (true, true) => 3,
             };
@@ -188,7 +189,7 @@ impl Balancer {
         }
         let (class, _, i) = best?;
         let endpoint = Arc::clone(&endpoints[i]);
-        if class == 1 {
+        if class == 0 && endpoint.is_ejected() {
             // One probe at a time: push the next probe a cooldown away.
             let next = now + self.config.cooldown.as_millis() as u64;
             endpoint.avoid_until_ms.store(next, Ordering::Relaxed);
@@ -303,8 +304,7 @@ mod tests {
         for _ in 0..3 {
             b.record(&eps[0], Outcome::Failure);
         }
-        // Keep e1 loaded so that only the probe would choose e0.
-        let _busy: Vec<_> = (0..3).map(|_| b.pick().unwrap()).collect();
+        assert_eq!(b.pick().unwrap().endpoint().base_url, "http://e1/v1", "resting");
         std::thread::sleep(Duration::from_millis(50));
         let probe = b.pick().unwrap();
         assert_eq!(probe.endpoint().base_url, "http://e0/v1");

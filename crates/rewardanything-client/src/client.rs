@@ -405,10 +405,11 @@ impl ClientBuilder {
             Some((requests, period)) => {
                 let burst = NonZeroU32::new(requests)
                     .ok_or_else(|| BuildError::Invalid("rate limit of 0 requests".into()))?;
-                let per_request = period / requests;
+                // Evenly spaced, no burst: any `requests + 1` consecutive attempts span at
+                // least `period`, which is what "N per period" promises a shared server.
+                let per_request = period / burst.get();
                 let quota = governor::Quota::with_period(per_request)
-                    .ok_or_else(|| BuildError::Invalid("rate limit period of 0".into()))?
-                    .allow_burst(burst);
+                    .ok_or_else(|| BuildError::Invalid("rate limit period of 0".into()))?;
                 Some(governor::RateLimiter::direct(quota))
             }
         };
@@ -572,6 +573,12 @@ impl Client {
         self.inner.list_models(base_url).await
     }
 
+    /// Like [`list_models`](Self::list_models), retrying transient failures (connect
+    /// errors, timeouts, 429, 5xx) by the retry policy: a startup reachability check.
+    pub async fn list_models_with_retry(&self, base_url: &str) -> Result<Vec<String>, BuildError> {
+        self.inner.list_models_with_retry(base_url).await
+    }
+
     /// Judges one request; scores come back keyed and ordered by the caller's names.
     pub async fn judge(&self, request: &JudgeRequest) -> Result<Judgment, JudgeError> {
         self.judge_detailed(request).await.map(|j| j.judgment)
@@ -659,26 +666,36 @@ impl Client {
 
 impl Inner {
     async fn list_models(&self, base_url: &str) -> Result<Vec<String>, BuildError> {
+        self.list_models_once(base_url).await.map_err(|(e, _)| e)
+    }
+
+    /// One `GET /models`; the error says whether trying again could help.
+    async fn list_models_once(&self, base_url: &str) -> Result<Vec<String>, (BuildError, bool)> {
         let url = format!("{}/models", base_url.trim_end_matches('/'));
-        let fail = |reason: String| BuildError::ModelDiscovery {
-            url: url.clone(),
-            reason,
+        let fail = |reason: String, transient: bool| {
+            let e = BuildError::ModelDiscovery {
+                url: url.clone(),
+                reason,
+            };
+            (e, transient)
         };
         let response = tokio::time::timeout(
             self.attempt_timeout.min(Duration::from_secs(30)),
             self.http.get(&url).send(),
         )
         .await
-        .map_err(|_| fail("timed out".into()))?
-        .map_err(|e| fail(transport_message(&e)))?;
+        .map_err(|_| fail("timed out".into(), true))?
+        .map_err(|e| fail(transport_message(&e), true))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| fail(transport_message(&e)))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| fail(transport_message(&e), true))?;
         if !status.is_success() {
-            return Err(fail(format!(
-                "HTTP {}: {}",
-                status.as_u16(),
-                server_message(&body)
-            )));
+            return Err(fail(
+                format!("HTTP {}: {}", status.as_u16(), server_message(&body)),
+                is_transient_status(status.as_u16()),
+            ));
         }
         #[derive(Deserialize)]
         struct Models {
@@ -689,16 +706,17 @@ impl Inner {
             id: String,
         }
         let models: Models = serde_json::from_slice(&body)
-            .map_err(|e| fail(format!("not an OpenAI model list: {e}")))?;
+            .map_err(|e| fail(format!("not an OpenAI model list: {e}"), false))?;
         Ok(models.data.into_iter().map(|m| m.id).collect())
     }
 
     async fn list_models_with_retry(&self, base_url: &str) -> Result<Vec<String>, BuildError> {
         let mut backoff = self.retry.backoff(0);
         loop {
-            match self.list_models(base_url).await {
+            match self.list_models_once(base_url).await {
                 Ok(models) => return Ok(models),
-                Err(e) => match backoff.next_delay(None) {
+                Err((e, false)) => return Err(e),
+                Err((e, true)) => match backoff.next_delay(None) {
                     Some(delay) => {
                         tracing::warn!(error = %e, ?delay, "model discovery failed; retrying");
                         tokio::time::sleep(delay).await;
