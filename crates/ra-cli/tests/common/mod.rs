@@ -54,6 +54,7 @@ pub fn ra_command(args: &[&str]) -> Command {
     cmd.args(args)
         .env_remove("RA_ENDPOINT")
         .env_remove("RA_API_KEY")
+        .env_remove("OPENAI_API_KEY")
         .env_remove("RA_LOG");
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
