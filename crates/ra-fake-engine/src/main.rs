@@ -12,6 +12,7 @@
 //! | `FAKE_ENGINE_CRASH_AFTER_SECS=S` | exit with status 3 S seconds after start |
 //! | `FAKE_ENGINE_CRASH_STARTS=N` + `FAKE_ENGINE_STATE=PATH` | crash only during the first N starts (counted in PATH) |
 //! | `FAKE_ENGINE_UNHEALTHY_AFTER_SECS=S` | `/health` answers 500 from S seconds after start |
+//! | `FAKE_ENGINE_FAULTY_PORT=P` | crash and unhealthiness apply only to the instance on port P |
 //! | `FAKE_ENGINE_IGNORE_SIGTERM=1` | ignore SIGTERM (forces the supervisor to SIGKILL) |
 //! | `FAKE_ENGINE_GRANDCHILD=group\|session` | spawn a sleeping grandchild, in our process group or in a new session |
 //! | `FAKE_ENGINE_SAY=TEXT` | print TEXT on stderr at start (`{key}` is replaced by the API key from the environment) |
@@ -94,7 +95,12 @@ fn respond(stream: &mut TcpStream, status: &str, body: &str) {
     );
 }
 
-fn handle(mut stream: TcpStream, started: Instant, ready_at: Duration, name: &str) {
+/// Do the fault settings apply to the instance on `port`?
+fn faulty(port: &str) -> bool {
+    std::env::var("FAKE_ENGINE_FAULTY_PORT").map_or(true, |p| p == port)
+}
+
+fn handle(mut stream: TcpStream, started: Instant, ready_at: Duration, name: &str, faulty: bool) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
@@ -126,9 +132,19 @@ fn handle(mut stream: TcpStream, started: Instant, ready_at: Duration, name: &st
     match path {
         "/health" | "/v1/health" => {
             if elapsed < ready_at {
-                respond(&mut stream, "503 Service Unavailable", r#"{"status":"loading"}"#);
-            } else if env_secs("FAKE_ENGINE_UNHEALTHY_AFTER_SECS").is_some_and(|s| elapsed >= s) {
-                respond(&mut stream, "500 Internal Server Error", r#"{"status":"error"}"#);
+                respond(
+                    &mut stream,
+                    "503 Service Unavailable",
+                    r#"{"status":"loading"}"#,
+                );
+            } else if faulty
+                && env_secs("FAKE_ENGINE_UNHEALTHY_AFTER_SECS").is_some_and(|s| elapsed >= s)
+            {
+                respond(
+                    &mut stream,
+                    "500 Internal Server Error",
+                    r#"{"status":"error"}"#,
+                );
             } else {
                 respond(&mut stream, "200 OK", r#"{"status":"ok"}"#);
             }
@@ -137,11 +153,19 @@ fn handle(mut stream: TcpStream, started: Instant, ready_at: Duration, name: &st
             if let Some(key) = api_key()
                 && auth.as_deref() != Some(&format!("Bearer {key}"))
             {
-                respond(&mut stream, "401 Unauthorized", r#"{"error":"invalid api key"}"#);
+                respond(
+                    &mut stream,
+                    "401 Unauthorized",
+                    r#"{"error":"invalid api key"}"#,
+                );
                 return;
             }
             if elapsed < ready_at {
-                respond(&mut stream, "503 Service Unavailable", r#"{"error":"loading"}"#);
+                respond(
+                    &mut stream,
+                    "503 Service Unavailable",
+                    r#"{"error":"loading"}"#,
+                );
                 return;
             }
             let body = match std::env::var("FAKE_ENGINE_MODELS_SHAPE").as_deref() {
@@ -200,9 +224,14 @@ fn main() {
     let name = flag_value(&args, &["--served-model-name", "--alias"])
         .or_else(|| flag_value(&args, &["serve", "-m"]))
         .unwrap_or_else(|| "fake".into());
-    println!("fake engine pid {} starting on {host}:{port} as {name}", std::process::id());
+    println!(
+        "fake engine pid {} starting on {host}:{port} as {name}",
+        std::process::id()
+    );
 
+    let faulty = faulty(&port);
     if let Some(after) = env_secs("FAKE_ENGINE_CRASH_AFTER_SECS")
+        && faulty
         && crash_this_start()
     {
         std::thread::spawn(move || {
@@ -218,13 +247,15 @@ fn main() {
     let listener = match TcpListener::bind(format!("{host}:{port}")) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("ERROR: [Errno 98] error while attempting to bind on address ({host}, {port}): {e}");
+            eprintln!(
+                "ERROR: [Errno 98] error while attempting to bind on address ({host}, {port}): {e}"
+            );
             std::process::exit(1);
         }
     };
     println!("fake engine listening");
     for stream in listener.incoming().flatten() {
         let name = name.clone();
-        std::thread::spawn(move || handle(stream, started, ready_at, &name));
+        std::thread::spawn(move || handle(stream, started, ready_at, &name, faulty));
     }
 }

@@ -31,7 +31,9 @@ impl std::str::FromStr for EngineKind {
         match s {
             "vllm" => Ok(EngineKind::Vllm),
             "llama-cpp" | "llama.cpp" | "llamacpp" => Ok(EngineKind::LlamaCpp),
-            other => Err(format!("unknown engine `{other}` (expected vllm or llama-cpp)")),
+            other => Err(format!(
+                "unknown engine `{other}` (expected vllm or llama-cpp)"
+            )),
         }
     }
 }
@@ -117,6 +119,8 @@ pub struct ServeConfig {
     pub nvidia_smi_bin: PathBuf,
     /// Extra arguments appended to every engine command line.
     pub extra_args: Vec<String>,
+    /// Extra environment variables for every engine (on top of the inherited environment).
+    pub env: Vec<(String, String)>,
     /// Where to write the endpoints file once every replica is ready.
     pub endpoints_file: Option<PathBuf>,
     /// Supervisor timings.
@@ -144,6 +148,7 @@ impl Default for ServeConfig {
             engine_bin: None,
             nvidia_smi_bin: PathBuf::from("nvidia-smi"),
             extra_args: Vec::new(),
+            env: Vec::new(),
             endpoints_file: None,
             timings: Timings::default(),
         }

@@ -14,7 +14,11 @@ const PATTERNS: &[(&[&str], &str)] = &[
         "the KV cache is too small for --max-model-len: lower --max-model-len, raise --gpu-memory-utilization, or add GPUs with --tensor-parallel-size",
     ),
     (
-        &["cuda out of memory", "outofmemoryerror", "cuda error: out of memory"],
+        &[
+            "cuda out of memory",
+            "outofmemoryerror",
+            "cuda error: out of memory",
+        ],
         "CUDA out of memory: lower --max-model-len or --gpu-memory-utilization, use more GPUs per replica, or free the GPU",
     ),
     (
@@ -68,8 +72,16 @@ mod tests {
     fn known_vllm_failures_are_recognised() {
         assert!(cause("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`").unwrap().contains("KV cache"));
         assert!(cause("ValueError: The model's max seq len (32768) is larger than the maximum number of tokens that can be stored in KV cache (1000).").unwrap().contains("--max-model-len"));
-        assert!(cause("OSError: [Errno 98] Address already in use").unwrap().contains("port"));
-        assert!(cause("OSError: foo/bar is not a local folder and is not a valid model identifier").unwrap().contains("model"));
+        assert!(
+            cause("OSError: [Errno 98] Address already in use")
+                .unwrap()
+                .contains("port")
+        );
+        assert!(
+            cause("OSError: foo/bar is not a local folder and is not a valid model identifier")
+                .unwrap()
+                .contains("model")
+        );
         assert_eq!(cause("INFO all good"), None);
     }
 }

@@ -49,7 +49,10 @@ pub enum Error {
         tail: Vec<String>,
     },
     /// A replica exited before it was ever ready.
-    #[error("replica {replica} exited during startup ({status}){}", cause_suffix(cause))]
+    #[error(
+        "replica {replica} exited during startup ({status}){}",
+        cause_suffix(cause)
+    )]
     StartupFailed {
         /// Replica index.
         replica: usize,

@@ -217,7 +217,13 @@ mod tests {
         assert_eq!(g.len(), 4);
         assert_eq!(g[3], vec!["6", "7"]);
         let g = plan_gpus(&ids(8), None, 2, 2, None, 0.9).unwrap();
-        assert_eq!(g, vec![ids(4), vec!["4", "5", "6", "7"]]);
+        assert_eq!(
+            g,
+            vec![
+                ids(4),
+                vec!["4".to_string(), "5".into(), "6".into(), "7".into()]
+            ]
+        );
     }
 
     #[test]

@@ -68,7 +68,10 @@ impl Prober {
         }
         match resp.json::<Value>().await {
             Ok(v) if models_list_contains(&v, &self.served_name) => Readiness::Ready,
-            Ok(_) => Readiness::Loading(format!("/v1/models does not list `{}` yet", self.served_name)),
+            Ok(_) => Readiness::Loading(format!(
+                "/v1/models does not list `{}` yet",
+                self.served_name
+            )),
             Err(e) => Readiness::Loading(format!("/v1/models: {e}")),
         }
     }
@@ -86,15 +89,13 @@ impl Prober {
 /// ```
 pub fn models_list_contains(v: &Value, name: &str) -> bool {
     let listed = |key: &str, fields: &[&str]| {
-        v.get(key)
-            .and_then(Value::as_array)
-            .is_some_and(|items| {
-                items.iter().any(|m| {
-                    fields
-                        .iter()
-                        .any(|f| m.get(*f).and_then(Value::as_str) == Some(name))
-                })
+        v.get(key).and_then(Value::as_array).is_some_and(|items| {
+            items.iter().any(|m| {
+                fields
+                    .iter()
+                    .any(|f| m.get(*f).and_then(Value::as_str) == Some(name))
             })
+        })
     };
     listed("data", &["id"]) || listed("models", &["name", "model"])
 }

@@ -163,6 +163,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Sets an environment variable for every engine process (replacing an earlier setting).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.config.env.retain(|(k, _)| *k != key);
+        self.config.env.push((key, value.into()));
+        self
+    }
+
     /// Resolves the deployment without starting anything (what `--dry-run` prints).
     pub async fn plan(&self) -> Result<Plan, Error> {
         plan::plan(&self.config, false).await

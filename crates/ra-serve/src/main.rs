@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 /// Serve RewardAnything with vLLM (GPUs) or llama.cpp (CPU), supervised:
 /// bounded startup, readiness, restarts, clean shutdown, no orphans.
 #[derive(Debug, Parser)]
-#[command(name = "ra-serve", version)]
+#[command(name = "ra-serve", version, args_override_self = true)]
 struct Cli {
     /// Hugging Face id or local path (vLLM), or a local .gguf file (llama.cpp).
     #[arg(long, default_value = ra_serve::DEFAULT_MODEL)]
@@ -102,7 +102,8 @@ struct Cli {
 }
 
 fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v).with_context(|| format!("--{name} must be a non-negative number of seconds"))
+    Duration::try_from_secs_f64(v)
+        .with_context(|| format!("--{name} must be a non-negative number of seconds"))
 }
 
 impl Cli {

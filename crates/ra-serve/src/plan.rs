@@ -160,7 +160,11 @@ pub async fn plan(cfg: &ServeConfig, dry_run: bool) -> Result<Plan, Error> {
                 return Err(Error::Config(format!(
                     "--engine llama-cpp needs --model to be a local .gguf file; `{}` {}",
                     cfg.model,
-                    if path.is_file() { "is not a .gguf file" } else { "does not exist" }
+                    if path.is_file() {
+                        "is not a .gguf file"
+                    } else {
+                        "does not exist"
+                    }
                 )));
             }
             let n = cfg.replicas.unwrap_or(1);

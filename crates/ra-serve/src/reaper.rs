@@ -96,11 +96,12 @@ fn prepare(
         .filter(|(k, _)| !cmd.env.iter().any(|(ok, _)| k.as_bytes() == ok.as_bytes()))
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
-    env.extend(
-        cmd.env
-            .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())),
-    );
+    for (i, (k, v)) in cmd.env.iter().enumerate() {
+        // A later setting of the same variable wins.
+        if !cmd.env[i + 1..].iter().any(|(later, _)| later == k) {
+            env.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+        }
+    }
     let mut envp = Vec::with_capacity(env.len());
     for (k, v) in env {
         let mut kv = k;
@@ -143,7 +144,10 @@ impl EngineProcess {
     /// Starts `cmd` behind a reaper. Returns once the reaper is forked.
     ///
     /// Should this process die, the reaper also removes `cleanup` (the endpoints file).
-    pub async fn spawn(cmd: &EngineCommand, cleanup: Option<&Path>) -> Result<EngineProcess, Error> {
+    pub async fn spawn(
+        cmd: &EngineCommand,
+        cleanup: Option<&Path>,
+    ) -> Result<EngineProcess, Error> {
         let (prepared, out_r, err_r) = prepare(cmd, cleanup)?;
         let (pid_tx, pid_rx) = oneshot::channel::<Result<Pid, String>>();
         let (exit_tx, exit_rx) = oneshot::channel::<ExitInfo>();
@@ -310,7 +314,13 @@ const REAPER_SIGNALS: [c_int; 6] = [
 unsafe fn reaper_main(p: &Prepared) -> ! {
     unsafe {
         libc::setpgid(0, 0);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR2 as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGUSR2 as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::getppid() != p.parent {
             libc::_exit(1);
         }
@@ -458,7 +468,13 @@ unsafe fn engine_main(p: &Prepared, reaper: libc::pid_t) -> ! {
     unsafe {
         libc::setpgid(0, 0);
         // Second line of defence should the reaper itself be SIGKILLed.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::getppid() != reaper {
             libc::_exit(127);
         }
@@ -471,7 +487,11 @@ unsafe fn engine_main(p: &Prepared, reaper: libc::pid_t) -> ! {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        libc::execve(p.program.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+        libc::execve(
+            p.program.as_ptr(),
+            p.argv_ptrs.as_ptr(),
+            p.envp_ptrs.as_ptr(),
+        );
         let msg = b"ra-serve: could not execute the engine program\n";
         libc::write(2, msg.as_ptr().cast(), msg.len());
         libc::_exit(127)

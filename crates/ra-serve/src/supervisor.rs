@@ -321,17 +321,15 @@ async fn replica_task(
         if *ctl.borrow() > Stop::No {
             return;
         }
-        tracing::info!(
-            "[replica {i}] starting: {}",
-            r.command.display_redacted()
-        );
-        let mut proc = match EngineProcess::spawn(&r.command, plan.config.endpoints_file.as_deref()).await {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = ev.send(Event::Fatal(e));
-                return;
-            }
-        };
+        tracing::info!("[replica {i}] starting: {}", r.command.display_redacted());
+        let mut proc =
+            match EngineProcess::spawn(&r.command, plan.config.endpoints_file.as_deref()).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = ev.send(Event::Fatal(e));
+                    return;
+                }
+            };
         let tail: Tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
         let forwarders: Vec<_> = [proc.stdout.take(), proc.stderr.take()]
             .into_iter()

@@ -42,6 +42,7 @@ pub fn command(cfg: &ServeConfig, program: &Path, replica: &ReplicaLayout) -> En
     args.extend(cfg.extra_args.iter().cloned());
     let mut env = Vec::new();
     let mut secrets = Vec::new();
+    env.extend(cfg.env.iter().cloned());
     if let Some(key) = &cfg.api_key {
         env.push((API_KEY_ENV.to_string(), key.clone()));
         secrets.push(key.clone());

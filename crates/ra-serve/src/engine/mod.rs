@@ -45,7 +45,11 @@ impl EngineCommand {
             .map(|(k, v)| format!("{k}={}", shell_quote(&redact(v, &self.secrets))))
             .collect();
         parts.push(shell_quote(&self.program.to_string_lossy()));
-        parts.extend(self.args.iter().map(|a| shell_quote(&redact(a, &self.secrets))));
+        parts.extend(
+            self.args
+                .iter()
+                .map(|a| shell_quote(&redact(a, &self.secrets))),
+        );
         parts.join(" ")
     }
 }

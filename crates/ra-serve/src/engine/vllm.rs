@@ -51,6 +51,7 @@ pub fn command(cfg: &ServeConfig, program: &Path, replica: &ReplicaLayout) -> En
         }
     }
     let mut secrets = Vec::new();
+    env.extend(cfg.env.iter().cloned());
     if let Some(key) = &cfg.api_key {
         env.push((API_KEY_ENV.to_string(), key.clone()));
         secrets.push(key.clone());
