@@ -10,7 +10,8 @@
 //!   "owned_by":"ra-mock","root":NAME,"parent":null,"max_model_len":CONTEXT_LENGTH},…]}`.
 //! * `POST /v1/chat/completions`: reads `model` (optional; an unknown one gets
 //!   vLLM's 404 `The model `X` does not exist.`), `messages`, `max_tokens` /
-//!   `max_completion_tokens`, `temperature`, `seed`; other fields are ignored.
+//!   `max_completion_tokens`, `temperature`, `seed`; other fields are ignored,
+//!   except `stream: true`, which gets a 400 (streaming is not implemented).
 //!   The last `user` message must be RewardAnything's JSON
 //!   `{"principle": …, "prompt": …, "responses": {"model-1": text, …}}` (else 400).
 //!
@@ -334,6 +335,11 @@ impl MockHandle {
     /// `http://HOST:PORT/v1`, what a client takes as base URL.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// `http://HOST:PORT/health` (outside `/v1`, as vLLM serves it).
+    pub fn health_url(&self) -> String {
+        format!("http://{}/health", self.addr)
     }
 
     /// Counters so far.

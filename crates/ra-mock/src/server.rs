@@ -238,6 +238,8 @@ struct ChatRequest<'a> {
     temperature: Option<f64>,
     #[serde(default)]
     seed: Option<i64>,
+    #[serde(default)]
+    stream: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -396,6 +398,10 @@ async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConne
         Ok(p) => p,
         Err(e) => return Ok(g.error(400, &format!("ra-mock: invalid request body: {e}"))),
     };
+    if parsed.stream == Some(true) {
+        // Answering a streaming request with a plain body would hide a client bug.
+        return Ok(g.error(400, "ra-mock: streaming (stream: true) is not supported"));
+    }
     let max_tokens = parsed.max_completion_tokens.or(parsed.max_tokens);
     g.info.model = parsed.model.as_deref().map(str::to_owned);
     g.info.max_tokens = max_tokens;

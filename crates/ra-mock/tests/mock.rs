@@ -199,7 +199,7 @@ async fn models_health_and_routes() {
     assert_eq!(models["data"][0]["owned_by"], "ra-mock");
     assert_eq!(models["data"][0]["object"], "model");
 
-    let health = format!("http://{}/health", mock.addr());
+    let health = mock.health_url();
     assert_eq!(http.get(&health).send().await.unwrap().status(), 503);
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(http.get(&health).send().await.unwrap().status(), 200);
@@ -217,6 +217,11 @@ async fn models_health_and_routes() {
     let (status, ok) = post_json(&http, &mock, &body).await;
     assert_eq!((status, ok["model"].as_str()), (200, Some("a")));
 
+    body["stream"] = json!(true);
+    let (status, err) = post_json(&http, &mock, &body).await;
+    assert_eq!(status, 400);
+    assert!(err["error"]["message"].as_str().unwrap().contains("stream"));
+    body.as_object_mut().unwrap().remove("stream");
     let resp = http
         .post(url(&mock))
         .body("{not json")

@@ -1,0 +1,115 @@
+//! The `ra-mock` binary: announces its URL, serves, stops on SIGTERM and on stdin EOF.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Kills the child if a test fails half-way, so it never outlives the test.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> (Guard, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ra-mock"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ra-mock");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = Guard(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read stdout");
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (guard, base)
+}
+
+fn wait_exit(g: &mut Guard, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = g.0.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[tokio::test]
+async fn serves_then_exits_on_sigterm() {
+    let (mut g, base) = spawn(&[
+        "--port",
+        "0",
+        "--model",
+        "m1",
+        "--model",
+        "m2",
+        "--reasoning-shape",
+        "reasoning",
+        "--think-bytes",
+        "100",
+    ]);
+    assert!(
+        base.starts_with("http://127.0.0.1:") && base.ends_with("/v1"),
+        "{base}"
+    );
+    let http = reqwest::Client::new();
+    let models: Value = http
+        .get(format!("{base}/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][1]["id"], "m2");
+    let user =
+        json!({"principle": "p", "prompt": "q", "responses": {"model-1": "a score=3"}}).to_string();
+    let body = json!({"model": "m1", "messages": [{"role": "user", "content": user}]});
+    let ok: Value = http
+        .post(format!("{base}/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let msg = &ok["choices"][0]["message"];
+    assert_eq!(
+        msg["content"],
+        r#"{"scores": {"model-1": 3}, "best-to-worst": ["model-1"]}"#
+    );
+    assert!(msg["reasoning"].as_str().unwrap().len() >= 100);
+
+    let pid = g.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let status = wait_exit(&mut g, Duration::from_secs(5)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn exits_when_stdin_closes() {
+    let (mut g, _) = spawn(&["--exit-on-stdin-eof"]);
+    drop(g.0.stdin.take());
+    let status = wait_exit(&mut g, Duration::from_secs(5)).expect("exits on stdin EOF");
+    assert!(status.success(), "{status:?}");
+}
