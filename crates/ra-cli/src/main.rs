@@ -35,7 +35,13 @@ enum Command {
         masking: Option<Masking>,
     },
     /// Parse model outputs (JSON Lines on stdin) into validated judgments (stdout).
-    Parse,
+    Parse {
+        /// Make incomplete scores, scores outside 1..=5 and rankings that are not a
+        /// permutation of the names errors (as `ra score` and the client do), instead of
+        /// keeping them with `consistent: false`.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Judge one request and print the ranking and the reasoning.
     Judge(judge::JudgeArgs),
     /// Score a JSON Lines batch against one or more endpoints, in order, resumably.
@@ -72,7 +78,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Render { masking } => render::run(masking).await,
-            Command::Parse => parse::run().await,
+            Command::Parse { strict } => parse::run(strict).await,
             Command::Judge(args) => judge::run(args).await,
             Command::Score(args) => score::run(args).await,
         }

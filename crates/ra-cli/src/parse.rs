@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use indexmap::IndexMap;
-use rewardanything_client::parse::{Completion, parse_completion};
+use rewardanything_client::parse::{Completion, ParseOptions, parse_completion_with};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,8 +22,15 @@ struct ParseInput {
     finish_reason: Option<String>,
 }
 
-/// Parses every stdin line to stdout.
-pub async fn run() -> anyhow::Result<ExitCode> {
+/// Parses every stdin line to stdout. Lenient by default (the reference's values are
+/// kept, with `consistent: false` when they fail validation); `strict` makes incomplete
+/// scores, out-of-range scores and non-permutation rankings errors.
+pub async fn run(strict: bool) -> anyhow::Result<ExitCode> {
+    let options = if strict {
+        ParseOptions::strict()
+    } else {
+        ParseOptions::default()
+    };
     let mut reader = LineReader::new(crate::lines::open_input("-").await?);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -36,7 +43,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
                     reasoning: input.reasoning.as_deref(),
                     finish_reason: input.finish_reason.as_deref(),
                 };
-                match parse_completion(&completion, input.masked2real.as_ref()) {
+                match parse_completion_with(&completion, input.masked2real.as_ref(), &options) {
                     Ok(j) => json!({"ok": {
                         "scores": j.scores,
                         "ranking": j.ranking,

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::balance::{BalanceConfig, Balancer, Outcome};
 use crate::error::{BuildError, JudgeError, JudgeErrorKind};
 use crate::judgment::Judgment;
-use crate::parse::{Completion, parse_completion};
+use crate::parse::{Completion, ParseOptions, parse_completion_with};
 use crate::render::{JudgeRequest, Masking, Message, RenderedPrompt, render};
 use crate::retry::{ContextOverflow, RetryPolicy, is_transient_status};
 
@@ -107,6 +107,7 @@ pub struct ClientBuilder {
     rate_limit: Option<(u32, Duration)>,
     reask_malformed: bool,
     balance: BalanceConfig,
+    parse_options: ParseOptions,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -141,6 +142,7 @@ impl Default for ClientBuilder {
             rate_limit: None,
             reask_malformed: false,
             balance: BalanceConfig::default(),
+            parse_options: ParseOptions::strict(),
         }
     }
 }
@@ -328,6 +330,21 @@ impl ClientBuilder {
         self
     }
 
+    /// How strictly answers are validated. Default [`ParseOptions::strict`]: every
+    /// response must be scored, scores must lie in 1..=5 and the ranking must be a
+    /// permutation of the names, else the judgment is an error (`incomplete`,
+    /// `invalid_scores`, `invalid_ranking`) rather than a reward built on a partial
+    /// answer. A ranking that merely disagrees with the scores is kept and flagged.
+    ///
+    /// ```
+    /// use rewardanything_client::{Client, parse::ParseOptions};
+    /// let b = Client::builder().parse_options(ParseOptions::default()); // lenient
+    /// ```
+    pub fn parse_options(mut self, options: ParseOptions) -> Self {
+        self.parse_options = options;
+        self
+    }
+
     /// Endpoint ejection and back-pressure settings.
     ///
     /// ```
@@ -434,6 +451,7 @@ impl ClientBuilder {
             masking: self.masking,
             rate_limiter,
             reask_malformed: self.reask_malformed,
+            parse_options: self.parse_options,
         };
         inner.model = match self.model {
             Some(m) => m,
@@ -473,6 +491,7 @@ struct Inner {
     masking: Masking,
     rate_limiter: Option<DirectLimiter>,
     reask_malformed: bool,
+    parse_options: ParseOptions,
 }
 
 /// A RewardAnything client; cheap to clone (one connection pool shared by all clones).
@@ -820,7 +839,11 @@ impl Inner {
                         completion_tokens = answer.usage.map(|u| u.completion_tokens),
                         "completion received"
                     );
-                    match parse_completion(&answer.completion(), rendered.masked2real.as_ref()) {
+                    match parse_completion_with(
+                        &answer.completion(),
+                        rendered.masked2real.as_ref(),
+                        &self.parse_options,
+                    ) {
                         Ok(mut judgment) => {
                             judgment.reorder(request.responses.keys().map(String::as_str));
                             return Ok(Judged {
