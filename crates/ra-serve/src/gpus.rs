@@ -155,7 +155,7 @@ pub fn plan_gpus(
             r
         }
         None => {
-            if ids.len() < per || ids.len() % per != 0 {
+            if ids.len() < per || !ids.len().is_multiple_of(per) {
                 return Err(Error::Layout(format!(
                     "TP {tp} × PP {pp} = {per} does not divide the {} available GPU(s) ({}); pass --replicas or --gpus",
                     ids.len(),

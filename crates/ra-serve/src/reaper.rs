@@ -363,11 +363,9 @@ unsafe fn reaper_main(p: &Prepared) -> ! {
         loop {
             let sig = libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout);
             match sig {
-                libc::SIGTERM | libc::SIGINT | libc::SIGHUP => {
-                    if !termed {
-                        libc::kill(-engine, libc::SIGTERM);
-                        termed = true;
-                    }
+                libc::SIGTERM | libc::SIGINT | libc::SIGHUP if !termed => {
+                    libc::kill(-engine, libc::SIGTERM);
+                    termed = true;
                 }
                 libc::SIGUSR1 => kill_all = true,
                 libc::SIGUSR2 => {
