@@ -30,3 +30,8 @@ pub use error::{BuildError, JudgeError, JudgeErrorKind};
 pub use judgment::{Judgment, ParseError, ParseErrorKind};
 pub use render::{JudgeRequest, Masking, RenderedPrompt, render};
 pub use retry::RetryPolicy;
+
+/// The README's Rust examples compile as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
