@@ -261,7 +261,8 @@ impl MockServerBuilder {
         self
     }
 
-    /// Store each attempt's prompt text in the log (default true).
+    /// Store each attempt's prompt text, other body fields and headers in the
+    /// log (default true; costs a second parse of the body).
     pub fn log_prompts(mut self, yes: bool) -> Self {
         self.cfg.log_prompts = yes;
         self

@@ -326,6 +326,9 @@ impl<'a> ChatGuard<'a> {
                 max_tokens: None,
                 seed: None,
                 temperature: None,
+                body_fields: None,
+                headers: None,
+                authorized: true,
                 outcome: Outcome::Cancelled,
             },
             done: false,
@@ -370,7 +373,21 @@ impl Drop for ChatGuard<'_> {
 
 async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConnection> {
     let mut g = ChatGuard::new(shared);
+    let details = shared.cfg.log_prompts && shared.attempts.enabled();
+    if details {
+        let headers = req
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name != AUTHORIZATION)
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect();
+        g.info.headers = Some(headers);
+    }
     if let Some(denied) = shared.check_auth(&req) {
+        g.info.authorized = false;
         g.finish(Outcome::Status(401));
         return Ok(denied);
     }
@@ -401,6 +418,15 @@ async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConne
     if parsed.stream == Some(true) {
         // Answering a streaming request with a plain body would hide a client bug.
         return Ok(g.error(400, "ra-mock: streaming (stream: true) is not supported"));
+    }
+    if details {
+        // A second parse, only when logging details: keeps the hot path free of Value trees.
+        if let Ok(mut fields) =
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+        {
+            fields.remove("messages");
+            g.info.body_fields = Some(fields);
+        }
     }
     let max_tokens = parsed.max_completion_tokens.or(parsed.max_tokens);
     g.info.model = parsed.model.as_deref().map(str::to_owned);
@@ -436,7 +462,7 @@ async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConne
     let content_hash = fnv1a64(user_text.as_bytes());
     g.info.prompt_hash = fnv1a64(payload.prompt.as_bytes());
     g.info.content_hash = content_hash;
-    if shared.cfg.log_prompts && shared.attempts.enabled() {
+    if details {
         g.info.prompt = Some(payload.prompt.clone());
     }
     let markers = match Markers::parse(&payload.prompt) {

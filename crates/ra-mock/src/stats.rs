@@ -85,6 +85,14 @@ pub struct Attempt {
     pub seed: Option<i64>,
     /// The request's `temperature`.
     pub temperature: Option<f64>,
+    /// Every top-level field of the request body except `messages` (e.g.
+    /// `chat_template_kwargs`, a hook's `grammar`), when prompt logging is on.
+    pub body_fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The request headers (names lower-case) except `authorization`, when
+    /// prompt logging is on.
+    pub headers: Option<Vec<(String, String)>>,
+    /// Whether the request carried the configured API key (true when none is configured).
+    pub authorized: bool,
     /// How it ended.
     pub outcome: Outcome,
 }

@@ -587,6 +587,15 @@ async fn api_key_required() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+    let authorized: Vec<bool> = mock.attempts().iter().map(|a| a.authorized).collect();
+    assert_eq!(authorized, [false, false, true]);
+    assert!(
+        mock.attempts()
+            .iter()
+            .flat_map(|a| a.headers.iter().flatten())
+            .all(|(k, v)| k != "authorization" && !v.contains("sk-")),
+        "the log never holds the key"
+    );
     let health = http
         .get(format!("http://{}/health", mock.addr()))
         .send()
@@ -686,6 +695,19 @@ async fn uniform_latency_and_attempt_log() {
             (a.seed, a.model.as_deref()),
             (Some(7), Some("RewardAnything-8B-v1"))
         );
+        let fields = a.body_fields.as_ref().unwrap();
+        assert_eq!(
+            fields["chat_template_kwargs"],
+            json!({"enable_thinking": true})
+        );
+        assert!(!fields.contains_key("messages"));
+        let headers = a.headers.as_ref().unwrap();
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "content-type" && v == "application/json")
+        );
+        assert!(a.authorized);
     }
     assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
 }
