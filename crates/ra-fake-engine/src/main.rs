@@ -213,7 +213,8 @@ fn main() {
             .append(true)
             .open(&path)
         {
-            let _ = writeln!(f, "{line}");
+            // One write per line: replicas append to the same file concurrently.
+            let _ = f.write_all(format!("{line}\n").as_bytes());
         }
     }
     if let Ok(say) = std::env::var("FAKE_ENGINE_SAY") {
