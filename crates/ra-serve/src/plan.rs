@@ -88,6 +88,15 @@ fn hf_cache_dir(model: &str) -> Option<PathBuf> {
     Some(hub.join(format!("models--{}", model.replace('/', "--"))))
 }
 
+/// Do the passthrough arguments select vLLM's Ray backend (multi-node)?
+fn uses_ray(extra: &[String]) -> bool {
+    extra.iter().enumerate().any(|(i, a)| {
+        a == "--distributed-executor-backend=ray"
+            || (a == "--distributed-executor-backend"
+                && extra.get(i + 1).is_some_and(|v| v == "ray"))
+    })
+}
+
 /// Resolves GPUs, replicas, the engine binary and every command line.
 ///
 /// With `dry_run`, a missing engine binary is a note rather than an error.
@@ -114,37 +123,50 @@ pub async fn plan(cfg: &ServeConfig, dry_run: bool) -> Result<Plan, Error> {
                     "--gpu-memory-utilization must be in (0, 1], got {u}"
                 )));
             }
-            let info = gpus::query_nvidia_smi(&cfg.nvidia_smi_bin).await;
-            let (ids, source) = if let Some(g) = &cfg.gpus {
-                (g.clone(), GpuSource::Flag)
-            } else if let Some(v) = std::env::var_os("CUDA_VISIBLE_DEVICES") {
-                (
-                    gpus::parse_gpu_list(&v.to_string_lossy()),
-                    GpuSource::CudaVisibleDevices,
-                )
-            } else {
-                let found = info.clone()?.unwrap_or_default();
-                (
-                    found.iter().map(|g| g.index.to_string()).collect(),
-                    GpuSource::NvidiaSmi,
-                )
-            };
-            let info = match info {
-                Ok(i) => i,
-                Err(e) => {
-                    notes.push(format!("GPU memory not checked: {e}"));
-                    None
+            if uses_ray(&cfg.extra_args) {
+                // Multi-node: Ray places the TP × PP workers across machines,
+                // so the local GPUs say nothing about the layout.
+                notes.push("--distributed-executor-backend ray: GPU placement is left to the Ray cluster; one replica per Ray cluster".into());
+                let n = cfg.replicas.unwrap_or(1);
+                if n != 1 {
+                    return Err(Error::Config(
+                        "with Ray (multi-node) run one replica per Ray cluster".into(),
+                    ));
                 }
-            };
-            gpu_source = Some(source);
-            gpus::plan_gpus(
-                &ids,
-                info.as_deref(),
-                cfg.tensor_parallel_size,
-                cfg.pipeline_parallel_size,
-                cfg.replicas,
-                u,
-            )?
+                vec![Vec::new()]
+            } else {
+                let info = gpus::query_nvidia_smi(&cfg.nvidia_smi_bin).await;
+                let (ids, source) = if let Some(g) = &cfg.gpus {
+                    (g.clone(), GpuSource::Flag)
+                } else if let Some(v) = std::env::var_os("CUDA_VISIBLE_DEVICES") {
+                    (
+                        gpus::parse_gpu_list(&v.to_string_lossy()),
+                        GpuSource::CudaVisibleDevices,
+                    )
+                } else {
+                    let found = info.clone()?.unwrap_or_default();
+                    (
+                        found.iter().map(|g| g.index.to_string()).collect(),
+                        GpuSource::NvidiaSmi,
+                    )
+                };
+                let info = match info {
+                    Ok(i) => i,
+                    Err(e) => {
+                        notes.push(format!("GPU memory not checked: {e}"));
+                        None
+                    }
+                };
+                gpu_source = Some(source);
+                gpus::plan_gpus(
+                    &ids,
+                    info.as_deref(),
+                    cfg.tensor_parallel_size,
+                    cfg.pipeline_parallel_size,
+                    cfg.replicas,
+                    u,
+                )?
+            }
         }
         EngineKind::LlamaCpp => {
             if cfg.tensor_parallel_size > 1 || cfg.pipeline_parallel_size > 1 {

@@ -277,3 +277,38 @@ fn every_flag_ra_serve_gives_vllm_exists_in_vllm_0_33_0() {
     // A made-up flag is caught, so the check can fail.
     assert!(!flags.contains("--enable-prefix-cache"));
 }
+
+#[test]
+fn multi_node_ray_leaves_gpu_placement_to_ray() {
+    let (code, out, err) = run(ra_serve_cmd(&marker()).args([
+        "--dry-run",
+        "--tensor-parallel-size",
+        "8",
+        "--pipeline-parallel-size",
+        "2",
+        "--",
+        "--distributed-executor-backend",
+        "ray",
+    ]));
+    assert_eq!(code, Some(0), "{err}");
+    let cmds = commands(&out);
+    assert_eq!(cmds.len(), 1, "{out}");
+    assert!(!cmds[0].contains("CUDA_VISIBLE_DEVICES"), "{out}");
+    assert!(
+        cmds[0].ends_with("--enable-prefix-caching --distributed-executor-backend ray"),
+        "{out}"
+    );
+    // Without Ray the same 16 GPUs do not fit on this (fake) 8-GPU host.
+    let (code, _, err) = run(ra_serve_cmd(&marker()).args([
+        "--dry-run",
+        "--tensor-parallel-size",
+        "8",
+        "--pipeline-parallel-size",
+        "2",
+    ]));
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("does not divide the 8 available GPU(s)"),
+        "{err}"
+    );
+}
