@@ -97,6 +97,22 @@ fn uses_ray(extra: &[String]) -> bool {
     })
 }
 
+/// vLLM data-parallel size given in the passthrough arguments (1 if none).
+fn data_parallel_size(extra: &[String]) -> usize {
+    let mut dp = 1;
+    for (i, a) in extra.iter().enumerate() {
+        let value = match a.split_once('=') {
+            Some(("--data-parallel-size" | "-dp", v)) => Some(v),
+            _ if a == "--data-parallel-size" || a == "-dp" => extra.get(i + 1).map(String::as_str),
+            _ => None,
+        };
+        if let Some(n) = value.and_then(|v| v.parse::<usize>().ok()) {
+            dp = n.max(1);
+        }
+    }
+    dp
+}
+
 /// Resolves GPUs, replicas, the engine binary and every command line.
 ///
 /// With `dry_run`, a missing engine binary is a note rather than an error.
@@ -158,11 +174,14 @@ pub async fn plan(cfg: &ServeConfig, dry_run: bool) -> Result<Plan, Error> {
                     }
                 };
                 gpu_source = Some(source);
+                // vLLM's own data parallelism (passthrough `-dp N`) multiplies
+                // the GPUs one replica needs; fold it into the pipeline stages.
+                let dp = data_parallel_size(&cfg.extra_args);
                 gpus::plan_gpus(
                     &ids,
                     info.as_deref(),
                     cfg.tensor_parallel_size,
-                    cfg.pipeline_parallel_size,
+                    cfg.pipeline_parallel_size * dp,
                     cfg.replicas,
                     u,
                 )?
@@ -257,6 +276,16 @@ pub async fn plan(cfg: &ServeConfig, dry_run: bool) -> Result<Plan, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_parallel_passthrough_is_read() {
+        let v =
+            |a: &[&str]| data_parallel_size(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(v(&[]), 1);
+        assert_eq!(v(&["--data-parallel-size", "4"]), 4);
+        assert_eq!(v(&["-dp=2", "--max-num-seqs", "8"]), 2);
+        assert_eq!(v(&["--data-parallel-size-local", "3"]), 1);
+    }
 
     #[test]
     fn url_hosts() {

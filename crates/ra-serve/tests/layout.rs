@@ -312,3 +312,22 @@ fn multi_node_ray_leaves_gpu_placement_to_ray() {
         "{err}"
     );
 }
+
+#[test]
+fn vllm_data_parallel_passthrough_gets_all_its_gpus() {
+    let (code, out, err) = run(ra_serve_cmd(&marker()).args([
+        "--dry-run",
+        "--tensor-parallel-size",
+        "2",
+        "--",
+        "--data-parallel-size",
+        "4",
+    ]));
+    assert_eq!(code, Some(0), "{err}");
+    let cmds = commands(&out);
+    assert_eq!(cmds.len(), 1, "{out}");
+    assert!(
+        cmds[0].starts_with("CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 "),
+        "{out}"
+    );
+}
