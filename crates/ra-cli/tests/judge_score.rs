@@ -556,6 +556,15 @@ fn score_exit_codes() {
             "--endpoints-file",
             s(&unreadable),
         ],
+        vec![
+            "score",
+            "--input",
+            s(&all_ok),
+            "--output",
+            "/nonexistent/dir/out.jsonl",
+            "--endpoint",
+            &url,
+        ],
     ];
     let before = mock.chat_requests();
     for args in cases {
@@ -590,6 +599,20 @@ fn score_exit_codes() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("unreachable"), "{}", run.stderr);
     assert_eq!(std::fs::read_to_string(&out).expect("read"), sentinel);
+    // An input that cannot be read (a directory).
+    let run = ra(
+        &[
+            "score",
+            "--input",
+            s(dir.path()),
+            "--output",
+            o,
+            "--endpoint",
+            &url,
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
 }
 
 #[test]
@@ -979,4 +1002,49 @@ fn score_hanging_requests_time_out_per_attempt_and_per_deadline() {
         "the deadline bounds all attempts: {:?}",
         run.elapsed
     );
+}
+
+// ---------------------------------------------------------------- examples/requests.jsonl
+
+#[test]
+fn example_requests_file_scores_cleanly() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/requests.jsonl");
+    let text = std::fs::read_to_string(&path).expect("examples/requests.jsonl");
+    let reqs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each example line is JSON"))
+        .collect();
+    assert!(reqs.len() >= 30, "a few dozen examples");
+    let principles: std::collections::BTreeSet<&str> = reqs
+        .iter()
+        .filter_map(|r| r["principle"].as_str())
+        .collect();
+    assert!(principles.len() >= 6, "varied principles");
+    for r in &reqs {
+        let n = r["responses"].as_object().map_or(0, |o| o.len());
+        assert!((2..=4).contains(&n), "2–4 responses: {r}");
+    }
+    let mock = Mock::default_mock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let run = ra(
+        &[
+            "score",
+            "--input",
+            s(&path),
+            "--output",
+            s(&out),
+            "--endpoint",
+            &mock.url(),
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines = read_jsonl(&out);
+    assert_eq!(lines.len(), reqs.len());
+    for (i, (line, req)) in lines.iter().zip(&reqs).enumerate() {
+        check_shape(line, i, req.get("id").unwrap_or(&Value::Null));
+        check_judged(line, req);
+    }
 }
