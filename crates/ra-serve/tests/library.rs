@@ -127,3 +127,32 @@ async fn wait_ready_reports_a_startup_timeout() {
         .iter()
         .all(|p| gone(*p))));
 }
+
+#[test]
+fn dropping_the_runtime_kills_every_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_ports(2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(async {
+        let server = builder(dir.path(), port).spawn().await.unwrap();
+        tokio::time::timeout(SLOW, server.wait_ready())
+            .await
+            .unwrap()
+            .unwrap();
+        server
+    });
+    let pids = engine_pids(dir.path());
+    assert_eq!(pids.len(), 4);
+    // No graceful stop can run without a runtime: the engines are killed at once.
+    drop(rt);
+    assert!(
+        wait_until(Duration::from_secs(5), || pids.iter().all(|p| gone(*p))),
+        "processes survived the runtime"
+    );
+    assert!(!dir.path().join("endpoints.json").exists());
+    drop(server);
+}

@@ -39,6 +39,8 @@ pub fn fake_engine() -> PathBuf {
 
 /// A base port with `n` consecutive free ports after it.
 pub fn free_ports(n: u16) -> u16 {
+    // Tests run in parallel threads: never hand out the same port twice.
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     for _ in 0..200 {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = l.local_addr().unwrap().port();
@@ -47,7 +49,9 @@ pub fn free_ports(n: u16) -> u16 {
             continue;
         }
         let all_free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if all_free {
+        let mut taken = TAKEN.lock().unwrap();
+        if all_free && !(0..n).any(|i| taken.contains(&(base + i))) {
+            taken.extend((0..n).map(|i| base + i));
             return base;
         }
     }
