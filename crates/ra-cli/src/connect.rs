@@ -71,6 +71,8 @@ pub struct ClientArgs {
 /// A built client and the endpoints file to follow, if any.
 pub struct Connection {
     pub client: Client,
+    /// Requests in flight at once.
+    pub concurrency: usize,
     pub endpoints_file: Option<PathBuf>,
 }
 
@@ -187,6 +189,7 @@ impl ClientArgs {
         }
         Ok(Connection {
             client,
+            concurrency,
             endpoints_file: self.endpoints_file.clone(),
         })
     }

@@ -20,7 +20,9 @@ use indexmap::IndexMap;
 use rewardanything_client::{Client, JudgeRequest};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::watch;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, watch};
 
 use crate::connect::ClientArgs;
 use crate::endpoints_file;
@@ -256,17 +258,33 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         let mut rx = signals.clone();
         async move { wait_level(&mut rx, 1).await }
     };
-    let window = client_window(&args.client);
+    let window = connection.concurrency.saturating_mul(4).max(64);
+    // Judgments start only with a permit, so that after a signal the queued ones are not
+    // sent: they come back `NotStarted`, and writing stops there (the output stays a
+    // prefix), while those already in flight finish within the grace.
+    let gate = Arc::new(Semaphore::new(connection.concurrency));
+    let stop_starting = signals.clone();
     let results = jobs
         .take_until(stop_reading.boxed())
         .map(|item| {
             let client = client.clone();
+            let gate = Arc::clone(&gate);
+            let mut stop = stop_starting.clone();
             async move {
-                match item {
-                    Ok(JobItem::Job(job)) => Ok(Some(run_job(client, job).await)),
-                    Ok(JobItem::KeptFailed) => Ok(None),
-                    Err(e) => Err(e),
-                }
+                let job = match item {
+                    Ok(JobItem::Job(job)) => job,
+                    Ok(JobItem::KeptFailed) => return Ok(Step::KeptFailed),
+                    Err(e) => return Err(e),
+                };
+                let _permit = match job {
+                    Job::Ready(line) => return Ok(Step::Line(line)),
+                    Job::Judge { .. } => tokio::select! {
+                        biased;
+                        _ = wait_level(&mut stop, 1) => return Ok(Step::NotStarted),
+                        permit = gate.acquire_owned() => permit.ok(),
+                    },
+                };
+                Ok(Step::Line(run_job(client, job).await))
             }
         })
         .buffered(window);
@@ -293,8 +311,12 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
                 fatal = Some(e);
                 break;
             }
-            Some(Ok(None)) => tally.kept_failed += 1,
-            Some(Ok(Some(line))) => {
+            Some(Ok(Step::KeptFailed)) => tally.kept_failed += 1,
+            Some(Ok(Step::NotStarted)) => {
+                interrupted = true;
+                break;
+            }
+            Some(Ok(Step::Line(line))) => {
                 if line.fresh {
                     match &line.error_kind {
                         None => tally.judged += 1,
@@ -326,11 +348,10 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
-    let finished_all = fatal.is_none() && !interrupted;
-    if fatal.is_some() && sink.is_replacement() {
-        sink.discard()?;
+    if fatal.is_some() {
+        sink.abandon()?;
     } else {
-        sink.finish(finished_all)?;
+        sink.finish(!interrupted)?;
     }
     if let Some(e) = fatal {
         return Err(e);
@@ -345,16 +366,19 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     Ok(exit::from_failures(tally.failed_total()))
 }
 
+/// What the pipeline yields for one input line, in order.
+enum Step {
+    Line(ResultLine),
+    /// A kept line whose stored result is an error.
+    KeptFailed,
+    /// A judgment not started because the run is stopping.
+    NotStarted,
+}
+
 enum JobItem {
     Job(Job),
     /// A kept line whose stored result is an error (counted for the exit status).
     KeptFailed,
-}
-
-/// How many results may wait for an earlier one: bounded memory, and enough slack that a
-/// slow request does not stall the others at once.
-fn client_window(args: &ClientArgs) -> usize {
-    args.concurrency.unwrap_or(256).saturating_mul(4).max(64)
 }
 
 /// Lines in a regular input file (for the progress bar); `None` for stdin.

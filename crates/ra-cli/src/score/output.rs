@@ -154,17 +154,31 @@ impl ResultLine {
 /// prefix), or a temporary file that replaces the output at the end (--retry-failed,
 /// which rewrites lines in the middle).
 pub struct OutputSink {
-    writer: BufWriter<Box<dyn Write + Send>>,
+    writer: Option<BufWriter<Box<dyn Write + Send>>>,
+    /// Resume-append mode: the file is opened, and its partial last line cut, only at the
+    /// first write (or at a complete finish), so a run refused for a changed input leaves
+    /// the output untouched.
+    deferred_append: Option<(PathBuf, u64)>,
     dirty: bool,
     written: usize,
     replacement: Option<(PathBuf, PathBuf, usize)>,
 }
 
+fn buffered(file: Box<dyn Write + Send>) -> BufWriter<Box<dyn Write + Send>> {
+    BufWriter::with_capacity(1 << 16, file)
+}
+
 impl OutputSink {
     pub fn open(path: &str, resume: &ResumeState, retry_failed: bool) -> anyhow::Result<Self> {
-        let mut replacement = None;
-        let file: Box<dyn Write + Send> = if path == "-" {
-            Box::new(std::io::stdout())
+        let mut sink = OutputSink {
+            writer: None,
+            deferred_append: None,
+            dirty: false,
+            written: resume.kept_in_place(retry_failed),
+            replacement: None,
+        };
+        if path == "-" {
+            sink.writer = Some(buffered(Box::new(std::io::stdout())));
         } else if resume.kept > 0 && retry_failed {
             let target = PathBuf::from(path);
             let mut temp = target.clone().into_os_string();
@@ -172,33 +186,44 @@ impl OutputSink {
             let temp = PathBuf::from(temp);
             let file = File::create(&temp)
                 .with_context(|| format!("cannot create {}", temp.display()))?;
-            replacement = Some((temp, target, resume.kept));
-            Box::new(file)
+            sink.replacement = Some((temp, target, resume.kept));
+            sink.writer = Some(buffered(Box::new(file)));
         } else if resume.kept > 0 {
-            let file = OpenOptions::new()
+            // Fail early if the file cannot be written, without changing it yet.
+            OpenOptions::new()
                 .write(true)
                 .open(path)
                 .with_context(|| format!("cannot open --output {path}"))?;
-            // Drop a partial last line (a run killed mid-write), then append.
-            file.set_len(resume.valid_bytes)
-                .with_context(|| format!("cannot truncate --output {path}"))?;
-            let mut file = file;
-            std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
-            Box::new(file)
+            sink.deferred_append = Some((PathBuf::from(path), resume.valid_bytes));
         } else {
-            Box::new(File::create(path).with_context(|| format!("cannot create --output {path}"))?)
-        };
-        Ok(OutputSink {
-            writer: BufWriter::with_capacity(1 << 16, file),
-            dirty: false,
-            written: resume.kept_in_place(retry_failed),
-            replacement,
-        })
+            let file =
+                File::create(path).with_context(|| format!("cannot create --output {path}"))?;
+            sink.writer = Some(buffered(Box::new(file)));
+        }
+        Ok(sink)
+    }
+
+    fn writer(&mut self) -> anyhow::Result<&mut BufWriter<Box<dyn Write + Send>>> {
+        if let Some((path, valid_bytes)) = self.deferred_append.take() {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("cannot open --output {}", path.display()))?;
+            // Drop a partial last line (a run killed mid-write), then append.
+            file.set_len(valid_bytes)
+                .with_context(|| format!("cannot truncate --output {}", path.display()))?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
+            self.writer = Some(buffered(Box::new(file)));
+        }
+        self.writer
+            .as_mut()
+            .context("internal: the output sink has no writer")
     }
 
     pub fn write(&mut self, line: &ResultLine) -> anyhow::Result<()> {
-        self.writer.write_all(line.json.as_bytes())?;
-        self.writer.write_all(b"\n")?;
+        let writer = self.writer()?;
+        writer.write_all(line.json.as_bytes())?;
+        writer.write_all(b"\n")?;
         self.dirty = true;
         self.written += 1;
         Ok(())
@@ -209,18 +234,20 @@ impl OutputSink {
     }
 
     pub fn flush(&mut self) -> anyhow::Result<()> {
-        self.writer.flush().context("writing --output")?;
+        if let Some(writer) = self.writer.as_mut() {
+            writer.flush().context("writing --output")?;
+        }
         self.dirty = false;
         Ok(())
     }
 
-    pub fn is_replacement(&self) -> bool {
-        self.replacement.is_some()
-    }
-
-    /// Flushes; a replacement file takes the output's place when it is complete or holds
-    /// at least as many lines as the output had.
+    /// Flushes; a complete run also cuts a resumed output's partial last line. A
+    /// replacement file takes the output's place when it is complete or holds at least
+    /// as many lines as the output had.
     pub fn finish(mut self, complete: bool) -> anyhow::Result<()> {
+        if complete {
+            self.writer()?;
+        }
         self.flush()?;
         if let Some((temp, target, kept)) = self.replacement.take() {
             if complete || self.written >= kept {
@@ -233,9 +260,10 @@ impl OutputSink {
         Ok(())
     }
 
-    /// Drops a replacement file, leaving the output as it was.
-    pub fn discard(mut self) -> anyhow::Result<()> {
-        let _ = self.writer.flush();
+    /// After a fatal error: keeps what was written, drops a replacement file and leaves
+    /// an output not yet written to as it was.
+    pub fn abandon(mut self) -> anyhow::Result<()> {
+        self.flush()?;
         if let Some((temp, _, _)) = self.replacement.take() {
             std::fs::remove_file(&temp)?;
         }
