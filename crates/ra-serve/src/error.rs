@@ -37,12 +37,14 @@ pub enum Error {
     #[error("could not start the engine: {0}")]
     Spawn(String),
     /// A replica was not ready within the startup timeout; it was killed.
-    #[error("replica {replica} was not ready within {} s{}", timeout.as_secs_f64(), cause_suffix(cause))]
+    #[error("replica {replica} was not ready within {} s (last probe: {last_probe}){}", timeout.as_secs_f64(), cause_suffix(cause))]
     StartupTimeout {
         /// Replica index.
         replica: usize,
         /// The timeout that expired.
         timeout: Duration,
+        /// What the last readiness probe saw (`connection refused`, `/health answered 503 …`).
+        last_probe: String,
         /// Likely cause matched from the log, if any.
         cause: Option<String>,
         /// Last lines of the engine's output.

@@ -250,7 +250,7 @@ fn forward(
 enum Startup {
     Ready,
     Exited(ExitInfo),
-    TimedOut,
+    TimedOut(String),
     Stop(Stop),
 }
 
@@ -357,7 +357,7 @@ async fn replica_task(
                 };
                 tokio::select! {
                     st = proc.wait() => break Startup::Exited(st),
-                    _ = tokio::time::sleep_until(deadline) => break Startup::TimedOut,
+                    _ = tokio::time::sleep_until(deadline) => break Startup::TimedOut(last_reason),
                     m = stop_requested(&mut ctl) => break Startup::Stop(m),
                     res = probe => match res {
                         Readiness::Ready => break Startup::Ready,
@@ -437,7 +437,7 @@ async fn replica_task(
                 }
                 format!("exited while restarting ({st})")
             }
-            Startup::TimedOut => {
+            Startup::TimedOut(last_probe) => {
                 stop_process(&mut proc, Stop::Force, t.grace, &mut ctl).await;
                 if !was_ready {
                     settle(forwarders).await;
@@ -445,6 +445,11 @@ async fn replica_task(
                     let _ = ev.send(Event::Fatal(Error::StartupTimeout {
                         replica: i,
                         timeout: t.startup_timeout,
+                        last_probe: if last_probe.is_empty() {
+                            "none answered".into()
+                        } else {
+                            last_probe
+                        },
                         cause: likely_cause(&tail).map(String::from),
                         tail,
                     }));

@@ -133,7 +133,10 @@ fn startup_timeout_kills_the_engine_and_reports_the_likely_cause() {
     let err = rs.stderr();
     assert_eq!(code, Some(1), "{err}");
     assert!(took >= Duration::from_secs(2), "gave up after {took:?}");
-    assert!(err.contains("replica 0 was not ready within 2 s"), "{err}");
+    assert!(
+        err.contains("replica 0 was not ready within 2 s (last probe: /health answered 503 Service Unavailable)"),
+        "{err}"
+    );
     assert!(err.contains("likely cause: CUDA out of memory"), "{err}");
     assert!(err.contains("--- last"), "no log tail: {err}");
     assert!(!dir.path().join("endpoints.json").exists());
