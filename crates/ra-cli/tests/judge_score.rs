@@ -375,9 +375,9 @@ fn score_bad_blank_crlf_and_unterminated_lines() {
     assert_eq!(lines.len(), 7);
     check_judged(&lines[0], &good(0));
     check_judged(&lines[6], &good(6));
-    for i in 1..6 {
-        assert_eq!(lines[i]["index"], i, "{}", lines[i]);
-        assert_eq!(lines[i]["error"]["kind"], "bad_input", "{}", lines[i]);
+    for (i, line) in lines.iter().enumerate().take(6).skip(1) {
+        assert_eq!(line["index"], i, "{line}");
+        assert_eq!(line["error"]["kind"], "bad_input", "{line}");
     }
     assert_eq!(
         lines[3]["id"], "x",
@@ -996,7 +996,15 @@ fn score_hanging_requests_time_out_per_attempt_and_per_deadline() {
     let run = ra(&args, b"");
     assert_eq!(run.code, 1, "{}", run.stderr);
     let lines = read_jsonl(&out);
-    assert_eq!(lines[1]["error"]["kind"], "deadline", "{}", lines[1]);
+    // The client may stop early with the last attempt's error when the next backoff
+    // would overrun the deadline.
+    let kind = lines[1]["error"]["kind"].as_str().unwrap_or_default();
+    assert!(["deadline", "timeout"].contains(&kind), "{}", lines[1]);
+    assert!(
+        lines[1]["latency_ms"].as_u64().unwrap_or(u64::MAX) <= 1500,
+        "{}",
+        lines[1]
+    );
     assert!(
         run.elapsed < Duration::from_secs(5),
         "the deadline bounds all attempts: {:?}",
