@@ -1056,3 +1056,140 @@ fn example_requests_file_scores_cleanly() {
         check_judged(line, req);
     }
 }
+
+// ---------------------------------------------------------------- more ra score behaviour
+
+#[test]
+fn score_masking_modes_constrain_and_concurrency() {
+    let mock = Mock::start(MockServer::builder().latency(Latency::from_millis(20)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = Rng(77);
+    let reqs: Vec<Value> = (0..24).map(|i| request(&mut rng, i, "")).collect();
+    let inp = dir.path().join("in.jsonl");
+    std::fs::write(&inp, jsonl(&reqs)).expect("write");
+    for extra in [
+        &["--masking", "none"][..],
+        &["--masking", "seeded:3"][..],
+        &["--masking", "reference", "--constrain", "gbnf"][..],
+    ] {
+        mock.handle().reset();
+        let out = dir.path().join("out.jsonl");
+        let mut args = vec![
+            "score",
+            "--input",
+            s(&inp),
+            "--output",
+            s(&out),
+            "--endpoint",
+        ];
+        let url = mock.url();
+        args.push(&url);
+        args.extend(["--concurrency", "3"]);
+        args.extend(extra);
+        let run = ra(&args, b"");
+        assert_eq!(run.code, 0, "{extra:?}: {}", run.stderr);
+        let lines = read_jsonl(&out);
+        assert_eq!(lines.len(), 24);
+        for (i, (line, req)) in lines.iter().zip(&reqs).enumerate() {
+            check_shape(line, i, &Value::Null);
+            let mut req = req.clone();
+            if extra[1] == "none" {
+                // Unmasked: the mock ranks the caller's own names, so the ranking is exact.
+                req["mask_responses"] = json!(false);
+            }
+            check_judged(line, &req);
+        }
+        let max = mock.handle().stats().max_in_flight;
+        assert!(
+            (2..=3).contains(&max),
+            "{extra:?}: --concurrency 3 bounds requests in flight: {max}"
+        );
+    }
+}
+
+#[test]
+fn score_duplicate_keys_large_lines_and_stdin_resume() {
+    // A context big enough for the ~2 MB line (the mock counts 4 bytes a token).
+    let mock = Mock::start(MockServer::builder().context_length(2_000_000));
+    let url = mock.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = format!("{} score=4", "A long, careful answer. ".repeat(80_000)); // ~1.9 MB
+    let lines = [
+        // A repeated key keeps its first position and its last value.
+        r#"{"id": 1, "principle": "p", "prompt": "q", "responses": {"a": "x score=1", "b": "y score=2", "a": "z score=5"}}"#.to_string(),
+        json!({"id": 2, "principle": "p", "prompt": "big", "responses": {"big": big, "small": "ok score=2"}}).to_string(),
+        json!({"id": 3, "principle": "p", "prompt": "q", "responses": {"only": "single score=3"}}).to_string(),
+    ];
+    let input = lines.join("\n") + "\n";
+    let out = dir.path().join("out.jsonl");
+    let args = [
+        "score",
+        "--input",
+        "-",
+        "--output",
+        s(&out),
+        "--endpoint",
+        &url,
+    ];
+    let run = ra(&args, input.as_bytes());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got = read_jsonl(&out);
+    assert_eq!(got[0]["scores"], json!({"a": 5.0, "b": 2.0}), "{}", got[0]);
+    assert_eq!(got[0]["ranking"], json!(["a", "b"]));
+    check_judged(
+        &got[1],
+        &json!({"responses": {"big": big, "small": "ok score=2"}}),
+    );
+    assert_eq!(got[2]["scores"], json!({"only": 3.0}));
+    let done = std::fs::read_to_string(&out).expect("read");
+
+    // --resume with the input on stdin: nothing to redo, and a changed stdin is refused.
+    let before = mock.chat_requests();
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    assert_eq!(ra(&resume, input.as_bytes()).code, 0);
+    assert_eq!(mock.chat_requests(), before);
+    let changed = input.replacen("\"q\"", "\"Q\"", 1);
+    let run = ra(&resume, changed.as_bytes());
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&out).expect("read"), done);
+}
+
+#[test]
+fn score_survives_a_replica_dying_mid_run() {
+    let a = Mock::start(MockServer::builder().latency(Latency::from_millis(30)));
+    let b = Mock::start(MockServer::builder().latency(Latency::from_millis(30)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inp = small_input(dir.path(), 80, |_| "");
+    let out = dir.path().join("out.jsonl");
+    let (ua, ub) = (a.url(), b.url());
+    let child = spawn_ra(&[
+        "score",
+        "--input",
+        s(&inp),
+        "--output",
+        s(&out),
+        "--endpoint",
+        &ua,
+        "--endpoint",
+        &ub,
+        "--concurrency",
+        "4",
+    ]);
+    assert!(wait_until(Duration::from_secs(20), || a.chat_requests() >= 5));
+    a.kill();
+    let run = child.finish(Duration::from_secs(60));
+    assert_eq!(
+        run.code, 0,
+        "every line judged despite the dead replica: {}",
+        run.stderr
+    );
+    let lines = read_jsonl(&out);
+    assert_eq!(lines.len(), 80);
+    assert!(lines.iter().all(|l| l["error"].is_null()));
+    assert!(
+        b.chat_requests() >= 40,
+        "the live replica took over: {}",
+        b.chat_requests()
+    );
+}
