@@ -175,6 +175,18 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A bare child that is killed and reaped when dropped (for tests that drive its pipes).
+pub struct ChildGuardRaw(pub Child);
+
+impl Drop for ChildGuardRaw {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Runs `ra ARGS` with `stdin`, to completion (at most 60 s).
 pub fn ra(args: &[&str], stdin: &[u8]) -> Run {
     ChildGuard::spawn(ra_command(args), Some(stdin.to_vec())).finish(Duration::from_secs(60))
@@ -224,6 +236,13 @@ impl Mock {
 
     pub fn kill(&self) {
         self.rt.block_on(self.handle().kill_and_wait());
+    }
+
+    /// Brings a killed mock back on the same port.
+    pub fn restart(&self) {
+        self.rt
+            .block_on(self.handle().restart())
+            .expect("mock restarts");
     }
 }
 
