@@ -321,7 +321,6 @@ async fn model_discovery_with_the_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: model discovery retries a 401 (list_models_with_retry retries every failure)"]
 async fn model_discovery_does_not_retry_a_401() {
     let mock = MockServer::builder().api_key("sk-k").start().await.unwrap();
     let err = Client::builder()
