@@ -478,9 +478,9 @@ fn sigterm_stops_sending_new_requests() {
     let run = child.finish(Duration::from_secs(1));
     assert!(run.code > 0);
     let sent_after = mock.chat_requests() - at_signal;
-    // One request may be on its way at the instant of the signal.
+    // Up to --concurrency requests may be on their way at the instant of the signal.
     assert!(
-        sent_after <= 1,
+        sent_after <= 2,
         "{sent_after} requests were sent after SIGTERM (stop sending, finish the ones in flight)"
     );
 }
