@@ -85,6 +85,7 @@ score_pid=
 
 # Stops `ra score` first (it leaves a resumable output), then the server; ra-serve
 # itself stops its engines (SIGTERM, its --grace, then SIGKILL) before it exits.
+# shellcheck disable=SC2317  # invoked by the traps below
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
