@@ -6,7 +6,7 @@ subset of llama-server's command line that `ra-serve --engine llama-cpp`
 passes, so ra-serve cannot tell the two apart:
 
     llama-server -m MODEL.gguf [--host H] [--port P] [-c N] [-np N] [-t N]
-                 [-tb N] [--alias NAME] [-n N] [--metrics] [--no-webui]
+                 [-tb N] [--poll N] [--alias NAME] [-n N] [--metrics] [--no-webui]
                  [-lv N] [--chat-template-file F]
                  [--reasoning-format none|auto|deepseek|deepseek-legacy]
 
@@ -78,6 +78,9 @@ def parse_args(argv):
     p.add_argument("-t", "--threads", type=int, default=-1)
     p.add_argument("-tb", "--threads-batch", type=int, default=None,
                    help="threads for prompt processing (default: --threads)")
+    p.add_argument("--poll", type=int, default=None,
+                   help="0-100: how much worker threads busy-wait for work "
+                   "(llama.cpp default 50); 0 yields the CPU, kinder to a shared machine")
     p.add_argument("-a", "--alias", default=None, help="served model name")
     p.add_argument("-n", "--n-predict", type=int, default=-1,
                    help="default max tokens per request (-1 = unbounded)")
@@ -113,6 +116,9 @@ def build_params(xllamacpp, args):
     params.cpuparams_batch.n_threads = (
         args.threads if args.threads_batch is None else args.threads_batch
     )
+    if args.poll is not None:
+        params.cpuparams.poll = args.poll
+        params.cpuparams_batch.poll = args.poll
     if args.alias:
         params.model_alias = {args.alias}
     params.endpoint_metrics = args.metrics
