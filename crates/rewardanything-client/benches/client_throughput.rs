@@ -47,6 +47,7 @@ struct Options {
     all: bool,
     stages: bool,
     raw: bool,
+    spawn: bool,
     bench: bool,
 }
 
@@ -65,6 +66,7 @@ impl Default for Options {
             all: false,
             stages: false,
             raw: false,
+            spawn: false,
             bench: false,
         }
     }
@@ -94,6 +96,7 @@ fn parse_args() -> Result<Options, BoxError> {
             "--all" => o.all = true,
             "--stages" => o.stages = true,
             "--raw" => o.raw = true,
+            "--spawn" => o.spawn = true,
             // A filter cargo may pass through; this bench has a single body.
             other if !other.starts_with("--") => {}
             other => return Err(format!("unknown option {other}").into()),
@@ -116,6 +119,7 @@ struct Figures {
     errors: f64,
     secs: f64,
     per_sec: f64,
+    steady_per_sec: f64,
     cpu_us: f64,
     user_us: f64,
     sys_us: f64,
@@ -126,11 +130,12 @@ struct Figures {
 impl Figures {
     fn to_line(self) -> String {
         format!(
-            "RESULT judgments={} errors={} secs={} per_sec={} cpu_us={} user_us={} sys_us={} peak_rss_mb={} start_rss_mb={}",
+            "RESULT judgments={} errors={} secs={} per_sec={} steady_per_sec={} cpu_us={} user_us={} sys_us={} peak_rss_mb={} start_rss_mb={}",
             self.judgments,
             self.errors,
             self.secs,
             self.per_sec,
+            self.steady_per_sec,
             self.cpu_us,
             self.user_us,
             self.sys_us,
@@ -149,6 +154,7 @@ impl Figures {
                 "errors" => f.errors = v,
                 "secs" => f.secs = v,
                 "per_sec" => f.per_sec = v,
+                "steady_per_sec" => f.steady_per_sec = v,
                 "cpu_us" => f.cpu_us = v,
                 "user_us" => f.user_us = v,
                 "sys_us" => f.sys_us = v,
@@ -336,7 +342,11 @@ async fn measured_run(o: &Options) -> Result<Figures, BoxError> {
     let (mut ok, mut errors, mut wrong) = (0u64, 0u64, 0u64);
     let mut samples = Vec::new();
     let every = (o.requests / 10).max(1);
+    // Completion times, for the steady-state rate (the ramp-up and the drain of the last
+    // partial round are not the client's throughput). 4 bytes per request.
+    let mut done_at: Vec<f32> = Vec::with_capacity(o.requests);
     while let Some((i, r)) = results.next().await {
+        done_at.push(started.elapsed().as_secs_f32());
         if ((ok + errors) as usize).is_multiple_of(every) {
             samples.push(rss_now_mb());
         }
@@ -363,6 +373,17 @@ async fn measured_run(o: &Options) -> Result<Figures, BoxError> {
     }
     let secs = started.elapsed().as_secs_f64();
     let after = rusage();
+    // Rate between the 10th and the 90th percentile of completion times.
+    let steady_per_sec = {
+        let (lo, hi) = (done_at.len() / 10, done_at.len() * 9 / 10);
+        let span = f64::from(done_at.get(hi).copied().unwrap_or(0.0))
+            - f64::from(done_at.get(lo).copied().unwrap_or(0.0));
+        if span > 0.0 {
+            (hi - lo) as f64 / span
+        } else {
+            f64::NAN
+        }
+    };
     if verbose || o.stream {
         let s: Vec<String> = samples.iter().map(|m| format!("{m:.1}")).collect();
         eprintln!(
@@ -383,6 +404,7 @@ async fn measured_run(o: &Options) -> Result<Figures, BoxError> {
         errors: errors as f64,
         secs,
         per_sec: n / secs,
+        steady_per_sec,
         cpu_us: (user + sys) / n.max(1.0),
         user_us: user / n.max(1.0),
         sys_us: sys / n.max(1.0),
@@ -415,6 +437,9 @@ fn child_args(o: &Options) -> Vec<String> {
     }
     if o.raw {
         a.push("--raw".into());
+    }
+    if o.spawn {
+        a.push("--spawn".into());
     }
     a
 }
@@ -470,12 +495,16 @@ fn report(label: &str, o: &Options, runs: &[Figures]) {
         runs.len()
     );
     let per_sec = m(|f| f.per_sec);
+    let steady = m(|f| f.steady_per_sec);
     match capacity {
         Some(c) => println!(
-            "  throughput      {per_sec:>10.0} judgments/s  ({:.2}% of {c:.0}/s)",
-            100.0 * per_sec / c
+            "  throughput      {per_sec:>10.0} judgments/s  ({:.2}% of {c:.0}/s); steady state {steady:.0}/s ({:.2}%)",
+            100.0 * per_sec / c,
+            100.0 * steady / c
         ),
-        None => println!("  throughput      {per_sec:>10.0} judgments/s"),
+        None => {
+            println!("  throughput      {per_sec:>10.0} judgments/s; steady state {steady:.0}/s")
+        }
     }
     println!(
         "  client CPU      {:>10.1} µs/judgment  (user {:.1}, sys {:.1})",
@@ -665,6 +694,7 @@ async fn raw_run(o: &Options) -> Result<Figures, BoxError> {
         errors: (o.requests as u64 - ok) as f64,
         secs,
         per_sec: n / secs,
+        steady_per_sec: f64::NAN,
         cpu_us: (user + sys) / n.max(1.0),
         user_us: user / n.max(1.0),
         sys_us: sys / n.max(1.0),
@@ -735,14 +765,22 @@ fn main() -> Result<(), BoxError> {
         report("custom", &o, &runs);
         return Ok(());
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // `--threads 0`: a current-thread runtime (no cross-thread wake-ups at all).
+    let mut rt = match o.threads {
+        Some(0) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
     rt.enable_all();
-    if let Some(t) = o.threads {
-        rt.worker_threads(t.max(1));
+    if let Some(t) = o.threads.filter(|&t| t > 0) {
+        rt.worker_threads(t);
     }
     let rt = rt.build()?;
     let figures = if o.raw {
         rt.block_on(raw_run(&o))?
+    } else if o.spawn {
+        // The consumer as a runtime task, as in a server, rather than on the block_on thread.
+        let task = o.clone();
+        rt.block_on(async move { tokio::spawn(async move { measured_run(&task).await }).await })??
     } else {
         rt.block_on(measured_run(&o))?
     };
