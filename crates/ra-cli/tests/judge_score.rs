@@ -354,7 +354,10 @@ fn score_bad_blank_crlf_and_unterminated_lines() {
     );
     input.extend_from_slice(b"{\"id\": [1], \"principle\": \"\xff\"}\n");
     input.extend_from_slice(b"[\"an\", \"array\"]\n");
-    input.extend_from_slice(format!("{}", good(6)).as_bytes()); // no final newline
+    input.extend_from_slice(
+        b"{\"id\": \"empty\", \"principle\": \"p\", \"prompt\": \"q\", \"responses\": {}}\n",
+    );
+    input.extend_from_slice(format!("{}", good(7)).as_bytes()); // no final newline
     let dir = tempfile::tempdir().expect("tempdir");
     let (inp, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
     std::fs::write(&inp, &input).expect("write");
@@ -372,10 +375,15 @@ fn score_bad_blank_crlf_and_unterminated_lines() {
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
     let lines = read_jsonl(&out);
-    assert_eq!(lines.len(), 7);
+    assert_eq!(lines.len(), 8);
     check_judged(&lines[0], &good(0));
-    check_judged(&lines[6], &good(6));
-    for (i, line) in lines.iter().enumerate().take(6).skip(1) {
+    check_judged(&lines[7], &good(7));
+    assert!(
+        lines[6]["error"]["message"].as_str().unwrap_or("").contains("empty"),
+        "no request is sent for empty responses: {}",
+        lines[6]
+    );
+    for (i, line) in lines.iter().enumerate().take(7).skip(1) {
         assert_eq!(line["index"], i, "{line}");
         assert_eq!(line["error"]["kind"], "bad_input", "{line}");
     }

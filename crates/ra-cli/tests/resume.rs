@@ -641,7 +641,6 @@ fn sigint_stops_like_sigterm() {
 }
 
 #[test]
-#[ignore = "bug: --output naming the --input file truncates the input (with or without --resume) and exits 0 with 0 judged"]
 fn output_same_as_input_is_refused_without_losing_the_input() {
     let mock = Mock::default_mock();
     let url = mock.url();

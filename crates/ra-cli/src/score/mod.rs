@@ -87,7 +87,14 @@ enum Job {
 
 fn decode_job(index: usize, line: &[u8]) -> Job {
     let hash = input_hash(line);
-    match crate::lines::decode::<ScoreInput>(line) {
+    let decoded = crate::lines::decode::<ScoreInput>(line).and_then(|input| {
+        if input.responses.is_empty() {
+            Err("`responses` is empty: nothing to judge".to_string())
+        } else {
+            Ok(input)
+        }
+    });
+    match decoded {
         Ok(input) => Job::Judge {
             index,
             id: input.id,
@@ -179,6 +186,7 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     }
     let grace = Duration::try_from_secs_f64(args.grace).context("--grace must be a number of seconds")?;
     let started = Instant::now();
+    check_paths(&args.input, &args.output)?;
     let total = count_lines(&args.input).await;
     let input = open_input(&args.input)
         .await
@@ -379,6 +387,26 @@ enum JobItem {
     Job(Job),
     /// A kept line whose stored result is an error (counted for the exit status).
     KeptFailed,
+}
+
+/// Refuses inputs that cannot work before anything is written: a directory, or an
+/// output that is the input file itself (writing it would destroy the input).
+fn check_paths(input: &str, output: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if input == "-" {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(input).with_context(|| format!("cannot read --input {input}"))?;
+    if meta.is_dir() {
+        anyhow::bail!("--input {input} is a directory");
+    }
+    if output != "-"
+        && let Ok(out) = std::fs::metadata(output)
+        && (out.dev(), out.ino()) == (meta.dev(), meta.ino())
+    {
+        anyhow::bail!("--output {output} is the --input file; choose another output");
+    }
+    Ok(())
 }
 
 /// Lines in a regular input file (for the progress bar); `None` for stdin.
