@@ -39,13 +39,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let errors = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
+    let micros = Arc::new(AtomicU64::new(0));
 
     let start = Instant::now();
     futures::stream::iter(0..total)
         .for_each_concurrent(in_flight, |_| {
             let (http, url, body) = (http.clone(), url.clone(), body.clone());
-            let (errors, bytes) = (errors.clone(), bytes.clone());
+            let (errors, bytes, micros) = (errors.clone(), bytes.clone(), micros.clone());
             async move {
+                let sent_at = Instant::now();
                 let sent = http
                     .post(url.as_str())
                     .header("content-type", "application/json")
@@ -54,7 +56,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .await;
                 match sent {
                     Ok(r) if r.status().is_success() => match r.bytes().await {
-                        Ok(b) => _ = bytes.fetch_add(b.len() as u64, Relaxed),
+                        Ok(b) => {
+                            bytes.fetch_add(b.len() as u64, Relaxed);
+                            micros.fetch_add(sent_at.elapsed().as_micros() as u64, Relaxed);
+                        }
                         Err(_) => _ = errors.fetch_add(1, Relaxed),
                     },
                     _ => _ = errors.fetch_add(1, Relaxed),
@@ -65,10 +70,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs = start.elapsed().as_secs_f64();
     let ok = total - errors.load(Relaxed);
     println!(
-        "{total} requests, {in_flight} in flight: {secs:.2} s, {:.0} req/s, {} errors, mean answer {} bytes",
+        "{total} requests, {in_flight} in flight: {secs:.2} s, {:.0} req/s, {} errors, mean answer {} bytes, mean latency {:.2} ms",
         total as f64 / secs,
         errors.load(Relaxed),
         bytes.load(Relaxed) / ok.max(1),
+        micros.load(Relaxed) as f64 / 1000.0 / ok.max(1) as f64,
     );
     Ok(())
 }

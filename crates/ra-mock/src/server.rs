@@ -533,15 +533,21 @@ async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConne
         return Ok(g.reply(400, render::error_body(400, &msg, p), None));
     }
 
-    // Capacity: the permit and the `processing` gauge live until the answer is built.
+    // Capacity: the permit and the `processing` gauge live until the answer is sent.
+    // The hold starts at arrival, or when a queued request gets its slot.
+    let mut hold_from = g.info.arrived;
     let _permit = match &shared.slots {
         None => None,
-        Some(sem) => match shared.cfg.over_capacity {
-            // The semaphore is never closed, so acquire only fails if it were; treat as no limit.
-            OverCapacity::Queue => sem.acquire().await.ok(),
-            OverCapacity::Reject { retry_after } => match sem.try_acquire() {
-                Ok(p) => Some(p),
-                Err(_) => {
+        Some(sem) => match sem.try_acquire() {
+            Ok(p) => Some(p),
+            Err(_) => match shared.cfg.over_capacity {
+                OverCapacity::Queue => {
+                    // The semaphore is never closed, so this only fails if it were; then no limit.
+                    let p = sem.acquire().await.ok();
+                    hold_from = Instant::now();
+                    p
+                }
+                OverCapacity::Reject { retry_after } => {
                     shared.counters.rejected.fetch_add(1, Relaxed);
                     let body = render::error_body(429, "ra-mock: server at capacity", None);
                     return Ok(g.reply(429, body, retry_after));
@@ -553,10 +559,8 @@ async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConne
     let delay = markers
         .latency
         .unwrap_or_else(|| dynamic.latency.pick(shared.draw(STREAM_LATENCY, g.seq)));
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
 
+    // Build the answer first so the hold is the configured latency, not latency + work.
     let scored: Vec<(u8, &str)> = payload
         .responses
         .iter()
@@ -570,7 +574,11 @@ async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConne
     };
     let shape = markers.shape.or(header_shape).unwrap_or(shared.cfg.shape);
     let completion = render::shape_completion(shape, &reasoning, &answer, max_tokens, force_length);
-    match render::completion_body(g.seq, unix_now(), model, shape, &completion, prompt_tokens) {
+    let body = render::completion_body(g.seq, unix_now(), model, shape, &completion, prompt_tokens);
+    if !delay.is_zero() {
+        tokio::time::sleep_until((hold_from + delay).into()).await;
+    }
+    match body {
         Ok(body) => Ok(g.reply(200, body, None)),
         Err(e) => Ok(g.error(500, &format!("ra-mock: could not encode the answer: {e}"))),
     }
