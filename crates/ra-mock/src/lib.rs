@@ -47,6 +47,16 @@
 //! whose keyword is unknown is plain text; a known keyword with a bad argument
 //! is a 400 (`ra-mock: invalid marker …`) so a typo in a test shows at once.
 //!
+//! # Latency, capacity, observability
+//! A request that gets an answer is held for the [`Latency`] counted from its
+//! arrival (or from the moment a queued request gets a capacity slot); tokio's
+//! timer rounds the deadline up to the next millisecond. At most `capacity`
+//! requests are held at once ([`Stats::max_processing`]). [`MockHandle::stats`]
+//! gives counters, [`MockHandle::attempts`] a bounded log with one [`Attempt`]
+//! per chat request (arrival and finish `Instant`s, prompt hash, `max_tokens`,
+//! `seed`, outcome, and with prompt logging the prompt, other body fields and
+//! headers), so a test can check retry timing and what each attempt carried.
+//!
 //! # Example
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

@@ -754,3 +754,37 @@ async fn content_parts_and_max_completion_tokens() {
     check_judgment(&answer, &RESPONSES);
     assert_eq!(mock.attempts()[0].max_tokens, Some(4000));
 }
+
+#[tokio::test]
+async fn fail_first_with_hang_and_malformed() {
+    let http = reqwest::Client::new();
+    let mock = MockServer::builder().start().await.unwrap();
+    let hang = request("h [[fail-first:1:hang]]", &RESPONSES, 4096);
+    let err = http
+        .post(url(&mock))
+        .timeout(Duration::from_millis(200))
+        .json(&hang)
+        .send()
+        .await
+        .expect_err("first attempt hangs");
+    assert!(err.is_timeout());
+    let (status, body) = post_json(&http, &mock, &hang).await;
+    assert_eq!(status, 200);
+    check_judgment(&split(ReasoningShape::Inline, &body).1, &RESPONSES);
+
+    let bad = request("m [[fail-first:1:malformed]]", &RESPONSES, 4096);
+    let (_, first) = post_json(&http, &mock, &bad).await;
+    assert!(!split(ReasoningShape::Inline, &first).1.contains('{'));
+    let (_, second) = post_json(&http, &mock, &bad).await;
+    check_judgment(&split(ReasoningShape::Inline, &second).1, &RESPONSES);
+    let outcomes: Vec<Outcome> = mock.attempts().iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Hung,
+            Outcome::Status(200),
+            Outcome::Status(200),
+            Outcome::Status(200)
+        ]
+    );
+}
