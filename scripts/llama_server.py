@@ -136,8 +136,8 @@ def build_params(xllamacpp, args):
     keys = [k.strip() for k in os.environ.get("LLAMA_API_KEY", "").split(",") if k.strip()]
     if keys:
         params.api_keys = keys
-    # Not needed by anything we start; keep it out of /proc/<pid>/environ
-    # readers' way as far as Python's copy goes.
+    # Nothing we start needs it (the initial /proc/<pid>/environ keeps it
+    # regardless; that file is readable only by the same user).
     os.environ.pop("LLAMA_API_KEY", None)
     return params, bool(keys)
 
