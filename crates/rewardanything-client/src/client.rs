@@ -899,6 +899,7 @@ impl Inner {
                     self.balancer.record(&endpoint, outcome);
                     if status == 400 && ContextOverflow::is_context_message(&message) {
                         let fit = ContextOverflow::from_message(&message)
+                            .filter(|c| !c.is_lower_bound(&message))
                             .and_then(|c| c.fitting_max_tokens())
                             .filter(|&fit| fit < max_tokens);
                         match fit {

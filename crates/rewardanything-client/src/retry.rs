@@ -280,6 +280,25 @@ impl ContextOverflow {
         (room >= 1).then(|| u32::try_from(room).unwrap_or(u32::MAX))
     }
 
+    /// Whether the prompt count is only a floor: vLLM (0.18 and later) stops counting
+    /// after `context - requested + 1` prompt tokens and says "at least". Then the room
+    /// left is unknown and lowering `max_tokens` to [`fitting_max_tokens`] would likely
+    /// fail again.
+    ///
+    /// ```
+    /// use rewardanything_client::retry::ContextOverflow;
+    /// let msg = "This model's maximum context length is 8192 tokens. However, you requested \
+    ///            4096 output tokens and your prompt contains at least 4097 input tokens";
+    /// assert!(ContextOverflow::from_message(msg).unwrap().is_lower_bound(msg));
+    /// ```
+    ///
+    /// [`fitting_max_tokens`]: Self::fitting_max_tokens
+    pub fn is_lower_bound(&self, message: &str) -> bool {
+        message.contains("at least")
+            && number_after(message, "you requested ")
+                .is_some_and(|requested| self.prompt_tokens + requested == self.context + 1)
+    }
+
     /// Whether a server message is a context-length complaint at all.
     pub fn is_context_message(message: &str) -> bool {
         message.contains("maximum context length") || message.contains("exceeds the available context size")
