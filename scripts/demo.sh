@@ -17,12 +17,19 @@ output=${2:-results.jsonl}
 
 eval "$(scripts/setup-llama.sh)"
 export RA_LLAMA_SERVER_BIN
-model=${RA_DEMO_GGUF:-$RA_TEST_GGUF}
+if [[ -n ${RA_DEMO_GGUF:-} ]]; then
+    # A real RewardAnything GGUF thinks freely and needs no grammar.
+    model=$RA_DEMO_GGUF
+    score_args=(--max-tokens 4096)
+else
+    model=$RA_TEST_GGUF
+    score_args=(--constrain gbnf --max-tokens 256)
+fi
 
 echo "demo: building ra and ra-serve (release)" >&2
 cargo build --release --locked -p ra-cli -p ra-serve >&2
 
 threads=$(nproc)
 exec scripts/score-batch.sh "$input" "$output" \
-    --constrain gbnf --max-tokens 256 --concurrency 2 \
+    "${score_args[@]}" --concurrency 2 \
     -- --engine llama-cpp --model "$model" --max-model-len 4096 --parallel 2 --threads "$threads"
