@@ -18,7 +18,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "What is the capital of Australia?",
     )
     .response("terse", "Canberra.")
-    .response("padded", "Great question! Many people think Sydney, but it is Canberra.")
+    .response(
+        "padded",
+        "Great question! Many people think Sydney, but it is Canberra.",
+    )
     .response("wrong", "Sydney.");
 
     let judged = client.judge_detailed(&request).await?;

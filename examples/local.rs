@@ -38,14 +38,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let endpoints = server.wait_ready().await?;
 
-    let mut builder = Client::builder()
-        .endpoints(endpoints)
-        .model(server.model());
+    let mut builder = Client::builder().endpoints(endpoints).model(server.model());
     if std::env::var_os("RA_LOCAL_GBNF").is_some() {
         builder = builder
-            .sampling(Sampling { max_tokens: 256, ..Sampling::default() })
+            .sampling(Sampling {
+                max_tokens: 256,
+                ..Sampling::default()
+            })
             .body_hook(|request, rendered| {
-                let grammar = rewardanything_gbnf(&rendered.model_names(request), &GrammarOptions::default());
+                let grammar =
+                    rewardanything_gbnf(&rendered.model_names(request), &GrammarOptions::default());
                 let mut fields = serde_json::Map::new();
                 fields.insert("grammar".into(), grammar.into());
                 fields
@@ -58,7 +60,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "What is the boiling point of water at sea level in Celsius?",
     )
     .response("exact", "100 °C.")
-    .response("rambling", "Water, a fascinating substance, boils at various temperatures; at sea level it is 100 °C.")
+    .response(
+        "rambling",
+        "Water, a fascinating substance, boils at various temperatures; at sea level it is 100 °C.",
+    )
     .response("wrong", "90 °C.");
     let judgment = client.judge(&request).await?;
     for (rank, name) in judgment.ranking.iter().enumerate() {

@@ -101,7 +101,10 @@ impl ClientArgs {
         } else if let Some(base) = config.api_base.clone() {
             base.into_vec()
         } else if let Ok(env) = std::env::var("RA_ENDPOINT") {
-            env.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+            env.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
         } else {
             vec![DEFAULT_ENDPOINT.to_string()]
         };
@@ -142,7 +145,11 @@ impl ClientArgs {
         let mut sampling = Sampling::default();
         for (name, value) in &config.generation_config {
             match name.as_str() {
-                "temperature" => sampling.temperature = value.as_f64().context("generation_config.temperature must be a number")?,
+                "temperature" => {
+                    sampling.temperature = value
+                        .as_f64()
+                        .context("generation_config.temperature must be a number")?
+                }
                 "max_tokens" => {
                     sampling.max_tokens = value
                         .as_u64()
@@ -169,7 +176,10 @@ impl ClientArgs {
             builder = builder.body_hook(move |request, rendered| {
                 let names = rendered.model_names(request);
                 let mut fields = serde_json::Map::new();
-                fields.insert("grammar".into(), rewardanything_gbnf(&names, &options).into());
+                fields.insert(
+                    "grammar".into(),
+                    rewardanything_gbnf(&names, &options).into(),
+                );
                 fields
             });
         }
@@ -196,7 +206,11 @@ impl ClientArgs {
 }
 
 async fn check_reachable(client: &Client) -> anyhow::Result<(String, Vec<String>)> {
-    let url = client.endpoint_urls().into_iter().next().context("no endpoint")?;
+    let url = client
+        .endpoint_urls()
+        .into_iter()
+        .next()
+        .context("no endpoint")?;
     let models = client
         .list_models_with_retry(&url)
         .await

@@ -41,13 +41,18 @@ fn split_pair(pair: &str, flag: &str) -> anyhow::Result<(String, String)> {
 
 impl JudgeArgs {
     fn request(&self) -> anyhow::Result<JudgeRequest> {
-        if self.principle.is_none() && self.prompt.is_none() && self.responses.is_empty() && self.response_files.is_empty() {
+        if self.principle.is_none()
+            && self.prompt.is_none()
+            && self.responses.is_empty()
+            && self.response_files.is_empty()
+        {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
                 .context("cannot read the request from stdin")?;
-            return serde_json::from_str(text.trim())
-                .context("stdin is not a JSON request {\"principle\", \"prompt\", \"responses\": {…}}");
+            return serde_json::from_str(text.trim()).context(
+                "stdin is not a JSON request {\"principle\", \"prompt\", \"responses\": {…}}",
+            );
         }
         let principle = self.principle.clone().context("--principle is required")?;
         let prompt = self.prompt.clone().context("--prompt is required")?;
@@ -85,10 +90,19 @@ pub async fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
                     })
                 );
             } else {
-                let width = j.ranking.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(4);
+                let width = j
+                    .ranking
+                    .iter()
+                    .map(|n| n.chars().count())
+                    .max()
+                    .unwrap_or(4)
+                    .max(4);
                 println!("{:>4}  {:<width$}  score", "rank", "name");
                 for (i, name) in j.ranking.iter().enumerate() {
-                    let score = j.scores.get(name).map_or("-".to_string(), |s| s.to_string());
+                    let score = j
+                        .scores
+                        .get(name)
+                        .map_or("-".to_string(), |s| s.to_string());
                     println!("{:>4}  {name:<width$}  {score}", i + 1);
                 }
                 if !j.consistent {
@@ -100,7 +114,10 @@ pub async fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             if args.json {
-                println!("{}", json!({"error": {"kind": e.kind_str(), "message": e.to_string()}}));
+                println!(
+                    "{}",
+                    json!({"error": {"kind": e.kind_str(), "message": e.to_string()}})
+                );
             } else {
                 eprintln!("ra judge: {e}");
             }

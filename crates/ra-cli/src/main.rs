@@ -19,7 +19,11 @@ use clap::{Parser, Subcommand};
 use rewardanything_client::Masking;
 
 #[derive(Parser)]
-#[command(name = "ra", version, about = "RewardAnything: render prompts, parse answers, judge and batch-score")]
+#[command(
+    name = "ra",
+    version,
+    about = "RewardAnything: render prompts, parse answers, judge and batch-score"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,7 +72,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ra: cannot start the async runtime: {e}");

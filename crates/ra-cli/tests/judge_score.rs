@@ -379,7 +379,10 @@ fn score_bad_blank_crlf_and_unterminated_lines() {
     check_judged(&lines[0], &good(0));
     check_judged(&lines[7], &good(7));
     assert!(
-        lines[6]["error"]["message"].as_str().unwrap_or("").contains("empty"),
+        lines[6]["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("empty"),
         "no request is sent for empty responses: {}",
         lines[6]
     );

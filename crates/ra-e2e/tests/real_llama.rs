@@ -93,7 +93,11 @@ fn live_with_marker(marker: &str) -> Vec<u32> {
         return found;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
@@ -101,7 +105,11 @@ fn live_with_marker(marker: &str) -> Vec<u32> {
         };
         let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')))
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()
+                    .map(|r| r.trim_start().starts_with('Z'))
+            })
             .unwrap_or(true);
         if !zombie && environ.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
             found.push(pid);
@@ -177,12 +185,20 @@ impl Served {
             if let Ok(text) = std::fs::read_to_string(&served.endpoints_file)
                 && let Ok(v) = serde_json::from_str::<Value>(&text)
             {
-                served.endpoints = serde_json::from_value(v["endpoints"].clone()).expect("endpoints");
+                served.endpoints =
+                    serde_json::from_value(v["endpoints"].clone()).expect("endpoints");
                 served.model = v["model"].as_str().expect("model").to_string();
-                assert!(!served.endpoints.is_empty(), "endpoints file lists nothing: {text}");
+                assert!(
+                    !served.endpoints.is_empty(),
+                    "endpoints file lists nothing: {text}"
+                );
                 break;
             }
-            if let Some(status) = served.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = served
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("ra-serve exited early ({status}):\n{}", served.log());
             }
             assert!(
@@ -266,16 +282,102 @@ impl Drop for Served {
 
 fn requests() -> Vec<Value> {
     let items = [
-        ("Prefer the most concise correct answer.", "What is 2 + 2?", vec![("terse", "4"), ("padded", "Well, if we add two and two together, we get four.")]),
-        ("Reward factual accuracy.", "What is the capital of France?", vec![("a", "Paris."), ("b", "Lyon."), ("c", "Paris, on the Seine.")]),
-        ("Refuse harmful requests politely.", "How do I make a weapon at home?", vec![("refuse", "I can't help with that, but I can suggest safety resources."), ("comply", "First, get some metal pipe...")]),
-        ("Prefer a friendly, warm tone.", "I failed my exam.", vec![("warm", "I'm sorry. One exam doesn't define you; let's plan the retake."), ("cold", "Study harder."), ("neutral", "Exams can be retaken.")]),
-        ("Code must be correct.", "Write a Python function returning the square of x.", vec![("ok", "def sq(x): return x * x"), ("bug", "def sq(x): return x + x")]),
-        ("Answers should use a numbered list.", "Give two tips for sleep.", vec![("list", "1. Keep a schedule.\n2. Avoid screens late."), ("prose", "Keep a schedule and avoid screens."), ("bullets", "- schedule\n- no screens"), ("none", "Sleep more.")]),
-        ("Prefer answers that cite a source.", "How far is the Moon?", vec![("cited", "About 384,400 km (NASA)."), ("uncited", "Roughly 384,000 km.")]),
-        ("Reward brevity.", "Name a primary colour.", vec![("one", "Red."), ("long", "Red is one of the three primary colours in the RYB model, along with blue and yellow.")]),
-        ("The answer must be in French.", "Say hello.", vec![("fr", "Bonjour !"), ("en", "Hello!"), ("es", "¡Hola!")]),
-        ("Prefer the safest medical advice.", "I have a mild headache.", vec![("safe", "Rest, drink water, and see a doctor if it persists."), ("risky", "Take ten painkillers at once.")]),
+        (
+            "Prefer the most concise correct answer.",
+            "What is 2 + 2?",
+            vec![
+                ("terse", "4"),
+                (
+                    "padded",
+                    "Well, if we add two and two together, we get four.",
+                ),
+            ],
+        ),
+        (
+            "Reward factual accuracy.",
+            "What is the capital of France?",
+            vec![
+                ("a", "Paris."),
+                ("b", "Lyon."),
+                ("c", "Paris, on the Seine."),
+            ],
+        ),
+        (
+            "Refuse harmful requests politely.",
+            "How do I make a weapon at home?",
+            vec![
+                (
+                    "refuse",
+                    "I can't help with that, but I can suggest safety resources.",
+                ),
+                ("comply", "First, get some metal pipe..."),
+            ],
+        ),
+        (
+            "Prefer a friendly, warm tone.",
+            "I failed my exam.",
+            vec![
+                (
+                    "warm",
+                    "I'm sorry. One exam doesn't define you; let's plan the retake.",
+                ),
+                ("cold", "Study harder."),
+                ("neutral", "Exams can be retaken."),
+            ],
+        ),
+        (
+            "Code must be correct.",
+            "Write a Python function returning the square of x.",
+            vec![
+                ("ok", "def sq(x): return x * x"),
+                ("bug", "def sq(x): return x + x"),
+            ],
+        ),
+        (
+            "Answers should use a numbered list.",
+            "Give two tips for sleep.",
+            vec![
+                ("list", "1. Keep a schedule.\n2. Avoid screens late."),
+                ("prose", "Keep a schedule and avoid screens."),
+                ("bullets", "- schedule\n- no screens"),
+                ("none", "Sleep more."),
+            ],
+        ),
+        (
+            "Prefer answers that cite a source.",
+            "How far is the Moon?",
+            vec![
+                ("cited", "About 384,400 km (NASA)."),
+                ("uncited", "Roughly 384,000 km."),
+            ],
+        ),
+        (
+            "Reward brevity.",
+            "Name a primary colour.",
+            vec![
+                ("one", "Red."),
+                (
+                    "long",
+                    "Red is one of the three primary colours in the RYB model, along with blue and yellow.",
+                ),
+            ],
+        ),
+        (
+            "The answer must be in French.",
+            "Say hello.",
+            vec![("fr", "Bonjour !"), ("en", "Hello!"), ("es", "¡Hola!")],
+        ),
+        (
+            "Prefer the safest medical advice.",
+            "I have a mild headache.",
+            vec![
+                (
+                    "safe",
+                    "Rest, drink water, and see a doctor if it persists.",
+                ),
+                ("risky", "Take ten painkillers at once."),
+            ],
+        ),
     ];
     items
         .iter()
@@ -291,9 +393,15 @@ fn requests() -> Vec<Value> {
 }
 
 fn check_judgment(names: &[String], scores: &Value, ranking: &Value, context: &str) {
-    let scores = scores.as_object().unwrap_or_else(|| panic!("{context}: scores {scores}"));
+    let scores = scores
+        .as_object()
+        .unwrap_or_else(|| panic!("{context}: scores {scores}"));
     let scored: Vec<&String> = scores.keys().collect();
-    assert_eq!(scored, names.iter().collect::<Vec<_>>(), "{context}: every response scored, in order");
+    assert_eq!(
+        scored,
+        names.iter().collect::<Vec<_>>(),
+        "{context}: every response scored, in order"
+    );
     for (name, score) in scores {
         let s = score.as_f64().unwrap_or(f64::NAN);
         assert!((1.0..=5.0).contains(&s), "{context}: {name} scored {score}");
@@ -304,7 +412,11 @@ fn check_judgment(names: &[String], scores: &Value, ranking: &Value, context: &s
         names.iter().collect::<BTreeSet<_>>(),
         "{context}: ranking {ranked:?} is a permutation of {names:?}"
     );
-    assert_eq!(ranked.len(), names.len(), "{context}: no repeats in {ranked:?}");
+    assert_eq!(
+        ranked.len(),
+        names.len(),
+        "{context}: no repeats in {ranked:?}"
+    );
 }
 
 #[test]
@@ -331,7 +443,12 @@ fn ra_serve_and_ra_score_and_the_library_against_a_real_llama_cpp_server() {
         .arg(&output)
         .arg("--endpoints-file")
         .arg(&served.endpoints_file)
-        .args(["--constrain", "gbnf", "--max-tokens", &MAX_TOKENS.to_string()])
+        .args([
+            "--constrain",
+            "gbnf",
+            "--max-tokens",
+            &MAX_TOKENS.to_string(),
+        ])
         .args(["--concurrency", "2", "--timeout", "240"])
         .env_remove("RA_API_KEY")
         .env_remove("OPENAI_API_KEY")
@@ -340,15 +457,33 @@ fn ra_serve_and_ra_score_and_the_library_against_a_real_llama_cpp_server() {
     let wall = started.elapsed();
     let stderr = String::from_utf8_lossy(&run.stderr);
     let text = std::fs::read_to_string(&output).expect("results");
-    assert_eq!(run.status.code(), Some(0), "ra score failed:\n{stderr}\n{text}\nserver log:\n{}", served.log());
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "ra score failed:\n{stderr}\n{text}\nserver log:\n{}",
+        served.log()
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     assert_eq!(lines.len(), reqs.len());
     for (i, (line, req)) in lines.iter().zip(&reqs).enumerate() {
         assert_eq!(line["index"], json!(i));
         assert_eq!(line["id"], req["id"]);
         assert_eq!(line["error"], Value::Null, "line {i}: {line}");
-        let names: Vec<String> = req["responses"].as_object().expect("responses").keys().cloned().collect();
-        check_judgment(&names, &line["scores"], &line["ranking"], &format!("ra score line {i}"));
+        let names: Vec<String> = req["responses"]
+            .as_object()
+            .expect("responses")
+            .keys()
+            .cloned()
+            .collect();
+        check_judgment(
+            &names,
+            &line["scores"],
+            &line["ranking"],
+            &format!("ra score line {i}"),
+        );
         assert!(line["usage"]["completion_tokens"].as_u64().unwrap_or(0) > 0);
     }
     eprintln!(
@@ -374,11 +509,18 @@ fn ra_serve_and_ra_score_and_the_library_against_a_real_llama_cpp_server() {
             &json!(judgment.ranking),
             "library judge",
         );
-        assert!(!judgment.reasoning.is_empty(), "the think block is the reasoning");
+        assert!(
+            !judgment.reasoning.is_empty(),
+            "the think block is the reasoning"
+        );
 
         let rewarder = Rewarder::new(client.clone()).normalization(Normalization::Unit);
         let group = rewarder
-            .group_rewards("Reward brevity.", "Name a fruit.", &["Apple.", "An apple, which is a fruit.", "Banana."])
+            .group_rewards(
+                "Reward brevity.",
+                "Name a fruit.",
+                &["Apple.", "An apple, which is a fruit.", "Banana."],
+            )
             .await;
         assert!(group.is_ok(), "{:?}", group.error);
         assert_eq!(group.rewards.len(), 3);
@@ -391,7 +533,10 @@ fn ra_serve_and_ra_score_and_the_library_against_a_real_llama_cpp_server() {
         let request = JudgeRequest::new("Be brief.", "Summarise.")
             .response("a", huge.as_str())
             .response("b", "Short.");
-        let error = client.judge(&request).await.expect_err("the prompt cannot fit");
+        let error = client
+            .judge(&request)
+            .await
+            .expect_err("the prompt cannot fit");
         assert_eq!(error.attempts, 1, "not retried: {error}");
         assert_eq!(error.status(), Some(400), "{error}");
         assert_eq!(error.kind_str(), "context_length", "{error}");
@@ -399,9 +544,17 @@ fn ra_serve_and_ra_score_and_the_library_against_a_real_llama_cpp_server() {
 
     // 3. SIGTERM to ra-serve leaves no process behind.
     let pids = live_with_marker(&served.marker);
-    assert!(pids.len() >= 2, "ra-serve and the engine carry the marker: {pids:?}");
+    assert!(
+        pids.len() >= 2,
+        "ra-serve and the engine carry the marker: {pids:?}"
+    );
     let (code, took) = served.stop();
-    assert_eq!(code, Some(0), "ra-serve exit after SIGTERM:\n{}", served.log());
+    assert_eq!(
+        code,
+        Some(0),
+        "ra-serve exit after SIGTERM:\n{}",
+        served.log()
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !live_with_marker(&served.marker).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -411,7 +564,10 @@ fn ra_serve_and_ra_score_and_the_library_against_a_real_llama_cpp_server() {
         "left behind: {:?}",
         live_with_marker(&served.marker)
     );
-    assert!(!served.endpoints_file.exists(), "endpoints file removed on shutdown");
+    assert!(
+        !served.endpoints_file.exists(),
+        "endpoints file removed on shutdown"
+    );
     eprintln!("ra-serve stopped in {:.1} s", took.as_secs_f64());
 }
 
@@ -429,7 +585,10 @@ fn api_key_is_required_and_never_logged() {
             .response("wrong", "3");
         // Without the key: a clear 401, not retried.
         let anonymous = served.client(None).build().await.expect("client");
-        let error = anonymous.judge(&request).await.expect_err("401 without a key");
+        let error = anonymous
+            .judge(&request)
+            .await
+            .expect_err("401 without a key");
         assert_eq!(error.status(), Some(401), "{error}");
         assert_eq!(error.attempts, 1, "a 401 is not retried: {error}");
         assert!(!error.to_string().contains(&key));
@@ -449,7 +608,12 @@ fn api_key_is_required_and_never_logged() {
         .args(["--output", "-"])
         .arg("--endpoints-file")
         .arg(&served.endpoints_file)
-        .args(["--constrain", "gbnf", "--max-tokens", &MAX_TOKENS.to_string()])
+        .args([
+            "--constrain",
+            "gbnf",
+            "--max-tokens",
+            &MAX_TOKENS.to_string(),
+        ])
         .env("RA_API_KEY", &key)
         .env("RA_LOG", "debug")
         .output()
@@ -457,11 +621,17 @@ fn api_key_is_required_and_never_logged() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(!stdout.contains(&key) && !stderr.contains(&key), "ra printed the key");
+    assert!(
+        !stdout.contains(&key) && !stderr.contains(&key),
+        "ra printed the key"
+    );
 
     let (code, _) = served.stop();
     assert_eq!(code, Some(0));
     let log = served.log();
-    assert!(log.contains("ready"), "ra-serve logged its progress:\n{log}");
+    assert!(
+        log.contains("ready"),
+        "ra-serve logged its progress:\n{log}"
+    );
     assert!(!log.contains(&key), "the key appears in ra-serve's log");
 }

@@ -31,10 +31,22 @@ fn main() {
         "Prefer responses that are factually correct, concise and directly answer the question.",
         "Explain how a hash map handles collisions, with one short example.",
     )
-    .response("gpt-4o", text("Separate chaining stores colliding keys in a list. "))
-    .response("claude-3-opus", text("Open addressing probes the next free slot. \"quoted\"\n"))
-    .response("llama-3-70b", text("A hash map uses buckets; collisions go to the same bucket. "))
-    .response("qwen-2-72b", text("Robin Hood hashing evens out probe lengths — été ✓. "));
+    .response(
+        "gpt-4o",
+        text("Separate chaining stores colliding keys in a list. "),
+    )
+    .response(
+        "claude-3-opus",
+        text("Open addressing probes the next free slot. \"quoted\"\n"),
+    )
+    .response(
+        "llama-3-70b",
+        text("A hash map uses buckets; collisions go to the same bucket. "),
+    )
+    .response(
+        "qwen-2-72b",
+        text("Robin Hood hashing evens out probe lengths — été ✓. "),
+    );
     let request_bytes: usize = request.responses.values().map(String::len).sum();
 
     let rendered = render(&request, Masking::Reference);
@@ -62,13 +74,22 @@ fn main() {
     );
     let parse_ns = median_ns_per_iter(
         || {
-            let _ = black_box(parse_completion(black_box(&completion), masked2real.as_ref()));
+            let _ = black_box(parse_completion(
+                black_box(&completion),
+                masked2real.as_ref(),
+            ));
         },
         20_000,
         9,
     );
-    println!("request: 4 responses, {request_bytes} bytes of response text; answer: {} bytes", answer.len());
-    println!("render (reference masking): {:>8.0} ns/op (median of 9 rounds)", render_ns);
+    println!(
+        "request: 4 responses, {request_bytes} bytes of response text; answer: {} bytes",
+        answer.len()
+    );
+    println!(
+        "render (reference masking): {:>8.0} ns/op (median of 9 rounds)",
+        render_ns
+    );
     println!("render (seeded masking):    {:>8.0} ns/op", seeded_ns);
     println!("parse_completion:           {:>8.0} ns/op", parse_ns);
 }

@@ -215,7 +215,10 @@ impl Balancer {
                 endpoint.avoid_until_ms.fetch_max(until, Ordering::Relaxed);
             }
             Outcome::Failure => {
-                let failures = endpoint.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let failures = endpoint
+                    .consecutive_failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
                 let until = self.now_ms() + self.config.cooldown.as_millis() as u64;
                 if endpoint.is_ejected() {
                     // A failed probe: rest again.
@@ -304,12 +307,20 @@ mod tests {
         for _ in 0..3 {
             b.record(&eps[0], Outcome::Failure);
         }
-        assert_eq!(b.pick().unwrap().endpoint().base_url, "http://e1/v1", "resting");
+        assert_eq!(
+            b.pick().unwrap().endpoint().base_url,
+            "http://e1/v1",
+            "resting"
+        );
         std::thread::sleep(Duration::from_millis(50));
         let probe = b.pick().unwrap();
         assert_eq!(probe.endpoint().base_url, "http://e0/v1");
         let next = b.pick().unwrap();
-        assert_eq!(next.endpoint().base_url, "http://e1/v1", "one probe at a time");
+        assert_eq!(
+            next.endpoint().base_url,
+            "http://e1/v1",
+            "one probe at a time"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
@@ -25,7 +27,14 @@ pub type BodyHook =
     Arc<dyn Fn(&JudgeRequest, &RenderedPrompt) -> Map<String, Value> + Send + Sync + 'static>;
 
 /// Body fields the client sets itself; extra fields with these names are ignored.
-const OWN_FIELDS: [&str; 6] = ["model", "messages", "temperature", "max_tokens", "top_p", "seed"];
+const OWN_FIELDS: [&str; 6] = [
+    "model",
+    "messages",
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "seed",
+];
 
 /// Sampling settings sent with every request.
 ///
@@ -384,7 +393,9 @@ impl ClientBuilder {
             }
         }
         if self.max_in_flight == 0 {
-            return Err(BuildError::Invalid("max_in_flight must be at least 1".into()));
+            return Err(BuildError::Invalid(
+                "max_in_flight must be at least 1".into(),
+            ));
         }
         let api_key = self
             .api_key
@@ -402,8 +413,8 @@ impl ClientBuilder {
         for (name, value) in &self.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| BuildError::InvalidHeader(name.clone()))?;
-            let mut header_value =
-                HeaderValue::from_str(value).map_err(|_| BuildError::InvalidHeader(name.clone()))?;
+            let mut header_value = HeaderValue::from_str(value)
+                .map_err(|_| BuildError::InvalidHeader(name.clone()))?;
             header_value.set_sensitive(true);
             headers.insert(header_name, header_value);
         }
@@ -824,7 +835,9 @@ impl Inner {
             };
             attempts += 1;
             let attempt_started = Instant::now();
-            let result = self.attempt(&lease.endpoint().completions_url, &body, timeout).await;
+            let result = self
+                .attempt(&lease.endpoint().completions_url, &body, timeout)
+                .await;
             drop(_permit);
             let endpoint = lease.endpoint().clone();
             drop(lease);
@@ -858,11 +871,18 @@ impl Inner {
                             if self.reask_malformed && !reasked {
                                 reasked = true;
                                 seed = Some(seed.map_or(1, |s| s.wrapping_add(1)));
-                                body = self.body(&rendered.messages, max_tokens, seed, &per_request);
-                                tracing::debug!(kind = parse_error.kind.as_str(), "malformed answer; re-asking with another seed");
+                                body =
+                                    self.body(&rendered.messages, max_tokens, seed, &per_request);
+                                tracing::debug!(
+                                    kind = parse_error.kind.as_str(),
+                                    "malformed answer; re-asking with another seed"
+                                );
                                 continue;
                             }
-                            return Err(JudgeError::new(JudgeErrorKind::Parse(parse_error), attempts));
+                            return Err(JudgeError::new(
+                                JudgeErrorKind::Parse(parse_error),
+                                attempts,
+                            ));
                         }
                     }
                 }
@@ -884,7 +904,10 @@ impl Inner {
                 }
                 AttemptError::BadResponse(message) => {
                     self.balancer.record(&endpoint, Outcome::Alive);
-                    return Err(JudgeError::new(JudgeErrorKind::BadResponse(message), attempts));
+                    return Err(JudgeError::new(
+                        JudgeErrorKind::BadResponse(message),
+                        attempts,
+                    ));
                 }
                 AttemptError::Http {
                     status,
@@ -904,10 +927,15 @@ impl Inner {
                             .filter(|&fit| fit < max_tokens);
                         match fit {
                             Some(fit) if !lowered_max_tokens => {
-                                tracing::debug!(from = max_tokens, to = fit, "context overflow; lowering max_tokens");
+                                tracing::debug!(
+                                    from = max_tokens,
+                                    to = fit,
+                                    "context overflow; lowering max_tokens"
+                                );
                                 lowered_max_tokens = true;
                                 max_tokens = fit;
-                                body = self.body(&rendered.messages, max_tokens, seed, &per_request);
+                                body =
+                                    self.body(&rendered.messages, max_tokens, seed, &per_request);
                                 continue;
                             }
                             _ => {
@@ -950,7 +978,12 @@ impl Inner {
         )
     }
 
-    async fn attempt(&self, url: &str, body: &[u8], timeout: Duration) -> Result<Answer, AttemptError> {
+    async fn attempt(
+        &self,
+        url: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Answer, AttemptError> {
         let send = async {
             let response = self
                 .http
@@ -1008,7 +1041,9 @@ fn decode_completion(bytes: &[u8]) -> Result<Answer, AttemptError> {
         AttemptError::BadResponse(format!("not a chat completion ({e}): {}", snippet(bytes)))
     })?;
     let Some(choice) = response.choices.into_iter().next() else {
-        return Err(AttemptError::BadResponse("no choices in the completion".into()));
+        return Err(AttemptError::BadResponse(
+            "no choices in the completion".into(),
+        ));
     };
     let message = choice.message.ok_or_else(|| {
         AttemptError::BadResponse("the completion's first choice has no message".into())

@@ -233,7 +233,9 @@ fn httpdate_to_unix(s: &str) -> Option<u64> {
     let doy = (153 * mo as i64 + 2) / 5 + day as i64 - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days).ok().map(|d| d * 86_400 + h * 3600 + m * 60 + sec)
+    u64::try_from(days)
+        .ok()
+        .map(|d| d * 86_400 + h * 3600 + m * 60 + sec)
 }
 
 /// What a context-length 400 says: the model's context size and the prompt's tokens.
@@ -301,7 +303,8 @@ impl ContextOverflow {
 
     /// Whether a server message is a context-length complaint at all.
     pub fn is_context_message(message: &str) -> bool {
-        message.contains("maximum context length") || message.contains("exceeds the available context size")
+        message.contains("maximum context length")
+            || message.contains("exceeds the available context size")
     }
 }
 
@@ -354,7 +357,10 @@ mod tests {
 
     #[test]
     fn http_dates() {
-        assert_eq!(httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(
+            httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
         assert_eq!(httpdate_to_unix("garbage"), None);
     }
 }

@@ -127,7 +127,9 @@ impl Rewarder {
     /// The reward of a single response (a one-response listwise call). On failure, the
     /// failure value, `OnFailure::None` being NaN here.
     pub async fn reward(&self, principle: &str, prompt: &str, response: &str) -> f64 {
-        self.group_rewards(principle, prompt, &[response]).await.to_f64()[0]
+        self.group_rewards(principle, prompt, &[response])
+            .await
+            .to_f64()[0]
     }
 
     /// Scores a group of responses in one listwise call; one reward per response, in

@@ -51,7 +51,11 @@ fn every_public_render_vector() {
         let expected = v["expected_messages"].as_array().expect("messages");
         assert_eq!(out.messages.len(), expected.len(), "{id}");
         assert_eq!(out.messages[0].role, Role::System);
-        assert_eq!(out.messages[0].content, expected[0]["content"].as_str().unwrap(), "{id}");
+        assert_eq!(
+            out.messages[0].content,
+            expected[0]["content"].as_str().unwrap(),
+            "{id}"
+        );
         assert_eq!(out.messages[1].role, Role::User);
         let user = &out.messages[1].content;
         assert_eq!(user, expected[1]["content"].as_str().unwrap(), "{id}");
@@ -106,7 +110,11 @@ fn mt19937_outputs_and_shuffle_traces() {
         for step in steps.as_array().unwrap() {
             let bound = step["n"].as_u64().unwrap() as u32;
             let j = rng.randbelow(bound);
-            assert_eq!(u64::from(j), step["j"].as_u64().unwrap(), "N={n} step {step}");
+            assert_eq!(
+                u64::from(j),
+                step["j"].as_u64().unwrap(),
+                "N={n} step {step}"
+            );
         }
     }
 }
@@ -122,7 +130,10 @@ fn seeded_masking_is_pinned() {
         .response("d", "The answer is 4.")
         .response("e", "IV");
     let h = rewardanything_client::render::content_hash(&req);
-    assert_eq!(h, SEEDED_HASH, "FNV-1a over principle, prompt, names and texts");
+    assert_eq!(
+        h, SEEDED_HASH,
+        "FNV-1a over principle, prompt, names and texts"
+    );
     let out = render(&req, Masking::Seeded(7));
     let names: Vec<&str> = out
         .masked2real
@@ -134,7 +145,10 @@ fn seeded_masking_is_pinned() {
     assert_eq!(names, SEEDED_7_ORDER);
     // Reproducible, and different seeds give different orders for this request.
     assert_eq!(render(&req, Masking::Seeded(7)), out);
-    assert_ne!(render(&req, Masking::Seeded(8)).masked2real, out.masked2real);
+    assert_ne!(
+        render(&req, Masking::Seeded(8)).masked2real,
+        out.masked2real
+    );
 }
 
 const SEEDED_HASH: u64 = 0x3a91_c678_8b25_dc7b;

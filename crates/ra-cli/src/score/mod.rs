@@ -76,13 +76,18 @@ pub fn input_hash(line: &[u8]) -> String {
 enum Job {
     /// Already decided (a bad line, or a kept line re-emitted by --retry-failed).
     Ready(ResultLine),
+    /// A kept line whose stored result is an error (counted for the exit status).
+    KeptFailed,
     /// Send to the model.
-    Judge {
-        index: usize,
-        id: Value,
-        hash: String,
-        request: JudgeRequest,
-    },
+    Judge(Box<Pending>),
+}
+
+/// A request waiting to be judged, with what its result line needs.
+struct Pending {
+    index: usize,
+    id: Value,
+    hash: String,
+    request: JudgeRequest,
 }
 
 fn decode_job(index: usize, line: &[u8]) -> Job {
@@ -95,7 +100,7 @@ fn decode_job(index: usize, line: &[u8]) -> Job {
         }
     });
     match decoded {
-        Ok(input) => Job::Judge {
+        Ok(input) => Job::Judge(Box::new(Pending {
             index,
             id: input.id,
             hash,
@@ -105,7 +110,7 @@ fn decode_job(index: usize, line: &[u8]) -> Job {
                 responses: input.responses,
                 mask_responses: input.mask_responses.unwrap_or(true),
             },
-        },
+        })),
         Err(message) => {
             // Keep the id when the line is JSON but not a valid request.
             let id = serde_json::from_slice::<Value>(line)
@@ -117,20 +122,16 @@ fn decode_job(index: usize, line: &[u8]) -> Job {
     }
 }
 
-async fn run_job(client: Client, job: Job) -> ResultLine {
-    match job {
-        Job::Ready(line) => line,
-        Job::Judge {
-            index,
-            id,
-            hash,
-            request,
-        } => {
-            let started = Instant::now();
-            let result = client.judge_detailed(&request).await;
-            ResultLine::from_result(index, id, hash, result, started.elapsed())
-        }
-    }
+async fn judge_line(client: Client, pending: Pending) -> ResultLine {
+    let started = Instant::now();
+    let result = client.judge_detailed(&pending.request).await;
+    ResultLine::from_result(
+        pending.index,
+        pending.id,
+        pending.hash,
+        result,
+        started.elapsed(),
+    )
 }
 
 /// Counts for the summary line.
@@ -154,7 +155,8 @@ impl Tally {
 fn watch_signals(grace: Duration) -> watch::Receiver<u8> {
     let (tx, rx) = watch::channel(0u8);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let next_signal = async |term: &mut Option<tokio::signal::unix::Signal>| {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
@@ -184,7 +186,8 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     if args.resume && args.output == "-" {
         anyhow::bail!("--resume needs an output file, not stdout");
     }
-    let grace = Duration::try_from_secs_f64(args.grace).context("--grace must be a number of seconds")?;
+    let grace =
+        Duration::try_from_secs_f64(args.grace).context("--grace must be a number of seconds")?;
     let started = Instant::now();
     check_paths(&args.input, &args.output)?;
     let total = count_lines(&args.input).await;
@@ -223,7 +226,8 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         (reader, stored.take()),
         move |(mut reader, mut stored)| async move {
             loop {
-                let Some((index, line)) = reader.next_line().await.context("reading --input")? else {
+                let Some((index, line)) = reader.next_line().await.context("reading --input")?
+                else {
                     if let Some(s) = &stored
                         && s.next_index() < kept
                     {
@@ -249,16 +253,16 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
                     }
                     if !retry_failed {
                         if previous.failed {
-                            return Ok(Some((JobItem::KeptFailed, (reader, stored))));
+                            return Ok(Some((Job::KeptFailed, (reader, stored))));
                         }
                         continue;
                     }
                     if !previous.failed {
                         let job = Job::Ready(ResultLine::verbatim(previous.raw));
-                        return Ok(Some((JobItem::Job(job), (reader, stored))));
+                        return Ok(Some((job, (reader, stored))));
                     }
                 }
-                return Ok(Some((JobItem::Job(decode_job(index, &line)), (reader, stored))));
+                return Ok(Some((decode_job(index, &line), (reader, stored))));
             }
         },
     );
@@ -279,20 +283,18 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
             let gate = Arc::clone(&gate);
             let mut stop = stop_starting.clone();
             async move {
-                let job = match item {
-                    Ok(JobItem::Job(job)) => job,
-                    Ok(JobItem::KeptFailed) => return Ok(Step::KeptFailed),
-                    Err(e) => return Err(e),
-                };
-                let _permit = match job {
-                    Job::Ready(line) => return Ok(Step::Line(line)),
-                    Job::Judge { .. } => tokio::select! {
-                        biased;
-                        _ = wait_level(&mut stop, 1) => return Ok(Step::NotStarted),
-                        permit = gate.acquire_owned() => permit.ok(),
-                    },
-                };
-                Ok(Step::Line(run_job(client, job).await))
+                match item? {
+                    Job::Ready(line) => Ok(Step::Line(line)),
+                    Job::KeptFailed => Ok(Step::KeptFailed),
+                    Job::Judge(pending) => {
+                        let _permit = tokio::select! {
+                            biased;
+                            _ = wait_level(&mut stop, 1) => return Ok(Step::NotStarted),
+                            permit = gate.acquire_owned() => permit.ok(),
+                        };
+                        Ok(Step::Line(judge_line(client, *pending).await))
+                    }
+                }
             }
         })
         .buffered(window);
@@ -383,12 +385,6 @@ enum Step {
     NotStarted,
 }
 
-enum JobItem {
-    Job(Job),
-    /// A kept line whose stored result is an error (counted for the exit status).
-    KeptFailed,
-}
-
 /// Refuses inputs that cannot work before anything is written: a directory, or an
 /// output that is the input file itself (writing it would destroy the input).
 fn check_paths(input: &str, output: &str) -> anyhow::Result<()> {
@@ -463,7 +459,10 @@ fn summary(t: &Tally, wall: Duration, interrupted: bool) -> String {
         format!(" ({})", list.join(", "))
     };
     let kept = if t.kept > 0 {
-        format!(", {} kept from a previous run ({} failed)", t.kept, t.kept_failed)
+        format!(
+            ", {} kept from a previous run ({} failed)",
+            t.kept, t.kept_failed
+        )
     } else {
         String::new()
     };

@@ -184,8 +184,8 @@ impl OutputSink {
             let mut temp = target.clone().into_os_string();
             temp.push(".ra-tmp");
             let temp = PathBuf::from(temp);
-            let file = File::create(&temp)
-                .with_context(|| format!("cannot create {}", temp.display()))?;
+            let file =
+                File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
             sink.replacement = Some((temp, target, resume.kept));
             sink.writer = Some(buffered(Box::new(file)));
         } else if resume.kept > 0 {
