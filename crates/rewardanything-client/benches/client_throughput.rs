@@ -9,7 +9,8 @@
 //! cargo bench -p rewardanything-client --bench client_throughput -- --requests 100000 --stream
 //! ```
 //!
-//! Options: `--requests N` (20000), `--latency-ms L` (0), `--capacity C` (0 = unlimited),
+//! Options: `--requests N` (20000), `--latency-ms L` (0), `--latency-jitter-ms J` (0: the
+//! mock holds each request uniformly in `[L-J, L+J]`), `--capacity C` (0 = unlimited),
 //! `--concurrency K` (256), `--think-bytes B` (1800: answers of ~2 KB), `--response-chars R`
 //! (500), `--threads T` (client runtime workers, default: one per core), `--stream` (label
 //! the run as the 100k streaming one; requests are always produced lazily), `--runs N`
@@ -37,6 +38,7 @@ type BoxError = Box<dyn Error + Send + Sync>;
 struct Options {
     requests: usize,
     latency_ms: u64,
+    jitter_ms: u64,
     capacity: usize,
     concurrency: usize,
     think_bytes: usize,
@@ -56,6 +58,7 @@ impl Default for Options {
         Options {
             requests: 20_000,
             latency_ms: 0,
+            jitter_ms: 0,
             capacity: 0,
             concurrency: 256,
             think_bytes: 1800,
@@ -86,6 +89,7 @@ fn parse_args() -> Result<Options, BoxError> {
             "--bench" => o.bench = true,
             "--requests" => o.requests = value("--requests")?.parse()?,
             "--latency-ms" => o.latency_ms = value("--latency-ms")?.parse()?,
+            "--latency-jitter-ms" => o.jitter_ms = value("--latency-jitter-ms")?.parse()?,
             "--capacity" => o.capacity = value("--capacity")?.parse()?,
             "--concurrency" => o.concurrency = value("--concurrency")?.parse()?,
             "--think-bytes" => o.think_bytes = value("--think-bytes")?.parse()?,
@@ -222,6 +226,7 @@ fn start_mock(o: &Options) -> Result<Mock, BoxError> {
     let mut child = Command::new(&bin)
         .args(["--port", "0", "--exit-on-stdin-eof"])
         .args(["--latency-ms", &o.latency_ms.to_string()])
+        .args(["--latency-jitter-ms", &o.jitter_ms.to_string()])
         .args(["--capacity", &o.capacity.to_string()])
         .args(["--think-bytes", &o.think_bytes.to_string()])
         .stdin(Stdio::piped())
@@ -423,6 +428,8 @@ fn child_args(o: &Options) -> Vec<String> {
         o.requests.to_string(),
         "--latency-ms".into(),
         o.latency_ms.to_string(),
+        "--latency-jitter-ms".into(),
+        o.jitter_ms.to_string(),
         "--capacity".into(),
         o.capacity.to_string(),
         "--concurrency".into(),
@@ -485,10 +492,11 @@ fn report(label: &str, o: &Options, runs: &[Figures]) {
         None
     };
     println!(
-        "{label}: {} requests, concurrency {}, latency {} ms, capacity {}, answers ~{} B, {} run(s), medians:",
+        "{label}: {} requests, concurrency {}, latency {} ± {} ms, capacity {}, answers ~{} B, {} run(s), medians:",
         o.requests,
         o.concurrency,
         o.latency_ms,
+        o.jitter_ms,
         if o.capacity == 0 {
             "unlimited".to_string()
         } else {
