@@ -763,7 +763,7 @@ impl Inner {
         max_tokens: u32,
         seed: Option<u64>,
         per_request: &Map<String, Value>,
-    ) -> Vec<u8> {
+    ) -> bytes::Bytes {
         #[derive(Serialize)]
         struct ChatBody<'a> {
             model: &'a str,
@@ -791,7 +791,12 @@ impl Inner {
         };
         // Serializing plain strings, numbers and `Value`s into a Vec cannot fail; an empty
         // body would be answered with a 400 and reported, never lost.
-        serde_json::to_vec(&body).unwrap_or_default()
+        let size = messages.iter().map(|m| m.content.len()).sum::<usize>() + 512;
+        let mut out = Vec::with_capacity(size + size / 8);
+        match serde_json::to_writer(&mut out, &body) {
+            Ok(()) => out.into(),
+            Err(_) => bytes::Bytes::new(),
+        }
     }
 
     async fn judge(&self, request: &JudgeRequest) -> Result<Judged, JudgeError> {
@@ -808,7 +813,13 @@ impl Inner {
         let mut max_tokens = self.sampling.max_tokens;
         let mut seed = self.sampling.seed;
         let mut body = self.body(&rendered.messages, max_tokens, seed, &per_request);
-        let mut backoff = self.retry.backoff(crate::render::content_hash(request));
+        // The salt only matters for a seeded jitter; hashing every request would cost
+        // microseconds on the hot path for nothing.
+        let salt = match self.retry.jitter_seed {
+            Some(_) => crate::render::content_hash(request),
+            None => 0,
+        };
+        let mut backoff = self.retry.backoff(salt);
         let mut attempts = 0u32;
         let mut lowered_max_tokens = false;
         let mut reasked = false;
@@ -981,7 +992,7 @@ impl Inner {
     async fn attempt(
         &self,
         url: &str,
-        body: &[u8],
+        body: &bytes::Bytes,
         timeout: Duration,
     ) -> Result<Answer, AttemptError> {
         let send = async {
@@ -989,7 +1000,7 @@ impl Inner {
                 .http
                 .post(url)
                 .header(CONTENT_TYPE, "application/json")
-                .body(body.to_vec())
+                .body(body.clone())
                 .send()
                 .await
                 .map_err(|e| AttemptError::Transport(transport_message(&e)))?;

@@ -335,32 +335,47 @@ pub fn content_hash(request: &JudgeRequest) -> u64 {
 /// ```
 pub fn push_json_string(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let escape: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
+        // One table lookup per byte: almost every byte needs no escape.
+        let class = ESCAPE[usize::from(b)];
+        if class == 0 {
+            continue;
+        }
         // Escaped bytes are ASCII, so `i` is always on a char boundary.
         out.push_str(&s[start..i]);
-        if escape.is_empty() {
+        if class == b'u' {
             out.push_str("\\u00");
             out.push(HEX[usize::from(b >> 4)] as char);
             out.push(HEX[usize::from(b & 0xf)] as char);
         } else {
-            out.push_str(escape);
+            out.push('\\');
+            out.push(class as char);
         }
         start = i + 1;
     }
     out.push_str(&s[start..]);
     out.push('"');
 }
+
+/// For each byte: 0 when written as is, else the letter after the backslash (`u` for
+/// the `\u00xx` form).
+const ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};

@@ -47,8 +47,15 @@ struct Line<'a> {
 
 impl Line<'_> {
     fn to_json(&self) -> String {
-        // Strings, numbers and JSON values always serialize.
-        serde_json::to_string(self).unwrap_or_default()
+        // Strings, numbers and JSON values always serialize, and always as UTF-8.
+        let mut out = Vec::with_capacity(
+            512 + self.reasoning.map_or(0, str::len)
+                + self.error.as_ref().map_or(0, |e| e.message.len()),
+        );
+        match serde_json::to_writer(&mut out, self) {
+            Ok(()) => String::from_utf8(out).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 }
 
