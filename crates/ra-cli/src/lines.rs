@@ -60,3 +60,19 @@ pub async fn open_input(path: &str) -> std::io::Result<Box<dyn AsyncBufRead + Un
         Ok(Box::new(tokio::io::BufReader::with_capacity(1 << 16, file)))
     }
 }
+
+/// Writes one JSON value as a line and flushes it (`ra render`/`ra parse` stream line by
+/// line).
+pub fn write_json_line(
+    out: &mut impl std::io::Write,
+    value: &serde_json::Value,
+) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// The `{"error": {"kind": "bad_input", …}}` line for an input line that is not a request.
+pub fn bad_input(message: String, line: usize) -> serde_json::Value {
+    serde_json::json!({"error": {"kind": "bad_input", "message": message, "line": line}})
+}

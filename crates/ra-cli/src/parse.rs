@@ -1,6 +1,5 @@
 //! `ra parse`: model outputs in, validated judgments (or typed errors) out.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use indexmap::IndexMap;
@@ -9,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::exit;
-use crate::lines::{LineReader, decode};
+use crate::lines::{LineReader, bad_input, decode, write_json_line};
 
 #[derive(Deserialize)]
 struct ParseInput {
@@ -58,12 +57,10 @@ pub async fn run(strict: bool) -> anyhow::Result<ExitCode> {
             }
             Err(message) => {
                 failed += 1;
-                json!({"error": {"kind": "bad_input", "message": message, "line": index}})
+                bad_input(message, index)
             }
         };
-        serde_json::to_writer(&mut out, &value)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
+        write_json_line(&mut out, &value)?;
     }
     Ok(exit::from_failures(failed))
 }

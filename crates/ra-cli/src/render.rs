@@ -1,13 +1,12 @@
 //! `ra render`: JSON Lines of requests in, the exact chat messages out.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use rewardanything_client::{JudgeRequest, Masking, render};
 use serde_json::json;
 
 use crate::exit;
-use crate::lines::{LineReader, decode};
+use crate::lines::{LineReader, bad_input, decode, write_json_line};
 
 /// Renders every stdin line to stdout; bad lines get their own error line.
 pub async fn run(masking: Option<Masking>) -> anyhow::Result<ExitCode> {
@@ -24,12 +23,10 @@ pub async fn run(masking: Option<Masking>) -> anyhow::Result<ExitCode> {
             }
             Err(message) => {
                 failed += 1;
-                json!({"error": {"kind": "bad_input", "message": message, "line": index}})
+                bad_input(message, index)
             }
         };
-        serde_json::to_writer(&mut out, &value)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
+        write_json_line(&mut out, &value)?;
     }
     Ok(exit::from_failures(failed))
 }

@@ -26,7 +26,7 @@ use std::collections::HashSet;
 use indexmap::IndexMap;
 
 use crate::parse::{
-    PyException, ReferenceError, Stage, py_strip, recover_json, reference_json_text,
+    PyException, ReferenceError, Stage, py_contains, py_strip, recover_json, reference_json_text,
 };
 use crate::pyjson::Value;
 
@@ -230,18 +230,6 @@ fn py_err(exception: PyException, message: impl Into<String>) -> MetricError {
     }
 }
 
-fn contains(r: &Value, key: &str) -> Result<bool, MetricError> {
-    match r {
-        Value::Object(o) => Ok(o.contains_key(key)),
-        Value::Array(a) => Ok(a.iter().any(|v| v.as_str() == Some(key))),
-        Value::Str(s) => Ok(s.contains(key)),
-        other => Err(py_err(
-            PyException::TypeError,
-            format!("argument of type '{}' is not iterable", other.type_name()),
-        )),
-    }
-}
-
 fn get_item<'v>(r: &'v Value, key: &str) -> Result<&'v Value, MetricError> {
     match r {
         Value::Object(o) => o
@@ -331,15 +319,15 @@ fn format_reward_impl(
     let (gt, _) = recover_json(ground_truth)?;
     if pred.is_truthy() {
         score += if stage == Stage::Brackets { 0.15 } else { 0.20 };
-        let has_s = contains(&pred, "scores")?;
-        let has_r = contains(&pred, "best-to-worst")? || contains(&pred, "best-to-worse")?;
+        let has_s = py_contains(&pred, "scores")?;
+        let has_r = py_contains(&pred, "best-to-worst")? || py_contains(&pred, "best-to-worse")?;
         if has_s {
             score += 0.10;
         }
         if has_r {
             score += 0.10;
         }
-        if has_s && contains(&gt, "scores")? {
+        if has_s && py_contains(&gt, "scores")? {
             let gt_models: HashSet<&str> = match get_item(&gt, "scores")? {
                 Value::Object(o) => o.keys().map(String::as_str).collect(),
                 other => {

@@ -432,7 +432,9 @@ pub struct ReferenceParse {
     pub value_type: &'static str,
 }
 
-fn contains(r: &Value, key: &str) -> Result<bool, ReferenceError> {
+/// Python's `key in r` for a recovered JSON value (SPEC 3.5): object keys, array
+/// elements, substrings; a TypeError for numbers, bools and null.
+pub(crate) fn py_contains(r: &Value, key: &str) -> Result<bool, ReferenceError> {
     match r {
         Value::Object(o) => Ok(o.contains_key(key)),
         Value::Array(a) => Ok(a.iter().any(|v| v.as_str() == Some(key))),
@@ -470,13 +472,13 @@ fn normalize(
         o.insert("scores".into(), Value::Object(Object::new()));
         o.insert("best-to-worst".into(), Value::Array(Vec::new()));
         (o, ReferenceOutcome::SilentEmpty)
-    } else if !contains(&r, "scores")? {
+    } else if !py_contains(&r, "scores")? {
         let Value::Object(mut o) = r else {
             return Err(item_assign_error(&r));
         };
         o.insert("scores".into(), Value::Object(Object::new()));
         (o, ReferenceOutcome::Partial)
-    } else if !contains(&r, "best-to-worst")? {
+    } else if !py_contains(&r, "best-to-worst")? {
         let Value::Object(mut o) = r else {
             return Err(item_assign_error(&r));
         };

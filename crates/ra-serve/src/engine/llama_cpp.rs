@@ -40,17 +40,5 @@ pub fn command(cfg: &ServeConfig, program: &Path, replica: &ReplicaLayout) -> En
         cfg.served_name(),
     ];
     args.extend(cfg.extra_args.iter().cloned());
-    let mut env = Vec::new();
-    let mut secrets = Vec::new();
-    env.extend(cfg.env.iter().cloned());
-    if let Some(key) = &cfg.api_key {
-        env.push((API_KEY_ENV.to_string(), key.clone()));
-        secrets.push(key.clone());
-    }
-    EngineCommand {
-        program: program.to_path_buf(),
-        args,
-        env,
-        secrets,
-    }
+    EngineCommand::with_key(program, args, Vec::new(), cfg, API_KEY_ENV)
 }

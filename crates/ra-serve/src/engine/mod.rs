@@ -37,6 +37,29 @@ pub struct EngineCommand {
 }
 
 impl EngineCommand {
+    /// A command whose environment is `env`, then the configured extra variables, then
+    /// the API key under `key_env` (the engine's own variable: never on the command line).
+    pub fn with_key(
+        program: &Path,
+        args: Vec<String>,
+        mut env: Vec<(String, String)>,
+        cfg: &ServeConfig,
+        key_env: &str,
+    ) -> Self {
+        let mut secrets = Vec::new();
+        env.extend(cfg.env.iter().cloned());
+        if let Some(key) = &cfg.api_key {
+            env.push((key_env.to_string(), key.clone()));
+            secrets.push(key.clone());
+        }
+        EngineCommand {
+            program: program.to_path_buf(),
+            args,
+            env,
+            secrets,
+        }
+    }
+
     /// Shell-quoted `VAR=value … program args…` with secrets replaced by `***`.
     pub fn display_redacted(&self) -> String {
         let mut parts: Vec<String> = self

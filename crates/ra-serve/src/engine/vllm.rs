@@ -50,16 +50,5 @@ pub fn command(cfg: &ServeConfig, program: &Path, replica: &ReplicaLayout) -> En
             env.push(("CUDA_DEVICE_ORDER".to_string(), "PCI_BUS_ID".to_string()));
         }
     }
-    let mut secrets = Vec::new();
-    env.extend(cfg.env.iter().cloned());
-    if let Some(key) = &cfg.api_key {
-        env.push((API_KEY_ENV.to_string(), key.clone()));
-        secrets.push(key.clone());
-    }
-    EngineCommand {
-        program: program.to_path_buf(),
-        args,
-        env,
-        secrets,
-    }
+    EngineCommand::with_key(program, args, env, cfg, API_KEY_ENV)
 }
