@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 pub struct Endpoint {
     /// The base URL, without a trailing slash.
     pub base_url: String,
-    pub(crate) completions_url: String,
+    /// Parsed once: parsing a URL per attempt costs allocations on the hot path. An
+    /// invalid URL (possible through `set_endpoints`) fails each attempt with its reason.
+    pub(crate) completions_url: Result<reqwest::Url, String>,
     in_flight: AtomicUsize,
     consecutive_failures: AtomicU32,
     /// Milliseconds since the balancer's epoch before which the endpoint is avoided
@@ -32,7 +34,8 @@ impl Endpoint {
     fn new(base_url: &str) -> Self {
         let base_url = base_url.trim_end_matches('/').to_string();
         Endpoint {
-            completions_url: format!("{base_url}/chat/completions"),
+            completions_url: reqwest::Url::parse(&format!("{base_url}/chat/completions"))
+                .map_err(|e| format!("invalid endpoint URL {base_url:?}: {e}")),
             base_url,
             in_flight: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),

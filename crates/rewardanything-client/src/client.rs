@@ -404,6 +404,8 @@ impl ClientBuilder {
             .or_else(|| std::env::var("OPENAI_API_KEY").ok())
             .filter(|k| !k.is_empty());
         let mut headers = HeaderMap::new();
+        // Every request is a JSON body: one default header instead of one per request.
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = &api_key {
             let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
                 .map_err(|_| BuildError::InvalidHeader("Authorization".into()))?;
@@ -424,6 +426,8 @@ impl ClientBuilder {
             .pool_max_idle_per_host(self.max_in_flight)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            // An inference endpoint does not redirect; following one would resend the body.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("rewardanything-rs/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| BuildError::Http(e.to_string()))?;
@@ -991,15 +995,15 @@ impl Inner {
 
     async fn attempt(
         &self,
-        url: &str,
+        url: &Result<reqwest::Url, String>,
         body: &bytes::Bytes,
         timeout: Duration,
     ) -> Result<Answer, AttemptError> {
         let send = async {
+            let url = url.clone().map_err(AttemptError::Transport)?;
             let response = self
                 .http
                 .post(url)
-                .header(CONTENT_TYPE, "application/json")
                 .body(body.clone())
                 .send()
                 .await
