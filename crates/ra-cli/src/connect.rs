@@ -119,11 +119,21 @@ impl ClientArgs {
         if let Some(model) = model {
             builder = builder.model(model);
         }
+        // Precedence: --api-key, then RA_API_KEY / OPENAI_API_KEY (read by the client),
+        // then the config's first key (the reference's example ships a dummy one, which
+        // must not mask a real key from the environment).
+        let env_key = ["RA_API_KEY", "OPENAI_API_KEY"]
+            .iter()
+            .any(|name| std::env::var(name).is_ok_and(|k| !k.is_empty()));
         let api_key = self.api_key.clone().or_else(|| {
-            config
-                .api_key
-                .clone()
-                .and_then(|k| k.into_vec().into_iter().next())
+            if env_key {
+                return None;
+            }
+            let keys = config.api_key.clone()?.into_vec();
+            if keys.len() > 1 {
+                tracing::warn!("the config lists {} API keys; using the first", keys.len());
+            }
+            keys.into_iter().next()
         });
         if let Some(key) = api_key {
             builder = builder.api_key(key);
@@ -168,7 +178,9 @@ impl ClientArgs {
             sampling.max_tokens = m;
         }
         builder = builder.sampling(sampling);
-        if let (Some(n), Some(period)) = (config.request_limit, config.request_limit_period) {
+        if let Some(n) = config.request_limit {
+            // The reference counts its limit per 60 s unless told otherwise.
+            let period = config.request_limit_period.unwrap_or(60.0);
             builder = builder.rate_limit(n, seconds(period, "request_limit_period")?);
         }
         if self.constrain == Constrain::Gbnf {
@@ -206,14 +218,8 @@ impl ClientArgs {
 }
 
 async fn check_reachable(client: &Client) -> anyhow::Result<(String, Vec<String>)> {
-    let url = client
-        .endpoint_urls()
-        .into_iter()
-        .next()
-        .context("no endpoint")?;
-    let models = client
-        .list_models_with_retry(&url)
+    client
+        .first_answering_endpoint()
         .await
-        .map_err(|e| anyhow::anyhow!("endpoint unreachable at startup: {e}"))?;
-    Ok((url, models))
+        .map_err(|e| anyhow::anyhow!("every endpoint unreachable at startup: {e}"))
 }

@@ -3,7 +3,7 @@
 //! drop out are followed.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rewardanything_client::Client;
 use serde::Deserialize;
@@ -28,32 +28,36 @@ impl EndpointsFile {
     }
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// Re-reads the file when its modification time changes and hands the new endpoints to
-/// the client. A missing or half-written file keeps the last good endpoints (ra-serve
-/// writes atomically, but a user may not). Stops when the returned handle is dropped.
+/// Re-reads the file every `interval` and hands changed endpoints to the client
+/// (comparing contents, not modification times, which can miss a rewrite within one
+/// clock tick). A missing or half-written file keeps the last good endpoints (ra-serve
+/// writes atomically, but a user may not). Stops when the returned handle is aborted.
 pub fn follow(path: PathBuf, client: Client, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut last_seen = modified(&path);
         let mut current = client.endpoint_urls();
+        let mut warned_model = false;
         loop {
             tokio::time::sleep(interval).await;
-            let now = modified(&path);
-            if now.is_none() || now == last_seen {
-                continue;
-            }
-            last_seen = now;
             match EndpointsFile::read(&path) {
-                Ok(file) if file.endpoints != current => {
-                    tracing::info!(endpoints = ?file.endpoints, "endpoints file changed");
-                    client.set_endpoints(&file.endpoints);
-                    current = file.endpoints;
+                Ok(file) => {
+                    if file.endpoints != current {
+                        tracing::info!(endpoints = ?file.endpoints, "endpoints file changed");
+                        client.set_endpoints(&file.endpoints);
+                        current = file.endpoints;
+                    }
+                    if let Some(model) = file.model.filter(|m| m != client.model())
+                        && !warned_model
+                    {
+                        warned_model = true;
+                        tracing::warn!(
+                            "the endpoints file now names model {model:?}; this run keeps {:?}",
+                            client.model()
+                        );
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("{e:#}; keeping the current endpoints"),
+                // Gone (ra-serve stopped) or half-written: keep what works.
+                Err(e) if path.exists() => tracing::warn!("{e:#}; keeping the current endpoints"),
+                Err(_) => {}
             }
         }
     })

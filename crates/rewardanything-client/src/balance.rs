@@ -70,6 +70,8 @@ pub struct BalanceConfig {
     pub cooldown: Duration,
     /// How long a 429 without `Retry-After` makes an endpoint less preferred. Default 1 s.
     pub backpressure_pause: Duration,
+    /// Longest pause a 429's `Retry-After` can impose. Default 30 s.
+    pub max_backpressure_pause: Duration,
 }
 
 impl Default for BalanceConfig {
@@ -78,6 +80,7 @@ impl Default for BalanceConfig {
             eject_after: 3,
             cooldown: Duration::from_secs(10),
             backpressure_pause: Duration::from_secs(1),
+            max_backpressure_pause: Duration::from_secs(30),
         }
     }
 }
@@ -207,13 +210,18 @@ impl Balancer {
             Outcome::Alive => {
                 endpoint.consecutive_failures.store(0, Ordering::Relaxed);
                 endpoint.served.fetch_add(1, Ordering::Relaxed);
+                // An answer ends any back-pressure pause or ejection.
+                endpoint.avoid_until_ms.store(0, Ordering::Relaxed);
                 if endpoint.ejected.swap(false, Ordering::Relaxed) {
-                    endpoint.avoid_until_ms.store(0, Ordering::Relaxed);
                     tracing::info!(endpoint = %endpoint.base_url, "endpoint back in rotation");
                 }
             }
             Outcome::Busy(retry_after) => {
-                let pause = retry_after.unwrap_or(self.config.backpressure_pause);
+                // A server's Retry-After may be huge; never sideline a live endpoint for
+                // longer than the configured bound.
+                let pause = retry_after
+                    .unwrap_or(self.config.backpressure_pause)
+                    .min(self.config.max_backpressure_pause);
                 let until = self.now_ms() + pause.as_millis() as u64;
                 endpoint.avoid_until_ms.fetch_max(until, Ordering::Relaxed);
             }

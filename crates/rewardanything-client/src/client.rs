@@ -26,15 +26,20 @@ use crate::retry::{ContextOverflow, RetryPolicy, is_transient_status};
 pub type BodyHook =
     Arc<dyn Fn(&JudgeRequest, &RenderedPrompt) -> Map<String, Value> + Send + Sync + 'static>;
 
-/// Body fields the client sets itself; extra fields with these names are ignored.
-const OWN_FIELDS: [&str; 6] = [
+/// Body fields the client sets itself (or must not be set: a streamed answer is not
+/// read); extra fields with these names are ignored.
+const OWN_FIELDS: [&str; 7] = [
     "model",
     "messages",
     "temperature",
     "max_tokens",
     "top_p",
     "seed",
+    "stream",
 ];
+
+/// Temperature of a re-ask of a malformed answer when sampling is greedy.
+const REASK_TEMPERATURE: f64 = 0.6;
 
 /// Sampling settings sent with every request.
 ///
@@ -397,12 +402,13 @@ impl ClientBuilder {
                 "max_in_flight must be at least 1".into(),
             ));
         }
+        let from_env = |name: &str| std::env::var(name).ok().filter(|k| !k.is_empty());
         let api_key = self
             .api_key
             .clone()
-            .or_else(|| std::env::var("RA_API_KEY").ok())
-            .or_else(|| std::env::var("OPENAI_API_KEY").ok())
-            .filter(|k| !k.is_empty());
+            .filter(|k| !k.is_empty())
+            .or_else(|| from_env("RA_API_KEY"))
+            .or_else(|| from_env("OPENAI_API_KEY"));
         let mut headers = HeaderMap::new();
         // Every request is a JSON body: one default header instead of one per request.
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -471,8 +477,7 @@ impl ClientBuilder {
         inner.model = match self.model {
             Some(m) => m,
             None => {
-                let url = inner.balancer.endpoints()[0].base_url.clone();
-                let models = inner.list_models_with_retry(&url).await?;
+                let (url, models) = inner.first_answering_endpoint().await?;
                 match models.as_slice() {
                     [one] => one.clone(),
                     _ => return Err(BuildError::AmbiguousModel { url, models }),
@@ -607,10 +612,11 @@ impl Client {
         self.inner.list_models(base_url).await
     }
 
-    /// Like [`list_models`](Self::list_models), retrying transient failures (connect
-    /// errors, timeouts, 429, 5xx) by the retry policy: a startup reachability check.
-    pub async fn list_models_with_retry(&self, base_url: &str) -> Result<Vec<String>, BuildError> {
-        self.inner.list_models_with_retry(base_url).await
+    /// A startup reachability check: the first endpoint that lists its models, trying each
+    /// in turn and retrying transient failures (connect errors, timeouts, 429, 5xx) by the
+    /// retry policy. Returns that endpoint and its models.
+    pub async fn first_answering_endpoint(&self) -> Result<(String, Vec<String>), BuildError> {
+        self.inner.first_answering_endpoint().await
     }
 
     /// Judges one request; scores come back keyed and ordered by the caller's names.
@@ -620,8 +626,34 @@ impl Client {
 
     /// Like [`judge`](Self::judge), with attempts, latency, token usage and endpoint.
     pub async fn judge_detailed(&self, request: &JudgeRequest) -> Result<Judged, JudgeError> {
-        let span = tracing::debug_span!("judge", responses = request.responses.len());
-        self.inner.judge(request).instrument(span).await
+        use tracing::field::Empty;
+        let span = tracing::debug_span!(
+            "judge",
+            responses = request.responses.len(),
+            endpoint = Empty,
+            attempts = Empty,
+            latency_ms = Empty,
+            prompt_tokens = Empty,
+            completion_tokens = Empty,
+            error = Empty,
+        );
+        let result = self.inner.judge(request).instrument(span.clone()).await;
+        match &result {
+            Ok(j) => {
+                span.record("endpoint", j.endpoint.as_str());
+                span.record("attempts", j.attempts);
+                span.record("latency_ms", j.latency.as_millis() as u64);
+                if let Some(u) = j.usage {
+                    span.record("prompt_tokens", u.prompt_tokens);
+                    span.record("completion_tokens", u.completion_tokens);
+                }
+            }
+            Err(e) => {
+                span.record("attempts", e.attempts);
+                span.record("error", e.kind_str());
+            }
+        }
+        result
     }
 
     /// Judges many requests concurrently (up to the in-flight limit) and yields
@@ -667,6 +699,25 @@ impl Client {
             .buffer_unordered(limit)
     }
 
+    /// [`judge_many_ordered`](Self::judge_many_ordered) for a `Stream` of requests.
+    pub fn judge_stream_ordered<S>(
+        &self,
+        requests: S,
+        window: Option<usize>,
+    ) -> impl Stream<Item = Result<Judgment, JudgeError>> + Send + 'static
+    where
+        S: Stream<Item = JudgeRequest> + Send + 'static,
+    {
+        let client = self.clone();
+        let window = window.unwrap_or(self.inner.max_in_flight * 2).max(1);
+        requests
+            .map(move |request| {
+                let client = client.clone();
+                async move { client.judge(&request).await }
+            })
+            .buffered(window)
+    }
+
     /// Judges many requests concurrently and yields results in input order. At most
     /// `window` requests are in flight or waiting to be yielded (default: twice the
     /// in-flight limit when `None`), so memory is bounded; a slow request holds back
@@ -687,14 +738,7 @@ impl Client {
         I: IntoIterator<Item = JudgeRequest>,
         I::IntoIter: Send + 'static,
     {
-        let client = self.clone();
-        let window = window.unwrap_or(self.inner.max_in_flight * 2).max(1);
-        futures::stream::iter(requests)
-            .map(move |request| {
-                let client = client.clone();
-                async move { client.judge(&request).await }
-            })
-            .buffered(window)
+        self.judge_stream_ordered(futures::stream::iter(requests), window)
     }
 }
 
@@ -713,18 +757,16 @@ impl Inner {
             };
             (e, transient)
         };
-        let response = tokio::time::timeout(
-            self.attempt_timeout.min(Duration::from_secs(30)),
-            self.http.get(&url).send(),
-        )
-        .await
-        .map_err(|_| fail("timed out".into(), true))?
-        .map_err(|e| fail(transport_message(&e), true))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| fail(transport_message(&e), true))?;
+        let fetch = async {
+            let response = self.http.get(&url).send().await?;
+            let status = response.status();
+            Ok::<_, reqwest::Error>((status, response.bytes().await?))
+        };
+        let (status, body) =
+            tokio::time::timeout(self.attempt_timeout.min(Duration::from_secs(30)), fetch)
+                .await
+                .map_err(|_| fail("timed out".into(), true))?
+                .map_err(|e| fail(transport_message(e), true))?;
         if !status.is_success() {
             return Err(fail(
                 format!("HTTP {}: {}", status.as_u16(), server_message(&body)),
@@ -742,6 +784,22 @@ impl Inner {
         let models: Models = serde_json::from_slice(&body)
             .map_err(|e| fail(format!("not an OpenAI model list: {e}"), false))?;
         Ok(models.data.into_iter().map(|m| m.id).collect())
+    }
+
+    /// The models of the first endpoint that answers, trying each in turn (with retries):
+    /// one replica down at startup must not stop a run the others can serve.
+    async fn first_answering_endpoint(&self) -> Result<(String, Vec<String>), BuildError> {
+        let mut last = BuildError::NoEndpoint;
+        for endpoint in self.balancer.endpoints().iter() {
+            match self.list_models_with_retry(&endpoint.base_url).await {
+                Ok(models) => return Ok((endpoint.base_url.clone(), models)),
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint.base_url, error = %e, "endpoint not answering");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
     }
 
     async fn list_models_with_retry(&self, base_url: &str) -> Result<Vec<String>, BuildError> {
@@ -766,6 +824,7 @@ impl Inner {
         messages: &[Message],
         max_tokens: u32,
         seed: Option<u64>,
+        temperature: f64,
         per_request: &Map<String, Value>,
     ) -> bytes::Bytes {
         #[derive(Serialize)]
@@ -786,7 +845,7 @@ impl Inner {
         let body = ChatBody {
             model: &self.model,
             messages,
-            temperature: self.sampling.temperature,
+            temperature,
             max_tokens,
             top_p: self.sampling.top_p,
             seed,
@@ -816,7 +875,14 @@ impl Inner {
         };
         let mut max_tokens = self.sampling.max_tokens;
         let mut seed = self.sampling.seed;
-        let mut body = self.body(&rendered.messages, max_tokens, seed, &per_request);
+        let mut temperature = self.sampling.temperature;
+        let mut body = self.body(
+            &rendered.messages,
+            max_tokens,
+            seed,
+            temperature,
+            &per_request,
+        );
         // The salt only matters for a seeded jitter; hashing every request would cost
         // microseconds on the hot path for nothing.
         let salt = match self.retry.jitter_seed {
@@ -829,6 +895,24 @@ impl Inner {
         let mut reasked = false;
 
         loop {
+            // Waiting for the rate limiter and for a slot counts against the deadline too.
+            let waits = async {
+                if let Some(limiter) = &self.rate_limiter {
+                    limiter.until_ready().await;
+                }
+                self.in_flight.acquire().await
+            };
+            let permit = match deadline_at {
+                Some(at) => tokio::time::timeout_at(at.into(), waits).await,
+                None => Ok(waits.await),
+            };
+            let _permit = match permit {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_closed)) => {
+                    return Err(JudgeError::new(JudgeErrorKind::Cancelled, attempts));
+                }
+                Err(_elapsed) => return Err(self.deadline_error(attempts)),
+            };
             let remaining = match deadline_at {
                 Some(at) => match at.checked_duration_since(Instant::now()) {
                     Some(r) if !r.is_zero() => Some(r),
@@ -838,13 +922,6 @@ impl Inner {
             };
             let timeout = remaining.map_or(self.attempt_timeout, |r| r.min(self.attempt_timeout));
             let deadline_bound = remaining.is_some_and(|r| r < self.attempt_timeout);
-
-            if let Some(limiter) = &self.rate_limiter {
-                limiter.until_ready().await;
-            }
-            let Ok(_permit) = self.in_flight.acquire().await else {
-                return Err(JudgeError::new(JudgeErrorKind::Cancelled, attempts));
-            };
             let Some(lease) = self.balancer.pick() else {
                 return Err(JudgeError::new(JudgeErrorKind::NoEndpoint, attempts));
             };
@@ -886,8 +963,16 @@ impl Inner {
                             if self.reask_malformed && !reasked {
                                 reasked = true;
                                 seed = Some(seed.map_or(1, |s| s.wrapping_add(1)));
-                                body =
-                                    self.body(&rendered.messages, max_tokens, seed, &per_request);
+                                // At temperature 0 a new seed changes nothing: sample a
+                                // little for the re-ask only.
+                                temperature = temperature.max(REASK_TEMPERATURE);
+                                body = self.body(
+                                    &rendered.messages,
+                                    max_tokens,
+                                    seed,
+                                    temperature,
+                                    &per_request,
+                                );
                                 tracing::debug!(
                                     kind = parse_error.kind.as_str(),
                                     "malformed answer; re-asking with another seed"
@@ -911,10 +996,11 @@ impl Inner {
                     (JudgeErrorKind::Transport(message), None)
                 }
                 AttemptError::Timeout => {
-                    self.balancer.record(&endpoint, Outcome::Failure);
                     if deadline_bound {
+                        // Cut short by the caller's deadline: says nothing about the endpoint.
                         return Err(self.deadline_error(attempts));
                     }
+                    self.balancer.record(&endpoint, Outcome::Failure);
                     (JudgeErrorKind::Timeout(timeout), None)
                 }
                 AttemptError::BadResponse(message) => {
@@ -949,8 +1035,13 @@ impl Inner {
                                 );
                                 lowered_max_tokens = true;
                                 max_tokens = fit;
-                                body =
-                                    self.body(&rendered.messages, max_tokens, seed, &per_request);
+                                body = self.body(
+                                    &rendered.messages,
+                                    max_tokens,
+                                    seed,
+                                    temperature,
+                                    &per_request,
+                                );
                                 continue;
                             }
                             _ => {
@@ -1007,7 +1098,7 @@ impl Inner {
                 .body(body.clone())
                 .send()
                 .await
-                .map_err(|e| AttemptError::Transport(transport_message(&e)))?;
+                .map_err(|e| AttemptError::Transport(transport_message(e)))?;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
@@ -1017,7 +1108,7 @@ impl Inner {
             let bytes = response
                 .bytes()
                 .await
-                .map_err(|e| AttemptError::Transport(transport_message(&e)))?;
+                .map_err(|e| AttemptError::Transport(transport_message(e)))?;
             Ok::<_, AttemptError>((status, retry_after, bytes))
         };
         let (status, retry_after, bytes) = tokio::time::timeout(timeout, send)
@@ -1071,10 +1162,12 @@ fn decode_completion(bytes: &[u8]) -> Result<Answer, AttemptError> {
     })
 }
 
-/// reqwest's error with its causes (e.g. "connection refused"), without the URL's query.
-fn transport_message(e: &reqwest::Error) -> String {
+/// reqwest's error with its causes (e.g. "connection refused"), without the URL: a URL
+/// may carry credentials (`user:pass@`, `?api-key=`), and the endpoint is known anyway.
+fn transport_message(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         message.push_str(": ");
         message.push_str(&s.to_string());

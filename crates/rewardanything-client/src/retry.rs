@@ -222,6 +222,10 @@ fn httpdate_to_unix(s: &str) -> Option<u64> {
     if parts.next()? != "GMT" {
         return None;
     }
+    // Server-controlled: keep every product below overflow.
+    if !(1970..=9999).contains(&year) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
     // Days from civil (Howard Hinnant's algorithm).
     let (y, mo) = if month <= 2 {
         (year - 1, month + 9)
@@ -297,8 +301,9 @@ impl ContextOverflow {
     /// [`fitting_max_tokens`]: Self::fitting_max_tokens
     pub fn is_lower_bound(&self, message: &str) -> bool {
         message.contains("at least")
-            && number_after(message, "you requested ")
-                .is_some_and(|requested| self.prompt_tokens + requested == self.context + 1)
+            && number_after(message, "you requested ").is_some_and(|requested| {
+                self.prompt_tokens.checked_add(requested) == self.context.checked_add(1)
+            })
     }
 
     /// Whether a server message is a context-length complaint at all.

@@ -125,11 +125,22 @@ impl Rewarder {
     }
 
     /// The reward of a single response (a one-response listwise call). On failure, the
-    /// failure value, `OnFailure::None` being NaN here.
+    /// failure value, `OnFailure::None` being NaN here; use
+    /// [`reward_flagged`](Self::reward_flagged) to know whether it failed.
     pub async fn reward(&self, principle: &str, prompt: &str, response: &str) -> f64 {
-        self.group_rewards(principle, prompt, &[response])
-            .await
-            .to_f64()[0]
+        self.reward_flagged(principle, prompt, response).await.0
+    }
+
+    /// [`reward`](Self::reward) plus whether the judgment succeeded (veRL-style loops take
+    /// a fixed failure value and mask it out with this flag).
+    pub async fn reward_flagged(
+        &self,
+        principle: &str,
+        prompt: &str,
+        response: &str,
+    ) -> (f64, bool) {
+        let group = self.group_rewards(principle, prompt, &[response]).await;
+        (group.to_f64()[0], group.is_ok())
     }
 
     /// Scores a group of responses in one listwise call; one reward per response, in

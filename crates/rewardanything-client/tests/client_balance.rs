@@ -195,6 +195,7 @@ async fn back_pressure_429_does_not_eject_but_503_does() {
                 eject_after: 2,
                 cooldown: Duration::from_secs(30),
                 backpressure_pause: Duration::from_millis(20),
+                ..BalanceConfig::default()
             })
             .build()
             .await

@@ -209,7 +209,17 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
 
     let mut sink = OutputSink::open(&args.output, &resume, args.retry_failed)?;
     let mut signals = watch_signals(grace);
-    let progress = progress_bar(total, resume.kept as u64, args.quiet);
+    // With --retry-failed every kept line is written again, so counting starts at 0.
+    let already_done = if args.retry_failed {
+        0
+    } else {
+        resume.kept as u64
+    };
+    let progress = progress_bar(total, already_done, args.quiet);
+    // Set when the whole input was read: a signal after that does not make the run
+    // interrupted.
+    let input_exhausted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let exhausted = Arc::clone(&input_exhausted);
 
     let mut tally = Tally {
         kept: resume.kept as u64,
@@ -224,45 +234,50 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     let reader = LineReader::new(input);
     let jobs = futures::stream::try_unfold(
         (reader, stored.take()),
-        move |(mut reader, mut stored)| async move {
-            loop {
-                let Some((index, line)) = reader.next_line().await.context("reading --input")?
-                else {
-                    if let Some(s) = &stored
-                        && s.next_index() < kept
-                    {
-                        anyhow::bail!(
-                            "the input has fewer lines than the {kept} already in the output: \
+        move |(mut reader, mut stored)| {
+            let exhausted = Arc::clone(&exhausted);
+            async move {
+                loop {
+                    let Some((index, line)) =
+                        reader.next_line().await.context("reading --input")?
+                    else {
+                        if let Some(s) = &stored
+                            && s.next_index() < kept
+                        {
+                            anyhow::bail!(
+                                "the input has fewer lines than the {kept} already in the output: \
                              it changed; use a new --output or drop --resume"
-                        );
-                    }
-                    return Ok(None);
-                };
-                if index < kept {
-                    let previous: StoredLine = match stored.as_mut() {
-                        Some(s) => s.next().await?,
-                        None => anyhow::bail!("internal: no stored line for index {index}"),
-                    };
-                    let hash = input_hash(&line);
-                    if previous.input_hash != hash {
-                        anyhow::bail!(
-                            "input line {index} changed since the output was written \
-                             (hash {hash} ≠ {}); refusing to mix results: use a new --output or drop --resume",
-                            previous.input_hash
-                        );
-                    }
-                    if !retry_failed {
-                        if previous.failed {
-                            return Ok(Some((Job::KeptFailed, (reader, stored))));
+                            );
                         }
-                        continue;
+                        exhausted.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Ok(None);
+                    };
+                    if index < kept {
+                        let previous: StoredLine = match stored.as_mut() {
+                            Some(s) => s.next().await?,
+                            None => anyhow::bail!("internal: no stored line for index {index}"),
+                        };
+                        let hash = input_hash(&line);
+                        if previous.input_hash != hash {
+                            anyhow::bail!(
+                                "input line {index} changed since the output was written \
+                             (hash {hash} ≠ {}); refusing to mix results: use a new --output or drop --resume",
+                                previous.input_hash
+                            );
+                        }
+                        if !retry_failed {
+                            if previous.failed {
+                                return Ok(Some((Job::KeptFailed, (reader, stored))));
+                            }
+                            continue;
+                        }
+                        if !previous.failed {
+                            let job = Job::Ready(ResultLine::verbatim(previous.raw));
+                            return Ok(Some((job, (reader, stored))));
+                        }
                     }
-                    if !previous.failed {
-                        let job = Job::Ready(ResultLine::verbatim(previous.raw));
-                        return Ok(Some((job, (reader, stored))));
-                    }
+                    return Ok(Some((decode_job(index, &line), (reader, stored))));
                 }
-                return Ok(Some((decode_job(index, &line), (reader, stored))));
             }
         },
     );
@@ -349,7 +364,8 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if *signals.borrow() >= 1 {
+    if !input_exhausted.load(std::sync::atomic::Ordering::Relaxed) && fatal.is_none() {
+        // The signal stopped the reading of the input before its end.
         interrupted = true;
     }
     if let Some(f) = follower {
@@ -407,7 +423,8 @@ fn check_paths(input: &str, output: &str) -> anyhow::Result<()> {
 
 /// Lines in a regular input file (for the progress bar); `None` for stdin.
 async fn count_lines(path: &str) -> Option<u64> {
-    if path == "-" {
+    // Only a regular file can be read twice: counting a pipe or FIFO would consume it.
+    if path == "-" || !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
         return None;
     }
     let path = path.to_string();

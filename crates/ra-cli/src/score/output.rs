@@ -15,7 +15,7 @@ use super::resume::ResumeState;
 
 /// One output line, serialized, with what the summary needs.
 pub struct ResultLine {
-    /// The JSON object, without the newline.
+    /// The JSON object and its newline.
     pub json: String,
     /// `None` when judged; else the error kind.
     pub error_kind: Option<String>,
@@ -52,8 +52,12 @@ impl Line<'_> {
             512 + self.reasoning.map_or(0, str::len)
                 + self.error.as_ref().map_or(0, |e| e.message.len()),
         );
+        // The newline is part of the line, so a line goes out in one write.
         match serde_json::to_writer(&mut out, self) {
-            Ok(()) => String::from_utf8(out).unwrap_or_default(),
+            Ok(()) => {
+                out.push(b'\n');
+                String::from_utf8(out).unwrap_or_default()
+            }
             Err(_) => String::new(),
         }
     }
@@ -146,8 +150,9 @@ impl ResultLine {
         }
     }
 
-    /// A line kept from a previous run, written again as it was.
-    pub fn verbatim(json: String) -> Self {
+    /// A line kept from a previous run (without its newline), written again as it was.
+    pub fn verbatim(mut json: String) -> Self {
+        json.push('\n');
         ResultLine {
             json,
             error_kind: None,
@@ -230,7 +235,6 @@ impl OutputSink {
     pub fn write(&mut self, line: &ResultLine) -> anyhow::Result<()> {
         let writer = self.writer()?;
         writer.write_all(line.json.as_bytes())?;
-        writer.write_all(b"\n")?;
         self.dirty = true;
         self.written += 1;
         Ok(())
