@@ -143,7 +143,14 @@ fn resume_after_sigkill_at_random_points_matches_an_uninterrupted_run() {
             }
             child.signal(libc::SIGKILL);
             let run = child.finish(Duration::from_secs(5));
-            assert_eq!(run.code, -libc::SIGKILL, "killed: {}", run.stderr);
+            // A run with few lines left may finish (exit 1: the input has faulted
+            // lines) before the signal lands; both leave a resumable file.
+            assert!(
+                run.code == -libc::SIGKILL || run.code == 1,
+                "killed (code {}): {}",
+                run.code,
+                run.stderr
+            );
             let kept = check_resumable(&out);
             eprintln!("round {round} kill {k}: {kept} whole lines left");
         }
