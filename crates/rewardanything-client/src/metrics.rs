@@ -26,7 +26,8 @@ use std::collections::HashSet;
 use indexmap::IndexMap;
 
 use crate::parse::{
-    PyException, ReferenceError, Stage, py_contains, py_strip, recover_json, reference_json_text,
+    PyException, ReferenceError, Stage, py_contains, py_err, py_strip, recover_json,
+    reference_json_text,
 };
 use crate::pyjson::Value;
 
@@ -221,14 +222,6 @@ pub fn weighted_pair_penalty<P: ScoreValue, G: ScoreValue>(
 
 /// The error `format_reward` raises, as the Python exception it corresponds to.
 pub type MetricError = ReferenceError;
-
-fn py_err(exception: PyException, message: impl Into<String>) -> MetricError {
-    ReferenceError {
-        exception,
-        message: message.into(),
-        stage: None,
-    }
-}
 
 fn get_item<'v>(r: &'v Value, key: &str) -> Result<&'v Value, MetricError> {
     match r {

@@ -358,7 +358,7 @@ pub struct ReferenceError {
     pub stage: Option<Stage>,
 }
 
-fn py_err(exception: PyException, message: impl Into<String>) -> ReferenceError {
+pub(crate) fn py_err(exception: PyException, message: impl Into<String>) -> ReferenceError {
     ReferenceError {
         exception,
         message: message.into(),

@@ -65,26 +65,37 @@ impl Line<'_> {
 
 impl ResultLine {
     pub fn bad_input(index: usize, id: Value, hash: String, message: String) -> Self {
+        let message = format!("line {index}: {message}");
+        Self::failure(index, &id, &hash, "bad_input", &message, 0, 0)
+    }
+
+    /// A line with no judgment: every result field null, the error filled in.
+    fn failure(
+        index: usize,
+        id: &Value,
+        hash: &str,
+        kind: &str,
+        message: &str,
+        attempts: u32,
+        latency_ms: u64,
+    ) -> Self {
         let json = Line {
             index,
-            id: &id,
+            id,
             scores: None,
             ranking: None,
             reasoning: None,
             consistent: None,
-            error: Some(ErrorField {
-                kind: "bad_input",
-                message: &format!("line {index}: {message}"),
-            }),
-            attempts: 0,
-            latency_ms: 0,
+            error: Some(ErrorField { kind, message }),
+            attempts,
+            latency_ms,
             usage: None,
-            input_hash: &hash,
+            input_hash: hash,
         }
         .to_json();
         ResultLine {
             json,
-            error_kind: Some("bad_input".into()),
+            error_kind: Some(kind.to_string()),
             usage: None,
             fresh: true,
         }
@@ -121,32 +132,15 @@ impl ResultLine {
                     fresh: true,
                 }
             }
-            Err(e) => {
-                let kind = e.kind_str();
-                let json = Line {
-                    index,
-                    id: &id,
-                    scores: None,
-                    ranking: None,
-                    reasoning: None,
-                    consistent: None,
-                    error: Some(ErrorField {
-                        kind,
-                        message: &e.to_string(),
-                    }),
-                    attempts: e.attempts,
-                    latency_ms: elapsed.as_millis() as u64,
-                    usage: None,
-                    input_hash: &hash,
-                }
-                .to_json();
-                ResultLine {
-                    json,
-                    error_kind: Some(kind.to_string()),
-                    usage: None,
-                    fresh: true,
-                }
-            }
+            Err(e) => Self::failure(
+                index,
+                &id,
+                &hash,
+                e.kind_str(),
+                &e.to_string(),
+                e.attempts,
+                elapsed.as_millis() as u64,
+            ),
         }
     }
 
