@@ -2,31 +2,11 @@
 //! (unknown fields ignored). `ra` follows it while running, so replicas that restart or
 //! drop out are followed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rewardanything_client::Client;
-use serde::Deserialize;
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct EndpointsFile {
-    pub endpoints: Vec<String>,
-    #[serde(default)]
-    pub model: Option<String>,
-}
-
-impl EndpointsFile {
-    pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read endpoints file {}: {e}", path.display()))?;
-        let file: EndpointsFile = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("invalid endpoints file {}: {e}", path.display()))?;
-        if file.endpoints.is_empty() {
-            anyhow::bail!("endpoints file {} lists no endpoint", path.display());
-        }
-        Ok(file)
-    }
-}
+pub use rewardanything_client::endpoints_file::EndpointsFile;
 
 /// Re-reads the file every `interval` and hands changed endpoints to the client
 /// (comparing contents, not modification times, which can miss a rewrite within one

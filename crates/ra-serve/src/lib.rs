@@ -25,7 +25,6 @@
 
 pub mod config;
 pub mod diagnose;
-pub mod endpoints_file;
 pub mod engine;
 mod error;
 pub mod gpus;
@@ -42,7 +41,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use config::{DEFAULT_MODEL, EngineKind, ServeConfig, Timings};
-pub use endpoints_file::EndpointsFile;
+/// The endpoints file type, shared with every reader (defined in the client crate).
+pub use rewardanything_client::endpoints_file::EndpointsFile;
 pub use error::Error;
 pub use plan::Plan;
 use supervisor::{Status, Stop};

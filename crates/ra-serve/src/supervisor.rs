@@ -10,7 +10,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::diagnose::likely_cause;
-use crate::endpoints_file::EndpointsFile;
 use crate::engine::redact;
 use crate::error::Error;
 use crate::health::{Prober, Readiness};
@@ -62,11 +61,10 @@ impl EndpointsWriter {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let file = EndpointsFile {
+        let file = rewardanything_client::endpoints_file::EndpointsFile::new(
             endpoints,
-            model: self.model.clone(),
-            pid: std::process::id(),
-        };
+            self.model.clone(),
+        );
         file.write_atomic(path).map_err(|e| Error::EndpointsFile {
             path: path.clone(),
             message: e.to_string(),

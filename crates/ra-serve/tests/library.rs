@@ -58,7 +58,7 @@ async fn spawn_wait_ready_shutdown() {
     assert_eq!(server.endpoints(), endpoints);
     let file = ra_serve::EndpointsFile::read(&dir.path().join("endpoints.json")).unwrap();
     assert_eq!(file.endpoints, endpoints);
-    assert_eq!(file.pid, std::process::id());
+    assert_eq!(file.pid, Some(std::process::id()));
     let pids = engine_pids(dir.path());
     assert_eq!(pids.len(), 4);
     assert!(pids.iter().all(|p| !gone(*p)));

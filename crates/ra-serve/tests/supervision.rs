@@ -62,8 +62,8 @@ fn waits_for_readiness_writes_endpoints_file_and_stops_cleanly_on_sigterm() {
             format!("http://127.0.0.1:{}/v1", port + 1)
         ]
     );
-    assert_eq!(ep.model, ra_serve::DEFAULT_MODEL);
-    assert_eq!(ep.pid, rs.pid());
+    assert_eq!(ep.model.as_deref(), Some(ra_serve::DEFAULT_MODEL));
+    assert_eq!(ep.pid, Some(rs.pid()));
     assert!(rs.wait_for_log("ready: 2 replica(s)", SLOW));
     assert!(rs.stderr().contains("[replica 1] fake engine listening"));
 
@@ -499,7 +499,7 @@ fn llama_cpp_runs_the_documented_command_and_accepts_its_models_shape() {
         rs.stderr()
     );
     let ep = EndpointsFile::read(&dir.path().join("ep.json")).unwrap();
-    assert_eq!(ep.model, "RewardAnything-8B-v1-Q4_K_M");
+    assert_eq!(ep.model.as_deref(), Some("RewardAnything-8B-v1-Q4_K_M"));
     let mut recs = records(&dir.path().join("record.jsonl"));
     recs.sort_by_key(|r| r["argv"].to_string());
     let argv: Vec<String> = recs[0]["argv"].as_array().unwrap()[1..]

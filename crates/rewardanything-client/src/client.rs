@@ -38,6 +38,9 @@ const OWN_FIELDS: [&str; 7] = [
     "stream",
 ];
 
+/// Default cap on a response body: a judgment with a long think block is tens of KB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
+
 /// Temperature of a re-ask of a malformed answer when sampling is greedy.
 const REASK_TEMPERATURE: f64 = 0.6;
 
@@ -122,6 +125,7 @@ pub struct ClientBuilder {
     reask_malformed: bool,
     balance: BalanceConfig,
     parse_options: ParseOptions,
+    max_response_bytes: usize,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -157,6 +161,7 @@ impl Default for ClientBuilder {
             reask_malformed: false,
             balance: BalanceConfig::default(),
             parse_options: ParseOptions::strict(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -359,6 +364,19 @@ impl ClientBuilder {
         self
     }
 
+    /// Largest response body read from a server (default 8 MiB). A larger body (an
+    /// endless chunked stream, a huge `Content-Length`) is cut off while it is read and
+    /// the attempt fails with a `bad_response` error that is not retried, so memory stays
+    /// bounded whatever a server sends.
+    ///
+    /// ```
+    /// let b = rewardanything_client::Client::builder().max_response_bytes(1 << 20);
+    /// ```
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
     /// Endpoint ejection and back-pressure settings.
     ///
     /// ```
@@ -473,6 +491,7 @@ impl ClientBuilder {
             rate_limiter,
             reask_malformed: self.reask_malformed,
             parse_options: self.parse_options,
+            max_response_bytes: self.max_response_bytes,
         };
         inner.model = match self.model {
             Some(m) => m,
@@ -512,6 +531,7 @@ struct Inner {
     rate_limiter: Option<DirectLimiter>,
     reask_malformed: bool,
     parse_options: ParseOptions,
+    max_response_bytes: usize,
 }
 
 /// A RewardAnything client; cheap to clone (one connection pool shared by all clones).
@@ -758,15 +778,24 @@ impl Inner {
             (e, transient)
         };
         let fetch = async {
-            let response = self.http.get(&url).send().await?;
+            let response = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| AttemptError::Transport(transport_message(e)))?;
             let status = response.status();
-            Ok::<_, reqwest::Error>((status, response.bytes().await?))
+            Ok::<_, AttemptError>((status, read_capped(response, self.max_response_bytes).await?))
         };
         let (status, body) =
             tokio::time::timeout(self.attempt_timeout.min(Duration::from_secs(30)), fetch)
                 .await
                 .map_err(|_| fail("timed out".into(), true))?
-                .map_err(|e| fail(transport_message(e), true))?;
+                .map_err(|e| match e {
+                    AttemptError::BadResponse(m) => fail(m, false),
+                    AttemptError::Transport(m) => fail(m, true),
+                    _ => fail("unexpected failure".into(), true),
+                })?;
         if !status.is_success() {
             return Err(fail(
                 format!("HTTP {}: {}", status.as_u16(), server_message(&body)),
@@ -1105,10 +1134,7 @@ impl Inner {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(crate::retry::parse_retry_after);
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| AttemptError::Transport(transport_message(e)))?;
+            let bytes = read_capped(response, self.max_response_bytes).await?;
             Ok::<_, AttemptError>((status, retry_after, bytes))
         };
         let (status, retry_after, bytes) = tokio::time::timeout(timeout, send)
@@ -1123,6 +1149,35 @@ impl Inner {
         }
         decode_completion(&bytes)
     }
+}
+
+/// Reads a body chunk by chunk, refusing one longer than `cap` as soon as it is known
+/// (from `Content-Length`, or when the running total passes it).
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<bytes::Bytes, AttemptError> {
+    let too_large = || {
+        AttemptError::BadResponse(format!(
+            "response body larger than the {cap}-byte limit (max_response_bytes)"
+        ))
+    };
+    let declared = response.content_length();
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| AttemptError::Transport(transport_message(e)))?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn decode_completion(bytes: &[u8]) -> Result<Answer, AttemptError> {

@@ -13,6 +13,7 @@
 //! assert_eq!(prompt.messages.len(), 2);
 //! ```
 pub mod balance;
+pub mod endpoints_file;
 pub mod client;
 pub mod error;
 pub mod grammar;
@@ -25,7 +26,7 @@ pub mod retry;
 pub mod reward;
 pub mod shuffle;
 
-pub use client::{Client, ClientBuilder, Judged, Sampling, Usage};
+pub use client::{Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Judged, Sampling, Usage};
 pub use error::{BuildError, JudgeError, JudgeErrorKind};
 pub use judgment::{Judgment, ParseError, ParseErrorKind};
 pub use render::{JudgeRequest, Masking, RenderedPrompt, render};
