@@ -895,6 +895,15 @@ impl Inner {
         let started = Instant::now();
         let deadline_at = self.deadline.map(|d| started + d);
         let rendered = render(request, self.masking);
+        // Unmasked requests are validated against an identity mapping, so an answer must
+        // name exactly the request's responses either way.
+        let names: std::borrow::Cow<'_, indexmap::IndexMap<String, String>> =
+            match &rendered.masked2real {
+                Some(m) => std::borrow::Cow::Borrowed(m),
+                None => std::borrow::Cow::Owned(
+                    request.responses.keys().map(|k| (k.clone(), k.clone())).collect(),
+                ),
+            };
         let per_request: Map<String, Value> = match &self.body_hook {
             Some(hook) => hook(request, &rendered)
                 .into_iter()
@@ -975,7 +984,7 @@ impl Inner {
                     );
                     match parse_completion_with(
                         &answer.completion(),
-                        rendered.masked2real.as_ref(),
+                        Some(names.as_ref()),
                         &self.parse_options,
                     ) {
                         Ok(mut judgment) => {

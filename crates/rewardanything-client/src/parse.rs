@@ -645,8 +645,11 @@ impl<'a> Completion<'a> {
 /// rankings with unknown or repeated names). [`ParseOptions::strict`] makes each an
 /// error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ParseOptions {
-    /// With a non-empty mapping, a masked name without a score is `incomplete`.
+    /// With a non-empty mapping, the answer must name exactly the mapping's names: a
+    /// name without a score is `incomplete`, a scored name the mapping does not have
+    /// (an invented one, a `model-9` for two responses) is `invalid_scores`.
     pub require_complete: bool,
     /// A ranking that is not a permutation of the scored names is an error:
     /// `incomplete` for unknown names, `invalid_ranking` for duplicates or missing names.
@@ -851,6 +854,15 @@ fn validate(
         numbers.push(x);
     }
     let m = masked2real.filter(|m| !m.is_empty());
+    // A name the request does not have (an invented `zzz`, a `model-9` for two
+    // responses) is never a reward to hand out: an error in strict mode, a flag otherwise.
+    let unknown_scored = m.and_then(|m| scores.keys().find(|k| !m.contains_key(k.as_str())));
+    if let (true, Some(name)) = (opts.require_complete, unknown_scored) {
+        return Err(err(
+            ParseErrorKind::InvalidScores,
+            format!("the scored name {name:?} is not one of the request's responses"),
+        ));
+    }
     let mut out: IndexMap<String, f64> = IndexMap::with_capacity(scores.len());
     for (k, x) in scores.keys().zip(numbers) {
         let real = m.and_then(|m| m.get(k)).unwrap_or(k);
@@ -861,6 +873,53 @@ fn validate(
             ));
         }
     }
+    let names = ranking_names(ranking, m)?;
+    let missing = m.and_then(|m| m.keys().find(|k| !scores.contains_key(k.as_str())));
+    if let (true, Some(missing)) = (opts.require_complete, missing) {
+        return Err(err(
+            ParseErrorKind::Incomplete,
+            format!("{missing:?} has no score"),
+        ));
+    }
+    let unknown = names.iter().find(|n| !out.contains_key(n.as_str()));
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    let duplicate = names.iter().find(|n| !seen.insert(n.as_str()));
+    let unranked = out.keys().find(|k| !seen.contains(k.as_str()));
+    let permutation = unknown.is_none() && duplicate.is_none() && unranked.is_none();
+    if opts.require_permutation && !permutation {
+        let (kind, problem) = match (unknown, duplicate, unranked) {
+            (Some(n), _, _) => (
+                ParseErrorKind::Incomplete,
+                format!("ranks {n:?}, which is not a scored response"),
+            ),
+            (_, Some(n), _) => (ParseErrorKind::InvalidRanking, format!("ranks {n:?} twice")),
+            (_, _, n) => (
+                ParseErrorKind::InvalidRanking,
+                format!("leaves out {:?}", n.map_or("", String::as_str)),
+            ),
+        };
+        return Err(err(
+            kind,
+            format!("the ranking is not a permutation of the scored names: it {problem}"),
+        ));
+    }
+    let in_range = out.values().all(|x| (1.0..=5.0).contains(x));
+    let ordered = names
+        .windows(2)
+        .all(|w| match (out.get(&w[0]), out.get(&w[1])) {
+            (Some(a), Some(b)) => a >= b,
+            _ => false,
+        });
+    let consistent =
+        permutation && in_range && ordered && missing.is_none() && unknown_scored.is_none();
+    Ok((out, names, consistent))
+}
+
+/// The ranking's names, unmasked.
+fn ranking_names(
+    ranking: Value,
+    m: Option<&IndexMap<String, String>>,
+) -> Result<Vec<String>, ParseError> {
     let Value::Array(items) = ranking else {
         return Err(err(
             ParseErrorKind::InvalidRanking,
@@ -880,37 +939,7 @@ fn validate(
             None => s,
         });
     }
-    let missing = m.and_then(|m| m.keys().find(|k| !scores.contains_key(k.as_str())));
-    if let (true, Some(missing)) = (opts.require_complete, missing) {
-        return Err(err(
-            ParseErrorKind::Incomplete,
-            format!("{missing:?} has no score"),
-        ));
-    }
-    let unknown = names.iter().any(|n| !out.contains_key(n));
-    let mut seen = std::collections::HashSet::with_capacity(names.len());
-    let duplicates = !names.iter().all(|n| seen.insert(n.as_str()));
-    let permutation = !unknown && !duplicates && names.len() == out.len();
-    if opts.require_permutation && !permutation {
-        let kind = if unknown {
-            ParseErrorKind::Incomplete
-        } else {
-            ParseErrorKind::InvalidRanking
-        };
-        return Err(err(
-            kind,
-            "the ranking is not a permutation of the scored names",
-        ));
-    }
-    let in_range = out.values().all(|x| (1.0..=5.0).contains(x));
-    let ordered = names
-        .windows(2)
-        .all(|w| match (out.get(&w[0]), out.get(&w[1])) {
-            (Some(a), Some(b)) => a >= b,
-            _ => false,
-        });
-    let consistent = permutation && in_range && ordered && missing.is_none();
-    Ok((out, names, consistent))
+    Ok(names)
 }
 
 /// Parses a completion into a validated [`Judgment`] with the default
