@@ -12,7 +12,7 @@ use rewardanything_client::reward::{Normalization, OnFailure, Rewarder};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint =
         std::env::var("RA_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8000/v1".to_string());
-    let client = Client::builder().endpoint(endpoint).build().await?;
+    let client = Client::builder().endpoint(endpoint).build()?;
     let rewarder = Rewarder::new(client)
         .normalization(Normalization::Centered)
         .on_failure(OnFailure::Nan);

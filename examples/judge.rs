@@ -11,7 +11,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint =
         std::env::var("RA_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8000/v1".to_string());
     // The model name is discovered from /v1/models when the server serves one model.
-    let client = Client::builder().endpoint(endpoint).build().await?;
+    let client = Client::builder().endpoint(endpoint).build()?;
 
     let request = JudgeRequest::new(
         "Prefer answers that are correct and concise; penalise padding.",

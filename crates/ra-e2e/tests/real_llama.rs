@@ -240,10 +240,7 @@ impl Served {
         let mut builder = Client::builder()
             .endpoints(self.endpoints.clone())
             .model(self.model.clone())
-            .sampling(Sampling {
-                max_tokens: MAX_TOKENS,
-                ..Sampling::default()
-            })
+            .sampling(Sampling::default().max_tokens(MAX_TOKENS))
             .attempt_timeout(Duration::from_secs(240))
             .retry(RetryPolicy::default().max_attempts(3))
             .body_hook(|request, rendered| {
@@ -497,7 +494,7 @@ fn ra_serve_and_ra_score_and_the_library_against_a_real_llama_cpp_server() {
     // 2. The library client against the same server.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let client = served.client(None).build().await.expect("client");
+        let client = served.client(None).build().expect("client");
         let request = JudgeRequest::new("Prefer the correct answer.", "What is 3 * 3?")
             .response("right", "9")
             .response("wrong", "6");
@@ -584,7 +581,7 @@ fn api_key_is_required_and_never_logged() {
             .response("right", "2")
             .response("wrong", "3");
         // Without the key: a clear 401, not retried.
-        let anonymous = served.client(None).build().await.expect("client");
+        let anonymous = served.client(None).build().expect("client");
         let error = anonymous
             .judge(&request)
             .await
@@ -593,7 +590,7 @@ fn api_key_is_required_and_never_logged() {
         assert_eq!(error.attempts, 1, "a 401 is not retried: {error}");
         assert!(!error.to_string().contains(&key));
         // With it: a judgment.
-        let keyed = served.client(Some(&key)).build().await.expect("client");
+        let keyed = served.client(Some(&key)).build().expect("client");
         let judgment = keyed.judge(&request).await.expect("judge with the key");
         assert_eq!(judgment.scores.len(), 2);
     });

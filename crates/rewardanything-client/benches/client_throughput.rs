@@ -317,8 +317,7 @@ async fn measured_run(o: &Options) -> Result<Figures, BoxError> {
     let client = Client::builder()
         .endpoint(mock.base_url.clone())
         .max_in_flight(o.concurrency)
-        .build()
-        .await?;
+        .build()?;
     let pool = std::sync::Arc::new(text_pool(o.response_chars));
 
     // Warm-up: open the connections, fill allocator caches; not measured.

@@ -15,12 +15,16 @@ use std::time::{Duration, Instant};
 
 /// One OpenAI-compatible endpoint, e.g. `http://127.0.0.1:8000/v1`.
 #[derive(Debug)]
-pub struct Endpoint {
-    /// The base URL, without a trailing slash.
+pub(crate) struct Endpoint {
+    /// The parsed URLs.
+    pub url: EndpointUrl,
+    /// The base URL as given, without a trailing slash (may hold credentials: never
+    /// logged; `shown` is).
     pub base_url: String,
-    /// Parsed once: parsing a URL per attempt costs allocations on the hot path. An
-    /// invalid URL (possible through `set_endpoints`) fails each attempt with its reason.
-    pub(crate) completions_url: Result<reqwest::Url, String>,
+    /// The base URL for logs, errors and stats: password and query redacted.
+    pub shown: String,
+    /// Parsed once: parsing a URL per attempt costs allocations on the hot path.
+    pub completions_url: reqwest::Url,
     in_flight: AtomicUsize,
     consecutive_failures: AtomicU32,
     /// Milliseconds since the balancer's epoch before which the endpoint is avoided
@@ -30,13 +34,70 @@ pub struct Endpoint {
     served: AtomicU64,
 }
 
+/// A validated endpoint base URL (http or https).
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointUrl {
+    base: String,
+    parsed: reqwest::Url,
+    completions: reqwest::Url,
+    models: reqwest::Url,
+}
+
+impl EndpointUrl {
+    /// Parses and checks a base URL; the error says what is wrong, without echoing a
+    /// password.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let base = url.trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&base).map_err(|e| e.to_string())?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("scheme {:?} is not http or https", parsed.scheme()));
+        }
+        let join = |tail: &str| {
+            let mut u = parsed.clone();
+            u.path_segments_mut()
+                .map_err(|_| "the URL cannot be a base".to_string())?
+                .pop_if_empty()
+                .push(tail);
+            Ok::<_, String>(u)
+        };
+        let completions = {
+            let mut u = join("chat")?;
+            u.path_segments_mut()
+                .map_err(|_| "the URL cannot be a base".to_string())?
+                .push("completions");
+            u
+        };
+        Ok(EndpointUrl {
+            models: join("models")?,
+            completions,
+            base,
+            parsed,
+        })
+    }
+
+    /// The base URL with its password and query redacted.
+    pub fn shown(&self) -> String {
+        crate::wire::redact_url(&self.parsed)
+    }
+
+    /// `GET {base}/models`.
+    pub fn models(&self) -> &reqwest::Url {
+        &self.models
+    }
+
+    /// The base URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.base
+    }
+}
+
 impl Endpoint {
-    fn new(base_url: &str) -> Self {
-        let base_url = base_url.trim_end_matches('/').to_string();
+    fn new(url: &EndpointUrl) -> Self {
         Endpoint {
-            completions_url: reqwest::Url::parse(&format!("{base_url}/chat/completions"))
-                .map_err(|e| format!("invalid endpoint URL {base_url:?}: {e}")),
-            base_url,
+            url: url.clone(),
+            shown: url.shown(),
+            base_url: url.base.clone(),
+            completions_url: url.completions.clone(),
             in_flight: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
             avoid_until_ms: AtomicU64::new(0),
@@ -46,23 +107,64 @@ impl Endpoint {
     }
 
     /// Requests now in flight on this endpoint.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Successful answers so far.
-    pub fn served(&self) -> u64 {
+    pub(crate) fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
     }
 
     /// Whether the endpoint is ejected (waiting for its probe).
-    pub fn is_ejected(&self) -> bool {
+    pub(crate) fn is_ejected(&self) -> bool {
         self.ejected.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn stats(&self) -> EndpointStats {
+        EndpointStats {
+            url: self.shown.clone(),
+            in_flight: self.in_flight(),
+            served: self.served(),
+            ejected: self.is_ejected(),
+        }
     }
 }
 
-/// Tuning of the [`Balancer`].
+/// A snapshot of one endpoint's counters (read-only; see
+/// [`Client::endpoint_stats`](crate::Client::endpoint_stats)).
+///
+/// ```
+/// # async fn f(client: rewardanything_client::Client) {
+/// for e in client.endpoint_stats() {
+///     println!("{}: {} in flight, {} served, ejected: {}", e.url, e.in_flight, e.served, e.ejected);
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointStats {
+    /// The base URL, password and query redacted.
+    pub url: String,
+    /// Requests in flight now.
+    pub in_flight: usize,
+    /// Successful answers so far.
+    pub served: u64,
+    /// Ejected after repeated failures, waiting for a probe.
+    pub ejected: bool,
+}
+
+/// Endpoint ejection and back-pressure settings; see
+/// [`ClientBuilder::balance`](crate::ClientBuilder::balance).
+///
+/// ```
+/// use rewardanything_client::BalanceConfig;
+/// use std::time::Duration;
+/// let c = BalanceConfig::default().eject_after(5).cooldown(Duration::from_secs(30));
+/// assert_eq!((c.eject_after, c.cooldown), (5, Duration::from_secs(30)));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct BalanceConfig {
     /// Consecutive connect errors / 5xx before an endpoint is ejected. Default 3.
     pub eject_after: u32,
@@ -85,9 +187,54 @@ impl Default for BalanceConfig {
     }
 }
 
+impl BalanceConfig {
+    /// Consecutive connect errors / 5xx before an endpoint is ejected (at least 1).
+    ///
+    /// ```
+    /// assert_eq!(rewardanything_client::BalanceConfig::default().eject_after(0).eject_after, 1);
+    /// ```
+    pub fn eject_after(mut self, failures: u32) -> Self {
+        self.eject_after = failures.max(1);
+        self
+    }
+
+    /// How long an ejected endpoint rests before a probe.
+    ///
+    /// ```
+    /// let c = rewardanything_client::BalanceConfig::default().cooldown(std::time::Duration::ZERO);
+    /// assert!(c.cooldown.is_zero());
+    /// ```
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// How long a 429 without `Retry-After` makes an endpoint less preferred.
+    ///
+    /// ```
+    /// let c = rewardanything_client::BalanceConfig::default().backpressure_pause(std::time::Duration::from_millis(10));
+    /// assert_eq!(c.backpressure_pause.as_millis(), 10);
+    /// ```
+    pub fn backpressure_pause(mut self, pause: Duration) -> Self {
+        self.backpressure_pause = pause;
+        self
+    }
+
+    /// Longest pause a 429's `Retry-After` can impose.
+    ///
+    /// ```
+    /// let c = rewardanything_client::BalanceConfig::default().max_backpressure_pause(std::time::Duration::from_secs(1));
+    /// assert_eq!(c.max_backpressure_pause.as_secs(), 1);
+    /// ```
+    pub fn max_backpressure_pause(mut self, pause: Duration) -> Self {
+        self.max_backpressure_pause = pause;
+        self
+    }
+}
+
 /// What one attempt's outcome says about its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The endpoint answered (any 2xx or 4xx other than 429): it is alive.
     Alive,
     /// Connect error, dropped connection, timeout or 5xx.
@@ -97,15 +244,8 @@ pub enum Outcome {
 }
 
 /// Chooses endpoints; cheap to share (`Arc`).
-///
-/// ```
-/// use rewardanything_client::balance::{Balancer, BalanceConfig};
-/// let b = Balancer::new(&["http://a/v1".into(), "http://b/v1".into()], BalanceConfig::default());
-/// let lease = b.pick().unwrap();
-/// assert_eq!(lease.endpoint().in_flight(), 1);
-/// ```
 #[derive(Debug)]
-pub struct Balancer {
+pub(crate) struct Balancer {
     endpoints: RwLock<Arc<Vec<Arc<Endpoint>>>>,
     config: BalanceConfig,
     epoch: Instant,
@@ -114,7 +254,7 @@ pub struct Balancer {
 
 impl Balancer {
     /// A balancer over these base URLs.
-    pub fn new(urls: &[String], config: BalanceConfig) -> Self {
+    pub fn new(urls: &[EndpointUrl], config: BalanceConfig) -> Self {
         let endpoints = urls.iter().map(|u| Arc::new(Endpoint::new(u))).collect();
         Balancer {
             endpoints: RwLock::new(Arc::new(endpoints)),
@@ -134,21 +274,13 @@ impl Balancer {
 
     /// Replaces the endpoint set; endpoints present before keep their state. In-flight
     /// requests to removed endpoints finish normally.
-    ///
-    /// ```
-    /// use rewardanything_client::balance::{Balancer, BalanceConfig};
-    /// let b = Balancer::new(&["http://a/v1".into()], BalanceConfig::default());
-    /// b.set_endpoints(&["http://b/v1".into(), "http://a/v1/".into()]);
-    /// assert_eq!(b.endpoints().len(), 2);
-    /// ```
-    pub fn set_endpoints(&self, urls: &[String]) {
+    pub fn set_endpoints(&self, urls: &[EndpointUrl]) {
         let old = self.endpoints();
         let new: Vec<Arc<Endpoint>> = urls
             .iter()
             .map(|u| {
-                let u = u.trim_end_matches('/');
                 old.iter()
-                    .find(|e| e.base_url == u)
+                    .find(|e| e.base_url == u.as_str())
                     .cloned()
                     .unwrap_or_else(|| Arc::new(Endpoint::new(u)))
             })
@@ -213,7 +345,7 @@ impl Balancer {
                 // An answer ends any back-pressure pause or ejection.
                 endpoint.avoid_until_ms.store(0, Ordering::Relaxed);
                 if endpoint.ejected.swap(false, Ordering::Relaxed) {
-                    tracing::info!(endpoint = %endpoint.base_url, "endpoint back in rotation");
+                    tracing::info!(endpoint = %endpoint.shown, "endpoint back in rotation");
                 }
             }
             Outcome::Busy(retry_after) => {
@@ -237,7 +369,7 @@ impl Balancer {
                 } else if failures >= self.config.eject_after && self.healthy_others(endpoint) {
                     endpoint.ejected.store(true, Ordering::Relaxed);
                     endpoint.avoid_until_ms.store(until, Ordering::Relaxed);
-                    tracing::warn!(endpoint = %endpoint.base_url, failures, "endpoint ejected");
+                    tracing::warn!(endpoint = %endpoint.shown, failures, "endpoint ejected");
                 }
             }
         }
@@ -252,7 +384,7 @@ impl Balancer {
 
 /// An endpoint chosen for one attempt; counted in flight while it lives.
 #[derive(Debug)]
-pub struct Lease {
+pub(crate) struct Lease {
     endpoint: Arc<Endpoint>,
 }
 
@@ -273,8 +405,20 @@ impl Drop for Lease {
 mod tests {
     use super::*;
 
-    fn urls(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("http://e{i}/v1")).collect()
+    fn urls(n: usize) -> Vec<EndpointUrl> {
+        (0..n)
+            .map(|i| EndpointUrl::parse(&format!("http://e{i}/v1")).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn urls_are_checked_and_joined() {
+        let u = EndpointUrl::parse("http://u:pw@h:1/v1/").unwrap();
+        assert_eq!(u.completions.as_str(), "http://u:pw@h:1/v1/chat/completions");
+        assert_eq!(u.models.as_str(), "http://u:pw@h:1/v1/models");
+        assert!(!u.shown().contains("pw"));
+        assert!(EndpointUrl::parse("ftp://h/v1").unwrap_err().contains("ftp"));
+        assert!(EndpointUrl::parse("not a url").is_err());
     }
 
     #[test]
@@ -309,10 +453,7 @@ mod tests {
 
     #[test]
     fn probe_after_cooldown() {
-        let config = BalanceConfig {
-            cooldown: Duration::from_millis(30),
-            ..BalanceConfig::default()
-        };
+        let config = BalanceConfig::default().cooldown(Duration::from_millis(30));
         let b = Balancer::new(&urls(2), config);
         let eps = b.endpoints();
         for _ in 0..3 {

@@ -1,5 +1,6 @@
 //! What can go wrong while asking for a judgment.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::judgment::ParseError;
@@ -35,7 +36,8 @@ impl JudgeError {
 
     /// A stable snake_case name for the kind, as `ra score` writes it: `transport`,
     /// `timeout`, `deadline`, `http_status`, `context_length`, `bad_response`,
-    /// `no_endpoint`, `cancelled`, or the parse error's own kind (`no_json_object`, …).
+    /// `no_endpoint`, `model_discovery`, `cancelled`, or the parse error's own kind
+    /// (`no_json_object`, …).
     ///
     /// ```
     /// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
@@ -44,13 +46,14 @@ impl JudgeError {
     /// ```
     pub fn kind_str(&self) -> &'static str {
         match &self.kind {
-            JudgeErrorKind::Transport(_) => "transport",
+            JudgeErrorKind::Transport { .. } => "transport",
             JudgeErrorKind::Timeout(_) => "timeout",
             JudgeErrorKind::Deadline(_) => "deadline",
             JudgeErrorKind::Http { .. } => "http_status",
             JudgeErrorKind::ContextLength { .. } => "context_length",
             JudgeErrorKind::BadResponse(_) => "bad_response",
             JudgeErrorKind::NoEndpoint => "no_endpoint",
+            JudgeErrorKind::ModelDiscovery(_) => "model_discovery",
             JudgeErrorKind::Cancelled => "cancelled",
             JudgeErrorKind::Parse(p) => p.kind.as_str(),
         }
@@ -73,11 +76,24 @@ impl JudgeError {
 }
 
 /// The kinds of [`JudgeError`].
+///
+/// ```
+/// use rewardanything_client::error::JudgeErrorKind;
+/// let k = JudgeErrorKind::BadResponse("no choices".into());
+/// assert_eq!(k.to_string(), "bad response from server: no choices");
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum JudgeErrorKind {
-    /// Could not connect, or the connection broke (the message is reqwest's).
-    #[error("transport error: {0}")]
-    Transport(String),
+    /// Could not connect, or the connection broke.
+    #[error("transport error: {message}")]
+    Transport {
+        /// reqwest's error and its causes, without the URL (it may carry credentials).
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Arc<reqwest::Error>>,
+    },
     /// One attempt took longer than the per-attempt timeout.
     #[error("attempt timed out after {0:?}")]
     Timeout(Duration),
@@ -99,21 +115,26 @@ pub enum JudgeErrorKind {
         /// The server's message.
         message: String,
     },
-    /// A 2xx answer that is not a chat completion.
+    /// A 2xx answer that is not a chat completion (including a 200 whose body is an
+    /// error object, and a body over `max_response_bytes`); not retried.
     #[error("bad response from server: {0}")]
     BadResponse(String),
     /// No endpoint is configured.
     #[error("no endpoint configured")]
     NoEndpoint,
-    /// The work was cancelled (e.g. on shutdown).
-    #[error("cancelled")]
+    /// No model was configured and none could be discovered from `/v1/models`.
+    #[error("model discovery failed: {0}")]
+    ModelDiscovery(String),
+    /// The client was closed ([`Client::close`](crate::Client::close)) before the
+    /// judgment could start.
+    #[error("cancelled: the client was closed")]
     Cancelled,
     /// The completion arrived but holds no valid judgment.
     #[error("{0}")]
     Parse(ParseError),
 }
 
-/// Why a [`Client`](crate::Client) could not be built.
+/// Why a [`Client`](crate::Client) could not be built or connected.
 ///
 /// ```
 /// use rewardanything_client::error::BuildError;
@@ -121,6 +142,7 @@ pub enum JudgeErrorKind {
 /// assert!(e.to_string().contains("endpoint"));
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// No base URL was given.
     #[error("no endpoint given (e.g. http://127.0.0.1:8000/v1)")]
@@ -138,8 +160,28 @@ pub enum BuildError {
     InvalidHeader(String),
     /// The HTTP client could not be created.
     #[error("cannot create HTTP client: {0}")]
-    Http(String),
-    /// No model was chosen and `/v1/models` could not be read.
+    Http(#[source] reqwest::Error),
+    /// The endpoint refused the API key (HTTP 401/403).
+    #[error("unauthorized at {url} (HTTP {status}): {message}; check the API key (RA_API_KEY)")]
+    Unauthorized {
+        /// The URL asked (credentials redacted).
+        url: String,
+        /// 401 or 403.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The configured model is not among those the endpoint serves.
+    #[error("model {model:?} is not served at {url} (it serves: {})", .served.join(", "))]
+    ModelNotServed {
+        /// The URL asked (credentials redacted).
+        url: String,
+        /// The configured model.
+        model: String,
+        /// The served model ids.
+        served: Vec<String>,
+    },
+    /// `/v1/models` could not be read.
     #[error("cannot list models at {url}: {reason}")]
     ModelDiscovery {
         /// The URL asked.

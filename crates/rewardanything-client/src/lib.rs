@@ -12,9 +12,9 @@
 //! let prompt = render(&req, Masking::Reference);
 //! assert_eq!(prompt.messages.len(), 2);
 //! ```
-pub mod balance;
+mod balance;
+mod client;
 pub mod endpoints_file;
-pub mod client;
 pub mod error;
 pub mod grammar;
 pub mod judgment;
@@ -22,15 +22,19 @@ pub mod metrics;
 pub mod parse;
 pub mod pyjson;
 pub mod render;
-pub mod retry;
+mod retry;
 pub mod reward;
 pub mod shuffle;
+mod wire;
 
-pub use client::{Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Judged, Sampling, Usage};
+pub use balance::{BalanceConfig, EndpointStats};
+pub use client::{
+    BodyHook, Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Judged, Sampling, Usage,
+};
 pub use error::{BuildError, JudgeError, JudgeErrorKind};
 pub use judgment::{Judgment, ParseError, ParseErrorKind};
 pub use render::{JudgeRequest, Masking, RenderedPrompt, render};
-pub use retry::RetryPolicy;
+pub use retry::{Backoff, RetryPolicy};
 
 /// The README's Rust examples compile as doc tests.
 #[cfg(doctest)]

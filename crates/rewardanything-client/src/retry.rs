@@ -7,11 +7,16 @@
 //! `backon`'s exponential builder; the full-jitter draw is ours, because `backon`'s jitter
 //! adds to the cap instead of drawing below it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
+
+use crate::balance::Outcome;
+use crate::error::JudgeErrorKind;
+use crate::wire::ContextOverflow;
 
 /// How many attempts a judgment gets and how long to wait between them.
 ///
@@ -164,162 +169,149 @@ impl Backoff {
 }
 
 /// Whether a status is worth another attempt as it is.
-///
-/// ```
-/// use rewardanything_client::retry::is_transient_status;
-/// assert!(is_transient_status(503));
-/// assert!(!is_transient_status(400));
-/// ```
-pub fn is_transient_status(status: u16) -> bool {
+pub(crate) fn is_transient_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
 }
 
-/// Parses a `Retry-After` header: delay-seconds (possibly fractional), or an HTTP date.
-///
-/// ```
-/// use rewardanything_client::retry::parse_retry_after;
-/// use std::time::Duration;
-/// assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-/// assert_eq!(parse_retry_after("soon"), None);
-/// ```
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e6)));
-    }
-    let when = httpdate_to_unix(v)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    Some(Duration::from_secs(when.saturating_sub(now)))
+/// Why one attempt failed.
+#[derive(Debug)]
+pub(crate) enum AttemptError {
+    /// Could not connect, or the connection broke.
+    Transport {
+        message: String,
+        source: Arc<reqwest::Error>,
+    },
+    /// The attempt outlived its timeout.
+    Timeout,
+    /// A non-2xx answer.
+    Http {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// A 2xx answer that is not a usable chat completion (or a body over the cap).
+    BadResponse(String),
 }
 
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to Unix seconds; the other obsolete
-/// formats are not used by inference servers.
-fn httpdate_to_unix(s: &str) -> Option<u64> {
-    let mut parts = s.split_whitespace();
-    let _weekday = parts.next()?;
-    let day: u64 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':').map(|x| x.parse::<u64>().ok());
-    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
-    if parts.next()? != "GMT" {
-        return None;
-    }
-    // Server-controlled: keep every product below overflow.
-    if !(1970..=9999).contains(&year) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * mo as i64 + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days)
-        .ok()
-        .map(|d| d * 86_400 + h * 3600 + m * 60 + sec)
-}
-
-/// What a context-length 400 says: the model's context size and the prompt's tokens.
-///
-/// ```
-/// use rewardanything_client::retry::ContextOverflow;
-/// let msg = "This model's maximum context length is 8192 tokens. However, you requested \
-///            4096 output tokens and your prompt contains at least 6000 input tokens, for a \
-///            total of at least 10096 tokens.";
-/// let c = ContextOverflow::from_message(msg).unwrap();
-/// assert_eq!((c.context, c.prompt_tokens), (8192, 6000));
-/// assert_eq!(c.fitting_max_tokens(), Some(2192));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ContextOverflow {
-    /// The model's context size in tokens.
-    pub context: u64,
-    /// The prompt's size in tokens (a lower bound in vLLM's wording).
-    pub prompt_tokens: u64,
-}
-
-impl ContextOverflow {
-    /// Reads vLLM's wordings (current: "…maximum context length is C tokens. However, you
-    /// requested M output tokens and your prompt contains at least P input tokens…";
-    /// older: "…(P in the messages, M in the completion)…" and "…your request has P input
-    /// tokens…") and llama.cpp's ("request (P tokens) exceeds the available context size
-    /// (C tokens)…").
-    pub fn from_message(message: &str) -> Option<Self> {
-        let context = number_after(message, "maximum context length is ")
-            .or_else(|| number_after(message, "available context size ("))?;
-        let prompt_tokens = number_after(message, "prompt contains at least ")
-            .or_else(|| number_after(message, "your request has "))
-            .or_else(|| number_after(message, "tokens ("))
-            .or_else(|| number_after(message, "request ("))?;
-        Some(ContextOverflow {
-            context,
-            prompt_tokens,
-        })
-    }
-
-    /// The largest `max_tokens` that fits, if any room is left at all.
-    pub fn fitting_max_tokens(&self) -> Option<u32> {
-        let room = self.context.checked_sub(self.prompt_tokens)?;
-        (room >= 1).then(|| u32::try_from(room).unwrap_or(u32::MAX))
-    }
-
-    /// Whether the prompt count is only a floor: vLLM (0.18 and later) stops counting
-    /// after `context - requested + 1` prompt tokens and says "at least". Then the room
-    /// left is unknown and lowering `max_tokens` to [`fitting_max_tokens`] would likely
-    /// fail again.
-    ///
-    /// ```
-    /// use rewardanything_client::retry::ContextOverflow;
-    /// let msg = "This model's maximum context length is 8192 tokens. However, you requested \
-    ///            4096 output tokens and your prompt contains at least 4097 input tokens";
-    /// assert!(ContextOverflow::from_message(msg).unwrap().is_lower_bound(msg));
-    /// ```
-    ///
-    /// [`fitting_max_tokens`]: Self::fitting_max_tokens
-    pub fn is_lower_bound(&self, message: &str) -> bool {
-        message.contains("at least")
-            && number_after(message, "you requested ").is_some_and(|requested| {
-                self.prompt_tokens.checked_add(requested) == self.context.checked_add(1)
-            })
-    }
-
-    /// Whether a server message is a context-length complaint at all.
-    pub fn is_context_message(message: &str) -> bool {
-        message.contains("maximum context length")
-            || message.contains("exceeds the available context size")
+impl AttemptError {
+    /// A transport error, its URL removed (a URL may carry credentials).
+    pub fn transport(e: reqwest::Error) -> Self {
+        let e = e.without_url();
+        AttemptError::Transport {
+            message: crate::wire::transport_message(&e),
+            source: Arc::new(e),
+        }
     }
 }
 
-fn number_after(haystack: &str, needle: &str) -> Option<u64> {
-    let start = haystack.find(needle)? + needle.len();
-    let digits: String = haystack[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().ok()
+/// Where a judgment stands when an attempt fails.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct AttemptState {
+    /// `max_tokens` of the failed attempt.
+    pub max_tokens: u32,
+    /// `max_tokens` was already lowered once for a context overflow.
+    pub lowered_max_tokens: bool,
+    /// The attempt's timeout was cut short by the caller's deadline.
+    pub deadline_bound: bool,
+    /// The attempt's timeout.
+    pub timeout: Duration,
+    /// The longest `Retry-After` worth waiting for.
+    pub max_retry_after: Duration,
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// Try again after the backoff (at least `retry_after`); `error` is reported if no
+    /// attempt is left.
+    Retry {
+        error: JudgeErrorKind,
+        retry_after: Option<Duration>,
+    },
+    /// Try again at once with `max_tokens` lowered to fit the context.
+    Adjust { max_tokens: u32 },
+    /// Give up with this error.
+    Fail(JudgeErrorKind),
+    /// The attempt timed out because the caller's deadline was near: report the deadline.
+    Deadline,
+}
+
+/// The retry decision, and what the failure says about the endpoint (`None`: nothing,
+/// e.g. a timeout the caller's deadline cut short). Pure: no I/O, no clock.
+pub(crate) fn classify(error: AttemptError, state: &AttemptState) -> (Option<Outcome>, Decision) {
+    match error {
+        AttemptError::Transport { message, source } => (
+            Some(Outcome::Failure),
+            Decision::Retry {
+                error: JudgeErrorKind::Transport {
+                    message,
+                    source: Some(source),
+                },
+                retry_after: None,
+            },
+        ),
+        AttemptError::Timeout if state.deadline_bound => (None, Decision::Deadline),
+        AttemptError::Timeout => (
+            Some(Outcome::Failure),
+            Decision::Retry {
+                error: JudgeErrorKind::Timeout(state.timeout),
+                retry_after: None,
+            },
+        ),
+        AttemptError::BadResponse(message) => (
+            Some(Outcome::Alive),
+            Decision::Fail(JudgeErrorKind::BadResponse(message)),
+        ),
+        AttemptError::Http {
+            status,
+            message,
+            retry_after,
+        } => {
+            let outcome = match status {
+                429 => Outcome::Busy(retry_after),
+                500..=599 => Outcome::Failure,
+                _ => Outcome::Alive,
+            };
+            (Some(outcome), classify_status(status, message, retry_after, state))
+        }
+    }
+}
+
+fn classify_status(
+    status: u16,
+    message: String,
+    retry_after: Option<Duration>,
+    state: &AttemptState,
+) -> Decision {
+    if status == 400 && ContextOverflow::is_context_message(&message) {
+        let fit = ContextOverflow::from_message(&message)
+            .filter(|c| !c.is_lower_bound(&message))
+            .and_then(|c| c.fitting_max_tokens())
+            .filter(|&fit| fit < state.max_tokens);
+        return match fit {
+            Some(max_tokens) if !state.lowered_max_tokens => Decision::Adjust { max_tokens },
+            _ => Decision::Fail(JudgeErrorKind::ContextLength { message }),
+        };
+    }
+    if !is_transient_status(status) {
+        return Decision::Fail(JudgeErrorKind::Http { status, message });
+    }
+    match retry_after {
+        // Told to come back later than we would ever wait: fail now with the server's
+        // answer rather than sleep through it blindly.
+        Some(wait) if wait > state.max_retry_after => Decision::Fail(JudgeErrorKind::Http {
+            status,
+            message: format!(
+                "{message} (Retry-After {}s exceeds the {}s limit)",
+                wait.as_secs(),
+                state.max_retry_after.as_secs()
+            ),
+        }),
+        _ => Decision::Retry {
+            error: JudgeErrorKind::Http { status, message },
+            retry_after,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -346,6 +338,90 @@ mod tests {
         assert!(draws.len() > 1, "jitter varies the waits");
     }
 
+    fn state() -> AttemptState {
+        AttemptState {
+            max_tokens: 4096,
+            lowered_max_tokens: false,
+            deadline_bound: false,
+            timeout: Duration::from_secs(600),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+
+    fn http(status: u16, message: &str, retry_after: Option<u64>) -> AttemptError {
+        AttemptError::Http {
+            status,
+            message: message.into(),
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn transient_statuses_retry_others_fail() {
+        for status in [429, 500, 502, 503, 504] {
+            let (_, d) = classify(http(status, "busy", None), &state());
+            assert!(matches!(d, Decision::Retry { .. }), "{status}: {d:?}");
+        }
+        for status in [400, 401, 403, 404, 422, 501] {
+            let (_, d) = classify(http(status, "no", None), &state());
+            assert!(
+                matches!(d, Decision::Fail(JudgeErrorKind::Http { status: s, .. }) if s == status),
+                "{status}: {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_a_failure_says_about_the_endpoint() {
+        assert_eq!(classify(http(429, "", Some(3)), &state()).0, Some(Outcome::Busy(Some(Duration::from_secs(3)))));
+        assert_eq!(classify(http(503, "", None), &state()).0, Some(Outcome::Failure));
+        assert_eq!(classify(http(404, "", None), &state()).0, Some(Outcome::Alive));
+        assert_eq!(classify(AttemptError::Timeout, &state()).0, Some(Outcome::Failure));
+        assert_eq!(classify(AttemptError::BadResponse("x".into()), &state()).0, Some(Outcome::Alive));
+        let cut = AttemptState { deadline_bound: true, ..state() };
+        assert!(matches!(classify(AttemptError::Timeout, &cut), (None, Decision::Deadline)));
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_limit_fails_at_once() {
+        let (_, d) = classify(http(503, "maintenance", Some(3600)), &state());
+        match d {
+            Decision::Fail(JudgeErrorKind::Http { status: 503, message }) => {
+                assert!(message.contains("maintenance") && message.contains("3600s"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let (_, d) = classify(http(429, "slow down", Some(2)), &state());
+        assert!(
+            matches!(
+                &d,
+                Decision::Retry { error: JudgeErrorKind::Http { status: 429, message }, retry_after: Some(r) }
+                    if message == "slow down" && *r == Duration::from_secs(2)
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn context_overflow_is_adjusted_once_then_fails() {
+        let msg = "This model's maximum context length is 8192 tokens. However, you requested \
+                   4096 output tokens and your prompt contains at least 6000 input tokens, for a \
+                   total of at least 10096 tokens.";
+        assert!(matches!(classify(http(400, msg, None), &state()).1, Decision::Adjust { max_tokens: 2192 }));
+        let lowered = AttemptState { lowered_max_tokens: true, ..state() };
+        assert!(matches!(
+            classify(http(400, msg, None), &lowered).1,
+            Decision::Fail(JudgeErrorKind::ContextLength { .. })
+        ));
+        // vLLM's truncated floor ("at least L-M+1"): lowering would not help.
+        let floor = "This model's maximum context length is 8192 tokens. However, you requested \
+                     4096 output tokens and your prompt contains at least 4097 input tokens";
+        assert!(matches!(
+            classify(http(400, floor, None), &state()).1,
+            Decision::Fail(JudgeErrorKind::ContextLength { .. })
+        ));
+    }
+
     #[test]
     fn old_vllm_and_llama_cpp_wordings() {
         let old = "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (1000 in the messages, 4000 in the completion).";
@@ -354,18 +430,5 @@ mod tests {
         let newer = "'max_tokens' or 'max_completion_tokens' is too large: 4096. This model's maximum context length is 8192 tokens and your request has 5000 input tokens (4096 > 8192 - 5000).";
         let c = ContextOverflow::from_message(newer).unwrap();
         assert_eq!((c.context, c.prompt_tokens), (8192, 5000));
-        let llama = "request (5000 tokens) exceeds the available context size (4096 tokens), try increasing it";
-        let c = ContextOverflow::from_message(llama).unwrap();
-        assert_eq!((c.context, c.prompt_tokens), (4096, 5000));
-        assert_eq!(c.fitting_max_tokens(), None);
-    }
-
-    #[test]
-    fn http_dates() {
-        assert_eq!(
-            httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
-        );
-        assert_eq!(httpdate_to_unix("garbage"), None);
     }
 }

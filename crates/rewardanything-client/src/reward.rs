@@ -87,7 +87,7 @@ impl GroupRewards {
 /// ```no_run
 /// use rewardanything_client::{Client, reward::{Rewarder, Normalization, OnFailure}};
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = Client::builder().endpoint("http://127.0.0.1:8000/v1").build().await?;
+/// let client = Client::builder().endpoint("http://127.0.0.1:8000/v1").build()?;
 /// let rewarder = Rewarder::new(client).normalization(Normalization::Unit).on_failure(OnFailure::Nan);
 /// let group = rewarder
 ///     .group_rewards("Be concise.", "What is 2+2?", &["4", "It is four, since 2+2=4."])

@@ -1,0 +1,322 @@
+//! One judgment: render once, then attempts until an answer parses or the retry
+//! decision says stop. Split by phase: prepare the call, wait for a slot, send, read the
+//! body (the slot is released here, before decoding, so the next request can leave),
+//! decode and parse, classify a failure.
+
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use reqwest::header::RETRY_AFTER;
+use serde_json::{Map, Value};
+use tokio::sync::SemaphorePermit;
+
+use super::config::OWN_FIELDS;
+use super::{Inner, Judged};
+use crate::balance::Outcome;
+use crate::error::{JudgeError, JudgeErrorKind};
+use crate::parse::parse_completion_with;
+use crate::render::{JudgeRequest, RenderedPrompt, content_hash, render};
+use crate::retry::{AttemptError, AttemptState, Backoff, Decision, classify};
+use crate::wire::{
+    Answer, AttemptSampling, chat_body, decode_completion, parse_retry_after, read_capped,
+    server_message,
+};
+
+/// Temperature of a re-ask of a malformed answer when sampling is greedy.
+const REASK_TEMPERATURE: f64 = 0.6;
+
+/// A judgment in progress.
+struct Call<'a> {
+    inner: &'a Inner,
+    request: &'a JudgeRequest,
+    model: &'a str,
+    rendered: RenderedPrompt,
+    /// For an unmasked request: each name to itself, so the answer is validated against
+    /// the request's names either way.
+    identity: Option<IndexMap<String, String>>,
+    per_request: Map<String, Value>,
+    sampling: AttemptSampling,
+    body: bytes::Bytes,
+    backoff: Backoff,
+    started: Instant,
+    deadline_at: Option<Instant>,
+    attempts: u32,
+    lowered_max_tokens: bool,
+    reasked: bool,
+}
+
+/// The answer of one attempt, read but not decoded.
+struct RawAnswer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: bytes::Bytes,
+}
+
+impl Inner {
+    pub(super) async fn judge(&self, request: &JudgeRequest) -> Result<Judged, JudgeError> {
+        let model = self
+            .model()
+            .await
+            .map_err(|e| JudgeError::new(JudgeErrorKind::ModelDiscovery(e.to_string()), 0))?;
+        let mut call = Call::new(self, request, model);
+        loop {
+            let permit = self.wait_for_slot(&call).await?;
+            let (timeout, deadline_bound) = call.attempt_timeout()?;
+            let Some(lease) = self.balancer.pick() else {
+                return Err(JudgeError::new(JudgeErrorKind::NoEndpoint, call.attempts));
+            };
+            call.attempts += 1;
+            let raw = self
+                .send(&lease.endpoint().completions_url, &call.body, timeout)
+                .await;
+            // The slot's next request may leave while this answer is decoded and parsed.
+            drop(permit);
+            let endpoint = std::sync::Arc::clone(lease.endpoint());
+            drop(lease);
+            let error = match raw.and_then(RawAnswer::decode) {
+                Ok(answer) => {
+                    self.balancer.record(&endpoint, Outcome::Alive);
+                    match call.parse(&answer, &endpoint.shown) {
+                        Ok(judged) => return Ok(judged),
+                        Err(e) if call.may_reask() => {
+                            tracing::debug!(kind = e.kind_str(), "malformed answer; re-asking");
+                            call.reask();
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => e,
+            };
+            let state = call.state(timeout, deadline_bound);
+            let (outcome, decision) = classify(error, &state);
+            if let Some(outcome) = outcome {
+                self.balancer.record(&endpoint, outcome);
+            }
+            match decision {
+                Decision::Adjust { max_tokens } => {
+                    tracing::debug!(from = call.sampling.max_tokens, to = max_tokens, "context overflow; lowering max_tokens");
+                    call.lowered_max_tokens = true;
+                    call.sampling.max_tokens = max_tokens;
+                    call.rebuild_body();
+                }
+                Decision::Fail(kind) => return Err(JudgeError::new(kind, call.attempts)),
+                Decision::Deadline => return Err(self.deadline_error(call.attempts)),
+                Decision::Retry { error, retry_after } => {
+                    call.wait_before_retry(error, retry_after, &endpoint.shown).await?;
+                }
+            }
+        }
+    }
+
+    /// Waits for the rate limiter and an in-flight slot; both count against the deadline.
+    async fn wait_for_slot(&self, call: &Call<'_>) -> Result<SemaphorePermit<'_>, JudgeError> {
+        let waits = async {
+            if let Some(limiter) = &self.rate_limiter {
+                limiter.until_ready().await;
+            }
+            self.in_flight.acquire().await
+        };
+        let permit = match call.deadline_at {
+            Some(at) => tokio::time::timeout_at(at.into(), waits).await,
+            None => Ok(waits.await),
+        };
+        match permit {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(JudgeError::new(JudgeErrorKind::Cancelled, call.attempts)),
+            Err(_elapsed) => Err(self.deadline_error(call.attempts)),
+        }
+    }
+
+    /// One HTTP attempt, the body read under the same timeout (and size cap).
+    async fn send(
+        &self,
+        url: &reqwest::Url,
+        body: &bytes::Bytes,
+        timeout: Duration,
+    ) -> Result<RawAnswer, AttemptError> {
+        let send = async {
+            let response = self
+                .http
+                .post(url.clone())
+                .headers(self.headers.clone())
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(AttemptError::transport)?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let body = read_capped(response, self.config.max_response_bytes).await?;
+            Ok(RawAnswer {
+                status,
+                retry_after,
+                body,
+            })
+        };
+        tokio::time::timeout(timeout, send)
+            .await
+            .map_err(|_| AttemptError::Timeout)?
+    }
+
+    fn deadline_error(&self, attempts: u32) -> JudgeError {
+        JudgeError::new(
+            JudgeErrorKind::Deadline(self.config.deadline.unwrap_or_default()),
+            attempts,
+        )
+    }
+}
+
+impl RawAnswer {
+    fn decode(self) -> Result<Answer, AttemptError> {
+        if !(200..300).contains(&self.status) {
+            return Err(AttemptError::Http {
+                status: self.status,
+                message: server_message(&self.body),
+                retry_after: self.retry_after,
+            });
+        }
+        decode_completion(&self.body)
+    }
+}
+
+impl<'a> Call<'a> {
+    fn new(inner: &'a Inner, request: &'a JudgeRequest, model: &'a str) -> Self {
+        let config = &inner.config;
+        let started = Instant::now();
+        let rendered = render(request, config.masking);
+        let identity = rendered.masked2real.is_none().then(|| {
+            request
+                .responses
+                .keys()
+                .map(|k| (k.clone(), k.clone()))
+                .collect()
+        });
+        let per_request = match &config.body_hook {
+            Some(hook) => hook(request, &rendered)
+                .into_iter()
+                .filter(|(k, _)| !OWN_FIELDS.contains(&k.as_str()))
+                .collect(),
+            None => Map::new(),
+        };
+        // The salt only matters for a seeded jitter; hashing every request would cost
+        // microseconds on the hot path for nothing.
+        let salt = match config.retry.jitter_seed {
+            Some(_) => content_hash(request),
+            None => 0,
+        };
+        let s = &config.sampling;
+        let mut call = Call {
+            inner,
+            request,
+            model,
+            rendered,
+            identity,
+            per_request,
+            sampling: AttemptSampling {
+                temperature: s.temperature,
+                max_tokens: s.max_tokens,
+                top_p: s.top_p,
+                seed: s.seed,
+            },
+            body: bytes::Bytes::new(),
+            backoff: config.retry.backoff(salt),
+            started,
+            deadline_at: config.deadline.and_then(|d| started.checked_add(d)),
+            attempts: 0,
+            lowered_max_tokens: false,
+            reasked: false,
+        };
+        call.rebuild_body();
+        call
+    }
+
+    fn rebuild_body(&mut self) {
+        self.body = chat_body(
+            self.model,
+            &self.rendered.messages,
+            &self.sampling,
+            &self.inner.config.extra_body,
+            &self.per_request,
+        );
+    }
+
+    /// This attempt's timeout, and whether the deadline (not the attempt timeout) set it.
+    fn attempt_timeout(&self) -> Result<(Duration, bool), JudgeError> {
+        let limit = self.inner.config.attempt_timeout;
+        match self.deadline_at {
+            None => Ok((limit, false)),
+            Some(at) => match at.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Ok((left.min(limit), left < limit)),
+                _ => Err(self.inner.deadline_error(self.attempts)),
+            },
+        }
+    }
+
+    fn state(&self, timeout: Duration, deadline_bound: bool) -> AttemptState {
+        AttemptState {
+            max_tokens: self.sampling.max_tokens,
+            lowered_max_tokens: self.lowered_max_tokens,
+            deadline_bound,
+            timeout,
+            max_retry_after: self.inner.config.retry.max_retry_after,
+        }
+    }
+
+    /// Parses the answer against the request's names; scores come back in the caller's
+    /// order.
+    fn parse(&self, answer: &Answer, endpoint: &str) -> Result<Judged, JudgeError> {
+        let names = self.rendered.masked2real.as_ref().or(self.identity.as_ref());
+        let mut judgment =
+            parse_completion_with(&answer.completion(), names, &self.inner.config.parse_options)
+                .map_err(|e| JudgeError::new(JudgeErrorKind::Parse(e), self.attempts))?;
+        judgment.reorder(self.request.responses.keys().map(String::as_str));
+        Ok(Judged {
+            judgment,
+            attempts: self.attempts,
+            latency: self.started.elapsed(),
+            usage: answer.usage,
+            endpoint: endpoint.to_string(),
+        })
+    }
+
+    fn may_reask(&self) -> bool {
+        self.inner.config.reask_malformed && !self.reasked
+    }
+
+    /// Another seed; at temperature 0 a new seed changes nothing, so sample a little for
+    /// the re-ask only.
+    fn reask(&mut self) {
+        self.reasked = true;
+        self.sampling.seed = Some(self.sampling.seed.map_or(1, |s| s.wrapping_add(1)));
+        self.sampling.temperature = self.sampling.temperature.max(REASK_TEMPERATURE);
+        self.rebuild_body();
+    }
+
+    /// Sleeps the backoff before the next attempt, or returns the error when no attempt
+    /// is left or the wait would outlive the deadline.
+    async fn wait_before_retry(
+        &mut self,
+        error: JudgeErrorKind,
+        retry_after: Option<Duration>,
+        endpoint: &str,
+    ) -> Result<(), JudgeError> {
+        let Some(mut delay) = self.backoff.next_delay(retry_after) else {
+            return Err(JudgeError::new(error, self.attempts));
+        };
+        if let Some(at) = self.deadline_at {
+            let left = at.saturating_duration_since(Instant::now());
+            if delay >= left {
+                // Waiting would outlive the deadline: report the real failure.
+                return Err(JudgeError::new(error, self.attempts));
+            }
+            delay = delay.min(left);
+        }
+        tracing::debug!(endpoint, attempt = self.attempts, error = %error, ?delay, "retrying");
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+}
