@@ -216,29 +216,11 @@ pub fn rewardanything_gbnf(masked_names: &[&str], opts: &GrammarOptions) -> Stri
     g
 }
 
-/// The JSON text of `s` as a string (with its quotes), as the model must print it.
+/// The JSON text of `s` as a string (with its quotes), as the model must print it: the
+/// one Python-compatible writer the prompt uses too.
 fn json_string(s: &str) -> String {
-    // Written by hand rather than through serde_json to keep this infallible
-    // and to pin the exact form: only what JSON requires is escaped, so
-    // non-ASCII text stays as UTF-8.
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::render::push_json_string(&mut out, s);
     out
 }
 

@@ -14,17 +14,16 @@
 //! ```
 mod balance;
 mod client;
+pub mod compat;
 pub mod endpoints_file;
 pub mod error;
 pub mod grammar;
 pub mod judgment;
 pub mod metrics;
 pub mod parse;
-pub mod pyjson;
 pub mod render;
 mod retry;
 pub mod reward;
-pub mod shuffle;
 mod wire;
 
 pub use balance::{BalanceConfig, EndpointStats};

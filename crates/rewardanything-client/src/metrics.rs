@@ -25,11 +25,11 @@ use std::collections::HashSet;
 
 use indexmap::IndexMap;
 
-use crate::parse::{
+use crate::compat::reference::{
     PyException, ReferenceError, Stage, py_contains, py_err, py_strip, recover_json,
     reference_json_text,
 };
-use crate::pyjson::Value;
+use crate::compat::pyjson::Value;
 
 // ---------------------------------------------------------------------------------
 // Python float()
@@ -73,7 +73,7 @@ pub fn py_float_str(s: &str) -> Option<f64> {
     for c in s.chars() {
         if c.is_ascii() {
             ascii.push(c);
-        } else if crate::parse::is_py_space(c) {
+        } else if crate::compat::reference::is_py_space(c) {
             ascii.push(' ');
         } else {
             ascii.push((b'0' + unicode_decimal(c)?) as char);
@@ -357,7 +357,7 @@ fn format_reward_impl(
 /// the `TypeError`/`AttributeError`/`ValueError`/`RecursionError` cases.
 ///
 /// ```
-/// use rewardanything_client::{metrics::format_reward_reference, parse::PyException};
+/// use rewardanything_client::{metrics::format_reward_reference, compat::reference::PyException};
 /// assert_eq!(format_reward_reference("<think>short</think>{\"best-to-worse\": [\"m\"]}", "{}").unwrap(), 0.44999999999999996);
 /// assert_eq!(format_reward_reference("[\"scores\"]", "{\"scores\": {}}").unwrap_err().exception, PyException::TypeError);
 /// ```
@@ -522,9 +522,9 @@ mod tests {
     #[test]
     fn consistency_definition() {
         let v =
-            crate::pyjson::loads(r#"{"scores": {"a": 1}, "best-to-worst": ["a", "zz"]}"#).unwrap();
+            crate::compat::pyjson::loads(r#"{"scores": {"a": 1}, "best-to-worst": ["a", "zz"]}"#).unwrap();
         assert_eq!(check_ranking_consistency(&v), 0.0);
-        let v = crate::pyjson::loads(r#"{"scores": {"a": 1}, "best-to-worse": []}"#).unwrap();
+        let v = crate::compat::pyjson::loads(r#"{"scores": {"a": 1}, "best-to-worse": []}"#).unwrap();
         assert_eq!(check_ranking_consistency(&v), 1.0);
         assert_eq!(check_ranking_consistency(&Value::Null), 0.0);
     }

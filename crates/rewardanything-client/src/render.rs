@@ -7,9 +7,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use indexmap::IndexMap;
+use crate::compat::mt19937;
 use serde::{Deserialize, Serialize};
 
-use crate::shuffle;
 
 /// The system prompt the model was trained with, byte for byte (1,121 bytes, starts with
 /// `\n`, ends with `}\n`).
@@ -222,10 +222,10 @@ pub fn render(request: &JudgeRequest, masking: Masking) -> RenderedPrompt {
     let n = request.responses.len();
     let permutation = match (request.mask_responses, masking) {
         (false, _) | (_, Masking::None) => None,
-        (true, Masking::Reference) => Some(shuffle::reference_permutation(n)),
+        (true, Masking::Reference) => Some(mt19937::reference_permutation(n)),
         (true, Masking::Seeded(seed)) => {
             let h = content_hash(request);
-            Some(shuffle::permutation(
+            Some(mt19937::permutation(
                 (u128::from(h) << 64) | u128::from(seed),
                 n,
             ))

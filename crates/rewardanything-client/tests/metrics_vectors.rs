@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use rewardanything_client::metrics::{
     format_reward, format_reward_reference, weighted_pair_penalty,
 };
-use rewardanything_client::pyjson::{self, Float, Int, Value};
+use rewardanything_client::compat::pyjson::{self, Float, Int, Value};
 
 fn vectors() -> Vec<Value> {
     let path = concat!(

@@ -2,7 +2,7 @@
 
 use indexmap::IndexMap;
 use rewardanything_client::render::{Role, SYSTEM_PROMPT};
-use rewardanything_client::shuffle::{Mt19937, reference_permutation};
+use rewardanything_client::compat::mt19937::{Mt19937, reference_permutation};
 use rewardanything_client::{JudgeRequest, Masking, render};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -12,7 +12,7 @@ const M: usize = 397;
 /// The Mersenne Twister MT19937 exactly as CPython's `random.Random` runs it.
 ///
 /// ```
-/// use rewardanything_client::shuffle::Mt19937;
+/// use rewardanything_client::compat::mt19937::Mt19937;
 /// let mut rng = Mt19937::from_python_int(42);
 /// assert_eq!(rng.next_u32(), 2746317213);
 /// ```
@@ -46,7 +46,7 @@ impl Mt19937 {
     /// CPython always keeps at least one word.
     ///
     /// ```
-    /// use rewardanything_client::shuffle::Mt19937;
+    /// use rewardanything_client::compat::mt19937::Mt19937;
     /// let mut a = Mt19937::from_key(&[42]);
     /// let mut b = Mt19937::from_python_int(42);
     /// assert_eq!(a.next_u32(), b.next_u32());
@@ -87,7 +87,7 @@ impl Mt19937 {
     /// the 32-bit words of `n`, least significant first, without leading zero words.
     ///
     /// ```
-    /// use rewardanything_client::shuffle::Mt19937;
+    /// use rewardanything_client::compat::mt19937::Mt19937;
     /// // random.seed(0); random.getrandbits(32) == 3626764237
     /// assert_eq!(Mt19937::from_python_int(0).next_u32(), 3626764237);
     /// ```
@@ -111,7 +111,7 @@ impl Mt19937 {
     /// The next tempered 32-bit output (`genrand_uint32`).
     ///
     /// ```
-    /// use rewardanything_client::shuffle::Mt19937;
+    /// use rewardanything_client::compat::mt19937::Mt19937;
     /// let mut rng = Mt19937::from_python_int(42);
     /// rng.next_u32();
     /// assert_eq!(rng.next_u32(), 478163327);
@@ -138,7 +138,7 @@ impl Mt19937 {
     /// itself, not `n - 1`, as CPython does).
     ///
     /// ```
-    /// use rewardanything_client::shuffle::Mt19937;
+    /// use rewardanything_client::compat::mt19937::Mt19937;
     /// let mut rng = Mt19937::from_python_int(42);
     /// assert!(rng.randbelow(7) < 7);
     /// ```
@@ -158,7 +158,7 @@ impl Mt19937 {
     /// Python's `random.shuffle(items)`.
     ///
     /// ```
-    /// use rewardanything_client::shuffle::Mt19937;
+    /// use rewardanything_client::compat::mt19937::Mt19937;
     /// let mut v = vec!['a', 'b'];
     /// Mt19937::from_python_int(42).shuffle(&mut v);
     /// assert_eq!(v, ['b', 'a']);
@@ -176,7 +176,7 @@ impl Mt19937 {
 /// entry `p` is the source index that lands at position `p`.
 ///
 /// ```
-/// use rewardanything_client::shuffle::permutation;
+/// use rewardanything_client::compat::mt19937::permutation;
 /// assert_eq!(permutation(42, 4), [2, 1, 3, 0]);
 /// ```
 pub fn permutation(seed: u128, n: usize) -> Vec<usize> {
@@ -188,7 +188,7 @@ pub fn permutation(seed: u128, n: usize) -> Vec<usize> {
 /// The reference's masking permutation for `n` responses (seed 42, SPEC 2.4).
 ///
 /// ```
-/// use rewardanything_client::shuffle::reference_permutation;
+/// use rewardanything_client::compat::mt19937::reference_permutation;
 /// assert_eq!(reference_permutation(2), [1, 0]);
 /// ```
 pub fn reference_permutation(n: usize) -> Vec<usize> {

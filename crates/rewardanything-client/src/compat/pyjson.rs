@@ -25,7 +25,7 @@
 //! the Rust stack, and it runs in linear time.
 //!
 //! ```
-//! use rewardanything_client::pyjson::{self, Value};
+//! use rewardanything_client::compat::pyjson::{self, Value};
 //! let v = pyjson::loads(r#"{"a": 1, "b": NaN, "a": 3.0}"#).unwrap();
 //! let obj = v.as_object().unwrap();
 //! assert_eq!(obj.keys().collect::<Vec<_>>(), ["a", "b"]);
@@ -181,7 +181,7 @@ impl Value {
     /// integers outside `[-2^63, 2^64)` become `{"$int": "<digits>"}`.
     ///
     /// ```
-    /// let v = rewardanything_client::pyjson::loads("[NaN, 2, 2.5]").unwrap();
+    /// let v = rewardanything_client::compat::pyjson::loads("[NaN, 2, 2.5]").unwrap();
     /// assert_eq!(v.to_serde().to_string(), r#"[{"$float":"NaN"},2,2.5]"#);
     /// ```
     pub fn to_serde(&self) -> serde_json::Value {
@@ -261,7 +261,7 @@ enum Frame {
 /// Parses `text` like Python's `json.loads(text)`.
 ///
 /// ```
-/// use rewardanything_client::pyjson::{loads, ErrorKind, Int, Value};
+/// use rewardanything_client::compat::pyjson::{loads, ErrorKind, Int, Value};
 /// assert_eq!(loads(" -0 ").unwrap(), Value::Int(Int::Small(0)));
 /// assert_eq!(loads("1e400").unwrap().as_f64(), Some(f64::INFINITY));
 /// assert_eq!(loads(&"[".repeat(100_000)).unwrap_err().kind, ErrorKind::Recursion);
