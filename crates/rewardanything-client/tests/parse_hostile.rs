@@ -214,8 +214,12 @@ proptest! {
             Some(m) if !m.is_empty() => m[n].clone(),
             _ => n.to_string(),
         };
-        let want: Vec<(String, f64)> = model_scores.iter().map(|(n, s)| (to_real(n), *s)).collect();
-        let got: Vec<(String, f64)> = j.scores.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        // The answer's key order is serde_json's (sorted without `preserve_order`):
+        // compare as sets; `reorder` below checks the order.
+        let mut want: Vec<(String, f64)> = model_scores.iter().map(|(n, s)| (to_real(n), *s)).collect();
+        let mut got: Vec<(String, f64)> = j.scores.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        got.sort_by(|a, b| a.0.cmp(&b.0));
         prop_assert_eq!(got, want);
         prop_assert_eq!(j.ranking.clone(), ranking.iter().map(|(n, _)| to_real(n)).collect::<Vec<_>>());
         prop_assert_eq!(j.reasoning.as_str(), reasoning);
