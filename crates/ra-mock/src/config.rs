@@ -4,6 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::names::NameFault;
+
 /// Where the mock puts the model's thinking in a completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ReasoningShape {
@@ -218,6 +220,7 @@ impl FromStr for ContextErrorStyle {
 /// (see the crate docs), by [`MockHandle::set_forced_fault`](crate::MockHandle::set_forced_fault)
 /// or by [`FaultRates`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fault {
     /// Answer this HTTP status at once with an OpenAI-shaped error body,
     /// plus `Retry-After: secs` when given.
@@ -243,6 +246,81 @@ pub enum Fault {
         /// Pretended prompt size in tokens.
         prompt_tokens: Option<u64>,
     },
+    /// 200 with `Transfer-Encoding: chunked` and a body that never ends: the start of a
+    /// chat completion, then `x` forever, generated as the client reads and stopped when
+    /// it disconnects (see [`Stats::streaming_bodies`](crate::Stats::streaming_bodies)).
+    EndlessBody,
+    /// 200 with `Content-Length: bytes` and that many bytes (the start of a chat
+    /// completion, then `x`), generated as the client reads, never held at once.
+    HugeBody {
+        /// Body size in bytes.
+        bytes: u64,
+    },
+    /// 200 whose JSON body is an error envelope, as some proxies and servers send:
+    /// `{"error": {"message": "ra-mock: injected error in a 200 answer (error-200)",
+    /// "type": "InternalServerError", "param": null, "code": 500}}`.
+    Error200,
+    /// 200 with a judgment that names the wrong responses (see [`NameFault`]).
+    WrongNames(NameFault),
+}
+
+impl Fault {
+    /// The spec this fault has in markers and on the command line (`503`,
+    /// `429:retry-after=2`, `hang`, `huge-body:1000`, `names-extra`, …); it parses back.
+    ///
+    /// ```
+    /// use ra_mock::Fault;
+    /// let f = Fault::HugeBody { bytes: 1000 };
+    /// assert_eq!(f.to_string(), "huge-body:1000");
+    /// assert_eq!("huge-body:1000".parse::<Fault>(), Ok(f));
+    /// ```
+    pub fn spec(&self) -> String {
+        match self {
+            Self::Status {
+                code,
+                retry_after: None,
+            } => code.to_string(),
+            Self::Status {
+                code,
+                retry_after: Some(s),
+            } => format!("{code}:retry-after={s}"),
+            Self::Hang => "hang".into(),
+            Self::Drop => "drop".into(),
+            Self::Malformed => "malformed".into(),
+            Self::Length => "length".into(),
+            Self::ContextLength {
+                prompt_tokens: None,
+            } => "400-context".into(),
+            Self::ContextLength {
+                prompt_tokens: Some(n),
+            } => format!("400-context:prompt-tokens={n}"),
+            Self::EndlessBody => "endless-body".into(),
+            Self::HugeBody { bytes } => format!("huge-body:{bytes}"),
+            Self::Error200 => "error-200".into(),
+            Self::WrongNames(f) => f.as_str().into(),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.spec())
+    }
+}
+
+impl FromStr for Fault {
+    type Err = ParseNameError;
+
+    /// Parses a fault spec as markers take it after `fault:` (see the crate docs).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        crate::markers::parse_fault(s).ok_or_else(|| ParseNameError {
+            what: "fault",
+            value: s.to_owned(),
+            expected: "CODE (400-599), CODE:retry-after=S, hang, drop, malformed, length, \
+                       400-context, 400-context:prompt-tokens=N, endless-body, huge-body:N, \
+                       error-200, names-extra, names-missing, names-invented, names-extra-ranked",
+        })
+    }
 }
 
 #[cfg(test)]

@@ -36,14 +36,25 @@
 //! | `[[fault:malformed]]` | 200, think block then prose, no JSON |
 //! | `[[fault:length]]` | 200, `finish_reason: "length"`, output cut inside the think block |
 //! | `[[fault:400-context]]`, `[[fault:400-context:prompt-tokens=N]]` | count the prompt as N tokens (default `context_length - 2767` = 30001 for 32768) in the context-length check: `max_tokens` 4096 gets vLLM's 400, a retry with `max_tokens <= context_length - N` is answered |
-//! | `[[fail-first:N:SPEC]]` | the first N attempts with this exact user-message content fail with SPEC (any fault spec above without `fault:`, e.g. `503`, `429:retry-after=1`, `drop`, `hang`), later ones go on normally |
+//! | `[[fault:endless-body]]` | 200, chunked, the start of a chat completion then `x` without end: generated as the client reads (the mock holds one 64 KiB chunk at most), stopped when the client disconnects |
+//! | `[[fault:huge-body:N]]` | 200 with `Content-Length: N` and N such bytes (a chat completion cut short), generated as the client reads |
+//! | `[[fault:error-200]]` | 200 whose body is an error envelope: `{"error": {"message": "ra-mock: injected error in a 200 answer (error-200)", "type": "InternalServerError", "param": null, "code": 500}}` |
+//! | `[[fault:names-extra]]` | 200, the judgment also scores and ranks an *extra* name: `model-{N+7}` when the request is masked (its names are `model-1`..`model-N`), else `zzz` (more `z`s if taken); score 4 |
+//! | `[[fault:names-missing]]` | 200, the request's last response is missing from scores and ranking |
+//! | `[[fault:names-invented]]` | 200, the judgment scores and ranks only `zzz` (more `z`s if taken; score 4) |
+//! | `[[fault:names-extra-ranked]]` | 200, correct scores, but the ranking ends with the extra name |
+//! | `[[fail-first:N:SPEC]]` | the first N attempts with this exact user-message content fail with SPEC (any fault spec above without `fault:`, e.g. `503`, `429:retry-after=1`, `drop`, `hang`, `names-extra`), later ones go on normally |
 //! | `[[shape:inline]]` / `reasoning` / `reasoning_content` / `prefilled` | reasoning shape for this request |
 //! | `[[latency-ms:N]]` | hold this request N ms instead of the configured latency |
 //!
 //! Precedence: [`MockHandle::set_forced_fault`] > `fail-first` > `fault:` >
 //! random [`FaultRates`]. Injected status, drop and hang faults act on arrival,
-//! without latency and without taking a capacity slot; malformed and length
-//! answers go through latency and capacity like normal ones. A `[[…]]` group
+//! without latency and without taking a capacity slot; the other faults (all
+//! 200 answers) go through latency and capacity like normal ones, and a
+//! generated body gives its slot back once its headers are sent. The same specs
+//! (without `fault:`) parse as a [`Fault`] (`"names-extra".parse()`), which
+//! [`MockHandle::set_forced_fault`] and the binary's `--fault SPEC` apply to
+//! every chat request. A `[[…]]` group
 //! whose keyword is unknown is plain text; a known keyword with a bad argument
 //! is a 400 (`ra-mock: invalid marker …`) so a typo in a test shows at once.
 //!
@@ -89,8 +100,10 @@
 //! # }
 //! ```
 
+mod body;
 mod config;
 mod markers;
+mod names;
 mod render;
 mod score;
 mod server;
@@ -106,6 +119,7 @@ use tokio::task::JoinHandle;
 pub use config::{
     ContextErrorStyle, Fault, FaultRates, Latency, OverCapacity, ParseNameError, ReasoningShape,
 };
+pub use names::NameFault;
 pub use score::{estimate_tokens, expected_ranking, expected_score, fnv1a64, prompt_hash};
 pub use server::SHAPE_HEADER;
 pub use stats::{Attempt, Outcome, Stats};

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::config::{Fault, ReasoningShape};
+use crate::names::NameFault;
 
 /// The markers found in one prompt.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -48,7 +49,9 @@ impl Markers {
 }
 
 /// Parses a fault spec: `hang`, `drop`, `malformed`, `length`, `400-context`,
-/// `400-context:prompt-tokens=N`, `CODE` or `CODE:retry-after=S` (CODE in 400..=599).
+/// `400-context:prompt-tokens=N`, `endless-body`, `huge-body:N`, `error-200`,
+/// `names-extra`, `names-missing`, `names-invented`, `names-extra-ranked`, `CODE` or
+/// `CODE:retry-after=S` (CODE in 400..=599).
 pub(crate) fn parse_fault(spec: &str) -> Option<Fault> {
     match spec {
         "hang" => return Some(Fault::Hang),
@@ -60,11 +63,21 @@ pub(crate) fn parse_fault(spec: &str) -> Option<Fault> {
                 prompt_tokens: None,
             });
         }
+        "endless-body" => return Some(Fault::EndlessBody),
+        "error-200" => return Some(Fault::Error200),
         _ => {}
+    }
+    if let Some(names) = NameFault::from_spec(spec) {
+        return Some(Fault::WrongNames(names));
     }
     if let Some(arg) = spec.strip_prefix("400-context:prompt-tokens=") {
         return Some(Fault::ContextLength {
             prompt_tokens: Some(arg.parse().ok()?),
+        });
+    }
+    if let Some(arg) = spec.strip_prefix("huge-body:") {
+        return Some(Fault::HugeBody {
+            bytes: arg.parse().ok()?,
         });
     }
     let (code, opt) = match spec.split_once(':') {
@@ -120,7 +133,23 @@ mod tests {
                 prompt_tokens: Some(100)
             })
         );
-        for s in ["hang", "drop", "malformed", "length", "500", "502", "503"] {
+        let m = Markers::parse("[[fail-first:1:names-extra]] [[fault:huge-body:123]]").unwrap();
+        assert_eq!(m.fail_first, Some((1, Fault::WrongNames(NameFault::Extra))));
+        assert_eq!(m.fault, Some(Fault::HugeBody { bytes: 123 }));
+        for s in [
+            "hang",
+            "drop",
+            "malformed",
+            "length",
+            "500",
+            "502",
+            "503",
+            "endless-body",
+            "error-200",
+            "names-missing",
+            "names-invented",
+            "names-extra-ranked",
+        ] {
             assert!(
                 Markers::parse(&format!("[[fault:{s}]]"))
                     .unwrap()
@@ -138,6 +167,9 @@ mod tests {
         );
         assert!(Markers::parse("[[fault:200]]").is_err());
         assert!(Markers::parse("[[fault:boom]]").is_err());
+        assert!(Markers::parse("[[fault:huge-body]]").is_err());
+        assert!(Markers::parse("[[fault:huge-body:-1]]").is_err());
+        assert!(Markers::parse("[[fault:names-other]]").is_err());
         assert!(Markers::parse("[[fail-first:x:500]]").is_err());
         assert!(Markers::parse("[[shape:other]]").is_err());
     }

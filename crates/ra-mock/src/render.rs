@@ -15,6 +15,18 @@ fn json_str(out: &mut String, s: &str) {
 /// The model's JSON answer, in Python `json.dumps` spacing:
 /// `{"scores": {"model-1": 4, …}, "best-to-worst": ["model-2", …]}`.
 pub(crate) fn answer_json(scored: &[(u8, &str)]) -> String {
+    answer_json_ranked(scored, &ranking_of(scored))
+}
+
+/// The names of `scored` in the mock's ranking order (see [`crate::expected_ranking`]).
+pub(crate) fn ranking_of<'a>(scored: &[(u8, &'a str)]) -> Vec<&'a str> {
+    let mut ranked = scored.to_vec();
+    sort_ranking(&mut ranked);
+    ranked.into_iter().map(|(_, name)| name).collect()
+}
+
+/// [`answer_json`] with the ranking given (the `names-*` faults make it disagree with the scores).
+pub(crate) fn answer_json_ranked(scored: &[(u8, &str)], ranking: &[&str]) -> String {
     let mut out = String::with_capacity(32 + scored.len() * 32);
     out.push_str("{\"scores\": {");
     for (i, (score, name)) in scored.iter().enumerate() {
@@ -26,9 +38,7 @@ pub(crate) fn answer_json(scored: &[(u8, &str)]) -> String {
         out.push(char::from(b'0' + score));
     }
     out.push_str("}, \"best-to-worst\": [");
-    let mut ranked = scored.to_vec();
-    sort_ranking(&mut ranked);
-    for (i, (_, name)) in ranked.iter().enumerate() {
+    for (i, name) in ranking.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::server::conn::http1;
@@ -21,8 +21,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::body::MockBody;
 use crate::config::{ContextErrorStyle, Fault, FaultRates, Latency, OverCapacity, ReasoningShape};
 use crate::markers::Markers;
+use crate::names::{NameFault, wrong_answer};
 use crate::render;
 use crate::score::{expected_score, fnv1a64, splitmix64, unit};
 use crate::stats::{Attempt, AttemptLog, Counters, Gauge, Outcome};
@@ -129,7 +131,7 @@ impl Shared {
     }
 }
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<MockBody>;
 
 /// Returned by the service to make hyper close the connection without a response.
 #[derive(Debug)]
@@ -150,7 +152,11 @@ fn unix_now() -> u64 {
 }
 
 fn respond(code: u16, body: Bytes, retry_after: Option<u64>) -> Resp {
-    let mut resp = Response::new(Full::new(body));
+    respond_body(code, MockBody::from(body), retry_after)
+}
+
+fn respond_body(code: u16, body: MockBody, retry_after: Option<u64>) -> Resp {
+    let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -203,7 +209,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
                 .dynamic()
                 .healthy
                 .unwrap_or_else(|| shared.started.elapsed() >= shared.cfg.health_unavailable_for);
-            let mut r = Response::new(Full::new(Bytes::new()));
+            let mut r = Response::new(MockBody::from(Bytes::new()));
             if !healthy {
                 *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             }
@@ -371,7 +377,7 @@ impl Drop for ChatGuard<'_> {
     }
 }
 
-async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConnection> {
+async fn chat(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Resp, DropConnection> {
     let mut g = ChatGuard::new(shared);
     let details = shared.cfg.log_prompts && shared.attempts.enabled();
     if details {
@@ -471,26 +477,7 @@ async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConne
     };
 
     let dynamic = shared.dynamic();
-    let fault = dynamic
-        .forced_fault
-        .or_else(|| {
-            let (n, fault) = markers.fail_first?;
-            let mut counts = shared.fail_first.lock().unwrap_or_else(|e| e.into_inner());
-            let seen = counts.entry(content_hash).or_insert(0);
-            *seen += 1;
-            (*seen <= n).then_some(fault)
-        })
-        .or(markers.fault)
-        .or_else(|| {
-            if shared.cfg.fault_rates.total() > 0.0 {
-                shared
-                    .cfg
-                    .fault_rates
-                    .pick(shared.draw(STREAM_FAULT, g.seq))
-            } else {
-                None
-            }
-        });
+    let fault = pick_fault(shared, &dynamic, &markers, content_hash, g.seq);
 
     let real_prompt_tokens: u64 = parsed
         .messages
@@ -499,7 +486,7 @@ async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConne
         .map(|c| (c.len() as u64).div_ceil(4))
         .sum();
     let mut prompt_tokens = real_prompt_tokens;
-    let (mut malformed, mut force_length) = (false, false);
+    let mut answer = Answer::Normal;
     match fault {
         Some(Fault::Status { code, retry_after }) => {
             let msg = format!("ra-mock: injected fault {code}");
@@ -515,13 +502,17 @@ async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConne
             let never: Infallible = std::future::pending().await;
             match never {}
         }
-        Some(Fault::Malformed) => malformed = true,
-        Some(Fault::Length) => force_length = true,
         Some(Fault::ContextLength { prompt_tokens: p }) => {
             prompt_tokens = p.unwrap_or_else(|| {
                 real_prompt_tokens.max(shared.cfg.context_length.saturating_sub(2767))
             });
         }
+        Some(Fault::Malformed) => answer = Answer::Malformed,
+        Some(Fault::Length) => answer = Answer::Length,
+        Some(Fault::WrongNames(f)) => answer = Answer::WrongNames(f),
+        Some(Fault::Error200) => answer = Answer::Error200,
+        Some(Fault::EndlessBody) => answer = Answer::Filler(None),
+        Some(Fault::HugeBody { bytes }) => answer = Answer::Filler(Some(bytes)),
         None => {}
     }
     let param = if parsed.max_completion_tokens.is_some() {
@@ -561,26 +552,121 @@ async fn chat(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConne
         .unwrap_or_else(|| dynamic.latency.pick(shared.draw(STREAM_LATENCY, g.seq)));
 
     // Build the answer first so the hold is the configured latency, not latency + work.
-    let scored: Vec<(u8, &str)> = payload
-        .responses
-        .iter()
-        .map(|(name, text)| (expected_score(text), name.as_str()))
-        .collect();
-    let reasoning = render::reasoning_text(&scored, shared.cfg.think_bytes);
-    let answer = if malformed {
-        render::MALFORMED_ANSWER.to_owned()
-    } else {
-        render::answer_json(&scored)
-    };
     let shape = markers.shape.or(header_shape).unwrap_or(shared.cfg.shape);
-    let completion = render::shape_completion(shape, &reasoning, &answer, max_tokens, force_length);
-    let body = render::completion_body(g.seq, unix_now(), model, shape, &completion, prompt_tokens);
+    let answer_body = if let Answer::Filler(_) = answer {
+        Ok(Bytes::new()) // generated as the client reads, after the hold
+    } else {
+        let scored: Vec<(u8, &str)> = payload
+            .responses
+            .iter()
+            .map(|(name, text)| (expected_score(text), name.as_str()))
+            .collect();
+        let a = AnswerInput {
+            seq: g.seq,
+            model,
+            shape,
+            max_tokens,
+            prompt_tokens,
+            think_bytes: shared.cfg.think_bytes,
+        };
+        answer.render(&a, &scored)
+    };
     if !delay.is_zero() {
         tokio::time::sleep_until((hold_from + delay).into()).await;
     }
-    match body {
-        Ok(body) => Ok(g.reply(200, body, None)),
-        Err(e) => Ok(g.error(500, &format!("ra-mock: could not encode the answer: {e}"))),
+    let body = match (answer, answer_body) {
+        (Answer::Filler(total), _) => MockBody::filler(Arc::clone(shared), total),
+        (_, Ok(bytes)) => MockBody::from(bytes),
+        (_, Err(e)) => {
+            return Ok(g.error(500, &format!("ra-mock: could not encode the answer: {e}")));
+        }
+    };
+    g.finish(Outcome::Status(200));
+    Ok(respond_body(200, body, None))
+}
+
+/// The fault for this request: forced > `fail-first` > `fault:` marker > random rates.
+fn pick_fault(
+    shared: &Shared,
+    dynamic: &Dynamic,
+    markers: &Markers,
+    content_hash: u64,
+    seq: u64,
+) -> Option<Fault> {
+    dynamic
+        .forced_fault
+        .or_else(|| {
+            let (n, fault) = markers.fail_first?;
+            let mut counts = shared.fail_first.lock().unwrap_or_else(|e| e.into_inner());
+            let seen = counts.entry(content_hash).or_insert(0);
+            *seen += 1;
+            (*seen <= n).then_some(fault)
+        })
+        .or(markers.fault)
+        .or_else(|| {
+            if shared.cfg.fault_rates.total() > 0.0 {
+                shared.cfg.fault_rates.pick(shared.draw(STREAM_FAULT, seq))
+            } else {
+                None
+            }
+        })
+}
+
+/// Message of the `error-200` fault's body.
+const ERROR_200_MESSAGE: &str = "ra-mock: injected error in a 200 answer (error-200)";
+
+/// What a 200 answer carries.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// The mock's judgment.
+    Normal,
+    /// Prose instead of JSON.
+    Malformed,
+    /// Cut inside the think block, `finish_reason: "length"`.
+    Length,
+    /// A judgment with the wrong names.
+    WrongNames(NameFault),
+    /// An error envelope.
+    Error200,
+    /// A generated body of this many bytes, or endless.
+    Filler(Option<u64>),
+}
+
+/// What rendering a completion needs besides the scores.
+struct AnswerInput<'a> {
+    seq: u64,
+    model: &'a str,
+    shape: ReasoningShape,
+    max_tokens: Option<u64>,
+    prompt_tokens: u64,
+    think_bytes: usize,
+}
+
+impl Answer {
+    /// The body of a whole (not generated) answer.
+    fn render(
+        self,
+        a: &AnswerInput<'_>,
+        scored: &[(u8, &str)],
+    ) -> Result<Bytes, serde_json::Error> {
+        let text = match self {
+            Answer::Error200 => return Ok(render::error_body(500, ERROR_200_MESSAGE, None)),
+            Answer::Malformed => render::MALFORMED_ANSWER.to_owned(),
+            Answer::WrongNames(f) => wrong_answer(f, scored),
+            Answer::Normal | Answer::Length | Answer::Filler(_) => render::answer_json(scored),
+        };
+        let reasoning = render::reasoning_text(scored, a.think_bytes);
+        let force_length = matches!(self, Answer::Length);
+        let completion =
+            render::shape_completion(a.shape, &reasoning, &text, a.max_tokens, force_length);
+        render::completion_body(
+            a.seq,
+            unix_now(),
+            a.model,
+            a.shape,
+            &completion,
+            a.prompt_tokens,
+        )
     }
 }
 

@@ -32,6 +32,11 @@ pub struct Stats {
     pub max_processing: u64,
     /// TCP connections accepted.
     pub connections: u64,
+    /// Generated bodies (`endless-body`, `huge-body:N`) being sent right now; one ends
+    /// when it is complete or when its client disconnects.
+    pub streaming_bodies: u64,
+    /// Bytes of generated bodies handed to the connection so far.
+    pub streamed_bytes: u64,
 }
 
 impl Stats {
@@ -111,6 +116,8 @@ pub(crate) struct Counters {
     pub processing: AtomicU64,
     pub max_processing: AtomicU64,
     pub connections: AtomicU64,
+    pub streaming: AtomicU64,
+    pub streamed_bytes: AtomicU64,
 }
 
 impl Counters {
@@ -128,6 +135,8 @@ impl Counters {
             processing: AtomicU64::new(0),
             max_processing: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            streaming: AtomicU64::new(0),
+            streamed_bytes: AtomicU64::new(0),
         }
     }
 
@@ -161,10 +170,12 @@ impl Counters {
             processing: self.processing.load(Relaxed),
             max_processing: self.max_processing.load(Relaxed),
             connections: self.connections.load(Relaxed),
+            streaming_bodies: self.streaming.load(Relaxed),
+            streamed_bytes: self.streamed_bytes.load(Relaxed),
         }
     }
 
-    /// Zeroes everything except the live gauges (`in_flight`, `processing`),
+    /// Zeroes everything except the live gauges (`in_flight`, `processing`, `streaming`),
     /// whose maxima restart from the current values.
     pub fn reset(&self) {
         for c in [
@@ -175,6 +186,7 @@ impl Counters {
             &self.cancelled,
             &self.rejected,
             &self.connections,
+            &self.streamed_bytes,
         ] {
             c.store(0, Relaxed);
         }

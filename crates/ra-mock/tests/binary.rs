@@ -113,3 +113,42 @@ fn exits_when_stdin_closes() {
     let status = wait_exit(&mut g, Duration::from_secs(5)).expect("exits on stdin EOF");
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn fault_flag_applies_to_every_chat_request() {
+    let (_g, base) = spawn(&["--fault", "error-200"]);
+    let user =
+        json!({"principle": "p", "prompt": "q", "responses": {"model-1": "a score=3"}}).to_string();
+    let body = json!({"messages": [{"role": "user", "content": user}]});
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        let resp = http
+            .post(format!("{base}/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(
+            v["error"]["message"],
+            "ra-mock: injected error in a 200 answer (error-200)"
+        );
+    }
+}
+
+#[test]
+fn a_bad_fault_flag_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ra-mock"))
+        .args(["--fault", "huge-body:lots"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ra-mock");
+    assert_eq!(out.status.code(), Some(2), "clap's usage error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("huge-body:lots") && stderr.contains("huge-body:N"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "never started listening");
+}

@@ -10,7 +10,7 @@ use client_common::{NAMES, assert_judgment, builder, expected, numbered};
 use futures::StreamExt;
 use ra_mock::{DEFAULT_MODEL, Latency, MockServer, Outcome, ReasoningShape};
 use rewardanything_client::reward::{Normalization, OnFailure, Rewarder, normalize};
-use rewardanything_client::{BuildError, Client, JudgeErrorKind, JudgeRequest};
+use rewardanything_client::{BuildError, Client, JudgeErrorKind, JudgeRequest, RetryPolicy};
 
 fn random_latency() -> Latency {
     Latency::uniform(Duration::ZERO, Duration::from_millis(25))
@@ -334,6 +334,34 @@ async fn model_discovery_does_not_retry_a_401() {
     assert!(err.to_string().contains("401"), "{err}");
     assert!(!err.to_string().contains("sk-wrong"), "{err}");
     assert_eq!(mock.stats().status(401), 1, "a 401 is final");
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_uses_the_first_endpoint_that_answers() {
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/v1", listener.local_addr().unwrap())
+    };
+    let mock = MockServer::builder().start().await.unwrap();
+    let client = Client::builder()
+        .endpoint(dead)
+        .endpoint(mock.base_url())
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(3)
+                .base_delay(Duration::from_millis(10)),
+        )
+        .build()
+        .await
+        .expect("the second endpoint answers");
+    assert_eq!(client.model(), ra_mock::DEFAULT_MODEL);
+    let request = numbered(7, "");
+    let judgment = client
+        .judge(&request)
+        .await
+        .expect("judged on the live endpoint");
+    assert_judgment(&request, &judgment, "after failing over at startup");
     mock.shutdown().await;
 }
 

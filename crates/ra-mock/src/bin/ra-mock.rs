@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use ra_mock::{ContextErrorStyle, FaultRates, Latency, MockServer, OverCapacity, ReasoningShape};
+use ra_mock::{
+    ContextErrorStyle, Fault, FaultRates, Latency, MockServer, OverCapacity, ReasoningShape,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -64,6 +66,11 @@ struct Args {
     /// Probability of never answering.
     #[arg(long, default_value_t = 0.0)]
     fault_rate_hang: f64,
+    /// Apply this fault to every chat request, as a `[[fault:SPEC]]` marker would
+    /// (e.g. 503, 429:retry-after=2, hang, endless-body, huge-body:100000000, error-200,
+    /// names-extra).
+    #[arg(long, value_name = "SPEC")]
+    fault: Option<Fault>,
     /// Context length in tokens.
     #[arg(long, default_value_t = 32768)]
     context_length: u64,
@@ -140,6 +147,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         b = b.api_key(key);
     }
     let mock = b.start().await?;
+    mock.set_forced_fault(args.fault);
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {}", mock.base_url())?;
