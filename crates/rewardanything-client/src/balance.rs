@@ -414,10 +414,17 @@ mod tests {
     #[test]
     fn urls_are_checked_and_joined() {
         let u = EndpointUrl::parse("http://u:pw@h:1/v1/").unwrap();
-        assert_eq!(u.completions.as_str(), "http://u:pw@h:1/v1/chat/completions");
+        assert_eq!(
+            u.completions.as_str(),
+            "http://u:pw@h:1/v1/chat/completions"
+        );
         assert_eq!(u.models.as_str(), "http://u:pw@h:1/v1/models");
         assert!(!u.shown().contains("pw"));
-        assert!(EndpointUrl::parse("ftp://h/v1").unwrap_err().contains("ftp"));
+        assert!(
+            EndpointUrl::parse("ftp://h/v1")
+                .unwrap_err()
+                .contains("ftp")
+        );
         assert!(EndpointUrl::parse("not a url").is_err());
     }
 
@@ -484,5 +491,47 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(b.pick().unwrap().endpoint().base_url, "http://e1/v1");
         }
+    }
+
+    #[test]
+    fn an_answer_ends_a_429_pause_and_long_pauses_are_capped() {
+        let urls: Vec<EndpointUrl> = ["http://a/v1", "http://b/v1"]
+            .iter()
+            .map(|u| EndpointUrl::parse(u).unwrap())
+            .collect();
+        let balancer = Balancer::new(&urls, BalanceConfig::default());
+        let endpoints = balancer.endpoints();
+        balancer.record(
+            &endpoints[0],
+            Outcome::Busy(Some(Duration::from_secs(3600))),
+        );
+        for _ in 0..3 {
+            assert_eq!(balancer.pick().unwrap().endpoint().base_url, "http://b/v1");
+        }
+        balancer.record(&endpoints[0], Outcome::Alive);
+        // Keep b busier: a, no longer paused, is the least loaded.
+        let _hold = balancer.pick().unwrap();
+        assert_eq!(balancer.pick().unwrap().endpoint().base_url, "http://a/v1");
+
+        let capped = Balancer::new(
+            &urls,
+            BalanceConfig::default().max_backpressure_pause(Duration::from_millis(50)),
+        );
+        let endpoints = capped.endpoints();
+        capped.record(
+            &endpoints[0],
+            Outcome::Busy(Some(Duration::from_secs(3600))),
+        );
+        std::thread::sleep(Duration::from_millis(80));
+        let _hold = capped.pick().unwrap();
+        let next = capped.pick().unwrap();
+        let picked: Vec<&str> = [_hold.endpoint(), next.endpoint()]
+            .iter()
+            .map(|e| e.base_url.as_str())
+            .collect();
+        assert!(
+            picked.contains(&"http://a/v1"),
+            "a is usable again after the cap: {picked:?}"
+        );
     }
 }

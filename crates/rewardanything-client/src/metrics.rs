@@ -25,11 +25,11 @@ use std::collections::HashSet;
 
 use indexmap::IndexMap;
 
+use crate::compat::pyjson::Value;
 use crate::compat::reference::{
     PyException, ReferenceError, Stage, py_contains, py_err, py_strip, recover_json,
     reference_json_text,
 };
-use crate::compat::pyjson::Value;
 
 // ---------------------------------------------------------------------------------
 // Python float()
@@ -522,9 +522,11 @@ mod tests {
     #[test]
     fn consistency_definition() {
         let v =
-            crate::compat::pyjson::loads(r#"{"scores": {"a": 1}, "best-to-worst": ["a", "zz"]}"#).unwrap();
+            crate::compat::pyjson::loads(r#"{"scores": {"a": 1}, "best-to-worst": ["a", "zz"]}"#)
+                .unwrap();
         assert_eq!(check_ranking_consistency(&v), 0.0);
-        let v = crate::compat::pyjson::loads(r#"{"scores": {"a": 1}, "best-to-worse": []}"#).unwrap();
+        let v =
+            crate::compat::pyjson::loads(r#"{"scores": {"a": 1}, "best-to-worse": []}"#).unwrap();
         assert_eq!(check_ranking_consistency(&v), 1.0);
         assert_eq!(check_ranking_consistency(&Value::Null), 0.0);
     }

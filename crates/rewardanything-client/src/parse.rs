@@ -521,5 +521,4 @@ mod tests {
             single_answer_object(r#"{"s": "}{", "scores": {}, "best-to-worse": []}"#).is_some()
         );
     }
-
 }

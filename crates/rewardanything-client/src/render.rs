@@ -6,10 +6,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use indexmap::IndexMap;
 use crate::compat::mt19937;
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
-
 
 /// The system prompt the model was trained with, byte for byte (1,121 bytes, starts with
 /// `\n`, ends with `}\n`).

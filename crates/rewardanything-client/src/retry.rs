@@ -272,7 +272,10 @@ pub(crate) fn classify(error: AttemptError, state: &AttemptState) -> (Option<Out
                 500..=599 => Outcome::Failure,
                 _ => Outcome::Alive,
             };
-            (Some(outcome), classify_status(status, message, retry_after, state))
+            (
+                Some(outcome),
+                classify_status(status, message, retry_after, state),
+            )
         }
     }
 }
@@ -302,9 +305,8 @@ fn classify_status(
         Some(wait) if wait > state.max_retry_after => Decision::Fail(JudgeErrorKind::Http {
             status,
             message: format!(
-                "{message} (Retry-After {}s exceeds the {}s limit)",
-                wait.as_secs(),
-                state.max_retry_after.as_secs()
+                "{message} (Retry-After {wait:?} exceeds the {:?} limit)",
+                state.max_retry_after
             ),
         }),
         _ => Decision::Retry {
@@ -373,21 +375,48 @@ mod tests {
 
     #[test]
     fn what_a_failure_says_about_the_endpoint() {
-        assert_eq!(classify(http(429, "", Some(3)), &state()).0, Some(Outcome::Busy(Some(Duration::from_secs(3)))));
-        assert_eq!(classify(http(503, "", None), &state()).0, Some(Outcome::Failure));
-        assert_eq!(classify(http(404, "", None), &state()).0, Some(Outcome::Alive));
-        assert_eq!(classify(AttemptError::Timeout, &state()).0, Some(Outcome::Failure));
-        assert_eq!(classify(AttemptError::BadResponse("x".into()), &state()).0, Some(Outcome::Alive));
-        let cut = AttemptState { deadline_bound: true, ..state() };
-        assert!(matches!(classify(AttemptError::Timeout, &cut), (None, Decision::Deadline)));
+        assert_eq!(
+            classify(http(429, "", Some(3)), &state()).0,
+            Some(Outcome::Busy(Some(Duration::from_secs(3))))
+        );
+        assert_eq!(
+            classify(http(503, "", None), &state()).0,
+            Some(Outcome::Failure)
+        );
+        assert_eq!(
+            classify(http(404, "", None), &state()).0,
+            Some(Outcome::Alive)
+        );
+        assert_eq!(
+            classify(AttemptError::Timeout, &state()).0,
+            Some(Outcome::Failure)
+        );
+        assert_eq!(
+            classify(AttemptError::BadResponse("x".into()), &state()).0,
+            Some(Outcome::Alive)
+        );
+        let cut = AttemptState {
+            deadline_bound: true,
+            ..state()
+        };
+        assert!(matches!(
+            classify(AttemptError::Timeout, &cut),
+            (None, Decision::Deadline)
+        ));
     }
 
     #[test]
     fn a_retry_after_beyond_the_limit_fails_at_once() {
         let (_, d) = classify(http(503, "maintenance", Some(3600)), &state());
         match d {
-            Decision::Fail(JudgeErrorKind::Http { status: 503, message }) => {
-                assert!(message.contains("maintenance") && message.contains("3600s"), "{message}")
+            Decision::Fail(JudgeErrorKind::Http {
+                status: 503,
+                message,
+            }) => {
+                assert!(
+                    message.contains("maintenance") && message.contains("3600s"),
+                    "{message}"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -407,8 +436,14 @@ mod tests {
         let msg = "This model's maximum context length is 8192 tokens. However, you requested \
                    4096 output tokens and your prompt contains at least 6000 input tokens, for a \
                    total of at least 10096 tokens.";
-        assert!(matches!(classify(http(400, msg, None), &state()).1, Decision::Adjust { max_tokens: 2192 }));
-        let lowered = AttemptState { lowered_max_tokens: true, ..state() };
+        assert!(matches!(
+            classify(http(400, msg, None), &state()).1,
+            Decision::Adjust { max_tokens: 2192 }
+        ));
+        let lowered = AttemptState {
+            lowered_max_tokens: true,
+            ..state()
+        };
         assert!(matches!(
             classify(http(400, msg, None), &lowered).1,
             Decision::Fail(JudgeErrorKind::ContextLength { .. })

@@ -317,7 +317,10 @@ mod tests {
         );
         let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(90));
         let d = parse_retry_after(&later).unwrap();
-        assert!(d > Duration::from_secs(80) && d <= Duration::from_secs(90), "{d:?}");
+        assert!(
+            d > Duration::from_secs(80) && d <= Duration::from_secs(90),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -331,7 +334,11 @@ mod tests {
         assert!(!c.is_lower_bound(msg));
         let floor = "This model's maximum context length is 8192 tokens. However, you requested \
                      4096 output tokens and your prompt contains at least 4097 input tokens";
-        assert!(ContextOverflow::from_message(floor).unwrap().is_lower_bound(floor));
+        assert!(
+            ContextOverflow::from_message(floor)
+                .unwrap()
+                .is_lower_bound(floor)
+        );
         let llama = "request (9000 tokens) exceeds the available context size (8192 tokens), try increasing it";
         let c = ContextOverflow::from_message(llama).unwrap();
         assert_eq!((c.context, c.prompt_tokens), (8192, 9000));
@@ -353,7 +360,10 @@ mod tests {
     fn urls_are_redacted_for_display() {
         let u = reqwest::Url::parse("http://user:s3cret@h:8000/v1?api-key=k3y").unwrap();
         let shown = redact_url(&u);
-        assert!(!shown.contains("s3cret") && !shown.contains("k3y"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("k3y"),
+            "{shown}"
+        );
         assert!(shown.starts_with("http://user:***@h:8000/v1"), "{shown}");
         let plain = reqwest::Url::parse("http://127.0.0.1:8000/v1/").unwrap();
         assert_eq!(redact_url(&plain), "http://127.0.0.1:8000/v1");

@@ -24,7 +24,7 @@ async fn judge_many_gives_each_request_exactly_one_correct_outcome() {
         .start()
         .await
         .unwrap();
-    let client = builder(&[&mock]).max_in_flight(32).build().await.unwrap();
+    let client = builder(&[&mock]).max_in_flight(32).build().unwrap();
     let n = 400;
     let requests: Vec<JudgeRequest> = (0..n).map(|i| numbered(i, "")).collect();
     let results: Vec<_> = client.judge_many(requests.clone()).collect().await;
@@ -60,7 +60,7 @@ async fn judge_many_ordered_yields_input_order_with_bounded_window() {
         .start()
         .await
         .unwrap();
-    let client = builder(&[&mock]).max_in_flight(64).build().await.unwrap();
+    let client = builder(&[&mock]).max_in_flight(64).build().unwrap();
     let n = 300;
     let requests: Vec<JudgeRequest> = (0..n).map(|i| numbered(i, "")).collect();
     let results: Vec<_> = client
@@ -89,7 +89,7 @@ async fn judge_stream_from_a_lazy_stream_with_mixed_outcomes() {
         .start()
         .await
         .unwrap();
-    let client = builder(&[&mock]).max_in_flight(16).build().await.unwrap();
+    let client = builder(&[&mock]).max_in_flight(16).build().unwrap();
     let n = 120;
     // Every 4th request fails for good (400), every 4th+1 fails once then succeeds,
     // every 4th+2 is malformed; the rest are plain.
@@ -134,7 +134,7 @@ async fn judge_stream_from_a_lazy_stream_with_mixed_outcomes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn judge_detailed_reports_attempts_usage_and_endpoint() {
     let mock = MockServer::builder().start().await.unwrap();
-    let client = builder(&[&mock]).build().await.unwrap();
+    let client = builder(&[&mock]).build().unwrap();
     let request = numbered(7, "[[fail-first:2:502]]");
     let judged = client.judge_detailed(&request).await.unwrap();
     assert_judgment(&request, &judged.judgment, "detailed");
@@ -152,12 +152,10 @@ async fn judge_detailed_reports_attempts_usage_and_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovers_the_single_served_model() {
     let mock = MockServer::builder().start().await.unwrap();
-    let client = Client::builder()
-        .endpoint(mock.base_url())
-        .build()
-        .await
-        .unwrap();
-    assert_eq!(client.model(), DEFAULT_MODEL);
+    let client = Client::builder().endpoint(mock.base_url()).build().unwrap();
+    assert_eq!(client.model(), None, "nothing is discovered before connect");
+    assert_eq!(client.connect().await.unwrap(), DEFAULT_MODEL);
+    assert_eq!(client.model(), Some(DEFAULT_MODEL));
     let request = numbered(1, "");
     assert_judgment(
         &request,
@@ -180,6 +178,8 @@ async fn several_models_need_a_choice() {
     let err = Client::builder()
         .endpoint(mock.base_url())
         .build()
+        .unwrap()
+        .connect()
         .await
         .expect_err("two models and no choice");
     match &err {
@@ -197,12 +197,52 @@ async fn several_models_need_a_choice() {
         .endpoint(mock.base_url())
         .model("judge-b")
         .build()
-        .await
         .unwrap();
     assert_eq!(mock.stats().received, 0, "no /v1/models call");
     let request = numbered(2, "");
     assert_judgment(&request, &client.judge(&request).await.unwrap(), "explicit");
     assert_eq!(mock.attempts()[0].model.as_deref(), Some("judge-b"));
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_refuses_a_model_the_server_does_not_serve() {
+    let mock = MockServer::builder().start().await.unwrap();
+    let client = Client::builder()
+        .endpoint(mock.base_url())
+        .model("no-such-model")
+        .build()
+        .unwrap();
+    let err = client.connect().await.expect_err("not served");
+    match &err {
+        BuildError::ModelNotServed { model, served, .. } => {
+            assert_eq!(model, "no-such-model");
+            assert_eq!(served, &[DEFAULT_MODEL]);
+        }
+        other => panic!("expected ModelNotServed, got {other:?}"),
+    }
+    assert_eq!(mock.stats().chat_requests, 0, "no judgment was sent");
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_judgments_discover_the_model_once() {
+    let mock = MockServer::builder().start().await.unwrap();
+    let client = Client::builder().endpoint(mock.base_url()).build().unwrap();
+    assert_eq!(mock.stats().received, 0, "building does no network I/O");
+    let requests: Vec<_> = (0..8).map(|i| numbered(i, "")).collect();
+    let results = futures::future::join_all(requests.iter().map(|r| client.judge(r))).await;
+    for (request, result) in requests.iter().zip(&results) {
+        assert_judgment(request, result.as_ref().unwrap(), "lazy discovery");
+    }
+    let stats = mock.stats();
+    assert_eq!(stats.chat_requests, 8);
+    assert_eq!(
+        stats.received - stats.chat_requests,
+        1,
+        "one /v1/models call"
+    );
+    assert_eq!(client.model(), Some(DEFAULT_MODEL));
     mock.shutdown().await;
 }
 
@@ -214,7 +254,6 @@ async fn unknown_model_is_a_404_not_retried() {
         .model("no-such-model")
         .retry(client_common::fast_retry())
         .build()
-        .await
         .unwrap();
     let err = client.judge(&numbered(3, "")).await.unwrap_err();
     assert_eq!(err.status(), Some(404), "{err}");
@@ -242,7 +281,7 @@ async fn every_reasoning_shape_parses() {
             .start()
             .await
             .unwrap();
-        let client = builder(&[&mock]).build().await.unwrap();
+        let client = builder(&[&mock]).build().unwrap();
         for i in 0..5 {
             let request = numbered(100 + i, "");
             let judgment = client.judge(&request).await.unwrap();
@@ -264,7 +303,7 @@ async fn every_reasoning_shape_parses() {
     }
     // The marker overrides the server's shape per request, too.
     let mock = MockServer::builder().start().await.unwrap();
-    let client = builder(&[&mock]).build().await.unwrap();
+    let client = builder(&[&mock]).build().unwrap();
     let request = numbered(9, "[[shape:prefilled]]");
     assert_judgment(&request, &client.judge(&request).await.unwrap(), "marker");
     mock.shutdown().await;
@@ -277,11 +316,7 @@ async fn api_key_is_sent_and_a_401_is_not_retried() {
         .start()
         .await
         .unwrap();
-    let with_key = builder(&[&mock])
-        .api_key("sk-test-123")
-        .build()
-        .await
-        .unwrap();
+    let with_key = builder(&[&mock]).api_key("sk-test-123").build().unwrap();
     assert!(
         !format!("{with_key:?}").contains("sk-test-123"),
         "the key is never printed"
@@ -293,7 +328,7 @@ async fn api_key_is_sent_and_a_401_is_not_retried() {
         "with key",
     );
 
-    let wrong_key = builder(&[&mock]).api_key("sk-wrong").build().await.unwrap();
+    let wrong_key = builder(&[&mock]).api_key("sk-wrong").build().unwrap();
     let err = wrong_key.judge(&numbered(5, "")).await.unwrap_err();
     assert_eq!(err.status(), Some(401), "{err}");
     assert_eq!(err.attempts, 1);
@@ -314,9 +349,10 @@ async fn model_discovery_with_the_key() {
         .endpoint(mock.base_url())
         .api_key("sk-k")
         .build()
-        .await
         .unwrap();
-    assert_eq!(client.model(), DEFAULT_MODEL);
+    assert_eq!(client.model(), None, "nothing is discovered before connect");
+    assert_eq!(client.connect().await.unwrap(), DEFAULT_MODEL);
+    assert_eq!(client.model(), Some(DEFAULT_MODEL));
     mock.shutdown().await;
 }
 
@@ -328,10 +364,18 @@ async fn model_discovery_does_not_retry_a_401() {
         .api_key("sk-wrong")
         .retry(client_common::fast_retry())
         .build()
+        .unwrap()
+        .connect()
         .await
         .expect_err("wrong key");
-    assert!(matches!(err, BuildError::ModelDiscovery { .. }), "{err:?}");
-    assert!(err.to_string().contains("401"), "{err}");
+    assert!(
+        matches!(err, BuildError::Unauthorized { status: 401, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("401") && err.to_string().contains("unauthorized"),
+        "{err}"
+    );
     assert!(!err.to_string().contains("sk-wrong"), "{err}");
     assert_eq!(mock.stats().status(401), 1, "a 401 is final");
     mock.shutdown().await;
@@ -353,9 +397,8 @@ async fn discovery_uses_the_first_endpoint_that_answers() {
                 .base_delay(Duration::from_millis(10)),
         )
         .build()
-        .await
         .expect("the second endpoint answers");
-    assert_eq!(client.model(), ra_mock::DEFAULT_MODEL);
+    assert_eq!(client.connect().await.unwrap(), ra_mock::DEFAULT_MODEL);
     let request = numbered(7, "");
     let judgment = client
         .judge(&request)
@@ -382,7 +425,7 @@ fn raw_scores(texts: &[String]) -> Vec<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_rewards_in_input_order_for_each_normalization() {
     let mock = MockServer::builder().start().await.unwrap();
-    let client = builder(&[&mock]).build().await.unwrap();
+    let client = builder(&[&mock]).build().unwrap();
     let texts = group_texts(0);
     let raw = raw_scores(&texts);
     assert_eq!(raw, [5.0, 2.0, 4.0, 1.0]);
@@ -419,7 +462,7 @@ async fn group_rewards_many_keeps_group_order() {
         .start()
         .await
         .unwrap();
-    let client = builder(&[&mock]).max_in_flight(8).build().await.unwrap();
+    let client = builder(&[&mock]).max_in_flight(8).build().unwrap();
     let rewarder = Rewarder::new(client).normalization(Normalization::Raw);
     let groups: Vec<(String, String, Vec<String>)> = (0..40)
         .map(|i| ("p".to_string(), format!("prompt {i}"), group_texts(i)))
@@ -436,7 +479,7 @@ async fn group_rewards_many_keeps_group_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_rewards_failure_values() {
     let mock = MockServer::builder().start().await.unwrap();
-    let client = builder(&[&mock]).build().await.unwrap();
+    let client = builder(&[&mock]).build().unwrap();
     let texts = group_texts(1);
     let prompt = "fails for good [[fault:400]]";
 
@@ -473,4 +516,39 @@ fn numbered_requests_have_distinct_score_vectors() {
         assert!(seen.insert(v), "request {i} repeats a score vector");
     }
     assert_eq!(NAMES.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_an_endpoint_url_never_shows() {
+    let mock = MockServer::builder().start().await.unwrap();
+    let with_password = mock.base_url().replace("http://", "http://user:s3cret@");
+    let client = Client::builder().endpoint(&with_password).build().unwrap();
+    assert!(!format!("{client:?}").contains("s3cret"), "{client:?}");
+    assert!(
+        client
+            .endpoint_stats()
+            .iter()
+            .all(|e| !e.url.contains("s3cret"))
+    );
+    let request = numbered(3, "");
+    let judged = client.judge_detailed(&request).await.unwrap();
+    assert!(!judged.endpoint.contains("s3cret"), "{}", judged.endpoint);
+    assert!(judged.endpoint.contains("user:***@"), "{}", judged.endpoint);
+    // A dead endpoint with a password: the transport error does not echo the URL.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://user:s3cret@{}/v1", listener.local_addr().unwrap())
+    };
+    let client = Client::builder()
+        .endpoint(dead)
+        .model("m")
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let err = client.judge(&request).await.unwrap_err();
+    assert_eq!(err.kind_str(), "transport");
+    assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
+    let err = client.connect().await.unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
+    mock.shutdown().await;
 }

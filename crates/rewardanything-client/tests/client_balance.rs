@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use client_common::{assert_judgment, builder, eventually, numbered};
 use futures::StreamExt;
 use ra_mock::{Fault, Latency, MockHandle, MockServer, Outcome};
-use rewardanything_client::balance::{BalanceConfig, Balancer, Outcome as EndpointOutcome};
+use rewardanything_client::BalanceConfig;
 use rewardanything_client::{Client, JudgeRequest};
 
 async fn mock_with_latency(ms: u64) -> MockHandle {
@@ -27,11 +27,10 @@ fn served(mock: &MockHandle) -> u64 {
 
 fn is_ejected(client: &Client, mock: &MockHandle) -> bool {
     client
-        .balancer()
-        .endpoints()
+        .endpoint_stats()
         .iter()
-        .find(|e| e.base_url == mock.base_url())
-        .is_some_and(|e| e.is_ejected())
+        .find(|e| e.url == mock.base_url())
+        .is_some_and(|e| e.ejected)
 }
 
 async fn judge_all(client: &Client, requests: &[JudgeRequest]) {
@@ -49,11 +48,7 @@ async fn the_fast_endpoint_serves_most_requests() {
     // slow endpoint holds at most about 8 at once for a whole second each.
     let fast = mock_with_latency(5).await;
     let slow = mock_with_latency(1000).await;
-    let client = builder(&[&slow, &fast])
-        .max_in_flight(16)
-        .build()
-        .await
-        .unwrap();
+    let client = builder(&[&slow, &fast]).max_in_flight(16).build().unwrap();
     let requests: Vec<_> = (0..240).map(|i| numbered(i, "")).collect();
     judge_all(&client, &requests).await;
     let (f, s) = (served(&fast), served(&slow));
@@ -71,7 +66,7 @@ async fn the_fast_endpoint_serves_most_requests() {
 async fn killing_one_endpoint_mid_run_loses_nothing() {
     let a = Arc::new(mock_with_latency(20).await);
     let b = Arc::new(mock_with_latency(20).await);
-    let client = builder(&[&a, &b]).max_in_flight(32).build().await.unwrap();
+    let client = builder(&[&a, &b]).max_in_flight(32).build().unwrap();
     let n = 400;
     let requests: Vec<_> = (0..n).map(|i| numbered(i, "")).collect();
     let killer = {
@@ -132,13 +127,8 @@ async fn eject_b_then_restart_it(cooldown: Duration) -> (Client, MockHandle, Moc
     let a = mock_with_latency(0).await;
     let b = mock_with_latency(0).await;
     let client = builder(&[&a, &b])
-        .balance(BalanceConfig {
-            eject_after: 2,
-            cooldown,
-            ..BalanceConfig::default()
-        })
+        .balance(BalanceConfig::default().eject_after(2).cooldown(cooldown))
         .build()
-        .await
         .unwrap();
     b.kill_and_wait().await;
     for i in 0..10 {
@@ -201,14 +191,13 @@ async fn back_pressure_429_does_not_eject_but_503_does() {
             retry_after: None,
         }));
         let client = builder(&[&a, &b])
-            .balance(BalanceConfig {
-                eject_after: 2,
-                cooldown: Duration::from_secs(30),
-                backpressure_pause: Duration::from_millis(20),
-                ..BalanceConfig::default()
-            })
+            .balance(
+                BalanceConfig::default()
+                    .eject_after(2)
+                    .cooldown(Duration::from_secs(30))
+                    .backpressure_pause(Duration::from_millis(20)),
+            )
             .build()
-            .await
             .unwrap();
         for i in 0..30 {
             let request = numbered(i, "");
@@ -229,48 +218,6 @@ async fn back_pressure_429_does_not_eject_but_503_does() {
     }
 }
 
-#[test]
-fn an_answer_ends_a_429_pause_and_long_pauses_are_capped() {
-    let urls = vec!["http://a/v1".to_string(), "http://b/v1".to_string()];
-    let balancer = Balancer::new(&urls, BalanceConfig::default());
-    let endpoints = balancer.endpoints();
-    balancer.record(
-        &endpoints[0],
-        EndpointOutcome::Busy(Some(Duration::from_secs(3600))),
-    );
-    for _ in 0..3 {
-        assert_eq!(balancer.pick().unwrap().endpoint().base_url, "http://b/v1");
-    }
-    balancer.record(&endpoints[0], EndpointOutcome::Alive);
-    // Keep b busier: a, no longer paused, is the least loaded.
-    let _hold = balancer.pick().unwrap();
-    assert_eq!(balancer.pick().unwrap().endpoint().base_url, "http://a/v1");
-
-    let capped = Balancer::new(
-        &urls,
-        BalanceConfig {
-            max_backpressure_pause: Duration::from_millis(50),
-            ..BalanceConfig::default()
-        },
-    );
-    let endpoints = capped.endpoints();
-    capped.record(
-        &endpoints[0],
-        EndpointOutcome::Busy(Some(Duration::from_secs(3600))),
-    );
-    std::thread::sleep(Duration::from_millis(80));
-    let _hold = capped.pick().unwrap();
-    let next = capped.pick().unwrap();
-    let picked: Vec<&str> = [_hold.endpoint(), next.endpoint()]
-        .iter()
-        .map(|e| e.base_url.as_str())
-        .collect();
-    assert!(
-        picked.contains(&"http://a/v1"),
-        "a is usable again after the cap: {picked:?}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_healthy_endpoint_is_never_ejected() {
     let a = mock_with_latency(0).await;
@@ -279,13 +226,12 @@ async fn the_last_healthy_endpoint_is_never_ejected() {
         retry_after: None,
     }));
     let client = builder(&[&a])
-        .balance(BalanceConfig {
-            eject_after: 1,
-            cooldown: Duration::from_secs(60),
-            ..BalanceConfig::default()
-        })
+        .balance(
+            BalanceConfig::default()
+                .eject_after(1)
+                .cooldown(Duration::from_secs(60)),
+        )
         .build()
-        .await
         .unwrap();
     let err = client.judge(&numbered(1, "")).await.unwrap_err();
     assert_eq!(err.attempts, 5);
@@ -304,7 +250,6 @@ async fn the_rate_limit_spaces_concurrent_requests() {
     let client = builder(&[&mock])
         .rate_limit(5, Duration::from_millis(500))
         .build()
-        .await
         .unwrap();
     let n = 15;
     let requests: Vec<_> = (0..n).map(|i| numbered(i, "")).collect();
@@ -322,11 +267,7 @@ async fn the_rate_limit_spaces_concurrent_requests() {
 async fn the_rate_limit_never_exceeds_n_per_period() {
     let mock = mock_with_latency(0).await;
     let period = Duration::from_millis(500);
-    let client = builder(&[&mock])
-        .rate_limit(5, period)
-        .build()
-        .await
-        .unwrap();
+    let client = builder(&[&mock]).rate_limit(5, period).build().unwrap();
     // Timed on the client, around each call: the k-th attempt left after `calls[k].0`
     // and the (k+5)-th before `calls[k+5].1`, so their spacing (at least `period` when
     // at most 5 leave per period) is a lower bound of `calls[k+5].1 - calls[k].0`,
@@ -358,7 +299,6 @@ async fn dropping_the_stream_cancels_outstanding_work() {
         .max_in_flight(8)
         .attempt_timeout(Duration::from_secs(60))
         .build()
-        .await
         .unwrap();
     for ordered in [false, true] {
         mock.reset();
@@ -400,7 +340,7 @@ async fn dropping_the_stream_cancels_outstanding_work() {
 async fn endpoints_can_be_replaced_at_runtime() {
     let a = mock_with_latency(0).await;
     let b = mock_with_latency(0).await;
-    let client = builder(&[&a]).build().await.unwrap();
+    let client = builder(&[&a]).build().unwrap();
     let batch =
         |from: usize| -> Vec<JudgeRequest> { (from..from + 20).map(|i| numbered(i, "")).collect() };
 

@@ -51,7 +51,6 @@ async fn an_endless_body_stops_at_max_response_bytes_and_is_not_retried() {
         // Long: the size cap, not the timeout, must end the attempt.
         .attempt_timeout(Duration::from_secs(120))
         .build()
-        .await
         .unwrap();
     let request = numbered(1, "[[fault:endless-body]]");
     let started = Instant::now();
@@ -77,7 +76,7 @@ async fn a_huge_declared_body_is_refused_before_it_is_read() {
         if let Some(cap) = cap {
             b = b.max_response_bytes(cap);
         }
-        let client = b.build().await.unwrap();
+        let client = b.build().unwrap();
         let request = numbered(2, &format!("[[fault:huge-body:{size}]]"));
         let err = client.judge(&request).await.expect_err("huge body");
         assert_size_cap_error(&err, &format!("{size} bytes"));
@@ -91,7 +90,7 @@ async fn a_huge_declared_body_is_refused_before_it_is_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_under_the_cap_that_is_no_completion_is_a_bad_response() {
     let mock = MockServer::builder().start().await.unwrap();
-    let client = builder(&[&mock]).build().await.unwrap();
+    let client = builder(&[&mock]).build().unwrap();
     let request = numbered(3, "[[fault:huge-body:5000]]");
     let err = client.judge(&request).await.expect_err("cut-short JSON");
     assert_eq!(err.kind_str(), "bad_response", "{err}");
@@ -101,10 +100,9 @@ async fn a_body_under_the_cap_that_is_no_completion_is_a_bad_response() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server's message from a 200 error body (issue 9.5)"]
 async fn an_error_body_with_status_200_keeps_the_servers_message() {
     let mock = MockServer::builder().start().await.unwrap();
-    let client = builder(&[&mock]).build().await.unwrap();
+    let client = builder(&[&mock]).build().unwrap();
     let request = numbered(4, "[[fault:error-200]]");
     let err = client.judge(&request).await.expect_err("error envelope");
     assert!(

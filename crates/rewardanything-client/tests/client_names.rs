@@ -11,7 +11,7 @@ use rewardanything_client::{Client, JudgeError, JudgeErrorKind, JudgeRequest};
 const NAME_KINDS: [&str; 3] = ["incomplete", "invalid_scores", "invalid_ranking"];
 
 async fn strict_client(mock: &MockHandle) -> Client {
-    builder(&[mock]).build().await.unwrap()
+    builder(&[mock]).build().unwrap()
 }
 
 /// Judges `request` expecting a one-attempt name error of one of `kinds` naming `name`.
@@ -42,7 +42,6 @@ async fn expect_name_error(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs strict name validation (issue 9.1)"]
 async fn an_extra_scored_name_is_an_error() {
     let mock = MockServer::builder().start().await.unwrap();
     let client = strict_client(&mock).await;
@@ -56,7 +55,6 @@ async fn an_extra_scored_name_is_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs strict name validation (issue 9.1)"]
 async fn an_answer_scoring_only_an_invented_name_is_an_error() {
     let mock = MockServer::builder().start().await.unwrap();
     let client = strict_client(&mock).await;
@@ -68,7 +66,6 @@ async fn an_answer_scoring_only_an_invented_name_is_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs strict name validation (issue 9.1)"]
 async fn a_missing_name_is_incomplete() {
     let mock = MockServer::builder().start().await.unwrap();
     let client = strict_client(&mock).await;
@@ -79,7 +76,6 @@ async fn a_missing_name_is_incomplete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs strict name validation (issue 9.1)"]
 async fn an_extra_ranked_name_is_an_error() {
     let mock = MockServer::builder().start().await.unwrap();
     let client = strict_client(&mock).await;
@@ -91,14 +87,9 @@ async fn an_extra_ranked_name_is_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs strict name validation (issue 9.1)"]
 async fn a_wrongly_named_answer_is_reasked_and_the_reask_succeeds() {
     let mock = MockServer::builder().start().await.unwrap();
-    let client = builder(&[&mock])
-        .reask_malformed(true)
-        .build()
-        .await
-        .unwrap();
+    let client = builder(&[&mock]).reask_malformed(true).build().unwrap();
     for (i, fault) in [
         "names-extra",
         "names-missing",
@@ -109,8 +100,11 @@ async fn a_wrongly_named_answer_is_reasked_and_the_reask_succeeds() {
     .enumerate()
     {
         for mask in [true, false] {
-            let request =
-                numbered(10 + i, &format!("[[fail-first:1:{fault}]]")).mask_responses(mask);
+            let request = numbered(
+                10 + 2 * i + usize::from(mask),
+                &format!("[[fail-first:1:{fault}]]"),
+            )
+            .mask_responses(mask);
             let judged = client
                 .judge_detailed(&request)
                 .await

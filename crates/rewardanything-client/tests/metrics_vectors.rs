@@ -1,10 +1,10 @@
 //! Every vector of `tests/data/metrics_public.jsonl`, compared bit-exactly (SPEC 4).
 
 use indexmap::IndexMap;
+use rewardanything_client::compat::pyjson::{self, Float, Int, Value};
 use rewardanything_client::metrics::{
     format_reward, format_reward_reference, weighted_pair_penalty,
 };
-use rewardanything_client::compat::pyjson::{self, Float, Int, Value};
 
 fn vectors() -> Vec<Value> {
     let path = concat!(

@@ -3,11 +3,11 @@
 
 use indexmap::IndexMap;
 use proptest::prelude::*;
+use rewardanything_client::compat::pyjson;
+use rewardanything_client::compat::reference::{PyException, parse_reference};
 use rewardanything_client::judgment::{ParseErrorKind, Recovery};
 use rewardanything_client::metrics::{format_reward, format_reward_reference, py_float_str};
-use rewardanything_client::compat::reference::{PyException, parse_reference};
 use rewardanything_client::parse::{Completion, parse_completion, parse_output};
-use rewardanything_client::compat::pyjson;
 use rewardanything_client::{JudgeRequest, Masking, render};
 
 const ANSWER: &str =

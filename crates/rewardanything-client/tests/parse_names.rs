@@ -12,7 +12,10 @@ fn map(pairs: &[(&str, &str)]) -> IndexMap<String, String> {
         .collect()
 }
 
-fn strict(text: &str, m: &IndexMap<String, String>) -> Result<Vec<(String, f64)>, (ParseErrorKind, String)> {
+fn strict(
+    text: &str,
+    m: &IndexMap<String, String>,
+) -> Result<Vec<(String, f64)>, (ParseErrorKind, String)> {
     parse_completion_with(&Completion::new(text), Some(m), &ParseOptions::strict())
         .map(|j| j.scores.into_iter().collect())
         .map_err(|e| (e.kind, e.message))
@@ -26,7 +29,8 @@ fn masked_answer_with_an_extra_model_name_is_refused_naming_it() {
     assert_eq!(kind, ParseErrorKind::InvalidScores);
     assert!(message.contains("model-9"), "{message}");
     // Lenient parsing keeps the values but never calls them consistent.
-    let j = parse_completion_with(&Completion::new(text), Some(&m), &ParseOptions::default()).unwrap();
+    let j =
+        parse_completion_with(&Completion::new(text), Some(&m), &ParseOptions::default()).unwrap();
     assert!(!j.consistent);
 }
 
@@ -42,10 +46,12 @@ fn an_extra_name_only_in_the_ranking_is_refused_naming_it() {
 #[test]
 fn unmasked_identity_mapping_refuses_invented_and_missing_names() {
     let m = map(&[("a", "a"), ("b", "b")]);
-    let (kind, message) = strict(r#"{"scores": {"zzz": 4}, "best-to-worst": ["zzz"]}"#, &m).unwrap_err();
+    let (kind, message) =
+        strict(r#"{"scores": {"zzz": 4}, "best-to-worst": ["zzz"]}"#, &m).unwrap_err();
     assert_eq!(kind, ParseErrorKind::InvalidScores);
     assert!(message.contains("zzz"), "{message}");
-    let (kind, message) = strict(r#"{"scores": {"a": 4}, "best-to-worst": ["a"]}"#, &m).unwrap_err();
+    let (kind, message) =
+        strict(r#"{"scores": {"a": 4}, "best-to-worst": ["a"]}"#, &m).unwrap_err();
     assert_eq!(kind, ParseErrorKind::Incomplete);
     assert!(message.contains("\"b\""), "{message}");
 }

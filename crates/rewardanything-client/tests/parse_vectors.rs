@@ -3,14 +3,14 @@
 //! and the strict layer must follow `suggested` (SPEC section 6).
 
 use indexmap::IndexMap;
-use rewardanything_client::judgment::{ParseErrorKind, Recovery};
+use rewardanything_client::compat::pyjson::{self, Value};
 use rewardanything_client::compat::reference::{
     ReferenceOutcome, Stage, parse_reference, remove_think_blocks,
 };
+use rewardanything_client::judgment::{ParseErrorKind, Recovery};
 use rewardanything_client::parse::{
     Completion, ParseOptions, parse_completion, parse_completion_with, parse_output,
 };
-use rewardanything_client::compat::pyjson::{self, Value};
 
 /// Vectors whose suggested error this port turns into a fully valid judgment through a
 /// better recovery (documented in `parse`): the JSON after a bare `</think>`, and the one

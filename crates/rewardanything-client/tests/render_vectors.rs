@@ -1,8 +1,8 @@
 //! Every public render vector, the permutation table and the MT19937 traces from the spec.
 
 use indexmap::IndexMap;
-use rewardanything_client::render::{Role, SYSTEM_PROMPT};
 use rewardanything_client::compat::mt19937::{Mt19937, reference_permutation};
+use rewardanything_client::render::{Role, SYSTEM_PROMPT};
 use rewardanything_client::{JudgeRequest, Masking, render};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -45,7 +45,10 @@ impl std::fmt::Debug for ClientBuilder {
             .collect();
         f.debug_struct("ClientBuilder")
             .field("endpoints", &shown)
-            .field("api_key", &self.config.api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "api_key",
+                &self.config.api_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("model", &self.config.model)
             .field("max_in_flight", &self.config.max_in_flight)
             .field("masking", &self.config.masking)
@@ -76,7 +79,9 @@ impl ClientBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.endpoints.extend(urls.into_iter().map(Into::into));
+        self.config
+            .endpoints
+            .extend(urls.into_iter().map(Into::into));
         self
     }
 
@@ -422,7 +427,10 @@ fn request_headers(config: &ClientConfig) -> Result<HeaderMap, BuildError> {
     Ok(headers)
 }
 
-fn own_http_client(config: &ClientConfig, headers: HeaderMap) -> Result<reqwest::Client, BuildError> {
+fn own_http_client(
+    config: &ClientConfig,
+    headers: HeaderMap,
+) -> Result<reqwest::Client, BuildError> {
     reqwest::Client::builder()
         // Sent with every request: one default instead of one copy per request.
         .default_headers(headers)

@@ -115,7 +115,10 @@ impl Sampling {
         if self.max_tokens == 0 {
             return Err("max_tokens must be at least 1".into());
         }
-        if let Some(p) = self.top_p.filter(|p| !(p.is_finite() && *p > 0.0 && *p <= 1.0)) {
+        if let Some(p) = self
+            .top_p
+            .filter(|p| !(p.is_finite() && *p > 0.0 && *p <= 1.0))
+        {
             return Err(format!("top_p must lie in (0, 1], not {p}"));
         }
         Ok(())

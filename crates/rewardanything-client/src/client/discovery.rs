@@ -38,7 +38,11 @@ impl Inner {
             }),
             None => {
                 let model = single_model(url, models)?;
-                Ok(self.discovered_model.get_or_init(|| async { model }).await.clone())
+                Ok(self
+                    .discovered_model
+                    .get_or_init(|| async { model })
+                    .await
+                    .clone())
             }
         }
     }
@@ -102,7 +106,10 @@ impl Inner {
                 .await
                 .map_err(AttemptError::transport)?;
             let status = response.status().as_u16();
-            Ok::<_, AttemptError>((status, read_capped(response, self.config.max_response_bytes).await?))
+            Ok::<_, AttemptError>((
+                status,
+                read_capped(response, self.config.max_response_bytes).await?,
+            ))
         };
         let timeout = self.config.attempt_timeout.min(MODELS_TIMEOUT);
         let (status, body) = match tokio::time::timeout(timeout, fetch).await {

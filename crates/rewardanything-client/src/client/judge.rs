@@ -95,7 +95,11 @@ impl Inner {
             }
             match decision {
                 Decision::Adjust { max_tokens } => {
-                    tracing::debug!(from = call.sampling.max_tokens, to = max_tokens, "context overflow; lowering max_tokens");
+                    tracing::debug!(
+                        from = call.sampling.max_tokens,
+                        to = max_tokens,
+                        "context overflow; lowering max_tokens"
+                    );
                     call.lowered_max_tokens = true;
                     call.sampling.max_tokens = max_tokens;
                     call.rebuild_body();
@@ -103,7 +107,8 @@ impl Inner {
                 Decision::Fail(kind) => return Err(JudgeError::new(kind, call.attempts)),
                 Decision::Deadline => return Err(self.deadline_error(call.attempts)),
                 Decision::Retry { error, retry_after } => {
-                    call.wait_before_retry(error, retry_after, &endpoint.shown).await?;
+                    call.wait_before_retry(error, retry_after, &endpoint.shown)
+                        .await?;
                 }
             }
         }
@@ -269,10 +274,17 @@ impl<'a> Call<'a> {
     /// Parses the answer against the request's names; scores come back in the caller's
     /// order.
     fn parse(&self, answer: &Answer, endpoint: &str) -> Result<Judged, JudgeError> {
-        let names = self.rendered.masked2real.as_ref().or(self.identity.as_ref());
-        let mut judgment =
-            parse_completion_with(&answer.completion(), names, &self.inner.config.parse_options)
-                .map_err(|e| JudgeError::new(JudgeErrorKind::Parse(e), self.attempts))?;
+        let names = self
+            .rendered
+            .masked2real
+            .as_ref()
+            .or(self.identity.as_ref());
+        let mut judgment = parse_completion_with(
+            &answer.completion(),
+            names,
+            &self.inner.config.parse_options,
+        )
+        .map_err(|e| JudgeError::new(JudgeErrorKind::Parse(e), self.attempts))?;
         judgment.reorder(self.request.responses.keys().map(String::as_str));
         Ok(Judged {
             judgment,
