@@ -3,6 +3,7 @@
 //! body (the slot is released here, before decoding, so the next request can leave),
 //! decode and parse, classify a failure.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
@@ -11,10 +12,11 @@ use serde_json::{Map, Value};
 use tokio::sync::SemaphorePermit;
 
 use super::config::OWN_FIELDS;
-use super::{Inner, Judged};
+use super::{Inner, Judged, Usage};
 use crate::balance::Outcome;
 use crate::error::{JudgeError, JudgeErrorKind};
-use crate::parse::parse_completion_with;
+use crate::judgment::{Judgment, ParseError};
+use crate::parse::{ParseOptions, parse_completion_with};
 use crate::render::{JudgeRequest, RenderedPrompt, content_hash, render};
 use crate::retry::{AttemptError, AttemptState, Backoff, Decision, classify};
 use crate::wire::{
@@ -31,9 +33,10 @@ struct Call<'a> {
     request: &'a JudgeRequest,
     model: &'a str,
     rendered: RenderedPrompt,
-    /// For an unmasked request: each name to itself, so the answer is validated against
-    /// the request's names either way.
-    identity: Option<IndexMap<String, String>>,
+    /// The names an answer must use and their real names: the masking, or for an
+    /// unmasked request each name to itself, so the answer is validated either way.
+    /// Shared with the parser thread.
+    names: Arc<IndexMap<String, String>>,
     per_request: Map<String, Value>,
     sampling: AttemptSampling,
     body: bytes::Bytes,
@@ -73,19 +76,24 @@ impl Inner {
             drop(permit);
             let endpoint = std::sync::Arc::clone(lease.endpoint());
             drop(lease);
-            let error = match raw.and_then(RawAnswer::decode) {
-                Ok(answer) => {
-                    self.balancer.record(&endpoint, Outcome::Alive);
-                    match call.parse(&answer, &endpoint.shown) {
-                        Ok(judged) => return Ok(judged),
-                        Err(e) if call.may_reask() => {
-                            tracing::debug!(kind = e.kind_str(), "malformed answer; re-asking");
+            let error = match raw {
+                Ok(raw) if raw.is_success() => match call.decode_and_parse(raw.body).await {
+                    Ok((judgment, usage)) => {
+                        self.balancer.record(&endpoint, Outcome::Alive);
+                        return Ok(call.judged(judgment, usage, &endpoint.shown));
+                    }
+                    Err(Undecoded::Parse(e)) => {
+                        self.balancer.record(&endpoint, Outcome::Alive);
+                        if call.may_reask() {
+                            tracing::debug!(kind = e.kind.as_str(), "malformed answer; re-asking");
                             call.reask();
                             continue;
                         }
-                        Err(e) => return Err(e),
+                        return Err(JudgeError::new(JudgeErrorKind::Parse(e), call.attempts));
                     }
-                }
+                    Err(Undecoded::Attempt(e)) => e,
+                },
+                Ok(raw) => raw.into_error(),
                 Err(e) => e,
             };
             let state = call.state(timeout, deadline_bound);
@@ -176,16 +184,37 @@ impl Inner {
 }
 
 impl RawAnswer {
-    fn decode(self) -> Result<Answer, AttemptError> {
-        if !(200..300).contains(&self.status) {
-            return Err(AttemptError::Http {
-                status: self.status,
-                message: server_message(&self.body),
-                retry_after: self.retry_after,
-            });
-        }
-        decode_completion(&self.body)
+    fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
     }
+
+    fn into_error(self) -> AttemptError {
+        AttemptError::Http {
+            status: self.status,
+            message: server_message(&self.body),
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+/// Why a 2xx body gave no judgment.
+enum Undecoded {
+    /// Not a chat completion.
+    Attempt(AttemptError),
+    /// A completion without a valid judgment.
+    Parse(ParseError),
+}
+
+/// Decodes a completion and parses its judgment (CPU work, tens of microseconds).
+fn decode_and_parse(
+    body: &[u8],
+    names: &IndexMap<String, String>,
+    options: &ParseOptions,
+) -> Result<(Judgment, Option<Usage>), Undecoded> {
+    let answer: Answer = decode_completion(body).map_err(Undecoded::Attempt)?;
+    let judgment = parse_completion_with(&answer.completion(), Some(names), options)
+        .map_err(Undecoded::Parse)?;
+    Ok((judgment, answer.usage))
 }
 
 impl<'a> Call<'a> {
@@ -193,12 +222,13 @@ impl<'a> Call<'a> {
         let config = &inner.config;
         let started = Instant::now();
         let rendered = render(request, config.masking);
-        let identity = rendered.masked2real.is_none().then(|| {
-            request
+        let names = Arc::new(match &rendered.masked2real {
+            Some(m) => m.clone(),
+            None => request
                 .responses
                 .keys()
                 .map(|k| (k.clone(), k.clone()))
-                .collect()
+                .collect(),
         });
         let per_request = match &config.body_hook {
             Some(hook) => hook(request, &rendered)
@@ -219,7 +249,7 @@ impl<'a> Call<'a> {
             request,
             model,
             rendered,
-            identity,
+            names,
             per_request,
             sampling: AttemptSampling {
                 temperature: s.temperature,
@@ -271,28 +301,34 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Parses the answer against the request's names; scores come back in the caller's
-    /// order.
-    fn parse(&self, answer: &Answer, endpoint: &str) -> Result<Judged, JudgeError> {
-        let names = self
-            .rendered
-            .masked2real
-            .as_ref()
-            .or(self.identity.as_ref());
-        let mut judgment = parse_completion_with(
-            &answer.completion(),
-            names,
-            &self.inner.config.parse_options,
-        )
-        .map_err(|e| JudgeError::new(JudgeErrorKind::Parse(e), self.attempts))?;
+    /// Decodes and parses on the blocking pool: answers that arrive together (a wave of
+    /// slots finishing at once) are parsed on another core while this thread sends the
+    /// slots' next requests.
+    async fn decode_and_parse(
+        &self,
+        body: bytes::Bytes,
+    ) -> Result<(Judgment, Option<Usage>), Undecoded> {
+        let names = Arc::clone(&self.names);
+        let options = self.inner.config.parse_options;
+        tokio::task::spawn_blocking(move || decode_and_parse(&body, &names, &options))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Undecoded::Attempt(AttemptError::BadResponse(format!(
+                    "the parser task failed: {e}"
+                ))))
+            })
+    }
+
+    /// The judgment with the scores in the caller's order, and what it took.
+    fn judged(&self, mut judgment: Judgment, usage: Option<Usage>, endpoint: &str) -> Judged {
         judgment.reorder(self.request.responses.keys().map(String::as_str));
-        Ok(Judged {
+        Judged {
             judgment,
             attempts: self.attempts,
             latency: self.started.elapsed(),
-            usage: answer.usage,
+            usage,
             endpoint: endpoint.to_string(),
-        })
+        }
     }
 
     fn may_reask(&self) -> bool {
