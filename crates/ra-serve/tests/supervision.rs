@@ -533,3 +533,51 @@ fn llama_cpp_runs_the_documented_command_and_accepts_its_models_shape() {
     assert_eq!(rs.wait_exit(SLOW).0, Some(0));
     assert_no_leftovers(&m, Duration::from_millis(500));
 }
+
+#[test]
+fn sigkill_of_a_reaper_takes_the_engine_and_its_children_down() {
+    // vLLM's workers are the engine's children and hold the GPU memory:
+    // losing the reaper must not leave them running, in the engine's
+    // process group or escaped into their own session.
+    for mode in ["group", "session"] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_ports(1);
+        let m = marker();
+        let mut cmd = vllm_cmd(&m, dir.path(), port, "0");
+        cmd.env("FAKE_ENGINE_GRANDCHILD", mode);
+        let mut rs = RaServe::spawn(cmd, &m);
+        assert!(
+            rs.wait_for_log("ready: 1 replica(s)", SLOW),
+            "{}",
+            rs.stderr()
+        );
+        let rec = dir.path().join("record.jsonl");
+        let first = records(&rec)[0].clone();
+        let engine = first["pid"].as_u64().unwrap() as u32;
+        let grandchild = first["grandchild"].as_u64().unwrap() as u32;
+        let reaper = child_of_on_path(engine, rs.pid()).expect("engine not below ra-serve");
+        assert_ne!(reaper, engine);
+        assert!(!gone(engine) && !gone(grandchild));
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(reaper as i32, libc::SIGKILL);
+        }
+        assert!(
+            wait_until(SLOW, || gone(engine) && gone(grandchild)),
+            "{mode}: engine alive: {}, grandchild alive: {}",
+            !gone(engine),
+            !gone(grandchild)
+        );
+        // The supervisor sees a dead replica and starts a new one.
+        assert!(
+            wait_until(SLOW, || records(&rec).len() == 2),
+            "{}",
+            rs.stderr()
+        );
+        assert!(rs.wait_for_log("exited unexpectedly", SLOW), "{}", rs.stderr());
+        rs.signal(libc::SIGTERM);
+        let (code, _) = rs.wait_exit(SLOW);
+        assert_eq!(code, Some(0), "{}", rs.stderr());
+        assert_no_leftovers(&m, SLOW);
+    }
+}

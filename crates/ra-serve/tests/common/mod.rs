@@ -324,3 +324,24 @@ pub fn http_status(port: u16, path: &str, key: Option<&str>) -> Option<u16> {
     s.read_to_string(&mut resp).ok()?;
     resp.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Parent pid of `pid`, from `/proc/<pid>/stat`.
+pub fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The ancestor of `pid` whose parent is `root` (the reaper of an engine started by `root`).
+pub fn child_of_on_path(pid: u32, root: u32) -> Option<u32> {
+    let mut cur = pid;
+    for _ in 0..16 {
+        let parent = ppid(cur)?;
+        if parent == root {
+            return Some(cur);
+        }
+        cur = parent;
+    }
+    None
+}
