@@ -41,10 +41,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use config::{DEFAULT_MODEL, EngineKind, ServeConfig, Timings};
-/// The endpoints file type, shared with every reader (defined in the client crate).
-pub use rewardanything_client::endpoints_file::EndpointsFile;
 pub use error::Error;
 pub use plan::Plan;
+/// The endpoints file type, shared with every reader (defined in the client crate).
+pub use rewardanything_client::endpoints_file::EndpointsFile;
 use supervisor::{Status, Stop};
 
 /// Entry point of the library: `Server::builder()…spawn().await`.

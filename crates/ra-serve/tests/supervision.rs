@@ -535,11 +535,16 @@ fn llama_cpp_runs_the_documented_command_and_accepts_its_models_shape() {
 }
 
 #[test]
-fn sigkill_of_a_reaper_takes_the_engine_and_its_children_down() {
+fn sigkill_of_a_reaper_or_guard_takes_the_engine_and_its_children_down() {
     // vLLM's workers are the engine's children and hold the GPU memory:
-    // losing the reaper must not leave them running, in the engine's
-    // process group or escaped into their own session.
-    for mode in ["group", "session"] {
+    // losing the reaper (or the guard between it and the engine) must not
+    // leave them running, in the engine's process group or escaped into
+    // their own session.
+    for (victim, mode) in [
+        ("reaper", "group"),
+        ("reaper", "session"),
+        ("guard", "session"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let port = free_ports(1);
         let m = marker();
@@ -556,15 +561,17 @@ fn sigkill_of_a_reaper_takes_the_engine_and_its_children_down() {
         let engine = first["pid"].as_u64().unwrap() as u32;
         let grandchild = first["grandchild"].as_u64().unwrap() as u32;
         let reaper = child_of_on_path(engine, rs.pid()).expect("engine not below ra-serve");
-        assert_ne!(reaper, engine);
+        let guard = ppid(engine).unwrap();
+        assert!(reaper != engine && guard != reaper && guard != engine);
         assert!(!gone(engine) && !gone(grandchild));
+        let pid = if victim == "reaper" { reaper } else { guard };
         // SAFETY: kill has no memory-safety preconditions.
         unsafe {
-            libc::kill(reaper as i32, libc::SIGKILL);
+            libc::kill(pid as i32, libc::SIGKILL);
         }
         assert!(
             wait_until(SLOW, || gone(engine) && gone(grandchild)),
-            "{mode}: engine alive: {}, grandchild alive: {}",
+            "{victim}/{mode}: engine alive: {}, grandchild alive: {}",
             !gone(engine),
             !gone(grandchild)
         );
@@ -574,7 +581,11 @@ fn sigkill_of_a_reaper_takes_the_engine_and_its_children_down() {
             "{}",
             rs.stderr()
         );
-        assert!(rs.wait_for_log("exited unexpectedly", SLOW), "{}", rs.stderr());
+        assert!(
+            rs.wait_for_log("exited unexpectedly", SLOW),
+            "{}",
+            rs.stderr()
+        );
         rs.signal(libc::SIGTERM);
         let (code, _) = rs.wait_exit(SLOW);
         assert_eq!(code, Some(0), "{}", rs.stderr());
