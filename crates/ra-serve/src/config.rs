@@ -6,6 +6,16 @@ use std::time::Duration;
 /// Default model: the RewardAnything checkpoint on the Hugging Face hub.
 pub const DEFAULT_MODEL: &str = "zhuohaoyu/RewardAnything-8B-v1";
 
+/// Largest context `ra-serve` accepts, in tokens (2^24 = 16,777,216): for
+/// `--max-model-len`, and for llama.cpp's whole context (`--max-model-len` ×
+/// `--parallel`). Far above any RewardAnything request; anything larger is a
+/// typo that would only fail after the model has loaded.
+pub const MAX_CONTEXT_TOKENS: usize = 1 << 24;
+
+/// Most llama.cpp threads per replica `ra-serve` accepts (ggml's own
+/// `GGML_MAX_N_THREADS` is 512).
+pub const MAX_THREADS: usize = 512;
+
 /// Which inference engine runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
