@@ -172,20 +172,7 @@ pub fn plan_gpus(
         ));
     }
     if let Some(info) = info {
-        for id in ids {
-            if let Ok(idx) = id.parse::<u32>()
-                && !info.iter().any(|g| g.index == idx)
-            {
-                return Err(Error::Layout(format!(
-                    "GPU {idx} was asked for but nvidia-smi lists only {} GPU(s) ({})",
-                    info.len(),
-                    info.iter()
-                        .map(|g| g.index.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )));
-            }
-        }
+        check_listed(ids, info)?;
     }
     let replicas = match replicas {
         Some(0) => return Err(Error::Config("--replicas must be at least 1".into())),
@@ -215,21 +202,46 @@ pub fn plan_gpus(
     // replicas × per ≤ ids.len() here, so no overflow.
     let used = &ids[..replicas * per];
     if let Some(info) = info {
-        for id in used {
-            let Ok(idx) = id.parse::<u32>() else { continue };
-            let Some(g) = info.iter().find(|g| g.index == idx) else {
-                continue;
-            };
-            let free_needed = (1.0 - utilization) * g.memory_total_mib as f64;
-            if g.memory_used_mib as f64 > free_needed {
-                return Err(Error::Layout(format!(
-                    "GPU {idx} already has {} MiB of {} MiB in use, more than the {:.0} MiB that --gpu-memory-utilization {utilization} leaves free; free the GPU, pick others with --gpus, or lower --gpu-memory-utilization",
-                    g.memory_used_mib, g.memory_total_mib, free_needed
-                )));
-            }
-        }
+        check_free_memory(used, info, utilization)?;
     }
     Ok(used.chunks(per).map(|c| c.to_vec()).collect())
+}
+
+/// Every numeric id must be a GPU `nvidia-smi` lists.
+fn check_listed(ids: &[String], info: &[GpuInfo]) -> Result<(), Error> {
+    for id in ids {
+        if let Ok(idx) = id.parse::<u32>()
+            && !info.iter().any(|g| g.index == idx)
+        {
+            return Err(Error::Layout(format!(
+                "GPU {idx} was asked for but nvidia-smi lists only {} GPU(s) ({})",
+                info.len(),
+                info.iter()
+                    .map(|g| g.index.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// No used GPU may already hold more than `(1 − utilization) × total`.
+fn check_free_memory(used: &[String], info: &[GpuInfo], utilization: f64) -> Result<(), Error> {
+    for id in used {
+        let Ok(idx) = id.parse::<u32>() else { continue };
+        let Some(g) = info.iter().find(|g| g.index == idx) else {
+            continue;
+        };
+        let free_needed = (1.0 - utilization) * g.memory_total_mib as f64;
+        if g.memory_used_mib as f64 > free_needed {
+            return Err(Error::Layout(format!(
+                "GPU {idx} already has {} MiB of {} MiB in use, more than the {:.0} MiB that --gpu-memory-utilization {utilization} leaves free; free the GPU, pick others with --gpus, or lower --gpu-memory-utilization",
+                g.memory_used_mib, g.memory_total_mib, free_needed
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -40,11 +40,6 @@ fn refused(engine: EngineKind) -> &'static [(&'static str, &'static str)] {
 }
 
 fn owned(cfg: &ServeConfig, replicas: usize) -> Vec<Owned> {
-    let own = |names, ours, value: String| Owned {
-        names,
-        ours,
-        value: Some(value),
-    };
     // With several replicas every port differs, so no single value agrees.
     let port = Owned {
         names: &["--port"],
@@ -53,56 +48,70 @@ fn owned(cfg: &ServeConfig, replicas: usize) -> Vec<Owned> {
     };
     let mut list = vec![port, own(&["--host"], "--host", cfg.host.clone())];
     match cfg.engine {
-        EngineKind::Vllm => list.extend([
-            own(
-                &["--tensor-parallel-size", "-tp"],
-                "--tensor-parallel-size",
-                cfg.tensor_parallel_size.to_string(),
-            ),
-            own(
-                &["--pipeline-parallel-size", "-pp"],
-                "--pipeline-parallel-size",
-                cfg.pipeline_parallel_size.to_string(),
-            ),
-            own(
-                &["--served-model-name"],
-                "--served-model-name",
-                cfg.served_name(),
-            ),
-            own(
-                &["--max-model-len"],
-                "--max-model-len",
-                cfg.max_model_len.to_string(),
-            ),
-            own(
-                &["--gpu-memory-utilization", "--device-memory-utilization"],
-                "--gpu-memory-utilization",
-                cfg.gpu_memory_utilization.to_string(),
-            ),
-            own(&["--model"], "--model", cfg.model.clone()),
-        ]),
-        EngineKind::LlamaCpp => list.extend([
-            own(&["-m", "--model"], "--model", cfg.model.clone()),
-            own(
-                &["-c", "--ctx-size"],
-                "context (--max-model-len × --parallel) of",
-                cfg.max_model_len.saturating_mul(cfg.parallel).to_string(),
-            ),
-            own(
-                &["-np", "--parallel"],
-                "--parallel",
-                cfg.parallel.to_string(),
-            ),
-            own(&["-a", "--alias"], "--served-model-name", cfg.served_name()),
-        ]),
-    }
-    if cfg.engine == EngineKind::LlamaCpp {
-        let threads = cfg
-            .threads
-            .unwrap_or_else(|| crate::engine::llama_cpp::default_threads(replicas));
-        list.push(own(&["-t", "--threads"], "--threads", threads.to_string()));
+        EngineKind::Vllm => list.extend(vllm_owned(cfg)),
+        EngineKind::LlamaCpp => list.extend(llama_owned(cfg, replicas)),
     }
     list
+}
+
+fn own(names: &'static [&'static str], ours: &'static str, value: String) -> Owned {
+    Owned {
+        names,
+        ours,
+        value: Some(value),
+    }
+}
+
+fn vllm_owned(cfg: &ServeConfig) -> [Owned; 6] {
+    [
+        own(
+            &["--tensor-parallel-size", "-tp"],
+            "--tensor-parallel-size",
+            cfg.tensor_parallel_size.to_string(),
+        ),
+        own(
+            &["--pipeline-parallel-size", "-pp"],
+            "--pipeline-parallel-size",
+            cfg.pipeline_parallel_size.to_string(),
+        ),
+        own(
+            &["--served-model-name"],
+            "--served-model-name",
+            cfg.served_name(),
+        ),
+        own(
+            &["--max-model-len"],
+            "--max-model-len",
+            cfg.max_model_len.to_string(),
+        ),
+        own(
+            &["--gpu-memory-utilization", "--device-memory-utilization"],
+            "--gpu-memory-utilization",
+            cfg.gpu_memory_utilization.to_string(),
+        ),
+        own(&["--model"], "--model", cfg.model.clone()),
+    ]
+}
+
+fn llama_owned(cfg: &ServeConfig, replicas: usize) -> [Owned; 5] {
+    let threads = cfg
+        .threads
+        .unwrap_or_else(|| crate::engine::llama_cpp::default_threads(replicas));
+    [
+        own(&["-m", "--model"], "--model", cfg.model.clone()),
+        own(
+            &["-c", "--ctx-size"],
+            "context (--max-model-len × --parallel) of",
+            cfg.max_model_len.saturating_mul(cfg.parallel).to_string(),
+        ),
+        own(
+            &["-np", "--parallel"],
+            "--parallel",
+            cfg.parallel.to_string(),
+        ),
+        own(&["-a", "--alias"], "--served-model-name", cfg.served_name()),
+        own(&["-t", "--threads"], "--threads", threads.to_string()),
+    ]
 }
 
 /// Same value, numerically when both are numbers (`0.9` = `0.90`).

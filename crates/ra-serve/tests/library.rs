@@ -123,9 +123,7 @@ async fn wait_ready_reports_a_startup_timeout() {
         Err(Error::StartupTimeout { .. })
     ));
     let pids = engine_pids(dir.path());
-    assert!(wait_until(Duration::from_secs(5), || pids
-        .iter()
-        .all(|p| gone(*p))));
+    assert!(wait_until(SLOW, || pids.iter().all(|p| gone(*p))));
 }
 
 #[test]
@@ -150,7 +148,7 @@ fn dropping_the_runtime_kills_every_process() {
     // No graceful stop can run without a runtime: the engines are killed at once.
     drop(rt);
     assert!(
-        wait_until(Duration::from_secs(5), || pids.iter().all(|p| gone(*p))),
+        wait_until(SLOW, || pids.iter().all(|p| gone(*p))),
         "processes survived the runtime"
     );
     assert!(!dir.path().join("endpoints.json").exists());

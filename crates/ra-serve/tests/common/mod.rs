@@ -124,6 +124,13 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Asserts that nothing carrying `marker` is alive now: `ra-serve` reaps every
+/// engine, guard, reaper and grandchild before it exits, so after its exit
+/// there is nothing to wait for.
+pub fn assert_nothing_left(marker: &str) {
+    assert_no_leftovers(marker, Duration::ZERO);
+}
+
 /// Asserts that nothing carrying `marker` is left within `within`.
 pub fn assert_no_leftovers(marker: &str, within: Duration) {
     let ok = wait_until(within, || live_with_marker(marker).is_empty());
