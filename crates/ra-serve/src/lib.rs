@@ -199,10 +199,11 @@ impl ServerBuilder {
     /// Must be called within a Tokio runtime, which must outlive the handle
     /// for a graceful stop on drop.
     pub async fn spawn(self) -> Result<ServerHandle, Error> {
-        #[cfg(not(target_os = "linux"))]
-        return Err(Error::Spawn(
-            "ra-serve starts engines only on Linux (use --dry-run to see the commands)".into(),
-        ));
+        if !cfg!(target_os = "linux") {
+            return Err(Error::Spawn(
+                "ra-serve starts engines only on Linux (use --dry-run to see the commands)".into(),
+            ));
+        }
         let plan = plan::plan(&self.config, false).await?;
         preflight::check_plan(&plan)?;
         for note in &plan.notes {

@@ -84,6 +84,14 @@ struct Started {
     stderr: OwnedFd,
 }
 
+/// Elsewhere than Linux nothing is started.
+#[cfg(not(target_os = "linux"))]
+fn unsupported(_cmd: &EngineCommand, _cleanup: Option<&Path>) -> Result<Started, Error> {
+    Err(Error::Spawn(
+        "ra-serve supervises engines only on Linux: leaving no process behind relies on prctl parent-death signals, child subreapers and /proc".into(),
+    ))
+}
+
 impl EngineProcess {
     /// Starts `cmd` behind a reaper. Returns once the reaper is forked.
     ///
@@ -95,12 +103,7 @@ impl EngineProcess {
         #[cfg(target_os = "linux")]
         let started = linux::spawn(cmd, cleanup).await?;
         #[cfg(not(target_os = "linux"))]
-        let started: Started = {
-            let _ = (cmd, cleanup);
-            return Err(Error::Spawn(
-                "ra-serve supervises engines only on Linux: leaving no process behind relies on prctl parent-death signals, child subreapers and /proc".into(),
-            ));
-        };
+        let started = unsupported(cmd, cleanup)?;
         Ok(EngineProcess {
             reaper: started.reaper,
             exited: started.exited,
