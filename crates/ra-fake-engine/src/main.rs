@@ -18,6 +18,7 @@
 //! | `FAKE_ENGINE_SAY=TEXT` | print TEXT on stderr at start (`{key}` is replaced by the API key from the environment) |
 //! | `FAKE_ENGINE_MODELS_SHAPE=vllm\|llama` | shape of the `/v1/models` answer |
 //! | `FAKE_ENGINE_HITS=PATH` | append one line `PORT PATH` per request served |
+//! | `FAKE_ENGINE_COMPLETION=TEXT` | answer `POST /v1/chat/completions` with TEXT as the message |
 //!
 //! When `VLLM_API_KEY` or `LLAMA_API_KEY` is set, `/v1/models` demands
 //! `Authorization: Bearer <key>` like the real servers.
@@ -101,13 +102,15 @@ fn faulty(port: &str) -> bool {
     std::env::var("FAKE_ENGINE_FAULTY_PORT").map_or(true, |p| p == port)
 }
 
-/// The request line's path and the `Authorization` header, if any.
+/// The request line's path and the `Authorization` header, if any; the body
+/// (at most 16 MiB) is read and dropped so that closing the socket does not reset it.
 fn read_request(stream: &TcpStream) -> Option<(String, Option<String>)> {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut first = String::new();
     reader.read_line(&mut first).ok()?;
     let mut auth = None;
+    let mut length: u64 = 0;
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
@@ -123,7 +126,16 @@ fn read_request(stream: &TcpStream) -> Option<(String, Option<String>)> {
         {
             auth = Some(v.trim().to_string());
         }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
+        }
     }
+    let _ = std::io::copy(
+        &mut std::io::Read::take(&mut reader, length.min(16 << 20)),
+        &mut std::io::sink(),
+    );
     let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
     Some((path, auth))
 }
@@ -196,8 +208,28 @@ fn handle(mut stream: TcpStream, me: &Instance) {
             elapsed < me.ready_at,
             &me.name,
         ),
+        "/v1/chat/completions" => match std::env::var("FAKE_ENGINE_COMPLETION") {
+            Ok(content) => completion(&mut stream, &content, &me.name),
+            Err(_) => respond(&mut stream, "404 Not Found", r#"{"error":"not found"}"#),
+        },
         _ => respond(&mut stream, "404 Not Found", r#"{"error":"not found"}"#),
     }
+}
+
+/// An OpenAI chat completion whose message is `content`.
+fn completion(stream: &mut TcpStream, content: &str, name: &str) {
+    let body = serde_json::json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "model": name,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop"
+        }],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    });
+    respond(stream, "200 OK", &body.to_string());
 }
 
 /// Appends this start to `FAKE_ENGINE_RECORD`.
