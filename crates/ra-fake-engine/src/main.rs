@@ -23,6 +23,8 @@
 //! When `VLLM_API_KEY` or `LLAMA_API_KEY` is set, `/v1/models` demands
 //! `Authorization: Bearer <key>` like the real servers.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
