@@ -154,3 +154,35 @@ fn dropping_the_runtime_kills_every_process() {
     assert!(!dir.path().join("endpoints.json").exists());
     drop(server);
 }
+
+#[tokio::test]
+async fn debug_output_and_the_dry_run_never_show_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = format!("sk-debug-{}", marker());
+    let token = format!("hf_debug_{}", marker());
+    let passthrough = format!("sk-pass-{}", marker());
+    let b = builder(dir.path(), free_ports(2))
+        .api_key(key.as_str())
+        .env("HF_TOKEN", token.as_str());
+    let with_pass = b
+        .clone()
+        .extra_args(["--api-key", passthrough.as_str(), "--no-webui"]);
+    let shown = format!("{with_pass:?}");
+    for secret in [&key, &token, &passthrough] {
+        assert!(!shown.contains(secret.as_str()), "{shown}");
+    }
+    assert!(
+        shown.contains("***") && shown.contains("--no-webui"),
+        "{shown}"
+    );
+    let err = with_pass.dry_run().await.unwrap_err().to_string();
+    assert!(!err.contains(&passthrough), "{err}");
+
+    let plan = b.dry_run().await.unwrap();
+    let shown = format!("{plan:?}\n{}", plan.describe());
+    for secret in [&key, &token] {
+        assert!(!shown.contains(secret.as_str()), "{shown}");
+    }
+    assert!(shown.contains("LLAMA_API_KEY='***'"), "{shown}");
+    assert!(shown.contains("HF_TOKEN='***'"), "{shown}");
+}

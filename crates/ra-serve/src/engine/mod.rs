@@ -23,8 +23,9 @@ pub struct ReplicaLayout {
 }
 
 /// An engine process to start: program, arguments and the environment
-/// variables set on top of the inherited environment.
-#[derive(Debug, Clone)]
+/// variables set on top of the inherited environment. Its `Debug` output
+/// shows secrets as `***`.
+#[derive(Clone)]
 pub struct EngineCommand {
     /// Executable (absolute when it was found on `PATH`).
     pub program: PathBuf,
@@ -46,7 +47,13 @@ impl EngineCommand {
         cfg: &ServeConfig,
         key_env: &str,
     ) -> Self {
-        let mut secrets = Vec::new();
+        // Variables named like credentials (HF_TOKEN, …) are shown as `***` too.
+        let mut secrets: Vec<String> = cfg
+            .env
+            .iter()
+            .filter(|(k, v)| looks_secret(k) && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect();
         env.extend(cfg.env.iter().cloned());
         if let Some(key) = &cfg.api_key {
             env.push((key_env.to_string(), key.clone()));
@@ -75,6 +82,39 @@ impl EngineCommand {
         );
         parts.join(" ")
     }
+}
+
+impl std::fmt::Debug for EngineCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineCommand")
+            .field("program", &self.program)
+            .field(
+                "args",
+                &self
+                    .args
+                    .iter()
+                    .map(|a| redact(a, &self.secrets))
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "env",
+                &self
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k, redact(v, &self.secrets)))
+                    .collect::<Vec<_>>(),
+            )
+            .field("secrets", &format_args!("[{} hidden]", self.secrets.len()))
+            .finish()
+    }
+}
+
+/// Does an environment variable's name say it holds a credential?
+pub fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["KEY", "TOKEN", "SECRET", "PASSWORD"]
+        .iter()
+        .any(|w| n.contains(w))
 }
 
 /// Replaces every occurrence of each non-empty secret in `text` by `***`.
