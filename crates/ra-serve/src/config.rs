@@ -10,10 +10,18 @@ pub const DEFAULT_MODEL: &str = "zhuohaoyu/RewardAnything-8B-v1";
 /// `--max-model-len`, and for llama.cpp's whole context (`--max-model-len` ×
 /// `--parallel`). Far above any RewardAnything request; anything larger is a
 /// typo that would only fail after the model has loaded.
+///
+/// ```
+/// assert_eq!(ra_serve::MAX_CONTEXT_TOKENS, 16_777_216);
+/// ```
 pub const MAX_CONTEXT_TOKENS: usize = 1 << 24;
 
 /// Most llama.cpp threads per replica `ra-serve` accepts (ggml's own
 /// `GGML_MAX_N_THREADS` is 512).
+///
+/// ```
+/// assert_eq!(ra_serve::MAX_THREADS, 512);
+/// ```
 pub const MAX_THREADS: usize = 512;
 
 /// Which inference engine runs the model.

@@ -9,6 +9,13 @@ use crate::plan::Plan;
 /// Everything a start needs from the machine, checked before any engine
 /// starts (and by `--dry-run`): every replica's port is free, and the
 /// endpoints file can be written.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ra_serve::Error> {
+/// let plan = ra_serve::Server::builder().gpus(["0"]).plan().await?;
+/// ra_serve::preflight::check_plan(&plan)?; // e.g. "port 8000 on 127.0.0.1 is already in use by pid …"
+/// # Ok(()) }
+/// ```
 pub fn check_plan(plan: &Plan) -> Result<(), Error> {
     for r in &plan.replicas {
         check_port(&plan.config.host, r.layout.port)?;

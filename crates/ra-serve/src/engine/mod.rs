@@ -110,6 +110,11 @@ impl std::fmt::Debug for EngineCommand {
 }
 
 /// Does an environment variable's name say it holds a credential?
+///
+/// ```
+/// assert!(ra_serve::engine::looks_secret("HF_TOKEN"));
+/// assert!(!ra_serve::engine::looks_secret("CUDA_VISIBLE_DEVICES"));
+/// ```
 pub fn looks_secret(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
     ["KEY", "TOKEN", "SECRET", "PASSWORD"]
@@ -235,6 +240,11 @@ pub fn locate_executable(name: &Path) -> Result<PathBuf, Unusable> {
 }
 
 /// Like [`locate_executable`], without the reason.
+///
+/// ```
+/// assert!(ra_serve::engine::find_executable("sh".as_ref()).is_some());
+/// assert!(ra_serve::engine::find_executable("/nonexistent/sh".as_ref()).is_none());
+/// ```
 pub fn find_executable(name: &Path) -> Option<PathBuf> {
     locate_executable(name).ok()
 }
