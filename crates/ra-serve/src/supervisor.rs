@@ -342,7 +342,7 @@ async fn stop_process(
         proc.kill();
     }
     // SIGKILL cannot be ignored; a reaper stuck beyond this is itself killed,
-    // and the engine then dies of its parent-death signal.
+    // and its guard then kills the engine and everything below it.
     if tokio::time::timeout(Duration::from_secs(10), proc.wait())
         .await
         .is_err()
