@@ -3,35 +3,109 @@
 //! and dropping the handle stops everything (no process outlives this program).
 //!
 //! ```sh
-//! # CPU, llama.cpp (any llama-server; scripts/setup-llama.sh provides one and a small model):
-//! eval "$(scripts/setup-llama.sh)"
-//! RA_LOCAL_MODEL="$RA_TEST_GGUF" RA_LOCAL_GBNF=1 cargo run -p ra-serve --example local
-//! # GPU, vLLM:
-//! RA_LOCAL_MODEL=zhuohaoyu/RewardAnything-8B-v1 cargo run -p ra-serve --example local
+//! # CPU host: llama.cpp's server and a small stand-in model (a few minutes the first time):
+//! eval "$(scripts/setup-llama.sh)"     # exports RA_TEST_GGUF and RA_LLAMA_SERVER_BIN
+//! cargo run -p ra-serve --example local
+//! # GPU host, vLLM (the default model when a GPU is visible):
+//! cargo run -p ra-serve --example local
+//! # Any model: a Hugging Face id (vLLM) or a .gguf file (llama.cpp)
+//! RA_LOCAL_MODEL=~/models/RewardAnything-8B-v1-Q4_K_M.gguf cargo run -p ra-serve --example local
 //! ```
 //!
-//! `RA_LOCAL_GBNF=1` adds a per-request grammar that forces the model's output format:
-//! needed only for small stand-in models, never for RewardAnything itself.
+//! Which engine: `RA_LOCAL_MODEL` if set (a `.gguf` file runs on llama.cpp),
+//! else vLLM with RewardAnything when `nvidia-smi` lists a GPU, else llama.cpp
+//! with `RA_TEST_GGUF`, the stand-in model `scripts/setup-llama.sh` installs.
+//! Without any of these it prints how to get one and exits with status 2.
+//!
+//! The stand-in is not RewardAnything, so it gets a per-request grammar that
+//! forces the output format (`RA_LOCAL_GBNF=1` turns that on for other models;
+//! RewardAnything itself never needs it).
 
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use ra_serve::{EngineKind, Server};
 use rewardanything_client::grammar::{GrammarOptions, rewardanything_gbnf};
 use rewardanything_client::{Client, JudgeRequest, Sampling};
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let model = std::env::var("RA_LOCAL_MODEL")
-        .unwrap_or_else(|_| "zhuohaoyu/RewardAnything-8B-v1".to_string());
-    let engine = if model.ends_with(".gguf") {
-        EngineKind::LlamaCpp
-    } else {
-        EngineKind::Vllm
-    };
+/// What to serve, and whether it needs the output grammar.
+struct Choice {
+    engine: EngineKind,
+    model: String,
+    grammar: bool,
+}
+
+const CPU_HINT: &str = "no GPU found (nvidia-smi lists none) and no GGUF model given.
+On a CPU host, install llama.cpp's server and a small stand-in model, then run again:
+    eval \"$(scripts/setup-llama.sh)\"     # exports RA_TEST_GGUF and RA_LLAMA_SERVER_BIN
+    cargo run -p ra-serve --example local
+or set RA_LOCAL_MODEL to a RewardAnything .gguf file (llama-server on PATH, or RA_LLAMA_SERVER_BIN).";
+
+/// Is a GPU visible to vLLM here?
+async fn gpu_visible() -> bool {
+    if let Ok(v) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        // `-1` or empty hide every GPU; anything else names some.
+        let v = v.trim();
+        if v.is_empty() || v.starts_with('-') {
+            return false;
+        }
+    }
+    matches!(
+        ra_serve::gpus::query_nvidia_smi(Path::new("nvidia-smi")).await,
+        Ok(Some(gpus)) if !gpus.is_empty()
+    )
+}
+
+/// The engine and model, from the environment and the hardware; `Err` is the hint to print.
+async fn choose() -> Result<Choice, String> {
+    let gbnf = std::env::var_os("RA_LOCAL_GBNF").is_some();
+    if let Ok(model) = std::env::var("RA_LOCAL_MODEL") {
+        let engine = if model.ends_with(".gguf") {
+            EngineKind::LlamaCpp
+        } else {
+            EngineKind::Vllm
+        };
+        return Ok(Choice {
+            engine,
+            model,
+            grammar: gbnf,
+        });
+    }
+    if gpu_visible().await {
+        return Ok(Choice {
+            engine: EngineKind::Vllm,
+            model: ra_serve::DEFAULT_MODEL.to_string(),
+            grammar: gbnf,
+        });
+    }
+    match std::env::var("RA_TEST_GGUF") {
+        Ok(model) if !model.is_empty() => Ok(Choice {
+            engine: EngineKind::LlamaCpp,
+            model,
+            grammar: true,
+        }),
+        _ => Err(CPU_HINT.to_string()),
+    }
+}
+
+/// A port nobody listens on now (`ra-serve` checks it again before starting).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn judge(choice: Choice) -> Result<(), Box<dyn std::error::Error>> {
+    println!(
+        "serving {} with {} (first start may take minutes)…",
+        choice.model,
+        choice.engine.name()
+    );
     let server = Server::builder()
-        .engine(engine)
-        .model(model)
-        .port(8000)
+        .engine(choice.engine)
+        .model(choice.model)
+        .port(free_port()?)
         .max_model_len(8192)
         .startup_timeout(Duration::from_secs(900))
         .spawn()
@@ -39,12 +113,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoints = server.wait_ready().await?;
 
     let mut builder = Client::builder().endpoints(endpoints).model(server.model());
-    if std::env::var_os("RA_LOCAL_GBNF").is_some() {
+    if choice.grammar {
         builder = builder
-            .sampling(Sampling {
-                max_tokens: 256,
-                ..Sampling::default()
-            })
+            .sampling(Sampling::default().max_tokens(256))
             .body_hook(|request, rendered| {
                 let grammar =
                     rewardanything_gbnf(&rendered.model_names(request), &GrammarOptions::default());
@@ -53,7 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 fields
             });
     }
-    let client = builder.build().await?;
+    let client = builder.build()?;
 
     let request = JudgeRequest::new(
         "Prefer answers that are correct and concise.",
@@ -72,4 +143,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     server.shutdown().await?;
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let choice = match choose().await {
+        Ok(c) => c,
+        Err(hint) => {
+            eprintln!("{hint}");
+            return ExitCode::from(2);
+        }
+    };
+    match judge(choice).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

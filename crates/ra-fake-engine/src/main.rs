@@ -17,9 +17,13 @@
 //! | `FAKE_ENGINE_GRANDCHILD=group\|session` | spawn a sleeping grandchild, in our process group or in a new session |
 //! | `FAKE_ENGINE_SAY=TEXT` | print TEXT on stderr at start (`{key}` is replaced by the API key from the environment) |
 //! | `FAKE_ENGINE_MODELS_SHAPE=vllm\|llama` | shape of the `/v1/models` answer |
+//! | `FAKE_ENGINE_HITS=PATH` | append one line `PORT PATH` per request served |
+//! | `FAKE_ENGINE_COMPLETION=TEXT` | answer `POST /v1/chat/completions` with TEXT as the message |
 //!
 //! When `VLLM_API_KEY` or `LLAMA_API_KEY` is set, `/v1/models` demands
 //! `Authorization: Bearer <key>` like the real servers.
+
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -100,17 +104,15 @@ fn faulty(port: &str) -> bool {
     std::env::var("FAKE_ENGINE_FAULTY_PORT").map_or(true, |p| p == port)
 }
 
-fn handle(mut stream: TcpStream, started: Instant, ready_at: Duration, name: &str, faulty: bool) {
+/// The request line's path and the `Authorization` header, if any; the body
+/// (at most 16 MiB) is read and dropped so that closing the socket does not reset it.
+fn read_request(stream: &TcpStream) -> Option<(String, Option<String>)> {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut first = String::new();
-    if reader.read_line(&mut first).is_err() {
-        return;
-    }
+    reader.read_line(&mut first).ok()?;
     let mut auth = None;
+    let mut length: u64 = 0;
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
@@ -126,60 +128,147 @@ fn handle(mut stream: TcpStream, started: Instant, ready_at: Duration, name: &st
         {
             auth = Some(v.trim().to_string());
         }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
+        }
     }
-    let path = first.split_whitespace().nth(1).unwrap_or("/");
-    let elapsed = started.elapsed();
-    match path {
-        "/health" | "/v1/health" => {
-            if elapsed < ready_at {
-                respond(
-                    &mut stream,
-                    "503 Service Unavailable",
-                    r#"{"status":"loading"}"#,
-                );
-            } else if faulty
-                && env_secs("FAKE_ENGINE_UNHEALTHY_AFTER_SECS").is_some_and(|s| elapsed >= s)
-            {
-                respond(
-                    &mut stream,
-                    "500 Internal Server Error",
-                    r#"{"status":"error"}"#,
-                );
-            } else {
-                respond(&mut stream, "200 OK", r#"{"status":"ok"}"#);
-            }
-        }
-        "/v1/models" | "/models" => {
-            if let Some(key) = api_key()
-                && auth.as_deref() != Some(&format!("Bearer {key}"))
-            {
-                respond(
-                    &mut stream,
-                    "401 Unauthorized",
-                    r#"{"error":"invalid api key"}"#,
-                );
-                return;
-            }
-            if elapsed < ready_at {
-                respond(
-                    &mut stream,
-                    "503 Service Unavailable",
-                    r#"{"error":"loading"}"#,
-                );
-                return;
-            }
-            let body = match std::env::var("FAKE_ENGINE_MODELS_SHAPE").as_deref() {
-                Ok("llama") => serde_json::json!({
-                    "models": [{"name": name, "model": name, "type": "model"}]
-                }),
-                _ => serde_json::json!({
-                    "object": "list",
-                    "data": [{"id": name, "object": "model", "owned_by": "vllm"}]
-                }),
-            };
-            respond(&mut stream, "200 OK", &body.to_string());
-        }
+    let _ = std::io::copy(
+        &mut std::io::Read::take(&mut reader, length.min(16 << 20)),
+        &mut std::io::sink(),
+    );
+    let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+    Some((path, auth))
+}
+
+/// Appends `PORT PATH` to `FAKE_ENGINE_HITS`, so tests can count probes.
+fn record_hit(port: &str, path: &str) {
+    if let Ok(file) = std::env::var("FAKE_ENGINE_HITS")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+    {
+        let _ = f.write_all(format!("{port} {path}\n").as_bytes());
+    }
+}
+
+fn health(stream: &mut TcpStream, elapsed: Duration, ready_at: Duration, faulty: bool) {
+    if elapsed < ready_at {
+        respond(stream, "503 Service Unavailable", r#"{"status":"loading"}"#);
+    } else if faulty && env_secs("FAKE_ENGINE_UNHEALTHY_AFTER_SECS").is_some_and(|s| elapsed >= s) {
+        respond(stream, "500 Internal Server Error", r#"{"status":"error"}"#);
+    } else {
+        respond(stream, "200 OK", r#"{"status":"ok"}"#);
+    }
+}
+
+fn models(stream: &mut TcpStream, auth: Option<&str>, loading: bool, name: &str) {
+    if let Some(key) = api_key()
+        && auth != Some(&format!("Bearer {key}"))
+    {
+        respond(stream, "401 Unauthorized", r#"{"error":"invalid api key"}"#);
+        return;
+    }
+    if loading {
+        respond(stream, "503 Service Unavailable", r#"{"error":"loading"}"#);
+        return;
+    }
+    let body = match std::env::var("FAKE_ENGINE_MODELS_SHAPE").as_deref() {
+        Ok("llama") => serde_json::json!({
+            "models": [{"name": name, "model": name, "type": "model"}]
+        }),
+        _ => serde_json::json!({
+            "object": "list",
+            "data": [{"id": name, "object": "model", "owned_by": "vllm"}]
+        }),
+    };
+    respond(stream, "200 OK", &body.to_string());
+}
+
+/// What one instance serves: its start, readiness time, name, port and faults.
+struct Instance {
+    started: Instant,
+    ready_at: Duration,
+    name: String,
+    port: String,
+    faulty: bool,
+}
+
+fn handle(mut stream: TcpStream, me: &Instance) {
+    let Some((path, auth)) = read_request(&stream) else {
+        return;
+    };
+    record_hit(&me.port, &path);
+    let elapsed = me.started.elapsed();
+    match path.as_str() {
+        "/health" | "/v1/health" => health(&mut stream, elapsed, me.ready_at, me.faulty),
+        "/v1/models" | "/models" => models(
+            &mut stream,
+            auth.as_deref(),
+            elapsed < me.ready_at,
+            &me.name,
+        ),
+        "/v1/chat/completions" => match std::env::var("FAKE_ENGINE_COMPLETION") {
+            Ok(content) => completion(&mut stream, &content, &me.name),
+            Err(_) => respond(&mut stream, "404 Not Found", r#"{"error":"not found"}"#),
+        },
         _ => respond(&mut stream, "404 Not Found", r#"{"error":"not found"}"#),
+    }
+}
+
+/// An OpenAI chat completion whose message is `content`.
+fn completion(stream: &mut TcpStream, content: &str, name: &str) {
+    let body = serde_json::json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "model": name,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop"
+        }],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    });
+    respond(stream, "200 OK", &body.to_string());
+}
+
+/// Appends this start to `FAKE_ENGINE_RECORD`.
+fn record_start(args: &[String], grandchild: Option<u32>) {
+    let Ok(path) = std::env::var("FAKE_ENGINE_RECORD") else {
+        return;
+    };
+    let env: serde_json::Map<String, serde_json::Value> = std::env::vars()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    let line = serde_json::json!({
+        "pid": std::process::id(),
+        "argv": args,
+        "env": env,
+        "grandchild": grandchild,
+    });
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        // One write per line: replicas append to the same file concurrently.
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+}
+
+/// Exits with status 3 after `FAKE_ENGINE_CRASH_AFTER_SECS`, when asked to.
+fn arm_crash(faulty: bool) {
+    if let Some(after) = env_secs("FAKE_ENGINE_CRASH_AFTER_SECS")
+        && faulty
+        && crash_this_start()
+    {
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            eprintln!("fake engine: crashing as asked");
+            std::process::exit(3);
+        });
     }
 }
 
@@ -198,25 +287,7 @@ fn main() {
     let grandchild = std::env::var("FAKE_ENGINE_GRANDCHILD")
         .ok()
         .and_then(|mode| spawn_grandchild(&mode));
-    if let Ok(path) = std::env::var("FAKE_ENGINE_RECORD") {
-        let env: serde_json::Map<String, serde_json::Value> = std::env::vars()
-            .map(|(k, v)| (k, serde_json::Value::String(v)))
-            .collect();
-        let line = serde_json::json!({
-            "pid": std::process::id(),
-            "argv": args,
-            "env": env,
-            "grandchild": grandchild,
-        });
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-        {
-            // One write per line: replicas append to the same file concurrently.
-            let _ = f.write_all(format!("{line}\n").as_bytes());
-        }
-    }
+    record_start(&args, grandchild);
     if let Ok(say) = std::env::var("FAKE_ENGINE_SAY") {
         eprintln!("{}", say.replace("{key}", &api_key().unwrap_or_default()));
     }
@@ -229,18 +300,8 @@ fn main() {
         "fake engine pid {} starting on {host}:{port} as {name}",
         std::process::id()
     );
-
     let faulty = faulty(&port);
-    if let Some(after) = env_secs("FAKE_ENGINE_CRASH_AFTER_SECS")
-        && faulty
-        && crash_this_start()
-    {
-        std::thread::spawn(move || {
-            std::thread::sleep(after);
-            eprintln!("fake engine: crashing as asked");
-            std::process::exit(3);
-        });
-    }
+    arm_crash(faulty);
     if let Some(refuse) = env_secs("FAKE_ENGINE_REFUSE_SECS") {
         std::thread::sleep(refuse);
     }
@@ -255,8 +316,15 @@ fn main() {
         }
     };
     println!("fake engine listening");
+    let me = std::sync::Arc::new(Instance {
+        started,
+        ready_at,
+        name,
+        port,
+        faulty,
+    });
     for stream in listener.incoming().flatten() {
-        let name = name.clone();
-        std::thread::spawn(move || handle(stream, started, ready_at, &name, faulty));
+        let me = std::sync::Arc::clone(&me);
+        std::thread::spawn(move || handle(stream, &me));
     }
 }

@@ -6,6 +6,24 @@ use std::time::Duration;
 /// Default model: the RewardAnything checkpoint on the Hugging Face hub.
 pub const DEFAULT_MODEL: &str = "zhuohaoyu/RewardAnything-8B-v1";
 
+/// Largest context `ra-serve` accepts, in tokens (2^24 = 16,777,216): for
+/// `--max-model-len`, and for llama.cpp's whole context (`--max-model-len` ×
+/// `--parallel`). Far above any RewardAnything request; anything larger is a
+/// typo that would only fail after the model has loaded.
+///
+/// ```
+/// assert_eq!(ra_serve::MAX_CONTEXT_TOKENS, 16_777_216);
+/// ```
+pub const MAX_CONTEXT_TOKENS: usize = 1 << 24;
+
+/// Most llama.cpp threads per replica `ra-serve` accepts (ggml's own
+/// `GGML_MAX_N_THREADS` is 512).
+///
+/// ```
+/// assert_eq!(ra_serve::MAX_THREADS, 512);
+/// ```
+pub const MAX_THREADS: usize = 512;
+
 /// Which inference engine runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
@@ -81,7 +99,9 @@ impl Default for Timings {
 }
 
 /// The full description of a deployment. Build it with [`crate::Server::builder`].
-#[derive(Debug, Clone)]
+/// Its `Debug` output shows the API key, credential-like variables and a
+/// passthrough `--api-key` as `***`.
+#[derive(Clone)]
 pub struct ServeConfig {
     /// Hugging Face id or local path (vLLM), or a local `.gguf` file (llama.cpp).
     pub model: String,
@@ -152,6 +172,43 @@ impl Default for ServeConfig {
             endpoints_file: None,
             timings: Timings::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::engine::{REDACTED, looks_secret};
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), if looks_secret(k) { REDACTED } else { v }))
+            .collect();
+        f.debug_struct("ServeConfig")
+            .field("model", &self.model)
+            .field("engine", &self.engine)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tensor_parallel_size", &self.tensor_parallel_size)
+            .field("pipeline_parallel_size", &self.pipeline_parallel_size)
+            .field("replicas", &self.replicas)
+            .field("gpus", &self.gpus)
+            .field("max_model_len", &self.max_model_len)
+            .field("gpu_memory_utilization", &self.gpu_memory_utilization)
+            .field("served_model_name", &self.served_model_name)
+            .field("api_key", &self.api_key.as_ref().map(|_| REDACTED))
+            .field("reasoning_parser", &self.reasoning_parser)
+            .field("threads", &self.threads)
+            .field("parallel", &self.parallel)
+            .field("engine_bin", &self.engine_bin)
+            .field("nvidia_smi_bin", &self.nvidia_smi_bin)
+            .field(
+                "extra_args",
+                &crate::passthrough::redact_keys(&self.extra_args),
+            )
+            .field("env", &env)
+            .field("endpoints_file", &self.endpoints_file)
+            .field("timings", &self.timings)
+            .finish()
     }
 }
 

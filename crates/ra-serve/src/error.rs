@@ -17,6 +17,14 @@ pub enum Error {
         /// How to install it or point at it.
         hint: String,
     },
+    /// The engine executable exists but cannot be run (a directory, no execute permission).
+    #[error("cannot run the engine {}: it {reason}", path.display())]
+    EngineUnusable {
+        /// The file found.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The GPUs cannot hold the requested layout; nothing was started.
     #[error("impossible GPU layout: {0}")]
     Layout(String),

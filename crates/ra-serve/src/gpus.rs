@@ -93,6 +93,50 @@ pub fn parse_gpu_list(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// Checks GPU ids before anything uses them: each is a whole number (written
+/// canonically in the result, so `00` and `0` are the same GPU) or a
+/// `GPU-…`/`MIG-…` UUID, and none appears twice. `source` names where they came
+/// from (`--gpus 0,1`, `CUDA_VISIBLE_DEVICES=0,1`) for the messages.
+///
+/// ```
+/// use ra_serve::gpus::validate_gpu_ids;
+/// let ids = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+/// assert_eq!(validate_gpu_ids(&ids(&["01", "GPU-8f3e"]), "--gpus 01,GPU-8f3e").unwrap(), ids(&["1", "GPU-8f3e"]));
+/// let err = validate_gpu_ids(&ids(&["0", "0"]), "--gpus 0,0").unwrap_err().to_string();
+/// assert!(err.contains("GPU 0 is listed twice in --gpus 0,0"), "{err}");
+/// assert!(validate_gpu_ids(&ids(&["0", "abc"]), "--gpus 0,abc").is_err());
+/// ```
+pub fn validate_gpu_ids(ids: &[String], source: &str) -> Result<Vec<String>, Error> {
+    let mut out: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let canonical = if let Ok(n) = id.parse::<u32>() {
+            n.to_string()
+        } else if id.starts_with('-') && id[1..].bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::Config(format!(
+                "{source}: GPU id `{id}` is negative, which hides every GPU from CUDA; unset it, pass --gpus, or use --engine llama-cpp on a CPU host"
+            )));
+        } else if (id.starts_with("GPU-") || id.starts_with("MIG-"))
+            && id.len() > 4
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'/')
+        {
+            id.clone()
+        } else {
+            return Err(Error::Config(format!(
+                "{source}: GPU id `{id}` is neither a whole number nor a GPU-…/MIG-… UUID"
+            )));
+        };
+        if out.contains(&canonical) {
+            return Err(Error::Config(format!(
+                "GPU {canonical} is listed twice in {source}; each GPU can serve one replica"
+            )));
+        }
+        out.push(canonical);
+    }
+    Ok(out)
+}
+
 /// Shares `ids` out: one group of TP × PP GPUs per replica.
 ///
 /// Refuses (before anything starts) more GPUs asked than present, TP × PP not
@@ -114,45 +158,35 @@ pub fn plan_gpus(
     replicas: Option<usize>,
     utilization: f64,
 ) -> Result<Vec<Vec<String>>, Error> {
-    let per = tp * pp;
-    if per == 0 {
+    if tp == 0 || pp == 0 {
         return Err(Error::Config(
             "tensor and pipeline parallel sizes must be at least 1".into(),
         ));
     }
+    let per = tp
+        .checked_mul(pp)
+        .ok_or_else(|| Error::Config(format!("TP {tp} × PP {pp} is too large to compute")))?;
     if ids.is_empty() {
         return Err(Error::Layout(
             "no GPUs found (nvidia-smi absent and CUDA_VISIBLE_DEVICES unset); pass --gpus, or use --engine llama-cpp on a CPU host".into(),
         ));
     }
     if let Some(info) = info {
-        for id in ids {
-            if let Ok(idx) = id.parse::<u32>()
-                && !info.iter().any(|g| g.index == idx)
-            {
-                return Err(Error::Layout(format!(
-                    "GPU {idx} was asked for but nvidia-smi lists only {} GPU(s) ({})",
-                    info.len(),
-                    info.iter()
-                        .map(|g| g.index.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )));
-            }
-        }
+        check_listed(ids, info)?;
     }
     let replicas = match replicas {
         Some(0) => return Err(Error::Config("--replicas must be at least 1".into())),
         Some(r) => {
-            if r * per > ids.len() {
+            let Some(need) = r.checked_mul(per).filter(|n| *n <= ids.len()) else {
                 return Err(Error::Layout(format!(
                     "{r} replica(s) × TP {tp} × PP {pp} need {} GPUs but only {} are available ({})",
-                    r * per,
+                    r.checked_mul(per)
+                        .map_or_else(|| "more".to_string(), |n| n.to_string()),
                     ids.len(),
                     ids.join(",")
                 )));
-            }
-            r
+            };
+            need / per
         }
         None => {
             if ids.len() < per || !ids.len().is_multiple_of(per) {
@@ -165,23 +199,49 @@ pub fn plan_gpus(
             ids.len() / per
         }
     };
+    // replicas × per ≤ ids.len() here, so no overflow.
     let used = &ids[..replicas * per];
     if let Some(info) = info {
-        for id in used {
-            let Ok(idx) = id.parse::<u32>() else { continue };
-            let Some(g) = info.iter().find(|g| g.index == idx) else {
-                continue;
-            };
-            let free_needed = (1.0 - utilization) * g.memory_total_mib as f64;
-            if g.memory_used_mib as f64 > free_needed {
-                return Err(Error::Layout(format!(
-                    "GPU {idx} already has {} MiB of {} MiB in use, more than the {:.0} MiB that --gpu-memory-utilization {utilization} leaves free; free the GPU, pick others with --gpus, or lower --gpu-memory-utilization",
-                    g.memory_used_mib, g.memory_total_mib, free_needed
-                )));
-            }
-        }
+        check_free_memory(used, info, utilization)?;
     }
     Ok(used.chunks(per).map(|c| c.to_vec()).collect())
+}
+
+/// Every numeric id must be a GPU `nvidia-smi` lists.
+fn check_listed(ids: &[String], info: &[GpuInfo]) -> Result<(), Error> {
+    for id in ids {
+        if let Ok(idx) = id.parse::<u32>()
+            && !info.iter().any(|g| g.index == idx)
+        {
+            return Err(Error::Layout(format!(
+                "GPU {idx} was asked for but nvidia-smi lists only {} GPU(s) ({})",
+                info.len(),
+                info.iter()
+                    .map(|g| g.index.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// No used GPU may already hold more than `(1 − utilization) × total`.
+fn check_free_memory(used: &[String], info: &[GpuInfo], utilization: f64) -> Result<(), Error> {
+    for id in used {
+        let Ok(idx) = id.parse::<u32>() else { continue };
+        let Some(g) = info.iter().find(|g| g.index == idx) else {
+            continue;
+        };
+        let free_needed = (1.0 - utilization) * g.memory_total_mib as f64;
+        if g.memory_used_mib as f64 > free_needed {
+            return Err(Error::Layout(format!(
+                "GPU {idx} already has {} MiB of {} MiB in use, more than the {:.0} MiB that --gpu-memory-utilization {utilization} leaves free; free the GPU, pick others with --gpus, or lower --gpu-memory-utilization",
+                g.memory_used_mib, g.memory_total_mib, free_needed
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -238,6 +298,10 @@ mod tests {
         assert!(e.to_string().contains("GPU 0 already has 9000 MiB"), "{e}");
         assert!(plan_gpus(&ids(2), Some(&info(2, 7000)), 1, 1, None, 0.9).is_ok());
         assert!(plan_gpus(&[], None, 1, 1, None, 0.9).is_err());
+        // Products that wrap around are refused, not turned into zero replicas.
+        let e = plan_gpus(&ids(8), None, 4, 1, Some(1 << 62), 0.9).unwrap_err();
+        assert!(e.to_string().contains("need more GPUs"), "{e}");
+        assert!(plan_gpus(&ids(8), None, 1 << 32, 1 << 32, None, 0.9).is_err());
     }
 
     #[test]

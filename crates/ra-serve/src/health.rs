@@ -13,12 +13,24 @@ pub enum Readiness {
     Loading(String),
 }
 
-/// Probes one engine's HTTP API.
-#[derive(Debug, Clone)]
+/// Probes one engine's HTTP API. Its `Debug` output hides the API key.
+#[derive(Clone)]
 pub struct Prober {
     client: reqwest::Client,
     api_key: Option<String>,
     served_name: String,
+}
+
+impl std::fmt::Debug for Prober {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prober")
+            .field("served_name", &self.served_name)
+            .field(
+                "api_key",
+                &self.api_key.as_ref().map(|_| crate::engine::REDACTED),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Prober {

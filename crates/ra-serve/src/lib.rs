@@ -6,6 +6,11 @@
 //! (grandchildren included) when asked, when the handle is dropped, or when
 //! the process itself dies.
 //!
+//! Starting engines needs Linux (parent-death signals, child subreapers and
+//! `/proc` make sure no process outlives its supervisor); elsewhere the crate
+//! builds, plans and dry-runs, and [`ServerBuilder::spawn`] fails with a clear
+//! error.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), ra_serve::Error> {
 //! use ra_serve::{EngineKind, Server};
@@ -22,6 +27,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
 pub mod diagnose;
@@ -29,6 +35,7 @@ pub mod engine;
 mod error;
 pub mod gpus;
 pub mod health;
+pub mod passthrough;
 pub mod plan;
 pub mod preflight;
 pub mod reaper;
@@ -40,7 +47,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use config::{DEFAULT_MODEL, EngineKind, ServeConfig, Timings};
+pub use config::{
+    DEFAULT_MODEL, EngineKind, MAX_CONTEXT_TOKENS, MAX_THREADS, ServeConfig, Timings,
+};
 pub use error::Error;
 pub use plan::Plan;
 /// The endpoints file type, shared with every reader (defined in the client crate).
@@ -178,19 +187,26 @@ impl ServerBuilder {
         plan::plan(&self.config, false).await
     }
 
-    /// Like [`plan`](Self::plan), but a missing engine binary is only noted.
+    /// What `--dry-run` checks and prints: [`plan`](Self::plan) (but a missing
+    /// engine binary is only noted), then every port and the endpoints file's
+    /// directory, as a real start would.
     pub async fn dry_run(&self) -> Result<Plan, Error> {
-        plan::plan(&self.config, true).await
+        let plan = plan::plan(&self.config, true).await?;
+        preflight::check_plan(&plan)?;
+        Ok(plan)
     }
 
-    /// Checks the layout and every port, then starts all replicas.
+    /// Checks the layout, every port and the endpoints file's directory, then starts all replicas.
     /// Must be called within a Tokio runtime, which must outlive the handle
     /// for a graceful stop on drop.
     pub async fn spawn(self) -> Result<ServerHandle, Error> {
-        let plan = plan::plan(&self.config, false).await?;
-        for r in &plan.replicas {
-            preflight::check_port(&plan.config.host, r.layout.port)?;
+        if !cfg!(target_os = "linux") {
+            return Err(Error::Spawn(
+                "ra-serve starts engines only on Linux (use --dry-run to see the commands)".into(),
+            ));
         }
+        let plan = plan::plan(&self.config, false).await?;
+        preflight::check_plan(&plan)?;
         for note in &plan.notes {
             tracing::info!("{note}");
         }

@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{EngineKind, ServeConfig};
+use crate::config::{EngineKind, MAX_CONTEXT_TOKENS, MAX_THREADS, ServeConfig};
 use crate::engine::{self, EngineCommand, ReplicaLayout};
 use crate::error::Error;
 use crate::gpus::{self, GpuSource};
+use crate::passthrough;
 
 /// One replica to start.
 #[derive(Debug, Clone)]
@@ -88,182 +89,24 @@ fn hf_cache_dir(model: &str) -> Option<PathBuf> {
     Some(hub.join(format!("models--{}", model.replace('/', "--"))))
 }
 
-/// Do the passthrough arguments select vLLM's Ray backend (multi-node)?
-fn uses_ray(extra: &[String]) -> bool {
-    extra.iter().enumerate().any(|(i, a)| {
-        a == "--distributed-executor-backend=ray"
-            || (a == "--distributed-executor-backend"
-                && extra.get(i + 1).is_some_and(|v| v == "ray"))
-    })
-}
-
-/// vLLM data-parallel size given in the passthrough arguments (1 if none).
-fn data_parallel_size(extra: &[String]) -> usize {
-    let mut dp = 1;
-    for (i, a) in extra.iter().enumerate() {
-        let value = match a.split_once('=') {
-            Some(("--data-parallel-size" | "-dp", v)) => Some(v),
-            _ if a == "--data-parallel-size" || a == "-dp" => extra.get(i + 1).map(String::as_str),
-            _ => None,
-        };
-        if let Some(n) = value.and_then(|v| v.parse::<usize>().ok()) {
-            dp = n.max(1);
-        }
-    }
-    dp
-}
-
-/// Resolves GPUs, replicas, the engine binary and every command line.
+/// Resolves GPUs, replicas, the engine binary and every command line, after
+/// checking every option: nothing here starts a process except `nvidia-smi`.
 ///
-/// With `dry_run`, a missing engine binary is a note rather than an error.
+/// With `dry_run`, a missing or unusable engine binary is a note rather than an error.
 pub async fn plan(cfg: &ServeConfig, dry_run: bool) -> Result<Plan, Error> {
     let mut cfg = cfg.clone();
     let mut notes = Vec::new();
-    if cfg.port == 0 {
-        return Err(Error::Config("--port must not be 0".into()));
-    }
-    if cfg.max_model_len == 0 || cfg.parallel == 0 {
-        return Err(Error::Config(
-            "--max-model-len and --parallel must be at least 1".into(),
-        ));
-    }
-    if cfg.api_key.as_deref() == Some("") {
-        cfg.api_key = None;
-    }
-    let mut gpu_source = None;
-    let groups: Vec<Vec<String>> = match cfg.engine {
-        EngineKind::Vllm => {
-            let u = cfg.gpu_memory_utilization;
-            if !(u > 0.0 && u <= 1.0) {
-                return Err(Error::Config(format!(
-                    "--gpu-memory-utilization must be in (0, 1], got {u}"
-                )));
-            }
-            if uses_ray(&cfg.extra_args) {
-                // Multi-node: Ray places the TP × PP workers across machines,
-                // so the local GPUs say nothing about the layout.
-                notes.push("--distributed-executor-backend ray: GPU placement is left to the Ray cluster; one replica per Ray cluster".into());
-                let n = cfg.replicas.unwrap_or(1);
-                if n != 1 {
-                    return Err(Error::Config(
-                        "with Ray (multi-node) run one replica per Ray cluster".into(),
-                    ));
-                }
-                vec![Vec::new()]
-            } else {
-                let info = gpus::query_nvidia_smi(&cfg.nvidia_smi_bin).await;
-                let (ids, source) = if let Some(g) = &cfg.gpus {
-                    (g.clone(), GpuSource::Flag)
-                } else if let Some(v) = std::env::var_os("CUDA_VISIBLE_DEVICES") {
-                    (
-                        gpus::parse_gpu_list(&v.to_string_lossy()),
-                        GpuSource::CudaVisibleDevices,
-                    )
-                } else {
-                    let found = info.clone()?.unwrap_or_default();
-                    (
-                        found.iter().map(|g| g.index.to_string()).collect(),
-                        GpuSource::NvidiaSmi,
-                    )
-                };
-                let info = match info {
-                    Ok(i) => i,
-                    Err(e) => {
-                        notes.push(format!("GPU memory not checked: {e}"));
-                        None
-                    }
-                };
-                gpu_source = Some(source);
-                // vLLM's own data parallelism (passthrough `-dp N`) multiplies
-                // the GPUs one replica needs; fold it into the pipeline stages.
-                let dp = data_parallel_size(&cfg.extra_args);
-                gpus::plan_gpus(
-                    &ids,
-                    info.as_deref(),
-                    cfg.tensor_parallel_size,
-                    cfg.pipeline_parallel_size * dp,
-                    cfg.replicas,
-                    u,
-                )?
-            }
-        }
-        EngineKind::LlamaCpp => {
-            if cfg.tensor_parallel_size > 1 || cfg.pipeline_parallel_size > 1 {
-                return Err(Error::Config(
-                    "--tensor-parallel-size and --pipeline-parallel-size are vLLM options; llama.cpp scales with --replicas, --threads and --parallel".into(),
-                ));
-            }
-            let path = Path::new(&cfg.model);
-            let is_gguf = path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
-            if !is_gguf || !path.is_file() {
-                return Err(Error::Config(format!(
-                    "--engine llama-cpp needs --model to be a local .gguf file; `{}` {}",
-                    cfg.model,
-                    if path.is_file() {
-                        "is not a .gguf file"
-                    } else {
-                        "does not exist"
-                    }
-                )));
-            }
-            let n = cfg.replicas.unwrap_or(1);
-            if n == 0 {
-                return Err(Error::Config("--replicas must be at least 1".into()));
-            }
-            vec![Vec::new(); n]
-        }
+    check_options(&mut cfg)?;
+    let (groups, gpu_source) = match cfg.engine {
+        EngineKind::Vllm => vllm_groups(&cfg, &mut notes).await?,
+        EngineKind::LlamaCpp => (llama_groups(&cfg)?, None),
     };
     cfg.replicas = Some(groups.len());
-    if u32::from(cfg.port) + groups.len() as u32 - 1 > u32::from(u16::MAX) {
-        return Err(Error::Config(format!(
-            "ports {}..{} do not fit below 65536",
-            cfg.port,
-            u32::from(cfg.port) + groups.len() as u32 - 1
-        )));
-    }
-    let program = match engine::resolve_program(cfg.engine, cfg.engine_bin.as_deref()) {
-        Ok(p) => p,
-        Err(e) if dry_run => {
-            notes.push(e.to_string());
-            cfg.engine_bin.clone().unwrap_or_else(|| {
-                PathBuf::from(match cfg.engine {
-                    EngineKind::Vllm => "vllm",
-                    EngineKind::LlamaCpp => "llama-server",
-                })
-            })
-        }
-        Err(e) => return Err(e),
-    };
-    if cfg.engine == EngineKind::Vllm
-        && !Path::new(&cfg.model).exists()
-        && let Some(dir) = hf_cache_dir(&cfg.model)
-        && !dir.exists()
-    {
-        notes.push(format!(
-            "`{}` is not in the Hugging Face cache ({}): the first start downloads its weights (about 16 GB for an 8B model) within --startup-timeout",
-            cfg.model,
-            dir.display()
-        ));
-    }
-    let host = url_host(&cfg.host);
-    let replicas = groups
-        .into_iter()
-        .enumerate()
-        .map(|(index, gpus)| {
-            let layout = ReplicaLayout {
-                index,
-                port: cfg.port + index as u16,
-                gpus,
-            };
-            PlannedReplica {
-                command: engine::command(&cfg, &program, &layout),
-                base_url: format!("http://{host}:{}", layout.port),
-                layout,
-            }
-        })
-        .collect();
+    check_port_range(cfg.port, groups.len())?;
+    passthrough::check(&cfg, groups.len())?;
+    let program = engine_program(&cfg, dry_run, &mut notes)?;
+    notes.extend(download_note(&cfg));
+    let replicas = build_replicas(&cfg, &program, groups);
     Ok(Plan {
         served_name: cfg.served_name(),
         config: cfg,
@@ -273,19 +116,254 @@ pub async fn plan(cfg: &ServeConfig, dry_run: bool) -> Result<Plan, Error> {
     })
 }
 
+/// Options that are wrong on their own, whatever the machine.
+fn check_options(cfg: &mut ServeConfig) -> Result<(), Error> {
+    let bad = |m: String| Err(Error::Config(m));
+    if cfg.port == 0 {
+        return bad("--port must not be 0".into());
+    }
+    if !(1..=MAX_CONTEXT_TOKENS).contains(&cfg.max_model_len) {
+        return bad(format!(
+            "--max-model-len must be between 1 and {MAX_CONTEXT_TOKENS} tokens, got {}",
+            cfg.max_model_len
+        ));
+    }
+    if cfg.parallel == 0 {
+        return bad("--parallel must be at least 1".into());
+    }
+    if cfg.replicas == Some(0) {
+        return bad("--replicas must be at least 1".into());
+    }
+    if let Some(n) = cfg.replicas {
+        check_port_range(cfg.port, n)?;
+    }
+    if cfg.api_key.as_deref() == Some("") {
+        cfg.api_key = None;
+    }
+    if cfg
+        .endpoints_file
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        return bad("--endpoints-file must not be empty".into());
+    }
+    match cfg.engine {
+        EngineKind::Vllm => check_vllm_options(cfg),
+        EngineKind::LlamaCpp => check_llama_options(cfg),
+    }
+}
+
+fn check_vllm_options(cfg: &ServeConfig) -> Result<(), Error> {
+    let u = cfg.gpu_memory_utilization;
+    if !(u > 0.0 && u <= 1.0) {
+        return Err(Error::Config(format!(
+            "--gpu-memory-utilization must be in (0, 1], got {u}"
+        )));
+    }
+    let (tp, pp) = (cfg.tensor_parallel_size, cfg.pipeline_parallel_size);
+    if tp == 0 || pp == 0 {
+        return Err(Error::Config(
+            "--tensor-parallel-size and --pipeline-parallel-size must be at least 1".into(),
+        ));
+    }
+    let dp = passthrough::data_parallel_size(&cfg.extra_args)?;
+    if tp.checked_mul(pp).and_then(|n| n.checked_mul(dp)).is_none() {
+        return Err(Error::Config(format!(
+            "TP {tp} × PP {pp} × DP {dp} GPUs per replica is more than can be counted"
+        )));
+    }
+    Ok(())
+}
+
+fn check_llama_options(cfg: &ServeConfig) -> Result<(), Error> {
+    if cfg.tensor_parallel_size > 1 || cfg.pipeline_parallel_size > 1 {
+        return Err(Error::Config(
+            "--tensor-parallel-size and --pipeline-parallel-size are vLLM options; llama.cpp scales with --replicas, --threads and --parallel".into(),
+        ));
+    }
+    match cfg.threads {
+        Some(t) if t == 0 || t > MAX_THREADS => {
+            return Err(Error::Config(format!(
+                "--threads must be between 1 and {MAX_THREADS}, got {t}"
+            )));
+        }
+        _ => {}
+    }
+    let ctx = cfg.max_model_len.checked_mul(cfg.parallel);
+    if ctx.is_none_or(|c| c > MAX_CONTEXT_TOKENS) {
+        return Err(Error::Config(format!(
+            "--max-model-len {} × --parallel {} is a context of more than {MAX_CONTEXT_TOKENS} tokens for llama-server (-c)",
+            cfg.max_model_len, cfg.parallel
+        )));
+    }
+    let path = Path::new(&cfg.model);
+    let is_gguf = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if !is_gguf || !path.is_file() {
+        return Err(Error::Config(format!(
+            "--engine llama-cpp needs --model to be a local .gguf file; `{}` {}",
+            cfg.model,
+            if path.is_file() {
+                "is not a .gguf file"
+            } else {
+                "does not exist"
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// Replica `i` listens on `port + i`: all of them must be valid ports.
+fn check_port_range(port: u16, replicas: usize) -> Result<(), Error> {
+    let last = usize::from(port).checked_add(replicas.saturating_sub(1));
+    match last {
+        Some(l) if l <= usize::from(u16::MAX) => Ok(()),
+        _ => Err(Error::Config(format!(
+            "{replicas} replica(s) from port {port} need ports up to {}, beyond 65535",
+            last.map_or_else(|| "more than can be counted".into(), |l| l.to_string())
+        ))),
+    }
+}
+
+/// vLLM: the GPU groups, one per replica, and where the GPU list came from.
+async fn vllm_groups(
+    cfg: &ServeConfig,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<Vec<String>>, Option<GpuSource>), Error> {
+    if passthrough::uses_ray(&cfg.extra_args) {
+        // Multi-node: Ray places the TP × PP workers across machines,
+        // so the local GPUs say nothing about the layout.
+        notes.push("--distributed-executor-backend ray: GPU placement is left to the Ray cluster; one replica per Ray cluster".into());
+        if cfg.replicas.unwrap_or(1) != 1 {
+            return Err(Error::Config(
+                "with Ray (multi-node) run one replica per Ray cluster".into(),
+            ));
+        }
+        return Ok((vec![Vec::new()], None));
+    }
+    let info = gpus::query_nvidia_smi(&cfg.nvidia_smi_bin).await;
+    let (ids, source) = gpu_ids(cfg, &info)?;
+    let info = match info {
+        Ok(i) => i,
+        Err(e) => {
+            notes.push(format!("GPU memory not checked: {e}"));
+            None
+        }
+    };
+    // vLLM's own data parallelism (passthrough `-dp N`) multiplies the GPUs
+    // one replica needs; fold it into the pipeline stages (checked above).
+    let dp = passthrough::data_parallel_size(&cfg.extra_args)?;
+    let groups = gpus::plan_gpus(
+        &ids,
+        info.as_deref(),
+        cfg.tensor_parallel_size,
+        cfg.pipeline_parallel_size.saturating_mul(dp),
+        cfg.replicas,
+        cfg.gpu_memory_utilization,
+    )?;
+    Ok((groups, Some(source)))
+}
+
+/// The GPU ids to use, validated: `--gpus`, else `CUDA_VISIBLE_DEVICES`, else every GPU listed.
+fn gpu_ids(
+    cfg: &ServeConfig,
+    info: &Result<Option<Vec<gpus::GpuInfo>>, Error>,
+) -> Result<(Vec<String>, GpuSource), Error> {
+    let no_gpus = |what: &str| {
+        Err(Error::Layout(format!(
+            "{what} hides every GPU; pass --gpus 0,1,…, or use --engine llama-cpp on a CPU host"
+        )))
+    };
+    if let Some(g) = &cfg.gpus {
+        if g.is_empty() {
+            return no_gpus("an empty --gpus");
+        }
+        let ids = gpus::validate_gpu_ids(g, &format!("--gpus {}", g.join(",")))?;
+        return Ok((ids, GpuSource::Flag));
+    }
+    if let Some(v) = std::env::var_os("CUDA_VISIBLE_DEVICES") {
+        let raw = v.to_string_lossy();
+        let ids = gpus::parse_gpu_list(&raw);
+        if ids.is_empty() {
+            return no_gpus("CUDA_VISIBLE_DEVICES set but empty");
+        }
+        let ids = gpus::validate_gpu_ids(&ids, &format!("CUDA_VISIBLE_DEVICES={raw}"))?;
+        return Ok((ids, GpuSource::CudaVisibleDevices));
+    }
+    let found = info.clone()?.unwrap_or_default();
+    Ok((
+        found.iter().map(|g| g.index.to_string()).collect(),
+        GpuSource::NvidiaSmi,
+    ))
+}
+
+/// llama.cpp: one empty GPU group per replica (the count is checked against the ports first).
+fn llama_groups(cfg: &ServeConfig) -> Result<Vec<Vec<String>>, Error> {
+    let n = cfg.replicas.unwrap_or(1);
+    check_port_range(cfg.port, n)?;
+    Ok(vec![Vec::new(); n])
+}
+
+/// The engine executable; in a dry run a problem with it is only a note.
+fn engine_program(
+    cfg: &ServeConfig,
+    dry_run: bool,
+    notes: &mut Vec<String>,
+) -> Result<PathBuf, Error> {
+    match engine::resolve_program(cfg.engine, cfg.engine_bin.as_deref()) {
+        Ok(p) => Ok(p),
+        Err(e) if dry_run => {
+            notes.push(e.to_string());
+            Ok(cfg.engine_bin.clone().unwrap_or_else(|| {
+                PathBuf::from(match cfg.engine {
+                    EngineKind::Vllm => "vllm",
+                    EngineKind::LlamaCpp => "llama-server",
+                })
+            }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A note when vLLM will download the model on its first start.
+fn download_note(cfg: &ServeConfig) -> Option<String> {
+    if cfg.engine != EngineKind::Vllm || Path::new(&cfg.model).exists() {
+        return None;
+    }
+    let dir = hf_cache_dir(&cfg.model)?;
+    (!dir.exists()).then(|| format!(
+        "`{}` is not in the Hugging Face cache ({}): the first start downloads its weights (about 16 GB for an 8B model) within --startup-timeout",
+        cfg.model,
+        dir.display()
+    ))
+}
+
+/// One planned replica per GPU group, on consecutive ports (checked to fit).
+fn build_replicas(
+    cfg: &ServeConfig,
+    program: &Path,
+    groups: Vec<Vec<String>>,
+) -> Vec<PlannedReplica> {
+    let host = url_host(&cfg.host);
+    groups
+        .into_iter()
+        .zip(cfg.port..=u16::MAX)
+        .enumerate()
+        .map(|(index, (gpus, port))| {
+            let layout = ReplicaLayout { index, port, gpus };
+            PlannedReplica {
+                command: engine::command(cfg, program, &layout),
+                base_url: format!("http://{host}:{port}"),
+                layout,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn data_parallel_passthrough_is_read() {
-        let v =
-            |a: &[&str]| data_parallel_size(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(v(&[]), 1);
-        assert_eq!(v(&["--data-parallel-size", "4"]), 4);
-        assert_eq!(v(&["-dp=2", "--max-num-seqs", "8"]), 2);
-        assert_eq!(v(&["--data-parallel-size-local", "3"]), 1);
-    }
 
     #[test]
     fn url_hosts() {

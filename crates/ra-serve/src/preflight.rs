@@ -1,8 +1,78 @@
 //! Checks made before anything is started.
 
 use std::net::{TcpListener, ToSocketAddrs};
+use std::path::Path;
 
 use crate::error::Error;
+use crate::plan::Plan;
+
+/// Everything a start needs from the machine, checked before any engine
+/// starts (and by `--dry-run`): every replica's port is free, and the
+/// endpoints file can be written.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ra_serve::Error> {
+/// let plan = ra_serve::Server::builder().gpus(["0"]).plan().await?;
+/// ra_serve::preflight::check_plan(&plan)?; // e.g. "port 8000 on 127.0.0.1 is already in use by pid …"
+/// # Ok(()) }
+/// ```
+pub fn check_plan(plan: &Plan) -> Result<(), Error> {
+    for r in &plan.replicas {
+        check_port(&plan.config.host, r.layout.port)?;
+    }
+    if let Some(path) = &plan.config.endpoints_file {
+        check_endpoints_file(path)?;
+    }
+    Ok(())
+}
+
+/// Fails with [`Error::EndpointsFile`] unless a file can be created next to
+/// `path` (it is written atomically: a temporary file, then a rename), so that
+/// a bad path is reported now and not after minutes of model loading.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// assert!(ra_serve::preflight::check_endpoints_file(&dir.path().join("ep.json")).is_ok());
+/// let err = ra_serve::preflight::check_endpoints_file(&dir.path().join("no/such/ep.json")).unwrap_err();
+/// assert!(err.to_string().contains("does not exist"), "{err}");
+/// ```
+pub fn check_endpoints_file(path: &Path) -> Result<(), Error> {
+    let fail = |message: String| {
+        Err(Error::EndpointsFile {
+            path: path.to_path_buf(),
+            message,
+        })
+    };
+    if path.is_dir() {
+        return fail("it is a directory".into());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fail(format!("its directory {} does not exist", dir.display()));
+        }
+        Err(e) => return fail(format!("its directory {}: {e}", dir.display())),
+        Ok(m) if !m.is_dir() => {
+            return fail(format!("{} is not a directory", dir.display()));
+        }
+        Ok(_) => {}
+    }
+    let probe = dir.join(format!(".ra-serve-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => fail(format!("cannot create files in {}: {e}", dir.display())),
+    }
+}
 
 /// Fails with [`Error::PortInUse`] (naming the holder when `/proc` shows it)
 /// when `host:port` cannot be bound.
@@ -34,7 +104,16 @@ pub fn check_port(host: &str, port: u16) -> Result<(), Error> {
     Ok(())
 }
 
-/// `pid N (command line)` of a process listening on `port`, from `/proc`.
+/// `pid N (command line)` of a process listening on `port`, from `/proc`
+/// (Linux only; `None` elsewhere).
+#[cfg(not(target_os = "linux"))]
+pub fn port_holder(_port: u16) -> Option<String> {
+    None
+}
+
+/// `pid N (command line)` of a process listening on `port`, from `/proc`
+/// (Linux only; `None` elsewhere).
+#[cfg(target_os = "linux")]
 pub fn port_holder(port: u16) -> Option<String> {
     let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
@@ -79,6 +158,7 @@ pub fn port_holder(port: u16) -> Option<String> {
 }
 
 /// Socket inodes in LISTEN state (`0A`) on `port` in a `/proc/net/tcp*` table.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn listening_inodes(table: &str, port: u16) -> Vec<String> {
     let hex_port = format!(":{port:04X}");
     table
@@ -102,6 +182,7 @@ mod tests {
         assert!(listening_inodes(table, 8001).is_empty());
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn names_this_process_as_the_holder() {
         let held = TcpListener::bind("127.0.0.1:0").unwrap();

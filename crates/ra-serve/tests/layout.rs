@@ -17,6 +17,14 @@ fn run(cmd: &mut std::process::Command) -> (Option<i32>, String, String) {
     )
 }
 
+/// `ra-serve --dry-run --port P` on free ports: a dry run checks the ports as a real start would.
+fn dry_run(m: &str) -> (std::process::Command, u16) {
+    let port = free_ports(8);
+    let mut cmd = ra_serve_cmd(m);
+    cmd.args(["--dry-run", "--port", &port.to_string()]);
+    (cmd, port)
+}
+
 /// Lines of a dry run that are commands (not `#` comments).
 fn commands(stdout: &str) -> Vec<&str> {
     stdout.lines().filter(|l| !l.starts_with('#')).collect()
@@ -29,9 +37,8 @@ fn eight_gpus_from_nvidia_smi_become_four_tp2_replicas() {
             .map(|i| format!("{i}, 143771, 0\n"))
             .collect::<String>(),
     );
-    let m = marker();
-    let (code, out, err) = run(ra_serve_cmd(&m).env("PATH", path_with(smi.path())).args([
-        "--dry-run",
+    let (mut cmd, port) = dry_run(&marker());
+    let (code, out, err) = run(cmd.env("PATH", path_with(smi.path())).args([
         "--tensor-parallel-size",
         "2",
         "--vllm-bin",
@@ -43,7 +50,10 @@ fn eight_gpus_from_nvidia_smi_become_four_tp2_replicas() {
     for (i, c) in cmds.iter().enumerate() {
         let gpus = format!("CUDA_VISIBLE_DEVICES={},{} ", 2 * i, 2 * i + 1);
         assert!(c.starts_with(&gpus), "{c}");
-        assert!(c.contains(&format!("--port {} ", 8000 + i)), "{c}");
+        assert!(
+            c.contains(&format!("--port {} ", usize::from(port) + i)),
+            "{c}"
+        );
         assert!(c.contains("--tensor-parallel-size 2 "), "{c}");
         assert!(
             c.contains("/opt/vllm/bin/vllm serve zhuohaoyu/RewardAnything-8B-v1 "),
@@ -51,7 +61,10 @@ fn eight_gpus_from_nvidia_smi_become_four_tp2_replicas() {
         );
     }
     assert!(
-        out.contains("# replica 3: http://127.0.0.1:8003/v1 on GPU 6,7"),
+        out.contains(&format!(
+            "# replica 3: http://127.0.0.1:{}/v1 on GPU 6,7",
+            port + 3
+        )),
         "{out}"
     );
     // The missing engine is only a note in a dry run.
@@ -63,35 +76,33 @@ fn eight_gpus_from_nvidia_smi_become_four_tp2_replicas() {
 
 #[test]
 fn cuda_visible_devices_and_gpus_flag_choose_the_gpus() {
-    let m = marker();
-    let (code, out, err) = run(ra_serve_cmd(&m)
+    let (mut cmd, _) = dry_run(&marker());
+    let (code, out, err) = run(cmd
         .env("CUDA_VISIBLE_DEVICES", "4,5,6,7")
-        .args(["--dry-run", "--tensor-parallel-size", "2"]));
+        .args(["--tensor-parallel-size", "2"]));
     assert_eq!(code, Some(0), "{err}");
     let cmds = commands(&out);
     assert_eq!(cmds.len(), 2);
     assert!(cmds[0].starts_with("CUDA_VISIBLE_DEVICES=4,5 "), "{out}");
     assert!(cmds[1].starts_with("CUDA_VISIBLE_DEVICES=6,7 "), "{out}");
 
-    let (code, out, _) = run(ra_serve_cmd(&m)
-        .env("CUDA_VISIBLE_DEVICES", "4,5,6,7")
-        .args([
-            "--dry-run",
-            "--gpus",
-            "1,3",
-            "--replicas",
-            "1",
-            "--pipeline-parallel-size",
-            "2",
-            "--port",
-            "9000",
-        ]));
+    let (mut cmd, port) = dry_run(&marker());
+    let (code, out, _) = run(cmd.env("CUDA_VISIBLE_DEVICES", "4,5,6,7").args([
+        "--gpus",
+        "1,3",
+        "--replicas",
+        "1",
+        "--pipeline-parallel-size",
+        "2",
+    ]));
     assert_eq!(code, Some(0));
     let cmds = commands(&out);
     assert_eq!(cmds.len(), 1);
     assert!(cmds[0].starts_with("CUDA_VISIBLE_DEVICES=1,3 "), "{out}");
     assert!(
-        cmds[0].contains("--port 9000 --tensor-parallel-size 1 --pipeline-parallel-size 2 "),
+        cmds[0].contains(&format!(
+            "--port {port} --tensor-parallel-size 1 --pipeline-parallel-size 2 "
+        )),
         "{out}"
     );
 }
@@ -140,15 +151,13 @@ fn impossible_layouts_are_refused_before_anything_starts() {
         assert!(!record.exists(), "{args:?} started an engine");
     }
     // The same layout with memory to spare is accepted.
-    let (code, out, err) = run(ra_serve_cmd(&marker())
-        .env("PATH", path_with(smi.path()))
-        .args([
-            "--dry-run",
-            "--gpus",
-            "0,1",
-            "--gpu-memory-utilization",
-            "0.2",
-        ]));
+    let (mut cmd, _) = dry_run(&marker());
+    let (code, out, err) = run(cmd.env("PATH", path_with(smi.path())).args([
+        "--gpus",
+        "0,1",
+        "--gpu-memory-utilization",
+        "0.2",
+    ]));
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(commands(&out).len(), 2);
 }
@@ -200,8 +209,8 @@ fn no_gpus_and_missing_engines_give_clear_errors() {
 #[test]
 fn dry_run_redacts_the_api_key() {
     let key = format!("sk-dry-{}", marker());
-    let (code, out, err) = run(ra_serve_cmd(&marker()).env("RA_SERVE_API_KEY", &key).args([
-        "--dry-run",
+    let (mut cmd, _) = dry_run(&marker());
+    let (code, out, err) = run(cmd.env("RA_SERVE_API_KEY", &key).args([
         "--gpus",
         "0",
         "--reasoning-parser",
@@ -280,8 +289,8 @@ fn every_flag_ra_serve_gives_vllm_exists_in_vllm_0_33_0() {
 
 #[test]
 fn multi_node_ray_leaves_gpu_placement_to_ray() {
-    let (code, out, err) = run(ra_serve_cmd(&marker()).args([
-        "--dry-run",
+    let (mut cmd, _) = dry_run(&marker());
+    let (code, out, err) = run(cmd.args([
         "--tensor-parallel-size",
         "8",
         "--pipeline-parallel-size",
@@ -315,8 +324,8 @@ fn multi_node_ray_leaves_gpu_placement_to_ray() {
 
 #[test]
 fn vllm_data_parallel_passthrough_gets_all_its_gpus() {
-    let (code, out, err) = run(ra_serve_cmd(&marker()).args([
-        "--dry-run",
+    let (mut cmd, _) = dry_run(&marker());
+    let (code, out, err) = run(cmd.args([
         "--tensor-parallel-size",
         "2",
         "--",
@@ -330,4 +339,384 @@ fn vllm_data_parallel_passthrough_gets_all_its_gpus() {
         cmds[0].starts_with("CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 "),
         "{out}"
     );
+}
+
+/// Runs `ra-serve` for real (not a dry run) with the fake engine for both
+/// engines, on free ports, and asserts it exits 1 with `expected` in its
+/// error before starting any engine.
+fn assert_refused(args: &[&str], env: &[(&str, &str)], expected: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.jsonl");
+    let model = dir.path().join("m.gguf");
+    std::fs::write(&model, b"GGUF").unwrap();
+    let mut cmd = ra_serve_cmd(&marker());
+    cmd.env("FAKE_ENGINE_RECORD", &record)
+        .arg("--vllm-bin")
+        .arg(fake_engine())
+        .arg("--llama-server-bin")
+        .arg(fake_engine())
+        .args(["--port", &free_ports(2).to_string()]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if args.contains(&"llama-cpp") {
+        cmd.arg("--model").arg(&model);
+    }
+    let (code, out, err) = run(cmd.args(args));
+    assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+    assert!(
+        err.contains(expected),
+        "{args:?}: expected `{expected}` in\n{err}"
+    );
+    assert!(!record.exists(), "{args:?} started an engine");
+    out + &err
+}
+
+#[test]
+fn sizes_that_overflow_or_make_no_sense_are_refused_before_anything_starts() {
+    let cases: [(&[&str], &str); 10] = [
+        // 2^62 × 4 wraps to 0 in 64 bits: it used to plan zero replicas.
+        (
+            &[
+                "--gpus",
+                "0",
+                "--replicas",
+                "4611686018427387904",
+                "--tensor-parallel-size",
+                "4",
+            ],
+            "4611686018427387904 replica(s) from port",
+        ),
+        (
+            &[
+                "--gpus",
+                "0,1",
+                "--tensor-parallel-size",
+                "4294967296",
+                "--pipeline-parallel-size",
+                "4294967296",
+            ],
+            "TP 4294967296 × PP 4294967296 × DP 1 GPUs per replica is more than can be counted",
+        ),
+        (
+            &[
+                "--gpus",
+                "0,1",
+                "--tensor-parallel-size",
+                "2",
+                "--",
+                "-dp",
+                "18446744073709551615",
+            ],
+            "× DP 18446744073709551615 GPUs per replica is more than can be counted",
+        ),
+        (
+            &["--gpus", "0", "--max-model-len", "0"],
+            "--max-model-len must be between 1 and 16777216 tokens, got 0",
+        ),
+        (
+            &["--gpus", "0", "--max-model-len", "16777217"],
+            "--max-model-len must be between 1 and 16777216 tokens, got 16777217",
+        ),
+        (
+            &["--engine", "llama-cpp", "--threads", "0"],
+            "--threads must be between 1 and 512, got 0",
+        ),
+        (
+            &["--engine", "llama-cpp", "--threads", "100000"],
+            "--threads must be between 1 and 512, got 100000",
+        ),
+        (
+            &["--engine", "llama-cpp", "--max-model-len", "0"],
+            "--max-model-len must be between 1 and 16777216 tokens, got 0",
+        ),
+        (
+            &[
+                "--engine",
+                "llama-cpp",
+                "--max-model-len",
+                "16777216",
+                "--parallel",
+                "2",
+            ],
+            "--max-model-len 16777216 × --parallel 2 is a context of more than 16777216 tokens",
+        ),
+        // Refused before a vector of that many replicas is allocated.
+        (
+            &["--engine", "llama-cpp", "--replicas", "4611686018427387904"],
+            "beyond 65535",
+        ),
+    ];
+    for (args, expected) in cases {
+        assert_refused(args, &[], expected);
+    }
+}
+
+#[test]
+fn duplicate_non_numeric_and_hiding_gpu_ids_are_refused() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 6] = [
+        (
+            &["--gpus", "0,0"],
+            &[],
+            "GPU 0 is listed twice in --gpus 0,0",
+        ),
+        // `00` is GPU 0 too.
+        (
+            &["--gpus", "0,1,00"],
+            &[],
+            "GPU 0 is listed twice in --gpus 0,1,00",
+        ),
+        (
+            &["--gpus", "0,abc"],
+            &[],
+            "--gpus 0,abc: GPU id `abc` is neither a whole number nor a GPU-…/MIG-… UUID",
+        ),
+        (
+            &[],
+            &[("CUDA_VISIBLE_DEVICES", "-1")],
+            "CUDA_VISIBLE_DEVICES=-1: GPU id `-1` is negative, which hides every GPU",
+        ),
+        (
+            &[],
+            &[("CUDA_VISIBLE_DEVICES", "1,1")],
+            "GPU 1 is listed twice in CUDA_VISIBLE_DEVICES=1,1",
+        ),
+        (
+            &[],
+            &[("CUDA_VISIBLE_DEVICES", "")],
+            "CUDA_VISIBLE_DEVICES set but empty hides every GPU",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        assert_refused(args, env, expected);
+    }
+    // GPU UUIDs stay valid ids.
+    let (mut cmd, _) = dry_run(&marker());
+    let (code, out, err) = run(cmd.args(["--gpus", "GPU-8f3e2b6c-0d1a,GPU-11aa22bb-3c4d"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("CUDA_VISIBLE_DEVICES=GPU-8f3e2b6c-0d1a "),
+        "{out}"
+    );
+}
+
+#[test]
+fn passthrough_arguments_that_contradict_ra_serve_are_refused() {
+    let vllm: [(&[&str], &str); 10] = [
+        (
+            &["--port", "9"],
+            "`--port 9` after `--` contradicts ra-serve's --port",
+        ),
+        (
+            &["--port=9"],
+            "`--port=9` after `--` contradicts ra-serve's --port",
+        ),
+        (
+            &["--host", "0.0.0.0"],
+            "`--host 0.0.0.0` after `--` contradicts ra-serve's --host 127.0.0.1",
+        ),
+        (
+            &["--tensor-parallel-size", "2"],
+            "contradicts ra-serve's --tensor-parallel-size 1",
+        ),
+        (&["-tp", "2"], "`-tp 2` after `--` contradicts"),
+        (&["-tp=2"], "`-tp=2` after `--` contradicts"),
+        (
+            &["--tensor_parallel_size=2"],
+            "`--tensor_parallel_size=2` after `--` contradicts",
+        ),
+        (
+            &["-pp", "2"],
+            "`-pp 2` after `--` contradicts ra-serve's --pipeline-parallel-size 1",
+        ),
+        (
+            &["--pipeline-parallel-size=2"],
+            "contradicts ra-serve's --pipeline-parallel-size 1",
+        ),
+        (&["--uds", "/tmp/ra.sock"], "`--uds` after `--` is refused"),
+    ];
+    for (extra, expected) in vllm {
+        let mut args = vec!["--gpus", "0", "--"];
+        args.extend_from_slice(extra);
+        assert_refused(&args, &[], expected);
+    }
+    // Two replicas: any passthrough port contradicts one of them.
+    assert_refused(
+        &["--gpus", "0,1", "--", "--port", "8000"],
+        &[],
+        "contradicts ra-serve's --port (replica i listens on",
+    );
+    let llama: [(&[&str], &str); 4] = [
+        (&["--port", "9"], "`--port 9` after `--` contradicts"),
+        (&["-c", "64"], "`-c 64` after `--` contradicts"),
+        (
+            &["-t", "64"],
+            "`-t 64` after `--` contradicts ra-serve's --threads 2",
+        ),
+        (
+            &["--host=0.0.0.0"],
+            "`--host=0.0.0.0` after `--` contradicts",
+        ),
+    ];
+    for (extra, expected) in llama {
+        let mut args = vec!["--engine", "llama-cpp", "--threads", "2", "--"];
+        args.extend_from_slice(extra);
+        assert_refused(&args, &[], expected);
+    }
+    // Agreeing values and unrelated options pass through.
+    let (mut cmd, port) = dry_run(&marker());
+    let (code, out, err) = run(cmd.args(["--gpus", "0", "--"]).args([
+        "--host",
+        "127.0.0.1",
+        "-tp=1",
+        "--port",
+        &port.to_string(),
+        "--max-num-seqs",
+        "8",
+    ]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("--max-num-seqs 8"), "{out}");
+}
+
+#[test]
+fn a_passthrough_api_key_is_refused_and_never_printed() {
+    let secret = format!("sk-passthrough-{}", marker());
+    let inline = format!("--api-key={secret}");
+    for extra in [
+        vec!["--gpus", "0", "--", "--api-key", &secret],
+        vec!["--gpus", "0", "--", &inline],
+        vec!["--gpus", "0", "--", "--api-key", "first", &secret],
+        vec!["--engine", "llama-cpp", "--", "--api-key", &secret],
+        vec!["--engine", "llama-cpp", "--", "--api-key-file", &secret],
+    ] {
+        let all = assert_refused(
+            &extra,
+            &[],
+            "after `--` is refused: API keys go through the environment",
+        );
+        assert!(!all.contains(&secret), "the key was printed: {all}");
+        // Nor in a dry run.
+        let (mut cmd, _) = dry_run(&marker());
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.gguf");
+        std::fs::write(&model, b"GGUF").unwrap();
+        if extra.contains(&"llama-cpp") {
+            cmd.arg("--model").arg(&model);
+        }
+        let (code, out, err) = run(cmd.args(&extra));
+        assert_eq!(code, Some(1), "{out}{err}");
+        assert!(err.contains("RA_SERVE_API_KEY"), "{err}");
+        assert!(
+            !out.contains(&secret) && !err.contains(&secret),
+            "the key was printed: {out}{err}"
+        );
+    }
+}
+
+#[test]
+fn dry_run_checks_ports_and_the_endpoints_directory_like_a_real_start() {
+    let (mut cmd, port) = dry_run(&marker());
+    let _held = std::net::TcpListener::bind(("127.0.0.1", port + 1)).unwrap();
+    let (code, out, err) = run(cmd.args(["--gpus", "0,1"]));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        err.contains(&format!(
+            "port {} on 127.0.0.1 is already in use by pid {}",
+            port + 1,
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert!(out.is_empty(), "a refused dry run printed commands: {out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let missing = dir.path().join("no/such/dir/ep.json");
+    let under_file = file.join("ep.json");
+    let cases = [
+        (
+            missing.clone(),
+            format!(
+                "its directory {} does not exist",
+                missing.parent().unwrap().display()
+            ),
+        ),
+        (
+            under_file.clone(),
+            format!("{} is not a directory", file.display()),
+        ),
+        // Exists, is a directory, and nobody (root included) may create files in it.
+        (
+            "/proc/ep.json".into(),
+            "cannot create files in /proc".into(),
+        ),
+        (dir.path().to_path_buf(), "it is a directory".into()),
+    ];
+    for (path, expected) in &cases {
+        let (mut cmd, _) = dry_run(&marker());
+        let (code, _, err) = run(cmd.args(["--gpus", "0"]).arg("--endpoints-file").arg(path));
+        assert_eq!(code, Some(1), "{}: {err}", path.display());
+        assert!(
+            err.contains("could not write the endpoints file") && err.contains(expected.as_str()),
+            "{}: expected `{expected}` in {err}",
+            path.display()
+        );
+        // A real start refuses it before starting an engine, not after loading.
+        let p = path.to_string_lossy();
+        assert_refused(&["--gpus", "0", "--endpoints-file", &p], &[], expected);
+    }
+    // A writable directory passes and keeps no probe file behind.
+    let (mut cmd, _) = dry_run(&marker());
+    let (code, _, err) = run(cmd
+        .args(["--gpus", "0"])
+        .arg("--endpoints-file")
+        .arg(dir.path().join("ep.json")));
+    assert_eq!(code, Some(0), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1, "probe file left behind: {left:?}");
+}
+
+#[test]
+fn an_engine_binary_that_cannot_run_is_named_before_spawning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let not_exec = dir.path().join("vllm");
+    std::fs::write(&not_exec, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&not_exec, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for (bin, expected) in [
+        (
+            not_exec.clone(),
+            format!(
+                "cannot run the engine {}: it is not executable",
+                not_exec.display()
+            ),
+        ),
+        (
+            dir.path().to_path_buf(),
+            format!(
+                "cannot run the engine {}: it is a directory",
+                dir.path().display()
+            ),
+        ),
+    ] {
+        let (code, _, err) = run(ra_serve_cmd(&marker())
+            .args(["--gpus", "0", "--port", &free_ports(1).to_string()])
+            .arg("--vllm-bin")
+            .arg(&bin));
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(&expected), "expected `{expected}` in {err}");
+        // A dry run notes it.
+        let (mut cmd, _) = dry_run(&marker());
+        let (code, out, err) = run(cmd.args(["--gpus", "0"]).arg("--vllm-bin").arg(&bin));
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains(&format!("# note: {expected}")), "{out}");
+    }
+    // Found on PATH but not executable: said so, not "not found".
+    let (code, _, err) = run(ra_serve_cmd(&marker())
+        .env("PATH", path_with(dir.path()))
+        .args(["--gpus", "0", "--port", &free_ports(1).to_string()]));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("it is not executable"), "{err}");
 }

@@ -123,9 +123,7 @@ async fn wait_ready_reports_a_startup_timeout() {
         Err(Error::StartupTimeout { .. })
     ));
     let pids = engine_pids(dir.path());
-    assert!(wait_until(Duration::from_secs(5), || pids
-        .iter()
-        .all(|p| gone(*p))));
+    assert!(wait_until(SLOW, || pids.iter().all(|p| gone(*p))));
 }
 
 #[test]
@@ -150,9 +148,41 @@ fn dropping_the_runtime_kills_every_process() {
     // No graceful stop can run without a runtime: the engines are killed at once.
     drop(rt);
     assert!(
-        wait_until(Duration::from_secs(5), || pids.iter().all(|p| gone(*p))),
+        wait_until(SLOW, || pids.iter().all(|p| gone(*p))),
         "processes survived the runtime"
     );
     assert!(!dir.path().join("endpoints.json").exists());
     drop(server);
+}
+
+#[tokio::test]
+async fn debug_output_and_the_dry_run_never_show_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = format!("sk-debug-{}", marker());
+    let token = format!("hf_debug_{}", marker());
+    let passthrough = format!("sk-pass-{}", marker());
+    let b = builder(dir.path(), free_ports(2))
+        .api_key(key.as_str())
+        .env("HF_TOKEN", token.as_str());
+    let with_pass = b
+        .clone()
+        .extra_args(["--api-key", passthrough.as_str(), "--no-webui"]);
+    let shown = format!("{with_pass:?}");
+    for secret in [&key, &token, &passthrough] {
+        assert!(!shown.contains(secret.as_str()), "{shown}");
+    }
+    assert!(
+        shown.contains("***") && shown.contains("--no-webui"),
+        "{shown}"
+    );
+    let err = with_pass.dry_run().await.unwrap_err().to_string();
+    assert!(!err.contains(&passthrough), "{err}");
+
+    let plan = b.dry_run().await.unwrap();
+    let shown = format!("{plan:?}\n{}", plan.describe());
+    for secret in [&key, &token] {
+        assert!(!shown.contains(secret.as_str()), "{shown}");
+    }
+    assert!(shown.contains("LLAMA_API_KEY='***'"), "{shown}");
+    assert!(shown.contains("HF_TOKEN='***'"), "{shown}");
 }

@@ -47,7 +47,9 @@ fn waits_for_readiness_writes_endpoints_file_and_stops_cleanly_on_sigterm() {
         rs.stderr()
     );
     // Ready means ready: both engines answer /health with 200 by now, and
-    // the file did not appear before the engines finished "loading".
+    // the file did not appear before the engines finished "loading" (0.5 s
+    // refusing + 1.5 s of 503 from their own start, which is after `started`:
+    // a lower bound that no slow machine can break).
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "ready too early"
@@ -107,12 +109,13 @@ fn waits_for_readiness_writes_endpoints_file_and_stops_cleanly_on_sigterm() {
     assert!(!live_with_marker(&m).is_empty());
 
     rs.signal(libc::SIGTERM);
-    let (code, took) = rs.wait_exit(SLOW);
+    let (code, _) = rs.wait_exit(SLOW);
     assert_eq!(code, Some(0), "stderr:\n{}", rs.stderr());
-    assert!(took < Duration::from_secs(5), "graceful stop took {took:?}");
+    // The engines stopped on SIGTERM, within the grace period.
+    assert!(!rs.stderr().contains("sending SIGKILL"), "{}", rs.stderr());
     assert!(!ep_path.exists(), "endpoints file not removed");
     // Engines and their grandchildren are gone by the time ra-serve exits.
-    assert_no_leftovers(&m, Duration::from_millis(500));
+    assert_nothing_left(&m);
 }
 
 #[test]
@@ -128,10 +131,13 @@ fn startup_timeout_kills_the_engine_and_reports_the_likely_cause() {
             "FAKE_ENGINE_SAY",
             "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
         );
+    // Measured from before the start: a lower bound no slow machine can break.
+    let started = Instant::now();
     let mut rs = RaServe::spawn(cmd, &m);
-    let (code, took) = rs.wait_exit(SLOW);
+    let (code, _) = rs.wait_exit(SLOW);
     let err = rs.stderr();
     assert_eq!(code, Some(1), "{err}");
+    let took = started.elapsed();
     assert!(took >= Duration::from_secs(2), "gave up after {took:?}");
     assert!(
         err.contains("replica 0 was not ready within 2 s (last probe: /health answered 503 Service Unavailable)"),
@@ -140,7 +146,7 @@ fn startup_timeout_kills_the_engine_and_reports_the_likely_cause() {
     assert!(err.contains("likely cause: CUDA out of memory"), "{err}");
     assert!(err.contains("--- last"), "no log tail: {err}");
     assert!(!dir.path().join("endpoints.json").exists());
-    assert_no_leftovers(&m, Duration::from_millis(500));
+    assert_nothing_left(&m);
 }
 
 #[test]
@@ -166,7 +172,7 @@ fn early_exit_during_startup_is_reported_with_the_log_tail() {
     assert!(err.contains("the model could not be found"), "{err}");
     // Not restarted: a start-up failure repeats itself.
     assert_eq!(records(&dir.path().join("record.jsonl")).len(), 1);
-    assert_no_leftovers(&m, Duration::from_millis(500));
+    assert_nothing_left(&m);
 }
 
 #[test]
@@ -175,9 +181,11 @@ fn crashed_replica_restarts_with_backoff_and_rejoins_the_endpoints_file() {
     let port = free_ports(1);
     let m = marker();
     let mut cmd = vllm_cmd(&m, dir.path(), port, "0");
+    let hits = dir.path().join("hits");
     cmd.env("FAKE_ENGINE_CRASH_AFTER_SECS", "1")
         .env("FAKE_ENGINE_CRASH_STARTS", "2")
-        .env("FAKE_ENGINE_STATE", dir.path().join("starts"));
+        .env("FAKE_ENGINE_STATE", dir.path().join("starts"))
+        .env("FAKE_ENGINE_HITS", &hits);
     let mut rs = RaServe::spawn(cmd, &m);
     assert!(
         rs.wait_for_log("restarting in 0.4 s (restart 2", SLOW),
@@ -197,7 +205,21 @@ fn crashed_replica_restarts_with_backoff_and_rejoins_the_endpoints_file() {
         EndpointsFile::read(&ep_path).is_ok_and(|e| e.endpoints.len() == 1)
             && http_status(port, "/health", None) == Some(200)
     }));
-    std::thread::sleep(Duration::from_millis(1500));
+    // Five more health checks answered (more than --health-failures, 3): a
+    // healthy replica is left alone, however long the checks take to come.
+    let health_hits = || {
+        std::fs::read_to_string(&hits)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.ends_with(" /health"))
+            .count()
+    };
+    let seen = health_hits();
+    assert!(
+        wait_until(SLOW, || health_hits() >= seen + 5),
+        "{}",
+        rs.stderr()
+    );
     assert_eq!(records(&rec).len(), 3, "restarted a healthy replica");
     let pids: Vec<u64> = records(&rec)
         .iter()
@@ -207,7 +229,7 @@ fn crashed_replica_restarts_with_backoff_and_rejoins_the_endpoints_file() {
     rs.signal(libc::SIGINT);
     let (code, _) = rs.wait_exit(SLOW);
     assert_eq!(code, Some(0), "{}", rs.stderr());
-    assert_no_leftovers(&m, Duration::from_millis(500));
+    assert_nothing_left(&m);
 }
 
 #[test]
@@ -242,7 +264,7 @@ fn a_replica_out_of_restarts_is_dropped_while_the_others_keep_serving() {
     rs.signal(libc::SIGTERM);
     let (code, _) = rs.wait_exit(SLOW);
     assert_eq!(code, Some(0), "{}", rs.stderr());
-    assert_no_leftovers(&m, Duration::from_millis(500));
+    assert_nothing_left(&m);
 }
 
 #[test]
@@ -271,7 +293,7 @@ fn failing_health_checks_restart_and_finally_stop_with_an_error() {
     assert!(err.contains("every replica was dropped"), "{err}");
     assert_eq!(records(&dir.path().join("record.jsonl")).len(), 2);
     assert!(!dir.path().join("endpoints.json").exists());
-    assert_no_leftovers(&m, Duration::from_millis(500));
+    assert_nothing_left(&m);
 }
 
 #[test]
@@ -289,18 +311,21 @@ fn an_engine_ignoring_sigterm_is_killed_after_the_grace_period() {
         "{}",
         rs.stderr()
     );
+    // Measured from before the signal: a lower bound no slow machine can break.
+    let signalled = Instant::now();
     rs.signal(libc::SIGTERM);
-    let (code, took) = rs.wait_exit(SLOW);
+    let (code, _) = rs.wait_exit(SLOW);
     assert_eq!(code, Some(0), "{}", rs.stderr());
+    let took = signalled.elapsed();
     assert!(
-        took >= Duration::from_millis(1400),
+        took >= Duration::from_millis(1500),
         "did not wait the grace period: {took:?}"
     );
     assert!(
         rs.stderr()
             .contains("still running after 1.5 s grace; sending SIGKILL")
     );
-    assert_no_leftovers(&m, Duration::from_millis(500));
+    assert_nothing_left(&m);
 }
 
 #[test]
@@ -309,7 +334,8 @@ fn a_second_signal_kills_at_once() {
     let port = free_ports(1);
     let m = marker();
     let mut cmd = vllm_cmd(&m, dir.path(), port, "0");
-    cmd.args(["--grace", "120"])
+    // A grace period no test run reaches: only the second signal can end it.
+    cmd.args(["--grace", "100000"])
         .env("FAKE_ENGINE_IGNORE_SIGTERM", "1");
     let mut rs = RaServe::spawn(cmd, &m);
     assert!(
@@ -319,13 +345,18 @@ fn a_second_signal_kills_at_once() {
     );
     rs.signal(libc::SIGINT);
     assert!(rs.wait_for_log("shutting down", SLOW));
-    std::thread::sleep(Duration::from_millis(300));
     assert!(rs.child.try_wait().unwrap().is_none());
     rs.signal(libc::SIGINT);
-    let (code, took) = rs.wait_exit(SLOW);
+    // wait_exit fails after 60 s, far below the grace period.
+    let (code, _) = rs.wait_exit(SLOW);
     assert_eq!(code, Some(0), "{}", rs.stderr());
-    assert!(took < Duration::from_secs(30), "waited {took:?}");
-    assert_no_leftovers(&m, Duration::from_millis(500));
+    assert!(
+        rs.stderr()
+            .contains("second signal: killing every engine now"),
+        "{}",
+        rs.stderr()
+    );
+    assert_nothing_left(&m);
 }
 
 #[test]
@@ -359,11 +390,11 @@ fn sigkill_of_ra_serve_leaves_no_process_behind() {
     rs.signal(libc::SIGKILL);
     let _ = rs.wait_exit(SLOW);
     let start = Instant::now();
-    assert_no_leftovers(&m, Duration::from_secs(5));
+    assert_no_leftovers(&m, SLOW);
     assert!(grandchildren.iter().all(|p| gone(*p)));
     eprintln!("everything gone {:?} after SIGKILL", start.elapsed());
     // The reaper also removes the endpoints file of a dead supervisor.
-    assert!(wait_until(Duration::from_secs(5), || !dir
+    assert!(wait_until(SLOW, || !dir
         .path()
         .join("endpoints.json")
         .exists()));
@@ -377,10 +408,9 @@ fn a_busy_port_is_refused_before_anything_starts() {
     let m = marker();
     let cmd = vllm_cmd(&m, dir.path(), port, "0,1");
     let mut rs = RaServe::spawn(cmd, &m);
-    let (code, took) = rs.wait_exit(SLOW);
+    let (code, _) = rs.wait_exit(SLOW);
     let err = rs.stderr();
     assert_eq!(code, Some(1), "{err}");
-    assert!(took < Duration::from_secs(20));
     assert!(
         err.contains(&format!(
             "port {} on 127.0.0.1 is already in use by pid {}",
@@ -455,7 +485,7 @@ fn the_api_key_reaches_the_engine_only_through_its_environment() {
         assert!(err.contains("[replica 0] loaded; api key is ***"), "{err}");
         assert!(err.contains(&format!("{env_var}='***'")), "{err}");
         assert!(!err.contains(&key), "key in the logs: {err}");
-        assert_no_leftovers(&m, Duration::from_millis(500));
+        assert_nothing_left(&m);
     }
 }
 
@@ -531,5 +561,64 @@ fn llama_cpp_runs_the_documented_command_and_accepts_its_models_shape() {
     assert!(recs[0]["env"].get("CUDA_VISIBLE_DEVICES").is_none());
     rs.signal(libc::SIGTERM);
     assert_eq!(rs.wait_exit(SLOW).0, Some(0));
-    assert_no_leftovers(&m, Duration::from_millis(500));
+    assert_nothing_left(&m);
+}
+
+#[test]
+fn sigkill_of_a_reaper_or_guard_takes_the_engine_and_its_children_down() {
+    // vLLM's workers are the engine's children and hold the GPU memory:
+    // losing the reaper (or the guard between it and the engine) must not
+    // leave them running, in the engine's process group or escaped into
+    // their own session.
+    for (victim, mode) in [
+        ("reaper", "group"),
+        ("reaper", "session"),
+        ("guard", "session"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_ports(1);
+        let m = marker();
+        let mut cmd = vllm_cmd(&m, dir.path(), port, "0");
+        cmd.env("FAKE_ENGINE_GRANDCHILD", mode);
+        let mut rs = RaServe::spawn(cmd, &m);
+        assert!(
+            rs.wait_for_log("ready: 1 replica(s)", SLOW),
+            "{}",
+            rs.stderr()
+        );
+        let rec = dir.path().join("record.jsonl");
+        let first = records(&rec)[0].clone();
+        let engine = first["pid"].as_u64().unwrap() as u32;
+        let grandchild = first["grandchild"].as_u64().unwrap() as u32;
+        let reaper = child_of_on_path(engine, rs.pid()).expect("engine not below ra-serve");
+        let guard = ppid(engine).unwrap();
+        assert!(reaper != engine && guard != reaper && guard != engine);
+        assert!(!gone(engine) && !gone(grandchild));
+        let pid = if victim == "reaper" { reaper } else { guard };
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+        assert!(
+            wait_until(SLOW, || gone(engine) && gone(grandchild)),
+            "{victim}/{mode}: engine alive: {}, grandchild alive: {}",
+            !gone(engine),
+            !gone(grandchild)
+        );
+        // The supervisor sees a dead replica and starts a new one.
+        assert!(
+            wait_until(SLOW, || records(&rec).len() == 2),
+            "{}",
+            rs.stderr()
+        );
+        assert!(
+            rs.wait_for_log("exited unexpectedly", SLOW),
+            "{}",
+            rs.stderr()
+        );
+        rs.signal(libc::SIGTERM);
+        let (code, _) = rs.wait_exit(SLOW);
+        assert_eq!(code, Some(0), "{}", rs.stderr());
+        assert_no_leftovers(&m, SLOW);
+    }
 }

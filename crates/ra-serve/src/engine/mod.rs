@@ -23,8 +23,9 @@ pub struct ReplicaLayout {
 }
 
 /// An engine process to start: program, arguments and the environment
-/// variables set on top of the inherited environment.
-#[derive(Debug, Clone)]
+/// variables set on top of the inherited environment. Its `Debug` output
+/// shows secrets as `***`.
+#[derive(Clone)]
 pub struct EngineCommand {
     /// Executable (absolute when it was found on `PATH`).
     pub program: PathBuf,
@@ -46,7 +47,13 @@ impl EngineCommand {
         cfg: &ServeConfig,
         key_env: &str,
     ) -> Self {
-        let mut secrets = Vec::new();
+        // Variables named like credentials (HF_TOKEN, …) are shown as `***` too.
+        let mut secrets: Vec<String> = cfg
+            .env
+            .iter()
+            .filter(|(k, v)| looks_secret(k) && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect();
         env.extend(cfg.env.iter().cloned());
         if let Some(key) = &cfg.api_key {
             env.push((key_env.to_string(), key.clone()));
@@ -75,6 +82,44 @@ impl EngineCommand {
         );
         parts.join(" ")
     }
+}
+
+impl std::fmt::Debug for EngineCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineCommand")
+            .field("program", &self.program)
+            .field(
+                "args",
+                &self
+                    .args
+                    .iter()
+                    .map(|a| redact(a, &self.secrets))
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "env",
+                &self
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k, redact(v, &self.secrets)))
+                    .collect::<Vec<_>>(),
+            )
+            .field("secrets", &format_args!("[{} hidden]", self.secrets.len()))
+            .finish()
+    }
+}
+
+/// Does an environment variable's name say it holds a credential?
+///
+/// ```
+/// assert!(ra_serve::engine::looks_secret("HF_TOKEN"));
+/// assert!(!ra_serve::engine::looks_secret("CUDA_VISIBLE_DEVICES"));
+/// ```
+pub fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["KEY", "TOKEN", "SECRET", "PASSWORD"]
+        .iter()
+        .any(|w| n.contains(w))
 }
 
 /// Replaces every occurrence of each non-empty secret in `text` by `***`.
@@ -131,28 +176,77 @@ pub fn resolve_program(kind: EngineKind, explicit: Option<&Path>) -> Result<Path
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(default)),
     };
-    find_executable(&wanted).ok_or_else(|| Error::EngineNotFound {
-        name: wanted.display().to_string(),
-        hint: format!("{hint}, or point {flag} / {env_var} at the executable"),
+    locate_executable(&wanted).map_err(|problem| match problem {
+        Unusable::NotFound => Error::EngineNotFound {
+            name: wanted.display().to_string(),
+            hint: format!("{hint}, or point {flag} / {env_var} at the executable"),
+        },
+        Unusable::Directory(path) => Error::EngineUnusable {
+            path,
+            reason: format!("is a directory; point {flag} / {env_var} at the executable"),
+        },
+        Unusable::NotExecutable(path) => Error::EngineUnusable {
+            path,
+            reason: "is not executable (no execute permission: chmod +x it)".into(),
+        },
     })
 }
 
+/// Why a program cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// No such file (on `PATH`, for a bare name).
+    NotFound,
+    /// The path is a directory.
+    Directory(PathBuf),
+    /// The file has no execute permission.
+    NotExecutable(PathBuf),
+}
+
 /// Resolves `name` like a shell would: paths with a `/` as they are, bare
-/// names through `PATH`. Returns `None` unless the result is an executable file.
-pub fn find_executable(name: &Path) -> Option<PathBuf> {
+/// names through `PATH` (the first executable match wins; a non-executable
+/// match is reported when there is no executable one).
+///
+/// ```
+/// use ra_serve::engine::{Unusable, locate_executable};
+/// assert!(locate_executable("sh".as_ref()).is_ok());
+/// assert_eq!(locate_executable("/nonexistent/x".as_ref()), Err(Unusable::NotFound));
+/// assert!(matches!(locate_executable("/".as_ref()), Err(Unusable::Directory(_))));
+/// ```
+pub fn locate_executable(name: &Path) -> Result<PathBuf, Unusable> {
     use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| {
-        std::fs::metadata(p)
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
+    let check = |p: &Path| match std::fs::metadata(p) {
+        Err(_) => Err(Unusable::NotFound),
+        Ok(m) if m.is_dir() => Err(Unusable::Directory(p.to_path_buf())),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+            Err(Unusable::NotExecutable(p.to_path_buf()))
+        }
+        Ok(_) => Ok(p.to_path_buf()),
     };
     if name.components().count() > 1 || name.is_absolute() {
-        return is_exec(name).then(|| name.to_path_buf());
+        return check(name);
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_exec(p))
+    let path = std::env::var_os("PATH").ok_or(Unusable::NotFound)?;
+    let mut first_problem = Unusable::NotFound;
+    for dir in std::env::split_paths(&path) {
+        match check(&dir.join(name)) {
+            Ok(p) => return Ok(p),
+            Err(Unusable::NotFound) => {}
+            Err(other) if first_problem == Unusable::NotFound => first_problem = other,
+            Err(_) => {}
+        }
+    }
+    Err(first_problem)
+}
+
+/// Like [`locate_executable`], without the reason.
+///
+/// ```
+/// assert!(ra_serve::engine::find_executable("sh".as_ref()).is_some());
+/// assert!(ra_serve::engine::find_executable("/nonexistent/sh".as_ref()).is_none());
+/// ```
+pub fn find_executable(name: &Path) -> Option<PathBuf> {
+    locate_executable(name).ok()
 }
 
 #[cfg(test)]

@@ -124,6 +124,13 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Asserts that nothing carrying `marker` is alive now: `ra-serve` reaps every
+/// engine, guard, reaper and grandchild before it exits, so after its exit
+/// there is nothing to wait for.
+pub fn assert_nothing_left(marker: &str) {
+    assert_no_leftovers(marker, Duration::ZERO);
+}
+
 /// Asserts that nothing carrying `marker` is left within `within`.
 pub fn assert_no_leftovers(marker: &str, within: Duration) {
     let ok = wait_until(within, || live_with_marker(marker).is_empty());
@@ -323,4 +330,25 @@ pub fn http_status(port: u16, path: &str, key: Option<&str>) -> Option<u16> {
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     resp.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Parent pid of `pid`, from `/proc/<pid>/stat`.
+pub fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The ancestor of `pid` whose parent is `root` (the reaper of an engine started by `root`).
+pub fn child_of_on_path(pid: u32, root: u32) -> Option<u32> {
+    let mut cur = pid;
+    for _ in 0..16 {
+        let parent = ppid(cur)?;
+        if parent == root {
+            return Some(cur);
+        }
+        cur = parent;
+    }
+    None
 }
