@@ -290,13 +290,15 @@ fn startup_error(e: BuildError) -> anyhow::Error {
         .and_then(|s| s.parse::<u16>().ok());
     match status {
         Some(401 | 403) => anyhow::anyhow!(
-            "unauthorized: {base} refused the API key ({reason}); check RA_API_KEY, \
-             --api-key or the config's api_key"
+            "unauthorized: {base} answered {reason}; check the API key (RA_API_KEY, \
+             --api-key or the config's api_key)"
         ),
         Some(404) if !base.trim_end_matches('/').ends_with("/v1") => anyhow::anyhow!(
             "{e}\nhint: OpenAI-compatible base URLs usually end in /v1: try --endpoint {}/v1",
             base.trim_end_matches('/')
         ),
-        _ => anyhow::anyhow!("every endpoint unreachable at startup: {e}"),
+        // The server answered: it is reachable, but not usable.
+        Some(_) => anyhow::anyhow!("the endpoint refused at startup: {e}"),
+        None => anyhow::anyhow!("every endpoint unreachable at startup: {e}"),
     }
 }

@@ -118,10 +118,15 @@ fn request_from_stdin() -> anyhow::Result<JudgeRequest> {
     if std::io::stdin().is_terminal() {
         anyhow::bail!("no request: {USAGE}");
     }
+    let limit = crate::lines::DEFAULT_MAX_LINE_BYTES;
     let mut text = String::new();
     std::io::stdin()
+        .take(limit as u64 + 1)
         .read_to_string(&mut text)
         .context("cannot read the request from stdin")?;
+    if text.len() > limit {
+        anyhow::bail!("the request on stdin is longer than {limit} bytes");
+    }
     let input: RequestInput = serde_json::from_str(text.trim())
         .with_context(|| format!("stdin is not a valid request ({USAGE})"))?;
     Ok(input.into_request())
