@@ -19,9 +19,21 @@ pub struct OutputLock {
     file: File,
 }
 
-/// The sidecar's path: the output's with `.lock` appended.
+/// The sidecar's path: the real output's (symlinks and `..` resolved, so that two
+/// spellings of one file share one lock) with `.lock` appended.
 pub fn lock_path(output: &Path) -> PathBuf {
-    let mut path = output.as_os_str().to_owned();
+    let real = std::fs::canonicalize(output).unwrap_or_else(|_| {
+        // Not created yet: resolve its directory.
+        let dir = match output.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        match (std::fs::canonicalize(dir), output.file_name()) {
+            (Ok(dir), Some(name)) => dir.join(name),
+            _ => output.to_path_buf(),
+        }
+    });
+    let mut path = real.into_os_string();
     path.push(".lock");
     PathBuf::from(path)
 }

@@ -69,8 +69,25 @@ fn a_second_run_on_the_same_output_is_refused_and_touches_nothing() {
         "--endpoint",
         &url,
     ];
+    // Another spelling of the same file shares the lock.
+    let alias = dir.path().join("alias.jsonl");
+    std::os::unix::fs::symlink(&out, &alias).expect("symlink");
+    let via_alias = [
+        "score",
+        "--input",
+        s(&inp),
+        "--output",
+        s(&alias),
+        "--endpoint",
+        &url,
+    ];
     let requests_before = mock.chat_requests();
-    for extra in [&[][..], &["--resume"], &["--resume", "--retry-failed"]] {
+    for (base, extra) in [
+        (&base, &[][..]),
+        (&base, &["--resume"]),
+        (&base, &["--resume", "--retry-failed"]),
+        (&via_alias, &[]),
+    ] {
         let args: Vec<&str> = base.iter().chain(extra).copied().collect();
         let run = ra(&args, b"");
         assert_eq!(run.code, 2, "{extra:?}: {}", run.stderr);
