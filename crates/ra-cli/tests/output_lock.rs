@@ -147,3 +147,25 @@ fn a_lock_left_by_a_killed_run_does_not_block_the_next() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(complete_lines(&out), 1);
 }
+
+#[test]
+fn a_device_output_needs_no_lock() {
+    // /dev/null cannot be shared by position: no lock file is made next to it.
+    let mock = Mock::default_mock();
+    let mut rng = Rng(5);
+    let input = jsonl(&[request(&mut rng, 0, "")]);
+    let run = ra(
+        &[
+            "score",
+            "--input",
+            "-",
+            "--output",
+            "/dev/null",
+            "--endpoint",
+            &mock.url(),
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!Path::new("/dev/null.lock").exists());
+}

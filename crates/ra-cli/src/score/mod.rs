@@ -200,8 +200,11 @@ async fn prepare(args: &ScoreArgs) -> anyhow::Result<Prepared> {
         anyhow::bail!("--resume needs an output file, not stdout");
     }
     check_paths(&args.input, &args.output)?;
+    // Only a regular file (or one yet to be created) is locked: stdout, /dev/stdout or a
+    // FIFO cannot be resumed nor shared by position.
     let lock = match args.output.as_str() {
         "-" => None,
+        path if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) => None,
         path => Some(OutputLock::acquire(Path::new(path))?),
     };
     let total = count_lines(&args.input).await;
