@@ -14,6 +14,10 @@ pub struct RawLine {
     /// 0-based line number.
     pub index: usize,
     pub body: Body,
+    /// Bytes read for it, line end included.
+    pub raw_len: u64,
+    /// Whether a `\n` ended it (else it was the end of the input).
+    pub terminated: bool,
 }
 
 pub enum Body {
@@ -112,6 +116,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         self.buf.clear();
         let mut overflow: Option<Overflow> = None;
         let mut seen_any = false;
+        let mut raw_len = 0u64;
         let ended_by_newline = loop {
             let chunk = self.reader.fill_buf().await?;
             if chunk.is_empty() {
@@ -147,6 +152,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             }
             let consumed = newline.map_or(chunk.len(), |i| i + 1);
             self.reader.consume(consumed);
+            raw_len += consumed as u64;
             if newline.is_some() {
                 break true;
             }
@@ -166,7 +172,12 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         };
         let index = self.index;
         self.index += 1;
-        Ok(Some(RawLine { index, body }))
+        Ok(Some(RawLine {
+            index,
+            body,
+            raw_len,
+            terminated: ended_by_newline,
+        }))
     }
 }
 

@@ -227,3 +227,41 @@ fn a_response_over_max_response_bytes_is_bad_response() {
     );
     assert!(read_jsonl(&out)[0]["error"].is_null());
 }
+
+#[test]
+fn resume_over_a_huge_garbage_output_line_does_not_hold_it() {
+    // An --output whose first "line" is 60 MB of garbage: the resume scan reads it in
+    // chunks, keeps nothing, and the run starts afresh.
+    let mock = Mock::default_mock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(&out, vec![b'x'; 60 << 20]).expect("write garbage");
+    let inp = dir.path().join("in.jsonl");
+    let lines = [
+        json!({"principle": "p", "prompt": "q", "responses": {"a": "x score=2"}}),
+        json!({"principle": "p", "prompt": "q [[fault:hang]]", "responses": {"a": "y"}}),
+    ];
+    std::fs::write(&inp, format!("{}\n{}\n", lines[0], lines[1])).expect("write");
+    let url = mock.url();
+    let args = [
+        "score",
+        "--input",
+        s(&inp),
+        "--output",
+        s(&out),
+        "--endpoint",
+        &url,
+        "--resume",
+        "--timeout",
+        "2",
+        "--max-retries",
+        "0",
+    ];
+    let (code, stderr, peak_kib) = run_measured(&args, dir.path(), || complete_lines(&out) >= 1);
+    assert_eq!(code, 1, "{stderr}");
+    eprintln!("peak RSS of ra score --resume over a 60 MB output line: {peak_kib} KiB");
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
+    let got = read_jsonl(&out);
+    assert_eq!(got.len(), 2);
+    assert!(got[0]["error"].is_null(), "{}", got[0]);
+}

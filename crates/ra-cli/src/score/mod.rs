@@ -212,7 +212,13 @@ async fn prepare(args: &ScoreArgs) -> anyhow::Result<Prepared> {
         .await
         .with_context(|| format!("cannot read --input {}", args.input))?;
     let resume = if args.resume {
-        ResumeState::scan(&args.output).await?
+        // A result line holds at most a response body's worth of reasoning, escaped.
+        let max_line = args
+            .client
+            .max_response_bytes
+            .saturating_mul(2)
+            .max(DEFAULT_MAX_LINE_BYTES);
+        ResumeState::scan(&args.output, max_line).await?
     } else {
         ResumeState::fresh()
     };
