@@ -80,7 +80,8 @@ for text in open(sys.argv[1], encoding="utf-8"):
         line = json.loads(text)
     except ValueError:
         continue  # a partial last line of an interrupted run
-    ident = str(line.get("id"))[:22]
+    ident = line.get("id")
+    ident = f"line {line['index'] + 1}" if ident is None else str(ident)[:22]
     if line.get("error"):
         print(f"{ident:<22} {'-':<14} {line['error']['kind']}")
     else:
