@@ -187,7 +187,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(body: &Body) -> Result<T, String> 
         Body::Bytes(b) => b,
         Body::TooLong { bytes, .. } => {
             return Err(format!(
-                "line of {bytes} bytes is over the line-length limit (ra score: --max-line-bytes); not read"
+                "{bytes} bytes, longer than the line limit (ra score --max-line-bytes); not read"
             ));
         }
     };
