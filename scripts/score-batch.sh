@@ -18,6 +18,8 @@
 #                          target/release/ra-serve in this repository, else on PATH)
 #   RA_SERVE_API_KEY       key the server demands; also given to `ra score` as
 #                          RA_API_KEY unless that is set (keys never go on a command line)
+#   RA_SERVE_LOG           file that receives ra-serve's and the engine's output
+#                          (appended) instead of the terminal
 #
 # Exit status: that of `ra score` (0 all judged, 1 some lines failed, 2 could not
 # proceed); 2 when the server stops before it is ready; 130/143 on Ctrl-C/SIGTERM.
@@ -106,7 +108,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 echo "score-batch: starting $serve_bin ${serve_args[*]:-}" >&2
-"$serve_bin" --endpoints-file "$endpoints" ${serve_args[@]+"${serve_args[@]}"} &
+if [[ -n ${RA_SERVE_LOG:-} ]]; then
+    echo "score-batch: server output goes to $RA_SERVE_LOG" >&2
+    "$serve_bin" --endpoints-file "$endpoints" ${serve_args[@]+"${serve_args[@]}"} \
+        >>"$RA_SERVE_LOG" 2>&1 &
+else
+    "$serve_bin" --endpoints-file "$endpoints" ${serve_args[@]+"${serve_args[@]}"} &
+fi
 server_pid=$!
 
 # ra-serve writes the file (atomically) once every replica answers, and bounds the wait
@@ -117,6 +125,10 @@ while [[ ! -s $endpoints ]]; do
         wait "$server_pid" || status=$?
         server_pid=
         echo "score-batch: ra-serve exited (status $status) before it was ready" >&2
+        if [[ -n ${RA_SERVE_LOG:-} ]]; then
+            echo "score-batch: the end of $RA_SERVE_LOG:" >&2
+            tail -n 20 "$RA_SERVE_LOG" >&2 || true
+        fi
         exit 2
     fi
     sleep 0.2

@@ -5,11 +5,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use rewardanything_client::error::BuildError;
 use rewardanything_client::grammar::{GrammarOptions, rewardanything_gbnf};
-use rewardanything_client::{Client, Masking, RetryPolicy, Sampling};
+use rewardanything_client::{
+    Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Masking, RetryPolicy, Sampling,
+};
 
 use crate::config::ReferenceConfig;
 use crate::endpoints_file::EndpointsFile;
+use crate::validate;
 
 /// The default endpoint when no flag, config or `RA_ENDPOINT` names one.
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8000/v1";
@@ -39,14 +43,14 @@ pub struct ClientArgs {
     #[arg(long, value_name = "KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Requests in flight at once (default 256, or the config's num_workers).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = validate::at_least_one::<usize>)]
     pub concurrency: Option<usize>,
     /// Timeout of one attempt in seconds (default 600).
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = validate::seconds)]
+    pub timeout: Option<Duration>,
     /// Deadline of one judgment over all its attempts, in seconds (default none).
-    #[arg(long, value_name = "SECS")]
-    pub deadline: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = validate::seconds)]
+    pub deadline: Option<Duration>,
     /// Retries after the first attempt, for transient failures only (default 4).
     #[arg(long, value_name = "N")]
     pub max_retries: Option<u32>,
@@ -54,11 +58,15 @@ pub struct ClientArgs {
     #[arg(long, default_value = "reference")]
     pub masking: Masking,
     /// Most tokens to generate (default 4096; the thinking needs room).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = validate::at_least_one::<u32>)]
     pub max_tokens: Option<u32>,
-    /// Sampling temperature (default 0).
-    #[arg(long, value_name = "T")]
+    /// Sampling temperature, ≥ 0 (default 0).
+    #[arg(long, value_name = "T", value_parser = validate::temperature)]
     pub temperature: Option<f64>,
+    /// Largest response body read from a server; a bigger one is a `bad_response` error.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_RESPONSE_BYTES,
+          value_parser = validate::at_least_one::<usize>)]
+    pub max_response_bytes: usize,
     /// Constrain the output with a per-request grammar (llama.cpp).
     #[arg(long, value_enum, default_value = "none")]
     pub constrain: Constrain,
@@ -76,15 +84,14 @@ pub struct Connection {
     pub endpoints_file: Option<PathBuf>,
 }
 
-fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
+/// A config value in seconds, checked like the flags.
+fn config_seconds(value: f64, field: &str) -> anyhow::Result<Duration> {
+    validate::seconds(&value.to_string()).map_err(|e| anyhow::anyhow!("--config {field}: {e}"))
 }
 
 impl ClientArgs {
-    /// Builds the client and checks that the first endpoint answers (with retries).
+    /// Builds the client and checks, before anything is written, that an endpoint
+    /// answers and serves the model.
     pub async fn connect(&self) -> anyhow::Result<Connection> {
         let config = match &self.config {
             Some(path) => ReferenceConfig::load(path)?,
@@ -94,9 +101,42 @@ impl ClientArgs {
             Some(path) => Some(EndpointsFile::read(path)?),
             None => None,
         };
-        let endpoints: Vec<String> = if !self.endpoints.is_empty() {
+        let model = self
+            .model
+            .clone()
+            .or_else(|| from_file.as_ref().and_then(|f| f.model.clone()))
+            .or_else(|| config.api_model.clone());
+        let mut builder = Client::builder()
+            .endpoints(self.endpoint_list(&config, from_file.as_ref()))
+            .masking(self.masking)
+            .max_response_bytes(self.max_response_bytes);
+        if let Some(model) = &model {
+            builder = builder.model(model.clone());
+        }
+        if let Some(key) = self.api_key(&config) {
+            builder = builder.api_key(key);
+        }
+        let concurrency = self.concurrency.or(config.num_workers).unwrap_or(256);
+        builder = self.with_limits(builder, &config, concurrency)?;
+        builder = self.with_sampling(builder, &config)?;
+        builder = self.with_constraint(builder);
+        // Without a model, building discovers the single one served (or fails).
+        let client = builder.build().await.map_err(startup_error)?;
+        if model.is_some() {
+            check_model(&client).await?;
+        }
+        Ok(Connection {
+            client,
+            concurrency,
+            endpoints_file: self.endpoints_file.clone(),
+        })
+    }
+
+    /// --endpoint, else the endpoints file, the config, RA_ENDPOINT, the default.
+    fn endpoint_list(&self, config: &ReferenceConfig, file: Option<&EndpointsFile>) -> Vec<String> {
+        if !self.endpoints.is_empty() {
             self.endpoints.clone()
-        } else if let Some(file) = &from_file {
+        } else if let Some(file) = file {
             file.endpoints.clone()
         } else if let Some(base) = config.api_base.clone() {
             base.into_vec()
@@ -107,25 +147,17 @@ impl ClientArgs {
                 .collect()
         } else {
             vec![DEFAULT_ENDPOINT.to_string()]
-        };
-
-        let mut builder = Client::builder().endpoints(endpoints).masking(self.masking);
-        let model = self
-            .model
-            .clone()
-            .or_else(|| from_file.as_ref().and_then(|f| f.model.clone()))
-            .or_else(|| config.api_model.clone());
-        let model_known = model.is_some();
-        if let Some(model) = model {
-            builder = builder.model(model);
         }
-        // Precedence: --api-key, then RA_API_KEY / OPENAI_API_KEY (read by the client),
-        // then the config's first key (the reference's example ships a dummy one, which
-        // must not mask a real key from the environment).
+    }
+
+    /// Precedence: --api-key, then RA_API_KEY / OPENAI_API_KEY (read by the client),
+    /// then the config's first key (the reference's example ships a dummy one, which
+    /// must not mask a real key from the environment).
+    fn api_key(&self, config: &ReferenceConfig) -> Option<String> {
         let env_key = ["RA_API_KEY", "OPENAI_API_KEY"]
             .iter()
             .any(|name| std::env::var(name).is_ok_and(|k| !k.is_empty()));
-        let api_key = self.api_key.clone().or_else(|| {
+        self.api_key.clone().or_else(|| {
             if env_key {
                 return None;
             }
@@ -134,36 +166,65 @@ impl ClientArgs {
                 tracing::warn!("the config lists {} API keys; using the first", keys.len());
             }
             keys.into_iter().next()
-        });
-        if let Some(key) = api_key {
-            builder = builder.api_key(key);
-        }
-        let concurrency = self.concurrency.or(config.num_workers).unwrap_or(256);
+        })
+    }
+
+    /// Concurrency, timeouts, retries and the config's rate limit.
+    fn with_limits(
+        &self,
+        mut builder: ClientBuilder,
+        config: &ReferenceConfig,
+        concurrency: usize,
+    ) -> anyhow::Result<ClientBuilder> {
         if concurrency == 0 {
-            anyhow::bail!("--concurrency must be at least 1");
+            anyhow::bail!("--concurrency (or the config's num_workers) must be at least 1");
         }
         builder = builder.max_in_flight(concurrency);
-        if let Some(t) = self.timeout.or(config.api_timeout) {
-            builder = builder.attempt_timeout(seconds(t, "--timeout")?);
+        let timeout = match (self.timeout, config.api_timeout) {
+            (Some(t), _) => Some(t),
+            (None, Some(t)) => Some(config_seconds(t, "api_timeout")?),
+            (None, None) => None,
+        };
+        if let Some(t) = timeout {
+            builder = builder.attempt_timeout(t);
         }
         if let Some(d) = self.deadline {
-            builder = builder.deadline(seconds(d, "--deadline")?);
+            builder = builder.deadline(d);
         }
         let retries = self.max_retries.or(config.api_max_retries).unwrap_or(4);
         builder = builder.retry(RetryPolicy::default().max_attempts(retries.saturating_add(1)));
+        if let Some(n) = config.request_limit {
+            if n == 0 {
+                anyhow::bail!("--config request_limit must be at least 1");
+            }
+            // The reference counts its limit per 60 s unless told otherwise.
+            let period = config.request_limit_period.unwrap_or(60.0);
+            builder = builder.rate_limit(n, config_seconds(period, "request_limit_period")?);
+        }
+        Ok(builder)
+    }
 
+    /// The config's generation_config, then --temperature and --max-tokens.
+    fn with_sampling(
+        &self,
+        mut builder: ClientBuilder,
+        config: &ReferenceConfig,
+    ) -> anyhow::Result<ClientBuilder> {
         let mut sampling = Sampling::default();
         for (name, value) in &config.generation_config {
             match name.as_str() {
                 "temperature" => {
-                    sampling.temperature = value
+                    let t = value
                         .as_f64()
-                        .context("generation_config.temperature must be a number")?
+                        .context("generation_config.temperature must be a number")?;
+                    sampling.temperature = validate::check_temperature(t)
+                        .map_err(|e| anyhow::anyhow!("--config generation_config: {e}"))?;
                 }
                 "max_tokens" => {
                     sampling.max_tokens = value
                         .as_u64()
                         .and_then(|v| u32::try_from(v).ok())
+                        .filter(|&v| v > 0)
                         .context("generation_config.max_tokens must be a positive integer")?
                 }
                 "top_p" => sampling.top_p = value.as_f64(),
@@ -177,49 +238,67 @@ impl ClientArgs {
         if let Some(m) = self.max_tokens {
             sampling.max_tokens = m;
         }
-        builder = builder.sampling(sampling);
-        if let Some(n) = config.request_limit {
-            // The reference counts its limit per 60 s unless told otherwise.
-            let period = config.request_limit_period.unwrap_or(60.0);
-            builder = builder.rate_limit(n, seconds(period, "request_limit_period")?);
-        }
-        if self.constrain == Constrain::Gbnf {
-            let options = GrammarOptions::default();
-            builder = builder.body_hook(move |request, rendered| {
-                let names = rendered.model_names(request);
-                let mut fields = serde_json::Map::new();
-                fields.insert(
-                    "grammar".into(),
-                    rewardanything_gbnf(&names, &options).into(),
-                );
-                fields
-            });
-        }
+        Ok(builder.sampling(sampling))
+    }
 
-        let client = builder.build().await.context("cannot set up the client")?;
-        if model_known {
-            // Discovery already proved the endpoint answers; with a given model, ask once.
-            let (url, models) = check_reachable(&client).await?;
-            if !models.iter().any(|m| m == client.model()) {
-                // llama.cpp answers whatever the name, so this is only a warning.
-                tracing::warn!(
-                    "model {:?} is not listed by {url} (it serves {}); vLLM will answer 404",
-                    client.model(),
-                    models.join(", ")
-                );
-            }
+    fn with_constraint(&self, builder: ClientBuilder) -> ClientBuilder {
+        if self.constrain != Constrain::Gbnf {
+            return builder;
         }
-        Ok(Connection {
-            client,
-            concurrency,
-            endpoints_file: self.endpoints_file.clone(),
+        let options = GrammarOptions::default();
+        builder.body_hook(move |request, rendered| {
+            let names = rendered.model_names(request);
+            let mut fields = serde_json::Map::new();
+            fields.insert(
+                "grammar".into(),
+                rewardanything_gbnf(&names, &options).into(),
+            );
+            fields
         })
     }
 }
 
-async fn check_reachable(client: &Client) -> anyhow::Result<(String, Vec<String>)> {
-    client
+/// Refuses a model the endpoint does not list, before any output is opened: vLLM would
+/// answer every request 404, and llama.cpp would silently serve another model.
+async fn check_model(client: &Client) -> anyhow::Result<()> {
+    let (url, models) = client
         .first_answering_endpoint()
         .await
-        .map_err(|e| anyhow::anyhow!("every endpoint unreachable at startup: {e}"))
+        .map_err(startup_error)?;
+    if models.is_empty() {
+        tracing::warn!("{url} lists no model; cannot check {:?}", client.model());
+    } else if !models.iter().any(|m| m == client.model()) {
+        anyhow::bail!(
+            "model {:?} is not served by {url} (it serves {}); choose one with --model",
+            client.model(),
+            models.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A start-up failure, said the way a user can act on: a 401/403 is a key problem, not
+/// an unreachable server, and a 404 on a base URL without `/v1` is a missing `/v1`.
+fn startup_error(e: BuildError) -> anyhow::Error {
+    let BuildError::ModelDiscovery { url, reason } = &e else {
+        return anyhow::Error::new(e).context("cannot set up the client");
+    };
+    let base = url.strip_suffix("/models").unwrap_or(url);
+    let status = reason
+        .strip_prefix("HTTP ")
+        .and_then(|r| r.get(..3))
+        .and_then(|s| s.parse::<u16>().ok());
+    match status {
+        Some(401 | 403) => anyhow::anyhow!(
+            "unauthorized: {base} answered {reason}; check the API key (RA_API_KEY, \
+             --api-key or the config's api_key)"
+        ),
+        Some(404) if !base.trim_end_matches('/').ends_with("/v1") => anyhow::anyhow!(
+            "{e}\nhint: OpenAI-compatible base URLs usually end in /v1: try --endpoint {}/v1",
+            base.trim_end_matches('/')
+        ),
+        // The server answered: it is reachable, but not usable.
+        Some(_) => anyhow::anyhow!("the endpoint refused at startup: {e}"),
+        None => anyhow::anyhow!("every endpoint unreachable at startup: {e}"),
+    }
 }

@@ -7,12 +7,16 @@ mod config;
 mod connect;
 mod endpoints_file;
 mod exit;
+mod input;
 mod judge;
 mod lines;
+mod lock;
 mod parse;
 mod render;
 mod score;
+mod validate;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -65,13 +69,8 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let quiet = matches!(&cli.command, Command::Score(args) if args.quiet);
+    init_logging(quiet);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,6 +98,22 @@ fn main() -> ExitCode {
             ExitCode::from(exit::CANNOT_PROCEED)
         }
     }
+}
+
+/// Logs go to stderr: warnings and errors by default (`RA_LOG` to change), errors only
+/// with `--quiet`, and colours only when stderr is a terminal (not in files or CI logs).
+fn init_logging(quiet: bool) {
+    let filter = if quiet {
+        tracing_subscriber::EnvFilter::new("error")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_env("RA_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 // `ra score` allocates and frees many short strings per judgment; mimalloc cuts the

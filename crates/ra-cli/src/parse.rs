@@ -8,12 +8,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::exit;
-use crate::lines::{LineReader, bad_input, decode, write_json_line};
+use crate::lines::{DEFAULT_MAX_LINE_BYTES, LineReader, bad_input, decode, write_json_line};
 
 #[derive(Deserialize)]
 struct ParseInput {
     output_text: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::input::unique_masked_names")]
     masked2real: Option<IndexMap<String, String>>,
     #[serde(default)]
     reasoning: Option<String>,
@@ -30,12 +30,12 @@ pub async fn run(strict: bool) -> anyhow::Result<ExitCode> {
     } else {
         ParseOptions::default()
     };
-    let mut reader = LineReader::new(crate::lines::open_input("-").await?);
+    let mut reader = LineReader::new(crate::lines::open_input("-").await?, DEFAULT_MAX_LINE_BYTES);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = 0u64;
-    while let Some((index, line)) = reader.next_line().await? {
-        let value = match decode::<ParseInput>(&line) {
+    while let Some(line) = reader.next_line().await? {
+        let value = match decode::<ParseInput>(&line.body) {
             Ok(input) => {
                 let completion = Completion {
                     content: &input.output_text,
@@ -57,7 +57,7 @@ pub async fn run(strict: bool) -> anyhow::Result<ExitCode> {
             }
             Err(message) => {
                 failed += 1;
-                bad_input(message, index)
+                bad_input(message, line.index)
             }
         };
         write_json_line(&mut out, &value)?;

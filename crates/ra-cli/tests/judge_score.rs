@@ -85,21 +85,46 @@ fn judge_readable_table_then_reasoning() {
         b"",
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // The masked names the model saw, as `ra render` gives them for the same request.
+    let req = json!({"principle": "Be factual.", "prompt": "Capital of France?",
+        "responses": {"wrong-one": "Lyon. score=1", "right-one": "Paris. score=5"}});
+    let rendered = ra(&["render"], format!("{req}\n").as_bytes()).json_lines();
+    let masked2real = rendered[0]["masked2real"].as_object().expect("masked");
+    let masked_of = |real: &str| {
+        masked2real
+            .iter()
+            .find(|(_, r)| *r == real)
+            .map(|(m, _)| m.clone())
+            .expect("masked name")
+    };
     let text = run.stdout_str();
     let lines: Vec<&str> = text.lines().collect();
     let header = lines[0].split_whitespace().collect::<Vec<_>>();
-    assert_eq!(header, ["rank", "name", "score"], "{text}");
+    assert_eq!(
+        header,
+        ["rank", "name", "score", "in", "the", "reasoning"],
+        "{text}"
+    );
     assert_eq!(
         lines[1].split_whitespace().collect::<Vec<_>>(),
-        ["1", "right-one", "5"]
+        ["1", "right-one", "5", &masked_of("right-one")]
     );
     assert_eq!(
         lines[2].split_whitespace().collect::<Vec<_>>(),
-        ["2", "wrong-one", "1"]
+        ["2", "wrong-one", "1", &masked_of("wrong-one")]
     );
-    assert_eq!(lines[3], "", "a blank line before the reasoning: {text}");
+    let key: Vec<String> = masked2real
+        .iter()
+        .map(|(m, r)| format!("{m} = {}", r.as_str().expect("name")))
+        .collect();
+    assert_eq!(
+        lines[3],
+        format!("(the model saw the responses as {})", key.join(", ")),
+        "{text}"
+    );
+    assert_eq!(lines[4], "", "a blank line before the reasoning: {text}");
     assert!(
-        lines.len() > 4 && !lines[4].is_empty(),
+        lines.len() > 5 && !lines[5].is_empty(),
         "the reasoning follows: {text}"
     );
 }
@@ -1119,15 +1144,14 @@ fn score_masking_modes_constrain_and_concurrency() {
 }
 
 #[test]
-fn score_duplicate_keys_large_lines_and_stdin_resume() {
+fn score_large_lines_and_stdin_resume() {
     // A context big enough for the ~2 MB line (the mock counts 4 bytes a token).
     let mock = Mock::start(MockServer::builder().context_length(2_000_000));
     let url = mock.url();
     let dir = tempfile::tempdir().expect("tempdir");
     let big = format!("{} score=4", "A long, careful answer. ".repeat(80_000)); // ~1.9 MB
     let lines = [
-        // A repeated key keeps its first position and its last value.
-        r#"{"id": 1, "principle": "p", "prompt": "q", "responses": {"a": "x score=1", "b": "y score=2", "a": "z score=5"}}"#.to_string(),
+        r#"{"id": 1, "principle": "p", "prompt": "q", "responses": {"a": "x score=5", "b": "y score=2"}}"#.to_string(),
         json!({"id": 2, "principle": "p", "prompt": "big", "responses": {"big": big, "small": "ok score=2"}}).to_string(),
         json!({"id": 3, "principle": "p", "prompt": "q", "responses": {"only": "single score=3"}}).to_string(),
     ];

@@ -80,12 +80,39 @@ fn render_reproduces_every_public_vector_through_the_binary() {
         input.push('\n');
     }
     let run = ra(&["render"], input.as_bytes());
-    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    // The one vector with a repeated name (which Python's dict merges) is refused by
+    // `ra`, naming it; every other vector is reproduced exactly.
+    assert_eq!(run.code, 1, "stderr: {}", run.stderr);
     let outs = run.json_lines();
     assert_eq!(outs.len(), vs.len());
-    for (v, out) in vs.iter().zip(&outs) {
-        check_rendered(v, out);
+    let mut refused = 0;
+    for (i, (v, out)) in vs.iter().zip(&outs).enumerate() {
+        let names: Vec<&Value> = v["responses"]
+            .as_array()
+            .expect("pairs")
+            .iter()
+            .map(|p| &p[0])
+            .collect();
+        let repeated = names
+            .iter()
+            .enumerate()
+            .find(|(k, n)| names[..*k].contains(n))
+            .map(|(_, n)| n.as_str().expect("name"));
+        match repeated {
+            None => check_rendered(v, out),
+            Some(name) => {
+                refused += 1;
+                assert_eq!(out["error"]["kind"], "bad_input", "{out}");
+                assert_eq!(out["error"]["line"], i, "{out}");
+                let message = out["error"]["message"].as_str().expect("message");
+                assert!(
+                    message.contains(&format!("duplicate response name \"{name}\"")),
+                    "{message}"
+                );
+            }
+        }
     }
+    assert_eq!(refused, 1, "the vectors hold one repeated name");
 }
 
 #[test]

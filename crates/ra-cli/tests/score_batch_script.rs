@@ -18,6 +18,7 @@ printf '%s\n' "$@" > "$FAKE_DIR/args"
 echo $$ > "$FAKE_DIR/pid"
 [ "$1" = "--endpoints-file" ] || exit 9
 ep=$2
+echo "fake: engine slot log line" >&2
 if [ -n "$FAKE_FAIL" ]; then echo "fake: cannot start" >&2; exit 1; fi
 trap 'rm -f "$ep"; echo stopped > "$FAKE_DIR/stopped"; exit 0' TERM INT
 sleep 0.3
@@ -163,6 +164,36 @@ fn script_fails_cleanly_when_the_server_does_not_start() {
     let run = ChildGuard::spawn(cmd, None).finish(Duration::from_secs(10));
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("Usage"), "{}", run.stderr);
+}
+
+#[test]
+fn script_sends_server_output_to_ra_serve_log() {
+    let mock = Mock::default_mock();
+    let s = setup(2);
+    let log = s.dir.path().join("serve.log");
+    let mut cmd = s.command(&mock.url(), &[]);
+    cmd.env("RA_SERVE_LOG", &log);
+    let run = ChildGuard::spawn(cmd, None).finish(Duration::from_secs(60));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("engine slot log line"),
+        "the terminal stays clean: {}",
+        run.stderr
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .expect("log")
+            .contains("engine slot log line")
+    );
+    assert_eq!(read_jsonl(&s.output).len(), 2);
+
+    // A server that fails to start: its last log lines are shown.
+    std::fs::remove_file(&s.output).expect("rm");
+    let mut cmd = s.command(&mock.url(), &[]);
+    cmd.env("RA_SERVE_LOG", &log).env("FAKE_FAIL", "1");
+    let run = ChildGuard::spawn(cmd, None).finish(Duration::from_secs(30));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("fake: cannot start"), "{}", run.stderr);
 }
 
 #[test]

@@ -3,33 +3,36 @@
 //! One output line per input line, in input order, written as soon as it is next in
 //! order and flushed at least every 100 ms. Every output line carries `input_hash` (the
 //! XXH3-64 of the raw input line) so that `--resume` can refuse an input that changed.
+//! The run goes by phases: [`prepare`] (checks, lock, resume scan, connection, output),
+//! [`judgments`] (input → ordered results), [`write_results`], [`conclude`].
 
+mod jobs;
 mod output;
 mod resume;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::pin::pin;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use futures::{FutureExt, StreamExt};
-use indexmap::IndexMap;
-use rewardanything_client::{Client, JudgeRequest};
-use serde::Deserialize;
-use serde_json::Value;
-use std::sync::Arc;
-
+use futures::{FutureExt, Stream, StreamExt};
+use rewardanything_client::Client;
+use tokio::io::AsyncBufRead;
 use tokio::sync::{Semaphore, watch};
 
-use crate::connect::ClientArgs;
-use crate::endpoints_file;
-use crate::exit;
-use crate::lines::{LineReader, open_input};
+use crate::connect::{ClientArgs, Connection};
+use crate::lines::{DEFAULT_MAX_LINE_BYTES, LineReader, open_input};
+use crate::lock::OutputLock;
+use crate::{endpoints_file, exit, validate};
+use jobs::{Job, JobSource};
 use output::{OutputSink, ResultLine};
-use resume::{ResumeState, StoredLine};
+use resume::ResumeState;
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
@@ -37,6 +40,7 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "PATH")]
     input: String,
     /// Output JSON Lines (`-` for stdout); an existing file is rewritten unless --resume.
+    /// One run at a time per file: OUTPUT.lock holds the writer's PID while it runs.
     #[arg(long, value_name = "PATH")]
     output: String,
     /// Keep the valid lines of an existing output and judge only the rest.
@@ -45,93 +49,19 @@ pub struct ScoreArgs {
     /// With --resume, also redo lines whose result was an error.
     #[arg(long, requires = "resume")]
     retry_failed: bool,
-    /// No progress bar and no summary.
+    /// No progress bar, no summary and no warnings (errors are still printed).
     #[arg(long)]
-    quiet: bool,
+    pub quiet: bool,
     /// Seconds to let in-flight requests finish after Ctrl-C / SIGTERM.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-    grace: f64,
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = validate::seconds_or_zero)]
+    grace: Duration,
+    /// Longest input line read; a longer one becomes a `bad_input` line without being
+    /// held in memory.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES,
+          value_parser = validate::at_least_one::<usize>)]
+    max_line_bytes: usize,
     #[command(flatten)]
     client: ClientArgs,
-}
-
-/// One input line as `ra score` reads it.
-#[derive(Deserialize)]
-struct ScoreInput {
-    #[serde(default)]
-    id: Value,
-    principle: String,
-    prompt: String,
-    responses: IndexMap<String, String>,
-    #[serde(default)]
-    mask_responses: Option<bool>,
-}
-
-/// The raw line's hash, stored in the output to detect a changed input on resume.
-pub fn input_hash(line: &[u8]) -> String {
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(line))
-}
-
-/// What to do with one input line.
-enum Job {
-    /// Already decided (a bad line, or a kept line re-emitted by --retry-failed).
-    Ready(ResultLine),
-    /// A kept line whose stored result is an error (counted for the exit status).
-    KeptFailed,
-    /// Send to the model.
-    Judge(Box<Pending>),
-}
-
-/// A request waiting to be judged, with what its result line needs.
-struct Pending {
-    index: usize,
-    id: Value,
-    hash: String,
-    request: JudgeRequest,
-}
-
-fn decode_job(index: usize, line: &[u8]) -> Job {
-    let hash = input_hash(line);
-    let decoded = crate::lines::decode::<ScoreInput>(line).and_then(|input| {
-        if input.responses.is_empty() {
-            Err("`responses` is empty: nothing to judge".to_string())
-        } else {
-            Ok(input)
-        }
-    });
-    match decoded {
-        Ok(input) => Job::Judge(Box::new(Pending {
-            index,
-            id: input.id,
-            hash,
-            request: JudgeRequest {
-                principle: input.principle,
-                prompt: input.prompt,
-                responses: input.responses,
-                mask_responses: input.mask_responses.unwrap_or(true),
-            },
-        })),
-        Err(message) => {
-            // Keep the id when the line is JSON but not a valid request.
-            let id = serde_json::from_slice::<Value>(line)
-                .ok()
-                .and_then(|v| v.get("id").cloned())
-                .unwrap_or(Value::Null);
-            Job::Ready(ResultLine::bad_input(index, id, hash, message))
-        }
-    }
-}
-
-async fn judge_line(client: Client, pending: Pending) -> ResultLine {
-    let started = Instant::now();
-    let result = client.judge_detailed(&pending.request).await;
-    ResultLine::from_result(
-        pending.index,
-        pending.id,
-        pending.hash,
-        result,
-        started.elapsed(),
-    )
 }
 
 /// Counts for the summary line.
@@ -148,6 +78,20 @@ struct Tally {
 impl Tally {
     fn failed_total(&self) -> u64 {
         self.failed.values().sum::<u64>() + self.kept_failed
+    }
+
+    fn record(&mut self, line: &ResultLine) {
+        if !line.fresh {
+            return;
+        }
+        match &line.error_kind {
+            None => self.judged += 1,
+            Some(kind) => *self.failed.entry(kind.clone()).or_default() += 1,
+        }
+        if let Some(u) = line.usage {
+            self.prompt_tokens += u.prompt_tokens;
+            self.completion_tokens += u.completion_tokens;
+        }
     }
 }
 
@@ -182,33 +126,33 @@ async fn wait_level(rx: &mut watch::Receiver<u8>, level: u8) {
     }
 }
 
-pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
-    if args.resume && args.output == "-" {
-        anyhow::bail!("--resume needs an output file, not stdout");
-    }
-    let grace =
-        Duration::try_from_secs_f64(args.grace).context("--grace must be a number of seconds")?;
-    let started = Instant::now();
-    check_paths(&args.input, &args.output)?;
-    let total = count_lines(&args.input).await;
-    let input = open_input(&args.input)
-        .await
-        .with_context(|| format!("cannot read --input {}", args.input))?;
+/// Everything a run needs once it is sure to start.
+struct Prepared {
+    /// Held until the run ends (dropped last: it is declared first in `run`).
+    lock: Option<OutputLock>,
+    total: Option<u64>,
+    input: Box<dyn AsyncBufRead + Unpin + Send>,
+    resume: ResumeState,
+    connection: Connection,
+    sink: OutputSink,
+}
 
-    let resume = if args.resume {
-        ResumeState::scan(&args.output).await?
-    } else {
-        ResumeState::fresh()
-    };
-    let connection = args.client.connect().await?;
+pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let Prepared {
+        lock: _lock,
+        total,
+        input,
+        resume,
+        connection,
+        mut sink,
+    } = prepare(&args).await?;
     let client = connection.client.clone();
     let follower = connection
         .endpoints_file
         .clone()
         .map(|path| endpoints_file::follow(path, client.clone(), Duration::from_secs(1)));
-
-    let mut sink = OutputSink::open(&args.output, &resume, args.retry_failed)?;
-    let mut signals = watch_signals(grace);
+    let mut signals = watch_signals(args.grace);
     // With --retry-failed every kept line is written again, so counting starts at 0.
     let already_done = if args.retry_failed {
         0
@@ -216,84 +160,103 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         resume.kept as u64
     };
     let progress = progress_bar(total, already_done, args.quiet);
-    // Set when the whole input was read: a signal after that does not make the run
-    // interrupted.
-    let input_exhausted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let exhausted = Arc::clone(&input_exhausted);
-
+    let exhausted = Arc::new(AtomicBool::new(false));
+    let source = JobSource {
+        reader: LineReader::new(input, args.max_line_bytes),
+        stored: resume.stored_reader(&args.output).await?,
+        kept: resume.kept,
+        retry_failed: args.retry_failed,
+        exhausted: Arc::clone(&exhausted),
+    };
     let mut tally = Tally {
         kept: resume.kept as u64,
         ..Tally::default()
     };
-    let mut stored = resume.stored_reader(&args.output).await?;
-    let retry_failed = args.retry_failed;
-    let kept = resume.kept;
+    let results = judgments(source, client, connection.concurrency, &signals);
+    let outcome = write_results(
+        results,
+        &mut sink,
+        &mut tally,
+        progress.as_ref(),
+        &mut signals,
+    )
+    .await?;
+    if let Some(f) = follower {
+        f.abort();
+    }
+    if let Some(bar) = &progress {
+        bar.finish_and_clear();
+    }
+    // The signal stopped the reading of the input before its end.
+    let interrupted =
+        outcome.interrupted || (!exhausted.load(Ordering::Relaxed) && outcome.fatal.is_none());
+    conclude(&args, sink, outcome.fatal, &tally, started, interrupted)
+}
 
-    // Input lines → jobs. Kept lines are checked against the stored hashes (and skipped,
-    // or re-emitted under --retry-failed when they succeeded).
-    let reader = LineReader::new(input);
-    let jobs = futures::stream::try_unfold(
-        (reader, stored.take()),
-        move |(mut reader, mut stored)| {
-            let exhausted = Arc::clone(&exhausted);
-            async move {
-                loop {
-                    let Some((index, line)) =
-                        reader.next_line().await.context("reading --input")?
-                    else {
-                        if let Some(s) = &stored
-                            && s.next_index() < kept
-                        {
-                            anyhow::bail!(
-                                "the input has fewer lines than the {kept} already in the output: \
-                             it changed; use a new --output or drop --resume"
-                            );
-                        }
-                        exhausted.store(true, std::sync::atomic::Ordering::Relaxed);
-                        return Ok(None);
-                    };
-                    if index < kept {
-                        let previous: StoredLine = match stored.as_mut() {
-                            Some(s) => s.next().await?,
-                            None => anyhow::bail!("internal: no stored line for index {index}"),
-                        };
-                        let hash = input_hash(&line);
-                        if previous.input_hash != hash {
-                            anyhow::bail!(
-                                "input line {index} changed since the output was written \
-                             (hash {hash} ≠ {}); refusing to mix results: use a new --output or drop --resume",
-                                previous.input_hash
-                            );
-                        }
-                        if !retry_failed {
-                            if previous.failed {
-                                return Ok(Some((Job::KeptFailed, (reader, stored))));
-                            }
-                            continue;
-                        }
-                        if !previous.failed {
-                            let job = Job::Ready(ResultLine::verbatim(previous.raw));
-                            return Ok(Some((job, (reader, stored))));
-                        }
-                    }
-                    return Ok(Some((decode_job(index, &line), (reader, stored))));
-                }
-            }
-        },
-    );
+/// Checks flags and paths, locks the output, reads what a resumed output keeps, connects
+/// and opens the output, in that order: nothing is written before every check passed.
+async fn prepare(args: &ScoreArgs) -> anyhow::Result<Prepared> {
+    if args.resume && args.output == "-" {
+        anyhow::bail!("--resume needs an output file, not stdout");
+    }
+    check_paths(&args.input, &args.output)?;
+    // Only a regular file (or one yet to be created) is locked: stdout, /dev/stdout or a
+    // FIFO cannot be resumed nor shared by position.
+    let lock = match args.output.as_str() {
+        "-" => None,
+        path if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) => None,
+        path => Some(OutputLock::acquire(Path::new(path))?),
+    };
+    let total = count_lines(&args.input).await;
+    let input = open_input(&args.input)
+        .await
+        .with_context(|| format!("cannot read --input {}", args.input))?;
+    let resume = if args.resume {
+        // A result line holds at most a response body's worth of reasoning, escaped.
+        let max_line = args
+            .client
+            .max_response_bytes
+            .saturating_mul(2)
+            .max(DEFAULT_MAX_LINE_BYTES);
+        ResumeState::scan(&args.output, max_line).await?
+    } else {
+        ResumeState::fresh()
+    };
+    let connection = args.client.connect().await?;
+    let sink = OutputSink::open(&args.output, &resume, args.retry_failed)?;
+    Ok(Prepared {
+        lock,
+        total,
+        input,
+        resume,
+        connection,
+        sink,
+    })
+}
+
+/// Input → results in input order, at most `concurrency` judgments in flight.
+fn judgments<R: AsyncBufRead + Unpin + Send + 'static>(
+    source: JobSource<R>,
+    client: Client,
+    concurrency: usize,
+    signals: &watch::Receiver<u8>,
+) -> impl Stream<Item = anyhow::Result<Step>> + use<R> {
+    let jobs = futures::stream::try_unfold(source, |mut source| async move {
+        let next = source.next_job().await?;
+        anyhow::Ok(next.map(|job| (job, source)))
+    });
     let stop_reading = {
         let mut rx = signals.clone();
         async move { wait_level(&mut rx, 1).await }
     };
-    let window = connection.concurrency.saturating_mul(4).max(64);
+    let window = concurrency.saturating_mul(4).max(64);
     // Judgments start only with a permit, so that after a signal the queued ones are not
     // sent: they come back `NotStarted`, and writing stops there (the output stays a
     // prefix), while those already in flight finish within the grace.
-    let gate = Arc::new(Semaphore::new(connection.concurrency));
+    let gate = Arc::new(Semaphore::new(concurrency));
     let stop_starting = signals.clone();
-    let results = jobs
-        .take_until(stop_reading.boxed())
-        .map(|item| {
+    jobs.take_until(stop_reading.boxed())
+        .map(move |item| {
             let client = client.clone();
             let gate = Arc::clone(&gate);
             let mut stop = stop_starting.clone();
@@ -307,83 +270,98 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
                             _ = wait_level(&mut stop, 1) => return Ok(Step::NotStarted),
                             permit = gate.acquire_owned() => permit.ok(),
                         };
-                        Ok(Step::Line(judge_line(client, *pending).await))
+                        Ok(Step::Line(pending.judge(client).await))
                     }
                 }
             }
         })
-        .buffered(window);
-    let mut results = pin!(results);
+        .buffered(window)
+}
 
-    let mut fatal = None;
-    let mut interrupted = false;
+/// How the writing ended.
+struct Outcome {
+    fatal: Option<anyhow::Error>,
+    interrupted: bool,
+}
+
+/// Writes results as they come (flushing at least every 100 ms) until the end, a fatal
+/// error, or a stop signal.
+async fn write_results(
+    results: impl Stream<Item = anyhow::Result<Step>>,
+    sink: &mut OutputSink,
+    tally: &mut Tally,
+    progress: Option<&indicatif::ProgressBar>,
+    signals: &mut watch::Receiver<u8>,
+) -> anyhow::Result<Outcome> {
+    let mut results = pin!(results);
+    let flush_every = Duration::from_millis(100);
     let mut last_flush = Instant::now();
     loop {
-        let flush_at = last_flush + Duration::from_millis(100);
         let item = tokio::select! {
             biased;
-            _ = wait_level(&mut signals, 2) => { interrupted = true; break; }
+            _ = wait_level(signals, 2) => return Ok(Outcome { fatal: None, interrupted: true }),
             item = results.next() => item,
-            _ = tokio::time::sleep_until(flush_at.into()), if sink.dirty() => {
+            _ = tokio::time::sleep_until((last_flush + flush_every).into()), if sink.dirty() => {
                 sink.flush()?;
                 last_flush = Instant::now();
                 continue;
             }
         };
-        match item {
-            None => break,
+        let line = match item {
+            None => {
+                return Ok(Outcome {
+                    fatal: None,
+                    interrupted: false,
+                });
+            }
             Some(Err(e)) => {
-                fatal = Some(e);
-                break;
+                return Ok(Outcome {
+                    fatal: Some(e),
+                    interrupted: false,
+                });
             }
-            Some(Ok(Step::KeptFailed)) => tally.kept_failed += 1,
             Some(Ok(Step::NotStarted)) => {
-                interrupted = true;
-                break;
+                return Ok(Outcome {
+                    fatal: None,
+                    interrupted: true,
+                });
             }
-            Some(Ok(Step::Line(line))) => {
-                if line.fresh {
-                    match &line.error_kind {
-                        None => tally.judged += 1,
-                        Some(kind) => *tally.failed.entry(kind.clone()).or_default() += 1,
-                    }
-                    if let Some(u) = line.usage {
-                        tally.prompt_tokens += u.prompt_tokens;
-                        tally.completion_tokens += u.completion_tokens;
-                    }
-                }
-                sink.write(&line)?;
-                if let Some(bar) = &progress {
-                    bar.inc(1);
-                    bar.set_message(format!("{} errors", tally.failed_total()));
-                }
-                if last_flush.elapsed() >= Duration::from_millis(100) {
-                    sink.flush()?;
-                    last_flush = Instant::now();
-                }
+            Some(Ok(Step::KeptFailed)) => {
+                tally.kept_failed += 1;
+                continue;
             }
+            Some(Ok(Step::Line(line))) => line,
+        };
+        tally.record(&line);
+        sink.write(&line)?;
+        if let Some(bar) = progress {
+            bar.inc(1);
+            bar.set_message(format!("{} errors", tally.failed_total()));
+        }
+        if last_flush.elapsed() >= flush_every {
+            sink.flush()?;
+            last_flush = Instant::now();
         }
     }
-    if !input_exhausted.load(std::sync::atomic::Ordering::Relaxed) && fatal.is_none() {
-        // The signal stopped the reading of the input before its end.
-        interrupted = true;
-    }
-    if let Some(f) = follower {
-        f.abort();
-    }
-    if let Some(bar) = &progress {
-        bar.finish_and_clear();
-    }
-    if fatal.is_some() {
-        sink.abandon()?;
-    } else {
-        sink.finish(!interrupted)?;
-    }
+}
+
+/// Closes the output (keeping what was written), prints the summary, and gives the exit
+/// status.
+fn conclude(
+    args: &ScoreArgs,
+    sink: OutputSink,
+    fatal: Option<anyhow::Error>,
+    tally: &Tally,
+    started: Instant,
+    interrupted: bool,
+) -> anyhow::Result<ExitCode> {
     if let Some(e) = fatal {
+        sink.abandon()?;
         return Err(e);
     }
+    sink.finish(!interrupted)?;
     if !args.quiet {
-        eprintln!("{}", summary(&tally, started.elapsed(), interrupted));
+        eprintln!("{}", summary(tally, started.elapsed(), interrupted));
     }
     if interrupted {
         eprintln!("ra score: interrupted; run the same command with --resume to finish");

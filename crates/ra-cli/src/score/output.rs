@@ -65,7 +65,8 @@ impl Line<'_> {
 
 impl ResultLine {
     pub fn bad_input(index: usize, id: Value, hash: String, message: String) -> Self {
-        let message = format!("line {index}: {message}");
+        // Lines count from 1 in messages; `index` stays 0-based.
+        let message = format!("line {}: {message}", index + 1);
         Self::failure(index, &id, &hash, "bad_input", &message, 0, 0)
     }
 

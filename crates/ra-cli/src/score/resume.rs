@@ -4,6 +4,8 @@ use anyhow::Context;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::lines::{Body, LineReader};
+
 /// What a previous run left.
 pub struct ResumeState {
     /// Valid lines at the start of the output (indices 0..kept).
@@ -41,27 +43,27 @@ impl ResumeState {
     }
 
     /// Reads the output: its newline-ended lines that are result objects numbered 0, 1,
-    /// 2, … are kept; the first line that is not (a partial last line, garbage) and
-    /// everything after it is dropped.
-    pub async fn scan(path: &str) -> anyhow::Result<Self> {
+    /// 2, … are kept; the first line that is not (a partial last line, garbage, a line
+    /// over `max_line` bytes, which is never held) and everything after it is dropped.
+    pub async fn scan(path: &str, max_line: usize) -> anyhow::Result<Self> {
         let file = match tokio::fs::File::open(path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::fresh()),
             Err(e) => return Err(e).with_context(|| format!("cannot read --output {path}")),
         };
-        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let mut lines = LineReader::new(BufReader::with_capacity(1 << 16, file), max_line);
         let mut state = Self::fresh();
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).await?;
-            if n == 0 || buf.last() != Some(&b'\n') {
+        while let Some(line) = lines.next_line().await? {
+            let Body::Bytes(bytes) = &line.body else {
+                break;
+            };
+            if !line.terminated {
                 break;
             }
-            match serde_json::from_slice::<Head>(&buf) {
+            match serde_json::from_slice::<Head>(bytes) {
                 Ok(head) if head.index == state.kept && !head.input_hash.is_empty() => {
                     state.kept += 1;
-                    state.valid_bytes += n as u64;
+                    state.valid_bytes += line.raw_len;
                 }
                 _ => break,
             }

@@ -81,9 +81,17 @@ impl ChildGuard {
             Stdio::piped()
         } else {
             Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        });
+        Self::spawn_inner(cmd, stdin)
+    }
+
+    /// Spawns `cmd` with the stdin it was given (e.g. a terminal), stdout/stderr piped.
+    pub fn spawn_with_stdin_set(cmd: Command) -> ChildGuard {
+        Self::spawn_inner(cmd, None)
+    }
+
+    fn spawn_inner(mut cmd: Command, stdin: Option<Vec<u8>>) -> ChildGuard {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = cmd.spawn().expect("spawn ra");
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {

@@ -1,0 +1,146 @@
+//! Input lines → jobs: decoding, and the check of kept lines against a resumed output.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use rewardanything_client::{Client, JudgeRequest};
+use serde_json::Value;
+use tokio::io::AsyncBufRead;
+
+use super::output::ResultLine;
+use super::resume::{StoredLine, StoredReader};
+use crate::input::RequestInput;
+use crate::lines::{Body, LineReader, RawLine};
+
+/// The hash stored in the output to detect a changed input on resume (XXH3-64 of the
+/// raw line, hex).
+pub fn input_hash(line: &RawLine) -> String {
+    format!("{:016x}", line.hash())
+}
+
+/// What to do with one input line.
+pub enum Job {
+    /// Already decided (a bad line, or a kept line re-emitted by --retry-failed).
+    Ready(ResultLine),
+    /// A kept line whose stored result is an error (counted for the exit status).
+    KeptFailed,
+    /// Send to the model.
+    Judge(Box<Pending>),
+}
+
+/// A request waiting to be judged, with what its result line needs.
+pub struct Pending {
+    index: usize,
+    id: Value,
+    hash: String,
+    request: JudgeRequest,
+}
+
+impl Pending {
+    pub async fn judge(self, client: Client) -> ResultLine {
+        let started = Instant::now();
+        let result = client.judge_detailed(&self.request).await;
+        ResultLine::from_result(self.index, self.id, self.hash, result, started.elapsed())
+    }
+}
+
+fn decode_job(line: &RawLine) -> Job {
+    let hash = input_hash(line);
+    let decoded = crate::lines::decode::<RequestInput>(&line.body).and_then(|input| {
+        if input.responses.is_empty() {
+            Err("`responses` is empty: nothing to judge".to_string())
+        } else {
+            Ok(input)
+        }
+    });
+    match decoded {
+        Ok(mut input) => Job::Judge(Box::new(Pending {
+            index: line.index,
+            id: std::mem::take(&mut input.id),
+            hash,
+            request: input.into_request(),
+        })),
+        Err(message) => {
+            // Keep the id when the line is JSON but not a valid request.
+            let id = match &line.body {
+                Body::Bytes(b) => serde_json::from_slice::<Value>(b)
+                    .ok()
+                    .and_then(|v| v.get("id").cloned()),
+                Body::TooLong { .. } => None,
+            };
+            Job::Ready(ResultLine::bad_input(
+                line.index,
+                id.unwrap_or(Value::Null),
+                hash,
+                message,
+            ))
+        }
+    }
+}
+
+/// Reads the input and yields one job per line to judge or re-emit. Kept lines (those
+/// a resumed output already holds) are checked against the stored hashes and skipped.
+pub struct JobSource<R> {
+    pub reader: LineReader<R>,
+    pub stored: Option<StoredReader>,
+    /// Lines kept from the previous run (indices `0..kept`).
+    pub kept: usize,
+    pub retry_failed: bool,
+    /// Set when the whole input was read: a signal after that does not make the run
+    /// interrupted.
+    pub exhausted: Arc<AtomicBool>,
+}
+
+impl<R: AsyncBufRead + Unpin> JobSource<R> {
+    pub async fn next_job(&mut self) -> anyhow::Result<Option<Job>> {
+        loop {
+            let Some(line) = self.reader.next_line().await.context("reading --input")? else {
+                if self
+                    .stored
+                    .as_ref()
+                    .is_some_and(|s| s.next_index() < self.kept)
+                {
+                    anyhow::bail!(
+                        "the input has fewer lines than the {} already in the output: it \
+                         changed; use a new --output or drop --resume",
+                        self.kept
+                    );
+                }
+                self.exhausted.store(true, Ordering::Relaxed);
+                return Ok(None);
+            };
+            if line.index >= self.kept {
+                return Ok(Some(decode_job(&line)));
+            }
+            if let Some(job) = self.kept_line(&line).await? {
+                return Ok(Some(job));
+            }
+        }
+    }
+
+    /// A line the output already holds: refused if it changed, else skipped, counted, or
+    /// under --retry-failed re-emitted (success) or judged again (failure).
+    async fn kept_line(&mut self, line: &RawLine) -> anyhow::Result<Option<Job>> {
+        let previous: StoredLine = match self.stored.as_mut() {
+            Some(s) => s.next().await?,
+            None => anyhow::bail!("internal: no stored line for index {}", line.index),
+        };
+        let hash = input_hash(line);
+        if previous.input_hash != hash {
+            anyhow::bail!(
+                "input line {} changed since the output was written (hash {hash} ≠ {}); \
+                 refusing to mix results: use a new --output or drop --resume",
+                line.index + 1,
+                previous.input_hash
+            );
+        }
+        Ok(match (self.retry_failed, previous.failed) {
+            (false, true) => Some(Job::KeptFailed),
+            (false, false) => None,
+            (true, false) => Some(Job::Ready(ResultLine::verbatim(previous.raw))),
+            (true, true) => Some(decode_job(line)),
+        })
+    }
+}
