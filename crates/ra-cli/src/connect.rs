@@ -120,11 +120,12 @@ impl ClientArgs {
         builder = self.with_limits(builder, &config, concurrency)?;
         builder = self.with_sampling(builder, &config)?;
         builder = self.with_constraint(builder);
-        // Without a model, building discovers the single one served (or fails).
-        let client = builder.build().await.map_err(startup_error)?;
-        if model.is_some() {
-            check_model(&client).await?;
-        }
+        let client = builder
+            .build()
+            .map_err(|e| anyhow::Error::new(e).context("cannot set up the client"))?;
+        // Before any output is opened: the model must be served (vLLM would answer every
+        // request 404; llama.cpp would silently serve another), or discovered.
+        client.connect().await.map_err(startup_error)?;
         Ok(Connection {
             client,
             concurrency,
@@ -258,47 +259,17 @@ impl ClientArgs {
     }
 }
 
-/// Refuses a model the endpoint does not list, before any output is opened: vLLM would
-/// answer every request 404, and llama.cpp would silently serve another model.
-async fn check_model(client: &Client) -> anyhow::Result<()> {
-    let (url, models) = client
-        .first_answering_endpoint()
-        .await
-        .map_err(startup_error)?;
-    if models.is_empty() {
-        tracing::warn!("{url} lists no model; cannot check {:?}", client.model());
-    } else if !models.iter().any(|m| m == client.model()) {
-        anyhow::bail!(
-            "model {:?} is not served by {url} (it serves {}); choose one with --model",
-            client.model(),
-            models.join(", ")
-        );
-    }
-    Ok(())
-}
-
 /// A start-up failure, said the way a user can act on: a 401/403 is a key problem, not
 /// an unreachable server, and a 404 on a base URL without `/v1` is a missing `/v1`.
 fn startup_error(e: BuildError) -> anyhow::Error {
-    let BuildError::ModelDiscovery { url, reason } = &e else {
-        return anyhow::Error::new(e).context("cannot set up the client");
-    };
-    let base = url.strip_suffix("/models").unwrap_or(url);
-    let status = reason
-        .strip_prefix("HTTP ")
-        .and_then(|r| r.get(..3))
-        .and_then(|s| s.parse::<u16>().ok());
-    match status {
-        Some(401 | 403) => anyhow::anyhow!(
-            "unauthorized: {base} answered {reason}; check the API key (RA_API_KEY, \
-             --api-key or the config's api_key)"
-        ),
-        Some(404) if !base.trim_end_matches('/').ends_with("/v1") => anyhow::anyhow!(
-            "{e}\nhint: OpenAI-compatible base URLs usually end in /v1: try --endpoint {}/v1",
-            base.trim_end_matches('/')
-        ),
-        // The server answered: it is reachable, but not usable.
-        Some(_) => anyhow::anyhow!("the endpoint refused at startup: {e}"),
-        None => anyhow::anyhow!("every endpoint unreachable at startup: {e}"),
+    match &e {
+        BuildError::Unauthorized { .. } => {
+            anyhow::anyhow!("{e} (RA_API_KEY, --api-key or the config's api_key)")
+        }
+        BuildError::ModelNotServed { .. } => anyhow::anyhow!("{e}; choose one with --model"),
+        BuildError::AmbiguousModel { .. } => anyhow::anyhow!("{e} with --model"),
+        // The client's reason says whether it answered (HTTP …, with a /v1 hint for a
+        // 404) or could not be reached.
+        _ => anyhow::anyhow!("the endpoint is not usable at startup: {e}"),
     }
 }

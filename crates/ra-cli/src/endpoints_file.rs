@@ -21,11 +21,19 @@ pub fn follow(path: PathBuf, client: Client, interval: Duration) -> tokio::task:
             match EndpointsFile::read(&path) {
                 Ok(file) => {
                     if file.endpoints != current {
-                        tracing::info!(endpoints = ?file.endpoints, "endpoints file changed");
-                        client.set_endpoints(&file.endpoints);
+                        match client.set_endpoints(&file.endpoints) {
+                            Ok(()) => {
+                                // The client's view: URLs with any password redacted.
+                                let shown: Vec<String> =
+                                    client.endpoint_stats().into_iter().map(|e| e.url).collect();
+                                tracing::info!(endpoints = ?shown, "endpoints file changed");
+                            }
+                            Err(e) => tracing::warn!("{e}; keeping the current endpoints"),
+                        }
+                        // Either way, do not re-apply (or re-warn about) the same contents.
                         current = file.endpoints;
                     }
-                    if let Some(model) = file.model.filter(|m| m != client.model())
+                    if let Some(model) = file.model.filter(|m| Some(m.as_str()) != client.model())
                         && !warned_model
                     {
                         warned_model = true;
