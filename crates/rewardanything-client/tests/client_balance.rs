@@ -347,12 +347,14 @@ async fn endpoints_can_be_replaced_at_runtime() {
     judge_all(&client, &batch(0)).await;
     assert_eq!((served(&a), served(&b)), (20, 0));
 
-    client.set_endpoints(&[b.base_url()]);
+    client.set_endpoints(&[b.base_url()]).unwrap();
     assert_eq!(client.endpoint_urls(), [b.base_url()]);
     judge_all(&client, &batch(20)).await;
     assert_eq!((served(&a), served(&b)), (20, 20), "all new work goes to b");
 
-    client.set_endpoints(&[a.base_url(), format!("{}/", b.base_url())]);
+    client
+        .set_endpoints(&[a.base_url(), format!("{}/", b.base_url())])
+        .unwrap();
     assert_eq!(client.endpoint_urls(), [a.base_url(), b.base_url()]);
     judge_all(&client, &batch(40)).await;
     assert!(served(&a) > 20 && served(&b) > 20, "both in use again");
@@ -374,7 +376,7 @@ async fn endpoints_can_be_replaced_at_runtime() {
             == 1)
         .await
     );
-    client.set_endpoints(&[b.base_url()]);
+    client.set_endpoints(&[b.base_url()]).unwrap();
     let (request, judged) = slow.await.unwrap();
     let judged = judged.unwrap();
     assert_judgment(&request, &judged.judgment, "in flight across set_endpoints");
