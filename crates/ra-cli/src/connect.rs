@@ -52,7 +52,7 @@ pub struct ClientArgs {
     #[arg(long, value_name = "SECS", value_parser = validate::seconds)]
     pub deadline: Option<Duration>,
     /// Retries after the first attempt, for transient failures only (default 4).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::validate::retries)]
     pub max_retries: Option<u32>,
     /// How masked requests are permuted: reference, seeded:<u64> or none.
     #[arg(long, default_value = "reference")]
@@ -98,7 +98,17 @@ impl ClientArgs {
             None => ReferenceConfig::default(),
         };
         let from_file = match &self.endpoints_file {
-            Some(path) => Some(EndpointsFile::read(path)?),
+            Some(path) => {
+                let file = EndpointsFile::read(path)?;
+                if file.endpoints.is_empty() {
+                    anyhow::bail!(
+                        "the endpoints file {} lists no healthy endpoint yet (ra-serve is \
+                         still starting or restarting its replicas)",
+                        path.display()
+                    );
+                }
+                Some(file)
+            }
             None => None,
         };
         let model = self
@@ -151,13 +161,12 @@ impl ClientArgs {
         }
     }
 
-    /// Precedence: --api-key, then RA_API_KEY / OPENAI_API_KEY (read by the client),
-    /// then the config's first key (the reference's example ships a dummy one, which
-    /// must not mask a real key from the environment).
+    /// Precedence: --api-key, then RA_API_KEY (read by the client), then the config's
+    /// first key (the reference's example ships a dummy one, which must not mask a real
+    /// key from the environment). OPENAI_API_KEY is never read: it would be sent to
+    /// whatever endpoint is configured.
     fn api_key(&self, config: &ReferenceConfig) -> Option<String> {
-        let env_key = ["RA_API_KEY", "OPENAI_API_KEY"]
-            .iter()
-            .any(|name| std::env::var(name).is_ok_and(|k| !k.is_empty()));
+        let env_key = std::env::var("RA_API_KEY").is_ok_and(|k| !k.is_empty());
         self.api_key.clone().or_else(|| {
             if env_key {
                 return None;
@@ -193,6 +202,8 @@ impl ClientArgs {
             builder = builder.deadline(d);
         }
         let retries = self.max_retries.or(config.api_max_retries).unwrap_or(4);
+        let retries = crate::validate::check_retries(retries)
+            .map_err(|e| anyhow::anyhow!("--config api_max_retries: {e}"))?;
         builder = builder.retry(RetryPolicy::default().max_attempts(retries.saturating_add(1)));
         if let Some(n) = config.request_limit {
             if n == 0 {

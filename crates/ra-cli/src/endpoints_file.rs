@@ -19,6 +19,9 @@ pub fn follow(path: PathBuf, client: Client, interval: Duration) -> tokio::task:
         loop {
             tokio::time::sleep(interval).await;
             match EndpointsFile::read(&path) {
+                // No replica healthy right now (ra-serve is restarting them): keep the
+                // last endpoints; requests to them fail over or retry meanwhile.
+                Ok(file) if file.endpoints.is_empty() => {}
                 Ok(file) => {
                     if file.endpoints != current {
                         match client.set_endpoints(&file.endpoints) {

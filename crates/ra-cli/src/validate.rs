@@ -8,12 +8,19 @@ use std::time::Duration;
 /// mistake, and far larger ones overflow the clock (`Instant + Duration` panics).
 pub const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
-/// A positive, finite number of seconds up to [`MAX_SECONDS`].
+/// The shortest timeout or deadline accepted: a millisecond (shorter ones round to
+/// zero on the way to a timer).
+pub const MIN_SECONDS: f64 = 0.001;
+
+/// Most retries after the first attempt: beyond this a transient failure is not one.
+pub const MAX_RETRIES: u32 = 100;
+
+/// A finite number of seconds from [`MIN_SECONDS`] to [`MAX_SECONDS`].
 pub fn seconds(text: &str) -> Result<Duration, String> {
     let value = number(text)?;
-    if !(value > 0.0 && value <= MAX_SECONDS) {
+    if !(MIN_SECONDS..=MAX_SECONDS).contains(&value) {
         return Err(format!(
-            "{text:?} is out of range: give seconds above 0 and at most {MAX_SECONDS} (a week)"
+            "{text:?} is out of range: give seconds from {MIN_SECONDS} to {MAX_SECONDS} (a week)"
         ));
     }
     Duration::try_from_secs_f64(value).map_err(|e| format!("{text:?}: {e}"))
@@ -60,6 +67,24 @@ where
     Ok(value)
 }
 
+/// A number of retries from 0 to [`MAX_RETRIES`].
+pub fn retries(text: &str) -> Result<u32, String> {
+    let value: u32 = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not a whole number: {e}"))?;
+    check_retries(value).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// The check behind [`retries`], for config values.
+pub fn check_retries(value: u32) -> Result<u32, String> {
+    if value <= MAX_RETRIES {
+        Ok(value)
+    } else {
+        Err(format!("at most {MAX_RETRIES} retries, got {value}"))
+    }
+}
+
 fn number(text: &str) -> Result<f64, String> {
     let value: f64 = text
         .trim()
@@ -78,7 +103,7 @@ mod tests {
     #[test]
     fn absurd_values_are_refused_and_sane_ones_kept() {
         for bad in [
-            "nan", "NaN", "-1", "0", "inf", "-inf", "1e30", "604801", "abc",
+            "nan", "NaN", "-1", "0", "inf", "-inf", "1e30", "604801", "abc", "1e-10",
         ] {
             assert!(seconds(bad).is_err(), "{bad}");
         }

@@ -18,31 +18,41 @@ fn s(p: &Path) -> &str {
 }
 
 /// The child's peak resident memory so far (VmHWM, KiB), per process and reset at exec.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+/// Reaps `pid` and returns its exit code and its own peak RSS in KiB (`wait4`'s
+/// `ru_maxrss`): measured over the whole run, whenever the child ends.
+fn wait_with_peak(pid: u32) -> (i32, u64) {
+    let mut status = 0;
+    // SAFETY: a zeroed `rusage` is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own unreaped child; both pointers are to live locals.
+    let reaped = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid as libc::pid_t, "wait4 failed");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, usage.ru_maxrss as u64)
 }
 
-/// Runs `ra ARGS` to the end; returns its exit code, stderr, and its peak RSS (KiB)
-/// read once `ready` holds (VmHWM only grows, so that reading covers all before it).
+/// Runs `ra ARGS` to the end; returns its exit code, stderr, and its peak RSS (KiB).
+/// `ready` must hold before the end (the phase being measured was reached).
 fn run_measured(args: &[&str], dir: &Path, ready: impl Fn() -> bool) -> (i32, String, u64) {
     let err_path = dir.join("stderr.txt");
     let mut cmd = ra_command(args);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err_path).expect("stderr file"));
-    let mut child = common::ChildGuardRaw(cmd.spawn().expect("spawn ra"));
+    let child = common::ChildGuardRaw(cmd.spawn().expect("spawn ra"));
     let pid = child.0.id();
     assert!(
         wait_until(Duration::from_secs(60), &ready),
         "ra did not get there: {}",
         std::fs::read_to_string(&err_path).unwrap_or_default()
     );
-    let peak = peak_rss_kib(pid).expect("VmHWM of a running child");
-    let status = child.0.wait().expect("wait");
+    let (code, peak) = wait_with_peak(pid);
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    (status.code().unwrap_or(-1), stderr, peak)
+    (code, stderr, peak)
 }
 
 const LONG_LINE_MB: usize = 100;

@@ -58,3 +58,32 @@ fn the_environment_key_wins_over_the_config_key() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json_lines().len(), 2);
 }
+
+#[test]
+fn an_openai_key_in_the_environment_is_never_sent_and_does_not_mask_the_config_key() {
+    let mock = Mock::start(MockServer::builder().api_key("config-key"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"api_key": ["config-key"], "api_base": [mock.url()]}).to_string(),
+    )
+    .expect("config");
+    let requests: Vec<Value> = (0..2).map(|i| request(&mut Rng(i as u64), i, "")).collect();
+    let args = ["score", "--input", "-", "--output", "-", "--config"];
+    let mut cmd = common::ra_command(&args);
+    cmd.arg(config.to_str().expect("utf-8 path"));
+    cmd.env("OPENAI_API_KEY", "sk-openai-secret");
+    let run = common::ChildGuard::spawn(cmd, Some(jsonl(&requests).into_bytes()))
+        .finish(std::time::Duration::from_secs(30));
+    assert_eq!(run.code, 0, "the config's key is used: {}", run.stderr);
+    assert_eq!(run.json_lines().len(), 2);
+    // Without the config, the OpenAI key is not sent either: 401, said as such.
+    let mut cmd = common::ra_command(&["score", "--input", "-", "--output", "-", "--endpoint"]);
+    cmd.arg(mock.url());
+    cmd.env("OPENAI_API_KEY", "config-key");
+    let run = common::ChildGuard::spawn(cmd, Some(jsonl(&requests).into_bytes()))
+        .finish(std::time::Duration::from_secs(30));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("unauthorized"), "{}", run.stderr);
+}

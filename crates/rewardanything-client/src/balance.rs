@@ -250,6 +250,9 @@ pub(crate) struct Balancer {
     config: BalanceConfig,
     epoch: Instant,
     cursor: AtomicUsize,
+    /// Unit tests move the balancer's clock forward instead of sleeping.
+    #[cfg(test)]
+    skew_ms: AtomicU64,
 }
 
 impl Balancer {
@@ -261,6 +264,8 @@ impl Balancer {
             config,
             epoch: Instant::now(),
             cursor: AtomicUsize::new(0),
+            #[cfg(test)]
+            skew_ms: AtomicU64::new(0),
         }
     }
 
@@ -292,7 +297,16 @@ impl Balancer {
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        let now = self.epoch.elapsed().as_millis() as u64;
+        #[cfg(test)]
+        let now = now + self.skew_ms.load(Ordering::Relaxed);
+        now
+    }
+
+    #[cfg(test)]
+    fn advance(&self, by: Duration) {
+        self.skew_ms
+            .fetch_add(by.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Picks an endpoint for one attempt and counts it in flight until the lease drops.
@@ -460,7 +474,7 @@ mod tests {
 
     #[test]
     fn probe_after_cooldown() {
-        let config = BalanceConfig::default().cooldown(Duration::from_millis(30));
+        let config = BalanceConfig::default().cooldown(Duration::from_secs(10));
         let b = Balancer::new(&urls(2), config);
         let eps = b.endpoints();
         for _ in 0..3 {
@@ -471,7 +485,7 @@ mod tests {
             "http://e1/v1",
             "resting"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        b.advance(Duration::from_secs(11));
         let probe = b.pick().unwrap();
         assert_eq!(probe.endpoint().base_url, "http://e0/v1");
         let next = b.pick().unwrap();
@@ -522,7 +536,7 @@ mod tests {
             &endpoints[0],
             Outcome::Busy(Some(Duration::from_secs(3600))),
         );
-        std::thread::sleep(Duration::from_millis(80));
+        capped.advance(Duration::from_millis(80));
         let _hold = capped.pick().unwrap();
         let next = capped.pick().unwrap();
         let picked: Vec<&str> = [_hold.endpoint(), next.endpoint()]

@@ -54,7 +54,7 @@ pub enum EndpointsFileError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not an endpoints file (bad JSON, too large, or no endpoint listed).
+    /// The file is not an endpoints file (bad JSON, or too large).
     #[error("invalid endpoints file {path}: {reason}")]
     Invalid {
         /// The file.
@@ -80,7 +80,9 @@ impl EndpointsFile {
         }
     }
 
-    /// Reads and checks an endpoints file: valid JSON, at most 1 MiB, at least one endpoint.
+    /// Reads and checks an endpoints file: valid JSON, at most 1 MiB. An empty list is
+    /// valid: `ra-serve` writes it while no replica is healthy (readers keep what they
+    /// have, or wait).
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("ra-ep-doc-read-{}", std::process::id()));
@@ -88,7 +90,9 @@ impl EndpointsFile {
     /// use rewardanything_client::endpoints_file::EndpointsFile;
     /// let path = dir.join("endpoints.json");
     /// std::fs::write(&path, r#"{"endpoints": []}"#).unwrap();
-    /// assert!(EndpointsFile::read(&path).unwrap_err().to_string().contains("no endpoint"));
+    /// assert!(EndpointsFile::read(&path).unwrap().endpoints.is_empty());
+    /// std::fs::write(&path, r#"{"endpoints": "#).unwrap();
+    /// assert!(EndpointsFile::read(&path).unwrap_err().to_string().contains("invalid"));
     /// # std::fs::remove_dir_all(&dir).unwrap();
     /// ```
     pub fn read(path: &Path) -> Result<EndpointsFile, EndpointsFileError> {
@@ -110,12 +114,7 @@ impl EndpointsFile {
         if text.len() as u64 > MAX_FILE_BYTES {
             return Err(invalid(format!("larger than {MAX_FILE_BYTES} bytes")));
         }
-        let parsed: EndpointsFile =
-            serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))?;
-        if parsed.endpoints.is_empty() {
-            return Err(invalid("it lists no endpoint".into()));
-        }
-        Ok(parsed)
+        serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))
     }
 
     /// Writes the file atomically (a temporary file beside it, then a rename), so

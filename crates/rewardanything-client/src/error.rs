@@ -15,6 +15,7 @@ use crate::judgment::ParseError;
 /// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind} (after {attempts} attempt{s})", s = if *attempts == 1 { "" } else { "s" })]
+#[non_exhaustive]
 pub struct JudgeError {
     /// What happened on the last attempt.
     pub kind: JudgeErrorKind,
@@ -122,9 +123,10 @@ pub enum JudgeErrorKind {
     /// No endpoint is configured.
     #[error("no endpoint configured")]
     NoEndpoint,
-    /// No model was configured and none could be discovered from `/v1/models`.
+    /// No model was configured and none could be discovered from `/v1/models` (the
+    /// cause, e.g. [`BuildError::Unauthorized`], is kept).
     #[error("model discovery failed: {0}")]
-    ModelDiscovery(String),
+    ModelDiscovery(#[source] Arc<BuildError>),
     /// The client was closed ([`Client::close`](crate::Client::close)) before the
     /// judgment could start.
     #[error("cancelled: the client was closed")]

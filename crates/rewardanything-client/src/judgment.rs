@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// How much recovery the answer needed before it could be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Recovery {
     /// The JSON text parsed as it was (after removing think blocks and code fences).
     Clean,
@@ -30,6 +31,7 @@ pub enum Recovery {
 /// assert!(j.consistent);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Judgment {
     /// Caller's name → score. Order: the first-insertion order of the unmasked names as
     /// the reference produces it (the order of the model's JSON keys); use
@@ -83,6 +85,7 @@ impl Judgment {
 /// Why an answer could not be turned into a [`Judgment`] (SPEC section 6, issue 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ParseErrorKind {
     /// No JSON object could be recovered (nothing found, several objects, invalid JSON,
     /// nesting too deep).
@@ -145,6 +148,7 @@ impl std::fmt::Display for ParseErrorKind {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{kind}: {message}")]
+#[non_exhaustive]
 pub struct ParseError {
     /// The category.
     pub kind: ParseErrorKind,

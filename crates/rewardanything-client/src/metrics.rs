@@ -253,7 +253,7 @@ fn get_item<'v>(r: &'v Value, key: &str) -> Result<&'v Value, MetricError> {
 /// object, or whose `scores` is not an object or ranking not an array, gives `0.0`.
 ///
 /// ```
-/// use rewardanything_client::{metrics::check_ranking_consistency, pyjson::loads};
+/// use rewardanything_client::{metrics::check_ranking_consistency, compat::pyjson::loads};
 /// let v = loads(r#"{"scores": {"a": 5, "b": 3, "c": 4}, "best-to-worst": ["a", "b", "c"]}"#).unwrap();
 /// assert_eq!(check_ranking_consistency(&v), 0.5);
 /// ```

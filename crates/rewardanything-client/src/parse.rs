@@ -349,9 +349,16 @@ fn validate(
     let names = ranking_names(ranking, m)?;
     let missing = m.and_then(|m| m.keys().find(|k| !scores.contains_key(k.as_str())));
     if let (true, Some(missing)) = (opts.require_complete, missing) {
+        // Name the caller's response, and the masked name the model saw.
+        let real = m.and_then(|m| m.get(missing)).unwrap_or(missing);
+        let shown = if real == missing {
+            format!("{real:?}")
+        } else {
+            format!("{real:?} (shown to the model as {missing:?})")
+        };
         return Err(err(
             ParseErrorKind::Incomplete,
-            format!("{missing:?} has no score"),
+            format!("{shown} has no score"),
         ));
     }
     let unknown = names.iter().find(|n| !out.contains_key(n.as_str()));

@@ -27,6 +27,7 @@ use crate::wire::ContextOverflow;
 /// assert_eq!(p.max_attempts, 3);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = no retry). Default 5.
     pub max_attempts: u32,
@@ -96,6 +97,19 @@ impl RetryPolicy {
     /// ```
     pub fn max_delay(mut self, d: Duration) -> Self {
         self.max_delay = d;
+        self
+    }
+
+    /// Sets the longest `Retry-After` worth waiting for; a server asking for longer
+    /// fails the judgment at once with its answer (default 120 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let p = rewardanything_client::RetryPolicy::default().max_retry_after(Duration::from_secs(5));
+    /// assert_eq!(p.max_retry_after, Duration::from_secs(5));
+    /// ```
+    pub fn max_retry_after(mut self, d: Duration) -> Self {
+        self.max_retry_after = d;
         self
     }
 

@@ -9,12 +9,14 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
-use crate::error::JudgeError;
+use crate::error::{JudgeError, JudgeErrorKind};
+use crate::judgment::{ParseError, ParseErrorKind};
 use crate::render::JudgeRequest;
 
 /// How raw 1–5 scores become rewards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Normalization {
     /// The judge's score, 1 to 5.
     Raw,
@@ -29,6 +31,7 @@ pub enum Normalization {
 /// The reward given when a judgment fails.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum OnFailure {
     /// `NaN` (default): TRL drops NaN rewards from the loss.
     #[default]
@@ -51,6 +54,7 @@ impl OnFailure {
 
 /// The rewards of one group, in the order the responses were given.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct GroupRewards {
     /// One reward per response; on failure, the [`OnFailure`] value for each.
     pub rewards: Vec<Option<f64>>,
@@ -184,6 +188,24 @@ impl Rewarder {
         request: &JudgeRequest,
         result: Result<crate::judgment::Judgment, JudgeError>,
     ) -> GroupRewards {
+        // With lenient parse options a response may come back unscored: that is a
+        // failed reward, never a NaN that looks like a success.
+        let result = result.and_then(|judgment| {
+            match request
+                .responses
+                .keys()
+                .find(|n| !judgment.scores.contains_key(*n))
+            {
+                None => Ok(judgment),
+                Some(name) => Err(JudgeError::new(
+                    JudgeErrorKind::Parse(ParseError::new(
+                        ParseErrorKind::Incomplete,
+                        format!("{name:?} has no score"),
+                    )),
+                    0,
+                )),
+            }
+        });
         match result {
             Ok(judgment) => {
                 let raw: Vec<f64> = request

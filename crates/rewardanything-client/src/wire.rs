@@ -101,7 +101,9 @@ pub(crate) async fn read_capped(
     if declared.is_some_and(|n| n > cap as u64) {
         return Err(too_large());
     }
-    let mut body = bytes::BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
+    // The server chose the Content-Length: reserve a modest start, grow as bytes arrive.
+    let mut body =
+        bytes::BytesMut::with_capacity(declared.map_or(8192, |n| n.min(64 << 10) as usize));
     while let Some(chunk) = response.chunk().await.map_err(AttemptError::transport)? {
         if body.len() + chunk.len() > cap {
             return Err(too_large());
@@ -194,12 +196,22 @@ pub(crate) fn server_message(body: &[u8]) -> String {
             .or_else(|| v.get("detail"))
             .or_else(|| v.get("error"));
         match found {
-            Some(Value::String(s)) => return s.clone(),
-            Some(other) => return other.to_string(),
+            Some(Value::String(s)) => return truncate(s),
+            Some(other) => return truncate(&other.to_string()),
             None => {}
         }
     }
     snippet(body)
+}
+
+/// A server's message cut to a size fit for an error line (a hostile server may send
+/// megabytes of "message").
+fn truncate(message: &str) -> String {
+    const LIMIT: usize = 2000;
+    match message.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_string(),
+    }
 }
 
 fn snippet(body: &[u8]) -> String {
@@ -224,6 +236,26 @@ pub(crate) fn redact_url(url: &reqwest::Url) -> String {
         shown.set_query(Some("***"));
     }
     shown.as_str().trim_end_matches('/').to_string()
+}
+
+/// A URL that did not parse, fit for an error message: anything that could be
+/// credentials (before an `@` in the authority) or a query is replaced, and it is cut to
+/// 100 characters.
+pub(crate) fn redact_unparsed(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = match authority.rfind('@') {
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_string(),
+    };
+    let path = tail.split(['?', '#']).next().unwrap_or("");
+    let query = if tail.contains('?') { "?***" } else { "" };
+    let sep = if scheme.is_empty() { "" } else { "://" };
+    format!("{scheme}{sep}{host}{path}{query}")
+        .chars()
+        .take(100)
+        .collect()
 }
 
 /// Parses a `Retry-After` header: delay-seconds (possibly fractional), or an HTTP date.
@@ -354,6 +386,20 @@ mod tests {
             AttemptError::BadResponse(m) => assert!(m.contains("upstream overloaded"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn unparsable_urls_are_redacted_too() {
+        assert_eq!(
+            redact_unparsed("http://u:secret@h:99999/v1"),
+            "http://***@h:99999/v1"
+        );
+        assert_eq!(
+            redact_unparsed("http://h:1/v1?key=k3y"),
+            "http://h:1/v1?***"
+        );
+        assert_eq!(redact_unparsed("u:secret@h/v1"), "***@h/v1");
+        assert!(!redact_unparsed("ftp://a:b:c@@d/").contains('b'));
     }
 
     #[test]

@@ -552,3 +552,38 @@ async fn a_password_in_an_endpoint_url_never_shows() {
     assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
     mock.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_lazy_discovery_keeps_its_cause_and_is_not_repeated_per_judgment() {
+    let mock = MockServer::builder().api_key("sk-k").start().await.unwrap();
+    let client = Client::builder()
+        .endpoint(mock.base_url())
+        .api_key("sk-wrong")
+        .build()
+        .unwrap();
+    let requests: Vec<_> = (0..16).map(|i| numbered(i, "")).collect();
+    let results = futures::future::join_all(requests.iter().map(|r| client.judge(r))).await;
+    for result in &results {
+        let err = result.as_ref().unwrap_err();
+        assert_eq!(err.kind_str(), "model_discovery", "{err}");
+        match &err.kind {
+            JudgeErrorKind::ModelDiscovery(cause) => assert!(
+                matches!(**cause, BuildError::Unauthorized { status: 401, .. }),
+                "{cause:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            std::error::Error::source(&err.kind).is_some(),
+            "the cause is the source"
+        );
+    }
+    let stats = mock.stats();
+    assert_eq!(stats.chat_requests, 0);
+    assert!(
+        stats.received < 16,
+        "{} discovery requests for 16 judgments",
+        stats.received
+    );
+    mock.shutdown().await;
+}

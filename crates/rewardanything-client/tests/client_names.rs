@@ -116,3 +116,33 @@ async fn a_wrongly_named_answer_is_reasked_and_the_reask_succeeds() {
     }
     mock.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lenient_client_never_turns_a_missing_score_into_a_silent_reward() {
+    use rewardanything_client::parse::ParseOptions;
+    use rewardanything_client::reward::{OnFailure, Rewarder};
+    let mock = MockServer::builder().start().await.unwrap();
+    let client = builder(&[&mock])
+        .parse_options(ParseOptions::default())
+        .build()
+        .unwrap();
+    let rewarder = Rewarder::new(client).on_failure(OnFailure::Fixed(0.0));
+    let group = rewarder
+        .group_rewards(
+            "Be concise.",
+            "2+2? [[fault:names-missing]]",
+            &["4", "Four.", "IV"],
+        )
+        .await;
+    let error = group
+        .error
+        .as_ref()
+        .expect("a missing score is a failed reward");
+    assert_eq!(error.kind_str(), "incomplete", "{error}");
+    assert!(
+        group.to_f64().iter().all(|r| *r == 0.0),
+        "{:?}",
+        group.to_f64()
+    );
+    mock.shutdown().await;
+}

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
-use rewardanything_client::{Client, JudgeRequest};
+use rewardanything_client::{Client, JudgeErrorKind, JudgeRequest};
 use serde_json::Value;
 use tokio::io::AsyncBufRead;
 
@@ -39,10 +39,23 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub async fn judge(self, client: Client) -> ResultLine {
+    /// The judgment's result line; `None` when the client was closed (after a stop
+    /// signal) before the judgment got on the wire or while it waited to retry.
+    pub async fn judge(self, client: Client) -> Option<ResultLine> {
         let started = Instant::now();
         let result = client.judge_detailed(&self.request).await;
-        ResultLine::from_result(self.index, self.id, self.hash, result, started.elapsed())
+        if let Err(e) = &result
+            && matches!(e.kind, JudgeErrorKind::Cancelled)
+        {
+            return None;
+        }
+        Some(ResultLine::from_result(
+            self.index,
+            self.id,
+            self.hash,
+            result,
+            started.elapsed(),
+        ))
     }
 }
 

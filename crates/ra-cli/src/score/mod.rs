@@ -24,7 +24,7 @@ use clap::Args;
 use futures::{FutureExt, Stream, StreamExt};
 use rewardanything_client::Client;
 use tokio::io::AsyncBufRead;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::connect::{ClientArgs, Connection};
 use crate::lines::{DEFAULT_MAX_LINE_BYTES, LineReader, open_input};
@@ -250,28 +250,31 @@ fn judgments<R: AsyncBufRead + Unpin + Send + 'static>(
         async move { wait_level(&mut rx, 1).await }
     };
     let window = concurrency.saturating_mul(4).max(64);
-    // Judgments start only with a permit, so that after a signal the queued ones are not
-    // sent: they come back `NotStarted`, and writing stops there (the output stays a
-    // prefix), while those already in flight finish within the grace.
-    let gate = Arc::new(Semaphore::new(concurrency));
-    let stop_starting = signals.clone();
+    // The client's own in-flight limit (`concurrency`) is the only gate: it frees a slot
+    // as soon as an answer's body has arrived, so the slot's next request leaves while
+    // that answer is parsed. After a signal, judgments still waiting for a slot must not
+    // be sent: closing the client fails them at once with `cancelled`, they come back
+    // `NotStarted` (writing stops there, the output stays a prefix), and those already on
+    // the wire finish within the grace.
+    {
+        let client = client.clone();
+        let mut rx = signals.clone();
+        tokio::spawn(async move {
+            wait_level(&mut rx, 1).await;
+            client.close();
+        });
+    }
     jobs.take_until(stop_reading.boxed())
         .map(move |item| {
             let client = client.clone();
-            let gate = Arc::clone(&gate);
-            let mut stop = stop_starting.clone();
             async move {
                 match item? {
                     Job::Ready(line) => Ok(Step::Line(line)),
                     Job::KeptFailed => Ok(Step::KeptFailed),
-                    Job::Judge(pending) => {
-                        let _permit = tokio::select! {
-                            biased;
-                            _ = wait_level(&mut stop, 1) => return Ok(Step::NotStarted),
-                            permit = gate.acquire_owned() => permit.ok(),
-                        };
-                        Ok(Step::Line(pending.judge(client).await))
-                    }
+                    Job::Judge(pending) => Ok(match pending.judge(client).await {
+                        Some(line) => Step::Line(line),
+                        None => Step::NotStarted,
+                    }),
                 }
             }
         })

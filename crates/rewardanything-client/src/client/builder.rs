@@ -102,7 +102,8 @@ impl ClientBuilder {
     /// default: it would send an OpenAI key to whatever endpoint is configured.
     ///
     /// ```
-    /// let b = rewardanything_client::Client::builder().openai_api_key_env(true);
+    /// let b = rewardanything_client::Client::builder().endpoint("http://h/v1").openai_api_key_env(true);
+    /// assert!(b.build().is_ok());
     /// ```
     pub fn openai_api_key_env(mut self, yes: bool) -> Self {
         self.config.openai_api_key_env = yes;
@@ -369,6 +370,10 @@ impl ClientBuilder {
             headers: per_request_headers,
             balancer: Balancer::new(&urls, config.balance.clone()),
             discovered_model: OnceCell::new(),
+            discovery_failure: std::sync::Mutex::new(None),
+            parsers: Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
+            ),
             in_flight: Semaphore::new(config.max_in_flight),
             rate_limiter,
             config,
@@ -384,10 +389,10 @@ pub(crate) fn parse_endpoints(urls: &[String]) -> Result<Vec<EndpointUrl>, Build
     urls.iter()
         .map(|url| {
             EndpointUrl::parse(url).map_err(|reason| BuildError::InvalidEndpoint {
-                // The URL as given may hold a password: show only its scheme and host.
+                // The URL as given may hold a password.
                 url: reqwest::Url::parse(url)
                     .map(|u| crate::wire::redact_url(&u))
-                    .unwrap_or_else(|_| url.chars().take(64).collect()),
+                    .unwrap_or_else(|_| crate::wire::redact_unparsed(url)),
                 reason,
             })
         })

@@ -1,6 +1,7 @@
 //! Finding out which model an endpoint serves (`GET /models`), and whether it answers.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::Inner;
 use crate::balance::EndpointUrl;
@@ -8,23 +9,49 @@ use crate::error::BuildError;
 use crate::retry::{AttemptError, is_transient_status};
 use crate::wire::{decode_models, read_capped, server_message};
 
+/// How long a failed discovery answers for later judgments (each waiter of a failed
+/// discovery would otherwise start its own retry loop, one after the other).
+const DISCOVERY_FAILURE_TTL: Duration = Duration::from_secs(1);
+
 /// Longest wait for one `/models` answer (it is cheap for a server).
 const MODELS_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Inner {
     /// The model to send: the configured one, else the one discovered (once, shared by
     /// concurrent first calls).
-    pub(super) async fn model(&self) -> Result<&str, BuildError> {
+    pub(super) async fn model(&self) -> Result<&str, Arc<BuildError>> {
         if let Some(m) = &self.config.model {
+            return Ok(m);
+        }
+        if let Some(m) = self.discovered_model.get() {
             return Ok(m);
         }
         self.discovered_model
             .get_or_try_init(|| async {
-                let (url, models) = self.first_answering_endpoint().await?;
-                single_model(url, models)
+                // Judgments that waited on a discovery that just failed get its error.
+                if let Some(recent) = self.recent_discovery_failure() {
+                    return Err(recent);
+                }
+                let found = match self.first_answering_endpoint().await {
+                    Ok((url, models)) => single_model(url, models),
+                    Err(e) => Err(e),
+                };
+                found.map_err(|e| {
+                    let e = Arc::new(e);
+                    if let Ok(mut last) = self.discovery_failure.lock() {
+                        *last = Some((Instant::now(), Arc::clone(&e)));
+                    }
+                    e
+                })
             })
             .await
             .map(String::as_str)
+    }
+
+    fn recent_discovery_failure(&self) -> Option<Arc<BuildError>> {
+        let last = self.discovery_failure.lock().ok()?;
+        let (at, e) = last.as_ref()?;
+        (at.elapsed() < DISCOVERY_FAILURE_TTL).then(|| Arc::clone(e))
     }
 
     pub(super) async fn connect(&self) -> Result<String, BuildError> {
@@ -89,10 +116,10 @@ impl Inner {
         &self,
         url: &EndpointUrl,
     ) -> Result<Vec<String>, (BuildError, bool)> {
-        let shown = url.shown();
+        let shown = crate::wire::redact_url(url.models());
         let fail = |reason: String, transient: bool| {
             let e = BuildError::ModelDiscovery {
-                url: format!("{shown}/models"),
+                url: shown.clone(),
                 reason,
             };
             (e, transient)
@@ -125,7 +152,7 @@ impl Inner {
             200..=299 => decode_models(&body).map_err(|reason| fail(reason, false)),
             401 | 403 => Err((
                 BuildError::Unauthorized {
-                    url: format!("{shown}/models"),
+                    url: shown.clone(),
                     status,
                     message: server_message(&body),
                 },
@@ -133,8 +160,9 @@ impl Inner {
             )),
             404 if !url.as_str().ends_with("/v1") => Err(fail(
                 format!(
-                    "HTTP 404: {} (OpenAI-compatible servers serve under /v1: try {shown}/v1)",
-                    server_message(&body)
+                    "HTTP 404: {} (OpenAI-compatible servers serve under /v1: try {}/v1)",
+                    server_message(&body),
+                    url.shown()
                 ),
                 false,
             )),

@@ -60,7 +60,7 @@ impl Inner {
         let model = self
             .model()
             .await
-            .map_err(|e| JudgeError::new(JudgeErrorKind::ModelDiscovery(e.to_string()), 0))?;
+            .map_err(|e| JudgeError::new(JudgeErrorKind::ModelDiscovery(e), 0))?;
         let mut call = Call::new(self, request, model);
         loop {
             let permit = self.wait_for_slot(&call).await?;
@@ -310,6 +310,9 @@ impl<'a> Call<'a> {
     ) -> Result<(Judgment, Option<Usage>), Undecoded> {
         let names = Arc::clone(&self.names);
         let options = self.inner.config.parse_options;
+        // At most about one parse per core at once: a wave of answers must not start a
+        // blocking thread each. A closed client still parses what it has received.
+        let _parser = self.inner.parsers.acquire().await.ok();
         tokio::task::spawn_blocking(move || decode_and_parse(&body, &names, &options))
             .await
             .unwrap_or_else(|e| {
