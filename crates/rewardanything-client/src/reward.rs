@@ -54,7 +54,6 @@ impl OnFailure {
 
 /// The rewards of one group, in the order the responses were given.
 #[derive(Debug, Clone, Serialize)]
-#[non_exhaustive]
 pub struct GroupRewards {
     /// One reward per response; on failure, the [`OnFailure`] value for each.
     pub rewards: Vec<Option<f64>>,
