@@ -8,6 +8,11 @@ and peak RSS. Requests have 4 responses of ~500 characters; answers are ~2 KB.
     cargo build --release -p ra-cli -p ra-mock
     python3 scripts/bench_score.py                        # both scenarios, 3 runs each
     python3 scripts/bench_score.py --lines 100000 --latency-ms 0 --runs 1
+    python3 scripts/bench_score.py --steady --lines 12800 --latency-ms 200 --runs 3
+
+`--steady` also runs twice as many lines against the same mock, alternating, and
+prints the marginal rate (extra lines / extra wall time): the throughput once running,
+without the fixed start-up and last-round costs that a 10 s run includes.
 """
 import argparse
 import json
@@ -22,6 +27,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, "target", "release")
+# RA_BIN compares another build of `ra` (e.g. an older commit's) against the same mock.
+RA = os.environ.get("RA_BIN", os.path.join(TARGET, "ra"))
 
 
 def write_input(path, lines):
@@ -54,7 +61,7 @@ def run_once(input_path, url, concurrency, lines):
     out = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    proc = subprocess.run([os.path.join(TARGET, "ra"), "score", "--input", input_path,
+    proc = subprocess.run([RA, "score", "--input", input_path,
                            "--output", out, "--endpoint", url, "--concurrency", str(concurrency),
                            "--quiet", "--max-retries", "0"], capture_output=True, text=True)
     wall = time.monotonic() - t0
@@ -87,6 +94,28 @@ def scenario(name, lines, latency_ms, capacity, concurrency, runs):
           f"client CPU {med['cpu_us']:.1f} us/judgment, peak RSS {med['maxrss_mb']:.1f} MB, wall {med['wall']:.1f} s")
 
 
+def steady(lines, latency_ms, capacity, concurrency, runs):
+    with tempfile.TemporaryDirectory() as d:
+        short, long = os.path.join(d, "short.jsonl"), os.path.join(d, "long.jsonl")
+        write_input(short, lines)
+        write_input(long, 2 * lines)
+        mock, url = start_mock(latency_ms, capacity)
+        try:
+            pairs = [(run_once(short, url, concurrency, lines),
+                      run_once(long, url, concurrency, 2 * lines)) for _ in range(runs)]
+        finally:
+            mock.stdin.close()
+            mock.wait(timeout=10)
+    nominal = capacity * 1000 / latency_ms
+    overall = statistics.median(p[1]["rate"] for p in pairs)
+    marginal = statistics.median(lines / (p[1]["wall"] - p[0]["wall"]) for p in pairs)
+    cpu = statistics.median(p[1]["cpu_us"] for p in pairs)
+    print(f"steady: {lines} and {2 * lines} lines x {runs} runs (median): overall "
+          f"{overall:.0f} judgments/s ({100 * overall / nominal:.1f}% of {nominal:.0f}/s), "
+          f"marginal {marginal:.0f} judgments/s ({100 * marginal / nominal:.1f}%), "
+          f"client CPU {cpu:.1f} us/judgment")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--lines", type=int)
@@ -94,7 +123,11 @@ def main():
     p.add_argument("--capacity", type=int, default=256)
     p.add_argument("--concurrency", type=int, default=256)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--steady", action="store_true")
     a = p.parse_args()
+    if a.steady:
+        steady(a.lines or 12800, a.latency_ms or 200, a.capacity, a.concurrency, a.runs)
+        return
     if a.lines is not None and a.latency_ms is not None:
         scenario("custom", a.lines, a.latency_ms, a.capacity if a.latency_ms else 0, a.concurrency, a.runs)
         return

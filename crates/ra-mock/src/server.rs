@@ -572,7 +572,7 @@ async fn chat(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
         answer.render(&a, &scored)
     };
     if !delay.is_zero() {
-        tokio::time::sleep_until((hold_from + delay).into()).await;
+        hold_until(hold_from + delay).await;
     }
     let body = match (answer, answer_body) {
         (Answer::Filler(total), _) => MockBody::filler(Arc::clone(shared), total),
@@ -724,6 +724,20 @@ fn context_error(
         }
     };
     Some((msg, Some("input_tokens")))
+}
+
+/// Waits until `until`, to well under a millisecond. Tokio's timer rounds a deadline up
+/// to its next millisecond tick (and wakes a little after it), which would hold every
+/// request ~0.5–1 ms longer than configured and make a 200 ms server a 200.7 ms one:
+/// sleep to just before, then yield until the instant. Requests held together spin
+/// together, so this costs about a millisecond of CPU per wave, not per request.
+async fn hold_until(until: Instant) {
+    const TICK: Duration = Duration::from_millis(1);
+    let coarse = until.checked_sub(TICK).unwrap_or(until);
+    tokio::time::sleep_until(coarse.into()).await;
+    while Instant::now() < until {
+        tokio::task::yield_now().await;
+    }
 }
 
 #[cfg(test)]

@@ -371,9 +371,6 @@ impl ClientBuilder {
             balancer: Balancer::new(&urls, config.balance.clone()),
             discovered_model: OnceCell::new(),
             discovery_failure: std::sync::Mutex::new(None),
-            parsers: Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
-            ),
             in_flight: Semaphore::new(config.max_in_flight),
             rate_limiter,
             config,

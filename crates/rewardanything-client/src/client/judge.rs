@@ -3,7 +3,6 @@
 //! body (the slot is released here, before decoding, so the next request can leave),
 //! decode and parse, classify a failure.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
@@ -33,10 +32,9 @@ struct Call<'a> {
     request: &'a JudgeRequest,
     model: &'a str,
     rendered: RenderedPrompt,
-    /// The names an answer must use and their real names: the masking, or for an
-    /// unmasked request each name to itself, so the answer is validated either way.
-    /// Shared with the parser thread.
-    names: Arc<IndexMap<String, String>>,
+    /// For an unmasked request, each name to itself: the answer is validated against
+    /// the request's names whether or not they were masked.
+    identity: Option<IndexMap<String, String>>,
     per_request: Map<String, Value>,
     sampling: AttemptSampling,
     body: bytes::Bytes,
@@ -208,12 +206,12 @@ enum Undecoded {
 /// Decodes a completion and parses its judgment (CPU work, tens of microseconds).
 fn decode_and_parse(
     body: &[u8],
-    names: &IndexMap<String, String>,
+    names: Option<&IndexMap<String, String>>,
     options: &ParseOptions,
 ) -> Result<(Judgment, Option<Usage>), Undecoded> {
     let answer: Answer = decode_completion(body).map_err(Undecoded::Attempt)?;
-    let judgment = parse_completion_with(&answer.completion(), Some(names), options)
-        .map_err(Undecoded::Parse)?;
+    let judgment =
+        parse_completion_with(&answer.completion(), names, options).map_err(Undecoded::Parse)?;
     Ok((judgment, answer.usage))
 }
 
@@ -222,13 +220,12 @@ impl<'a> Call<'a> {
         let config = &inner.config;
         let started = Instant::now();
         let rendered = render(request, config.masking);
-        let names = Arc::new(match &rendered.masked2real {
-            Some(m) => m.clone(),
-            None => request
+        let identity = rendered.masked2real.is_none().then(|| {
+            request
                 .responses
                 .keys()
                 .map(|k| (k.clone(), k.clone()))
-                .collect(),
+                .collect()
         });
         let per_request = match &config.body_hook {
             Some(hook) => hook(request, &rendered)
@@ -249,7 +246,7 @@ impl<'a> Call<'a> {
             request,
             model,
             rendered,
-            names,
+            identity,
             per_request,
             sampling: AttemptSampling {
                 temperature: s.temperature,
@@ -301,25 +298,22 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Decodes and parses on the blocking pool: answers that arrive together (a wave of
-    /// slots finishing at once) are parsed on another core while this thread sends the
-    /// slots' next requests.
+    /// Decodes and parses the answer once the slot is free. Yielding first lets the
+    /// slot's next request (woken when the slot was released) leave before this CPU
+    /// work: when a wave of answers arrives together, the next requests go out first.
+    /// (Parsing on the blocking pool instead was measured slower: a thread hand-off
+    /// costs more than the parse.)
     async fn decode_and_parse(
         &self,
         body: bytes::Bytes,
     ) -> Result<(Judgment, Option<Usage>), Undecoded> {
-        let names = Arc::clone(&self.names);
-        let options = self.inner.config.parse_options;
-        // At most about one parse per core at once: a wave of answers must not start a
-        // blocking thread each. A closed client still parses what it has received.
-        let _parser = self.inner.parsers.acquire().await.ok();
-        tokio::task::spawn_blocking(move || decode_and_parse(&body, &names, &options))
-            .await
-            .unwrap_or_else(|e| {
-                Err(Undecoded::Attempt(AttemptError::BadResponse(format!(
-                    "the parser task failed: {e}"
-                ))))
-            })
+        tokio::task::yield_now().await;
+        let names = self
+            .rendered
+            .masked2real
+            .as_ref()
+            .or(self.identity.as_ref());
+        decode_and_parse(&body, names, &self.inner.config.parse_options)
     }
 
     /// The judgment with the scores in the caller's order, and what it took.

@@ -82,8 +82,6 @@ struct Inner {
     /// The last failed discovery: judgments within a second of it fail with it at once
     /// rather than each running its own retry loop against a dead server.
     discovery_failure: std::sync::Mutex<Option<(std::time::Instant, Arc<BuildError>)>>,
-    /// Answers decoded and parsed at once on the blocking pool (about the core count).
-    parsers: Semaphore,
     in_flight: Semaphore,
     rate_limiter: Option<DirectLimiter>,
 }
