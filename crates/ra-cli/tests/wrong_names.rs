@@ -115,3 +115,36 @@ fn parse_strict_refuses_a_name_the_mapping_does_not_have() {
     let out: Value = serde_json::from_str(lenient.stdout_str().trim()).expect("one JSON line");
     assert_eq!(out["ok"]["consistent"], false, "{out}");
 }
+
+#[test]
+fn an_endless_or_huge_answer_body_is_one_bad_response_line() {
+    let mock = Mock::default_mock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reqs: Vec<Value> = ["endless-body", "huge-body:104857600"]
+        .iter()
+        .map(|fault| {
+            json!({"id": fault, "principle": "p", "prompt": format!("q [[fault:{fault}]]"),
+                   "responses": {"a": "x", "b": "y"}})
+        })
+        .collect();
+    let inp = dir.path().join("in.jsonl");
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(&inp, jsonl(&reqs)).expect("write");
+    let url = mock.url();
+    let run = ra(
+        &[
+            "score", "--input", s(&inp), "--output", s(&out), "--endpoint", &url,
+            "--max-response-bytes", "1048576", "--timeout", "60",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let lines = read_jsonl(&out);
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        assert_eq!(line["error"]["kind"], "bad_response", "{line}");
+        assert_eq!(line["attempts"], 1, "not retried: {line}");
+        let message = line["error"]["message"].as_str().unwrap();
+        assert!(message.contains("1048576-byte limit"), "{message}");
+    }
+}
