@@ -133,8 +133,17 @@ fn an_endless_or_huge_answer_body_is_one_bad_response_line() {
     let url = mock.url();
     let run = ra(
         &[
-            "score", "--input", s(&inp), "--output", s(&out), "--endpoint", &url,
-            "--max-response-bytes", "1048576", "--timeout", "60",
+            "score",
+            "--input",
+            s(&inp),
+            "--output",
+            s(&out),
+            "--endpoint",
+            &url,
+            "--max-response-bytes",
+            "1048576",
+            "--timeout",
+            "60",
         ],
         b"",
     );
