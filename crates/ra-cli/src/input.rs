@@ -3,12 +3,12 @@
 //! the two silently would judge a response the caller did not mean.
 
 use std::fmt;
-use std::marker::PhantomData;
 
 use indexmap::IndexMap;
 use rewardanything_client::JudgeRequest;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, de::DeserializeOwned};
+use rewardanything_client::render::deserialize_unique_names;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use serde_json::Value;
 
 /// One request as `ra` reads it.
@@ -36,65 +36,27 @@ impl RequestInput {
     }
 }
 
-/// `responses` with every name once.
+/// `responses` with every name once (the client's own rule for a request's names).
 pub fn unique_responses<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<IndexMap<String, String>, D::Error> {
-    d.deserialize_map(UniqueKeys::<String>::new("response name"))
+    deserialize_unique_names(d)
 }
 
 /// `masked2real` with every masked name once (`null` allowed).
 pub fn unique_masked_names<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<IndexMap<String, String>>, D::Error> {
-    d.deserialize_option(OptionalUniqueKeys("masked name"))
+    d.deserialize_option(OptionalUniqueNames)
 }
 
-/// A map visitor that fails on the first repeated key, naming it.
-struct UniqueKeys<V> {
-    what: &'static str,
-    value: PhantomData<V>,
-}
+struct OptionalUniqueNames;
 
-impl<V> UniqueKeys<V> {
-    fn new(what: &'static str) -> Self {
-        UniqueKeys {
-            what,
-            value: PhantomData,
-        }
-    }
-}
-
-impl<'de, V: DeserializeOwned> Visitor<'de> for UniqueKeys<V> {
-    type Value = IndexMap<String, V>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an object of {}s", self.what)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = IndexMap::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format!(
-                    "duplicate {} {key:?}: each name must appear once",
-                    self.what
-                )));
-            }
-            let value = map.next_value::<V>()?;
-            out.insert(key, value);
-        }
-        Ok(out)
-    }
-}
-
-struct OptionalUniqueKeys(&'static str);
-
-impl<'de> Visitor<'de> for OptionalUniqueKeys {
+impl<'de> Visitor<'de> for OptionalUniqueNames {
     type Value = Option<IndexMap<String, String>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "null or an object of {}s", self.0)
+        f.write_str("null or an object of masked names")
     }
 
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
@@ -106,8 +68,7 @@ impl<'de> Visitor<'de> for OptionalUniqueKeys {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(UniqueKeys::<String>::new(self.0))
-            .map(Some)
+        deserialize_unique_names(d).map(Some)
     }
 }
 
@@ -122,10 +83,7 @@ mod tests {
         let err = serde_json::from_str::<RequestInput>(line)
             .err()
             .expect("refused");
-        assert!(
-            err.to_string().contains("duplicate response name \"a\""),
-            "{err}"
-        );
+        assert!(err.to_string().contains("duplicate name \"a\""), "{err}");
         let ok = r#"{"principle": "p", "prompt": "q", "responses": {"a": "1", "b": "2"}, "mask_responses": false}"#;
         let request = serde_json::from_str::<RequestInput>(ok)
             .expect("valid")

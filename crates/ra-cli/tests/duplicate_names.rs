@@ -37,10 +37,7 @@ fn score_writes_a_bad_input_line_naming_the_duplicated_response() {
     assert_eq!(bad["id"], "dup", "the id is kept: {bad}");
     assert_eq!(bad["error"]["kind"], "bad_input", "{bad}");
     let message = bad["error"]["message"].as_str().expect("message");
-    assert!(
-        message.contains("duplicate response name \"a\""),
-        "{message}"
-    );
+    assert!(message.contains("duplicate name \"a\""), "{message}");
     assert!(
         message.starts_with("line 2: "),
         "1-based in text: {message}"
@@ -56,7 +53,7 @@ fn judge_refuses_a_duplicated_response_on_stdin_and_in_flags() {
     let run = ra(&["judge", "--endpoint", &url], DUPLICATED.as_bytes());
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("duplicate response name \"a\""),
+        run.stderr.contains("duplicate name \"a\""),
         "{}",
         run.stderr
     );
@@ -102,10 +99,7 @@ fn render_answers_a_duplicated_response_with_bad_input_in_place() {
     assert_eq!(out[0]["error"]["kind"], "bad_input", "{}", out[0]);
     assert_eq!(out[0]["error"]["line"], 0, "the field stays 0-based");
     let message = out[0]["error"]["message"].as_str().expect("message");
-    assert!(
-        message.contains("duplicate response name \"a\""),
-        "{message}"
-    );
+    assert!(message.contains("duplicate name \"a\""), "{message}");
     assert!(message.starts_with("line 1: "), "{message}");
     assert!(out[1]["messages"].is_array(), "{}", out[1]);
 }
@@ -123,10 +117,7 @@ fn parse_refuses_a_duplicated_masked_name() {
     let out = run.json_lines();
     assert_eq!(out[0]["error"]["kind"], "bad_input", "{}", out[0]);
     let message = out[0]["error"]["message"].as_str().expect("message");
-    assert!(
-        message.contains("duplicate masked name \"model-1\""),
-        "{message}"
-    );
+    assert!(message.contains("duplicate name \"model-1\""), "{message}");
     assert_eq!(
         out[1]["ok"]["scores"],
         json!({"a": 5.0, "b": 1.0}),

@@ -106,7 +106,7 @@ fn render_reproduces_every_public_vector_through_the_binary() {
                 assert_eq!(out["error"]["line"], i, "{out}");
                 let message = out["error"]["message"].as_str().expect("message");
                 assert!(
-                    message.contains(&format!("duplicate response name \"{name}\"")),
+                    message.contains(&format!("duplicate name \"{name}\"")),
                     "{message}"
                 );
             }

@@ -36,7 +36,10 @@ pub struct JudgeRequest {
     pub principle: String,
     /// The prompt the responses answer.
     pub prompt: String,
-    /// Response name → response text, in the caller's order.
+    /// Response name → response text, in the caller's order. Deserializing refuses a
+    /// name given twice (JSON allows `{"a": …, "a": …}`; merging would judge a response
+    /// the caller did not mean).
+    #[serde(deserialize_with = "deserialize_unique_names")]
     pub responses: IndexMap<String, String>,
     /// Whether to hide the names behind `model-1..model-N` (default true, as the reference).
     #[serde(default = "default_true")]
@@ -45,6 +48,51 @@ pub struct JudgeRequest {
 
 fn default_true() -> bool {
     true
+}
+
+/// Deserializes a JSON object of names (response names, masked names) into an ordered
+/// map, refusing a name given twice with an error that names it. For `#[serde(
+/// deserialize_with = …)]` on any such map.
+///
+/// ```
+/// use rewardanything_client::JudgeRequest;
+/// let ok = r#"{"principle": "p", "prompt": "q", "responses": {"a": "1", "b": "2"}}"#;
+/// assert_eq!(serde_json::from_str::<JudgeRequest>(ok).unwrap().responses.len(), 2);
+/// let twice = r#"{"principle": "p", "prompt": "q", "responses": {"a": "1", "a": "2"}}"#;
+/// let e = serde_json::from_str::<JudgeRequest>(twice).unwrap_err();
+/// assert!(e.to_string().contains("duplicate name \"a\""));
+/// ```
+pub fn deserialize_unique_names<'de, D>(d: D) -> Result<IndexMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct UniqueNames;
+    impl<'de> serde::de::Visitor<'de> for UniqueNames {
+        type Value = IndexMap<String, String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object of names to texts")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            // The size hint comes from the input: bounded so it cannot reserve much.
+            let mut out = IndexMap::with_capacity(map.size_hint().unwrap_or(0).min(64));
+            while let Some(name) = map.next_key::<String>()? {
+                if out.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        "duplicate name {name:?}: each name must appear once"
+                    )));
+                }
+                let text = map.next_value::<String>()?;
+                out.insert(name, text);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(UniqueNames)
 }
 
 impl JudgeRequest {
