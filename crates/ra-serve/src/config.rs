@@ -177,7 +177,7 @@ impl Default for ServeConfig {
 
 impl std::fmt::Debug for ServeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::engine::{REDACTED, looks_secret};
+        use crate::redact::{REDACTED, looks_secret};
         let env: Vec<(&str, &str)> = self
             .env
             .iter()
@@ -201,10 +201,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("parallel", &self.parallel)
             .field("engine_bin", &self.engine_bin)
             .field("nvidia_smi_bin", &self.nvidia_smi_bin)
-            .field(
-                "extra_args",
-                &crate::passthrough::redact_keys(&self.extra_args),
-            )
+            .field("extra_args", &crate::redact::redact_keys(&self.extra_args))
             .field("env", &env)
             .field("endpoints_file", &self.endpoints_file)
             .field("timings", &self.timings)

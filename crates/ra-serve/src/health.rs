@@ -27,7 +27,7 @@ impl std::fmt::Debug for Prober {
             .field("served_name", &self.served_name)
             .field(
                 "api_key",
-                &self.api_key.as_ref().map(|_| crate::engine::REDACTED),
+                &self.api_key.as_ref().map(|_| crate::redact::REDACTED),
             )
             .finish_non_exhaustive()
     }

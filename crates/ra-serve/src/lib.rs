@@ -39,6 +39,7 @@ pub mod passthrough;
 pub mod plan;
 pub mod preflight;
 pub mod reaper;
+pub mod redact;
 pub mod supervisor;
 
 use std::path::PathBuf;

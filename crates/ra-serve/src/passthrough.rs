@@ -190,35 +190,6 @@ pub fn check(cfg: &ServeConfig, replicas: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// The arguments with every value of `--api-key`/`--api-key-file` replaced by `***`
-/// (vLLM's `--api-key` takes several values: all up to the next option).
-///
-/// ```
-/// let args: Vec<String> = ["--api-key", "a", "b", "--x", "--api-key=c"].map(String::from).into();
-/// assert_eq!(ra_serve::passthrough::redact_keys(&args), ["--api-key", "***", "***", "--x", "--api-key=***"]);
-/// ```
-pub fn redact_keys(args: &[String]) -> Vec<String> {
-    let mut out = Vec::with_capacity(args.len());
-    let mut in_key = false;
-    for a in args {
-        let name = a.split_once('=').map_or(a.as_str(), |(n, _)| n);
-        let is_key = matches!(name, "--api-key" | "--api_key" | "--api-key-file");
-        if is_key && a.contains('=') {
-            out.push(format!("{name}={}", crate::engine::REDACTED));
-            in_key = false;
-        } else if is_key {
-            out.push(a.clone());
-            in_key = true;
-        } else if in_key && !a.starts_with('-') {
-            out.push(crate::engine::REDACTED.to_string());
-        } else {
-            out.push(a.clone());
-            in_key = false;
-        }
-    }
-    out
-}
-
 /// Do the passthrough arguments select vLLM's Ray backend (multi-node)?
 pub(crate) fn uses_ray(extra: &[String]) -> bool {
     extra.iter().enumerate().any(|(i, a)| {

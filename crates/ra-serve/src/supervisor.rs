@@ -11,11 +11,11 @@ use tokio::task::JoinSet;
 
 use crate::config::Timings;
 use crate::diagnose::likely_cause;
-use crate::engine::redact;
 use crate::error::Error;
 use crate::health::{Prober, Readiness};
 use crate::plan::Plan;
 use crate::reaper::{EngineProcess, ExitInfo};
+use crate::redact::redact;
 
 /// Lines of engine output kept for error messages.
 pub const TAIL_LINES: usize = 50;

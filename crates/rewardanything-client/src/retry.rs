@@ -7,7 +7,6 @@
 //! `backon`'s exponential builder; the full-jitter draw is ours, because `backon`'s jitter
 //! adds to the cap instead of drawing below it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -16,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::balance::Outcome;
 use crate::error::JudgeErrorKind;
-use crate::wire::ContextOverflow;
+use crate::wire::{AttemptError, ContextOverflow};
 
 /// How many attempts a judgment gets and how long to wait between them.
 ///
@@ -185,37 +184,6 @@ impl Backoff {
 /// Whether a status is worth another attempt as it is.
 pub(crate) fn is_transient_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
-}
-
-/// Why one attempt failed.
-#[derive(Debug)]
-pub(crate) enum AttemptError {
-    /// Could not connect, or the connection broke.
-    Transport {
-        message: String,
-        source: Arc<reqwest::Error>,
-    },
-    /// The attempt outlived its timeout.
-    Timeout,
-    /// A non-2xx answer.
-    Http {
-        status: u16,
-        message: String,
-        retry_after: Option<Duration>,
-    },
-    /// A 2xx answer that is not a usable chat completion (or a body over the cap).
-    BadResponse(String),
-}
-
-impl AttemptError {
-    /// A transport error, its URL removed (a URL may carry credentials).
-    pub fn transport(e: reqwest::Error) -> Self {
-        let e = e.without_url();
-        AttemptError::Transport {
-            message: crate::wire::transport_message(&e),
-            source: Arc::new(e),
-        }
-    }
 }
 
 /// Where a judgment stands when an attempt fails.

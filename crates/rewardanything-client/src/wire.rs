@@ -1,17 +1,65 @@
 //! The OpenAI-compatible wire dialect spoken by vLLM, llama.cpp and SGLang: the request
 //! body, reading and decoding a completion, the servers' error messages, context-overflow
-//! wording and `Retry-After`. Everything here is about bytes on the wire; what to do
-//! about a failure is decided in [`crate::retry`].
+//! wording, `Retry-After`, and how an attempt failed. Everything here is about bytes on
+//! the wire; what to do about a failure is decided in `retry`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::client::Usage;
 use crate::parse::Completion;
 use crate::render::Message;
-use crate::retry::AttemptError;
+
+/// Token counts the server reported for one completion.
+///
+/// ```
+/// let u: rewardanything_client::Usage =
+///     serde_json::from_str(r#"{"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}"#).unwrap();
+/// assert_eq!(u.completion_tokens, 4);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Tokens in the prompt.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+/// Why one attempt failed.
+#[derive(Debug)]
+pub(crate) enum AttemptError {
+    /// Could not connect, or the connection broke.
+    Transport {
+        message: String,
+        source: Arc<reqwest::Error>,
+    },
+    /// The attempt outlived its timeout.
+    Timeout,
+    /// A non-2xx answer.
+    Http {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// A 2xx answer that is not a usable chat completion (or a body over the cap).
+    BadResponse(String),
+}
+
+impl AttemptError {
+    /// A transport error, its URL removed (a URL may carry credentials).
+    pub fn transport(e: reqwest::Error) -> Self {
+        let e = e.without_url();
+        AttemptError::Transport {
+            message: transport_message(&e),
+            source: Arc::new(e),
+        }
+    }
+}
 
 /// The sampling fields of one attempt (they change between attempts: a lowered
 /// `max_tokens` after a context overflow, another seed for a re-ask).

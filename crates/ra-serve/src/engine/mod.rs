@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{EngineKind, ServeConfig};
 use crate::error::Error;
-
-/// Text shown instead of a secret.
-pub const REDACTED: &str = "***";
+use crate::redact::{looks_secret, redact};
 
 /// One replica's place in the deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,30 +105,6 @@ impl std::fmt::Debug for EngineCommand {
             .field("secrets", &format_args!("[{} hidden]", self.secrets.len()))
             .finish()
     }
-}
-
-/// Does an environment variable's name say it holds a credential?
-///
-/// ```
-/// assert!(ra_serve::engine::looks_secret("HF_TOKEN"));
-/// assert!(!ra_serve::engine::looks_secret("CUDA_VISIBLE_DEVICES"));
-/// ```
-pub fn looks_secret(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    ["KEY", "TOKEN", "SECRET", "PASSWORD"]
-        .iter()
-        .any(|w| n.contains(w))
-}
-
-/// Replaces every occurrence of each non-empty secret in `text` by `***`.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), REDACTED);
-        }
-    }
-    out
 }
 
 fn shell_quote(s: &str) -> String {
@@ -252,14 +226,6 @@ pub fn find_executable(name: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redaction_replaces_every_occurrence() {
-        let s = vec!["sekrit".to_string()];
-        assert_eq!(redact("a sekrit and sekrit", &s), "a *** and ***");
-        assert_eq!(redact("nothing", &s), "nothing");
-        assert_eq!(redact("x", &[String::new()]), "x");
-    }
 
     #[test]
     fn quoting_keeps_simple_words_and_quotes_the_rest() {

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use super::Inner;
 use crate::balance::EndpointUrl;
 use crate::error::BuildError;
-use crate::retry::{AttemptError, is_transient_status};
+use crate::retry::is_transient_status;
+use crate::wire::AttemptError;
 use crate::wire::{decode_models, read_capped, server_message};
 
 /// How long a failed discovery answers for later judgments (each waiter of a failed

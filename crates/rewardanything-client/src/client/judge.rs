@@ -17,10 +17,10 @@ use crate::error::{JudgeError, JudgeErrorKind};
 use crate::judgment::{Judgment, ParseError};
 use crate::parse::{ParseOptions, parse_completion_with};
 use crate::render::{JudgeRequest, RenderedPrompt, content_hash, render};
-use crate::retry::{AttemptError, AttemptState, Backoff, Decision, classify};
+use crate::retry::{AttemptState, Backoff, Decision, classify};
 use crate::wire::{
-    Answer, AttemptSampling, chat_body, decode_completion, parse_retry_after, read_capped,
-    server_message,
+    Answer, AttemptError, AttemptSampling, chat_body, decode_completion, parse_retry_after,
+    read_capped, server_message,
 };
 
 /// Temperature of a re-ask of a malformed answer when sampling is greedy.

@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{OnceCell, Semaphore};
 use tracing::Instrument;
 
+pub use crate::wire::Usage;
 pub use builder::ClientBuilder;
 pub use config::{BodyHook, DEFAULT_MAX_RESPONSE_BYTES, Sampling};
 
@@ -28,24 +29,6 @@ use crate::judgment::Judgment;
 use crate::render::JudgeRequest;
 use builder::DirectLimiter;
 use config::ClientConfig;
-
-/// Token counts the server reported for one completion.
-///
-/// ```
-/// let u: rewardanything_client::Usage =
-///     serde_json::from_str(r#"{"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}"#).unwrap();
-/// assert_eq!(u.completion_tokens, 4);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Usage {
-    /// Tokens in the prompt.
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    /// Tokens generated.
-    #[serde(default)]
-    pub completion_tokens: u64,
-}
 
 /// A judgment with what it took to get it.
 ///
