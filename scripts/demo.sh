@@ -74,7 +74,8 @@ if [[ -s $output ]]; then
 import json, sys
 
 print()
-print(f"{'id':<22} {'best':<14} scores (or error)")
+print(f"{'id':<22} {'ranked first':<14} scores (or error)")
+inconsistent = 0
 for text in open(sys.argv[1], encoding="utf-8"):
     try:
         line = json.loads(text)
@@ -86,8 +87,13 @@ for text in open(sys.argv[1], encoding="utf-8"):
         print(f"{ident:<22} {'-':<14} {line['error']['kind']}")
     else:
         scores = ", ".join(f"{k}={v:g}" for k, v in line["scores"].items())
-        print(f"{ident:<22} {line['ranking'][0][:14]:<14} {scores}")
+        mark = "" if line.get("consistent", True) else "  (ranking disagrees with scores)"
+        inconsistent += not line.get("consistent", True)
+        print(f"{ident:<22} {line['ranking'][0][:14]:<14} {scores}{mark}")
 print()
+if inconsistent:
+    print(f"{inconsistent} judgment(s) ranked against their own scores: the 0.5B stand-in "
+          "model often does; the judgments are kept and flagged consistent=false.")
 EOF
     echo "results written to $root/$output" >&2
 fi
