@@ -587,3 +587,52 @@ async fn a_failed_lazy_discovery_keeps_its_cause_and_is_not_repeated_per_judgmen
     );
     mock.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judgments_waiting_for_a_slot_hold_no_rendered_prompt() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mock = MockServer::builder()
+        .latency(Latency::from_millis(30_000))
+        .start()
+        .await
+        .unwrap();
+    let rendered = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&rendered);
+    let client = Client::builder()
+        .endpoint(mock.base_url())
+        .model(DEFAULT_MODEL)
+        .max_in_flight(1)
+        .body_hook(move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            serde_json::Map::new()
+        })
+        .build()
+        .unwrap();
+    let requests: Vec<_> = (0..10).map(|i| numbered(300 + i, "")).collect();
+    let mut all = Box::pin(futures::future::join_all(
+        requests.iter().map(|r| client.judge(r)),
+    ));
+    // Every judgment has been started (join_all polls them all at once); one holds the
+    // slot and is on the wire, nine wait for it without a prompt or body built.
+    let on_the_wire = async {
+        while mock.stats().in_flight < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::select! {
+        _ = &mut all => panic!("a 30 s answer cannot have come back"),
+        waited = tokio::time::timeout(Duration::from_secs(20), on_the_wire) => {
+            waited.expect("the first judgment reached the server");
+        }
+    }
+    // Checked while the judgments are still alive (dropping them cancels the request).
+    assert_eq!(mock.stats().in_flight, 1);
+    assert_eq!(
+        rendered.load(Ordering::SeqCst),
+        1,
+        "only the judgment with the slot rendered"
+    );
+    drop(all);
+    mock.shutdown().await;
+}

@@ -59,9 +59,17 @@ impl Inner {
             .model()
             .await
             .map_err(|e| JudgeError::new(JudgeErrorKind::ModelDiscovery(e), 0))?;
-        let mut call = Call::new(self, request, model);
+        let started = Instant::now();
+        let deadline_at = self.config.deadline.and_then(|d| started.checked_add(d));
+        // Render only once a slot is free: judgments waiting in line (a caller may queue
+        // thousands) hold no prompt and no body.
+        let mut first_slot = Some(self.wait_for_slot(deadline_at, 0).await?);
+        let mut call = Call::new(self, request, model, started, deadline_at);
         loop {
-            let permit = self.wait_for_slot(&call).await?;
+            let permit = match first_slot.take() {
+                Some(permit) => permit,
+                None => self.wait_for_slot(call.deadline_at, call.attempts).await?,
+            };
             let (timeout, deadline_bound) = call.attempt_timeout()?;
             let Some(lease) = self.balancer.pick() else {
                 return Err(JudgeError::new(JudgeErrorKind::NoEndpoint, call.attempts));
@@ -121,21 +129,25 @@ impl Inner {
     }
 
     /// Waits for the rate limiter and an in-flight slot; both count against the deadline.
-    async fn wait_for_slot(&self, call: &Call<'_>) -> Result<SemaphorePermit<'_>, JudgeError> {
+    async fn wait_for_slot(
+        &self,
+        deadline_at: Option<Instant>,
+        attempts: u32,
+    ) -> Result<SemaphorePermit<'_>, JudgeError> {
         let waits = async {
             if let Some(limiter) = &self.rate_limiter {
                 limiter.until_ready().await;
             }
             self.in_flight.acquire().await
         };
-        let permit = match call.deadline_at {
+        let permit = match deadline_at {
             Some(at) => tokio::time::timeout_at(at.into(), waits).await,
             None => Ok(waits.await),
         };
         match permit {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_closed)) => Err(JudgeError::new(JudgeErrorKind::Cancelled, call.attempts)),
-            Err(_elapsed) => Err(self.deadline_error(call.attempts)),
+            Ok(Err(_closed)) => Err(JudgeError::new(JudgeErrorKind::Cancelled, attempts)),
+            Err(_elapsed) => Err(self.deadline_error(attempts)),
         }
     }
 
@@ -216,9 +228,14 @@ fn decode_and_parse(
 }
 
 impl<'a> Call<'a> {
-    fn new(inner: &'a Inner, request: &'a JudgeRequest, model: &'a str) -> Self {
+    fn new(
+        inner: &'a Inner,
+        request: &'a JudgeRequest,
+        model: &'a str,
+        started: Instant,
+        deadline_at: Option<Instant>,
+    ) -> Self {
         let config = &inner.config;
-        let started = Instant::now();
         let rendered = render(request, config.masking);
         let identity = rendered.masked2real.is_none().then(|| {
             request
@@ -257,7 +274,7 @@ impl<'a> Call<'a> {
             body: bytes::Bytes::new(),
             backoff: config.retry.backoff(salt),
             started,
-            deadline_at: config.deadline.and_then(|d| started.checked_add(d)),
+            deadline_at,
             attempts: 0,
             lowered_max_tokens: false,
             reasked: false,
