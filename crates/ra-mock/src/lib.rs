@@ -60,8 +60,10 @@
 //!
 //! # Latency, capacity, observability
 //! A request that gets an answer is held for the [`Latency`] counted from its
-//! arrival (or from the moment a queued request gets a capacity slot); tokio's
-//! timer rounds the deadline up to the next millisecond. At most `capacity`
+//! arrival (or from the moment a queued request gets a capacity slot), to well
+//! under a millisecond: the mock sleeps to just before the deadline and yields until
+//! it (tokio's timer alone rounds up to the next millisecond, which made a 200 ms
+//! server a ~200.7 ms one in saturation benchmarks). At most `capacity`
 //! requests are held at once ([`Stats::max_processing`]). [`MockHandle::stats`]
 //! gives counters, [`MockHandle::attempts`] a bounded log with one [`Attempt`]
 //! per chat request (arrival and finish `Instant`s, prompt hash, `max_tokens`,
