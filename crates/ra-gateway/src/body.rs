@@ -31,6 +31,9 @@ pub fn single(body: &[u8], config: &GatewayConfig) -> Result<JudgeRequest, ApiEr
 /// the whole batch, naming it).
 pub fn batch(body: &[u8], config: &GatewayConfig) -> Result<Vec<JudgeRequest>, ApiError> {
     let requests: Vec<JudgeRequest> = decode(body)?;
+    if requests.is_empty() {
+        return Err(ApiError::EmptyBatch);
+    }
     if requests.len() > config.max_batch {
         return Err(invalid(
             vec![],

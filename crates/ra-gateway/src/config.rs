@@ -4,10 +4,22 @@ use std::fmt;
 use std::time::Duration;
 
 /// Default largest request body: 32 MiB (the reference server has no limit).
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_BODY_BYTES, 32 << 20);
+/// ```
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Default longest batch accepted by `/api/rewardanything_batch`.
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_BATCH, 10_000);
+/// ```
 pub const DEFAULT_MAX_BATCH: usize = 10_000;
 /// Default most responses in one request.
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_RESPONSES, 64);
+/// ```
 pub const DEFAULT_MAX_RESPONSES: usize = 64;
 
 /// Settings of [`serve`](crate::serve) and [`router`](crate::router).

@@ -30,9 +30,15 @@ pub enum ApiError {
     /// The body could not be read.
     #[error("cannot read the request body: {0}")]
     BadBody(String),
+    /// An empty batch (the reference answers 400 `No requests provided`).
+    #[error("No requests provided")]
+    EmptyBatch,
     /// The body is not a valid request.
     #[error("invalid request: {}", .0.first().map(|e| e.msg.as_str()).unwrap_or(""))]
     Invalid(Vec<FieldError>),
+    /// The shutdown grace ran out before this request finished.
+    #[error("the gateway is shutting down and the grace ran out")]
+    ShuttingDown,
     /// The judgment failed.
     #[error("{0}")]
     Judge(#[from] JudgeError),
@@ -69,8 +75,9 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadBody(_) | ApiError::EmptyBatch => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Judge(e) => judge_status(e),
         }
     }
@@ -80,6 +87,8 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized".into(),
             ApiError::TooLarge(_) => "body_too_large".into(),
             ApiError::BadBody(_) => "bad_body".into(),
+            ApiError::EmptyBatch => "empty_batch".into(),
+            ApiError::ShuttingDown => "shutting_down".into(),
             ApiError::Invalid(_) => "invalid_request".into(),
             ApiError::Judge(e) => e.kind_str().into(),
         }

@@ -36,6 +36,9 @@ use std::future::Future;
 pub use config::{DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESPONSES, GatewayConfig};
 use rewardanything_client::Client;
 
+/// How long the answers of requests cut short after the grace may take to be written.
+const CUT_WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The gateway's router, for tests or to nest in another axum app.
 ///
 /// ```
@@ -43,13 +46,15 @@ use rewardanything_client::Client;
 /// let app: axum::Router = ra_gateway::router(client, ra_gateway::GatewayConfig::default());
 /// ```
 pub fn router(client: Client, config: GatewayConfig) -> axum::Router {
-    routes::router(client, config)
+    // Nothing can cut these requests short: the sender is dropped at once.
+    let (_never, cut) = tokio::sync::watch::channel(false);
+    routes::router(client, config, cut)
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes; then stops accepting,
 /// lets requests in flight finish within the configured grace, and returns. After the
-/// grace, the client is closed (judgments not yet sent fail with `cancelled`) and the
-/// remaining connections are dropped.
+/// grace, requests still running are answered 503 (`shutting_down`), their judgments
+/// cancelled and the client closed.
 ///
 /// ```no_run
 /// # async fn f(client: rewardanything_client::Client) -> std::io::Result<()> {
@@ -66,7 +71,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = config.grace;
-    let app = router(client.clone(), config);
+    let (cut_tx, cut_rx) = tokio::sync::watch::channel(false);
+    let app = routes::router(client.clone(), config, cut_rx);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -86,10 +92,15 @@ pub async fn serve(
         Err(_) => {
             tracing::warn!(
                 ?grace,
-                "requests still in flight after the grace; dropping them"
+                "requests still in flight after the grace; cutting them short"
             );
             client.close();
-            Ok(())
+            let _ = cut_tx.send(true);
+            // The 503s are written at once; a peer that does not read them is not waited for.
+            match tokio::time::timeout(CUT_WRITE_LIMIT, &mut server).await {
+                Ok(result) => result,
+                Err(_) => Ok(()),
+            }
         }
     }
 }

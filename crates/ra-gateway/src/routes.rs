@@ -36,16 +36,24 @@ pub struct AppState {
     pub config: GatewayConfig,
     pub metrics: Metrics,
     pub health: HealthCache,
+    /// Becomes `true` when the shutdown grace ran out: requests still running answer
+    /// 503 at once instead of outliving `serve`.
+    pub cut: tokio::sync::watch::Receiver<bool>,
 }
 
-/// The router of every route.
-pub fn router(client: Client, config: GatewayConfig) -> Router {
+/// The router of every route; `cut` ends requests still running (see [`AppState::cut`]).
+pub fn router(
+    client: Client,
+    config: GatewayConfig,
+    cut: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     let limit = config.max_body_bytes;
     let state = Arc::new(AppState {
         client,
         config,
         metrics: Metrics::default(),
         health: HealthCache::default(),
+        cut,
     });
     let protected = Router::new()
         .route("/api/rewardanything", post(judge_one))
@@ -59,6 +67,10 @@ pub fn router(client: Client, config: GatewayConfig) -> Router {
         .route("/health", get(health))
         .merge(protected)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            cut_short,
+        ))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), count))
         .with_state(state)
 }
@@ -73,6 +85,22 @@ async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     let response = next.run(req).await;
     state.metrics.request(route, response.status().as_u16());
     response
+}
+
+/// Runs the request unless the grace runs out first; then answers 503 (dropping the
+/// handler cancels its judgments).
+async fn cut_short(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let mut cut = state.cut.clone();
+    let cut = async move {
+        // A dropped sender can never cut: wait forever.
+        if cut.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        response = next.run(req) => response,
+        () = cut => ApiError::ShuttingDown.into_response(),
+    }
 }
 
 struct InFlight<'a>(&'a Metrics);

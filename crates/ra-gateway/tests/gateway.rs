@@ -277,6 +277,11 @@ async fn invalid_requests_get_422_naming_the_field() {
     assert_422(&gw, many, &long, json!(["body"]), "at most 3").await;
     let not_array = numbered(0, "");
     assert_422(&gw, many, &not_array, json!(["body"]), "invalid type").await;
+    // As the reference: an empty batch is a 400 naming the problem.
+    let (status, answer) = post(&gw.at(many), &json!([])).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["detail"], "No requests provided");
+    assert_eq!(answer["error"]["kind"], "empty_batch");
     // Raw bodies: a name given twice, and text that is not JSON.
     for (raw, needle) in [
         (
@@ -478,4 +483,24 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     assert_result(&numbered(9, ""), &body, "in flight at shutdown");
     // And nothing is accepted any more.
     assert!(http().get(format!("{url}/health")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_drops_what_outlives_the_grace() {
+    let mock = MockServer::builder()
+        .latency(Latency::from_millis(5_000))
+        .start()
+        .await
+        .unwrap();
+    let config = GatewayConfig::default().grace(Duration::from_millis(200));
+    let gw = Gateway::start(&mock, config).await;
+    let url = gw.at("/api/rewardanything");
+    let call = tokio::spawn(async move { http().post(&url).json(&numbered(1, "")).send().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.stop().await.unwrap();
+    // Had the gateway waited for the engine, this would be a 200 after 5 s.
+    let answer = call.await.unwrap().expect("an answer");
+    assert_eq!(answer.status(), 503);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "shutting_down", "{body}");
 }
