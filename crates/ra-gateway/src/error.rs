@@ -36,6 +36,12 @@ pub enum ApiError {
     /// The body is not a valid request.
     #[error("invalid request: {}", .0.first().map(|e| e.msg.as_str()).unwrap_or(""))]
     Invalid(Vec<FieldError>),
+    /// No such route (FastAPI's `{"detail": "Not Found"}`).
+    #[error("Not Found")]
+    NotFound,
+    /// The route exists for another method.
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
     /// The shutdown grace ran out before this request finished.
     #[error("the gateway is shutting down and the grace ran out")]
     ShuttingDown,
@@ -78,6 +84,8 @@ impl ApiError {
             ApiError::BadBody(_) | ApiError::EmptyBatch => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Judge(e) => judge_status(e),
         }
     }
@@ -89,6 +97,8 @@ impl ApiError {
             ApiError::BadBody(_) => "bad_body".into(),
             ApiError::EmptyBatch => "empty_batch".into(),
             ApiError::ShuttingDown => "shutting_down".into(),
+            ApiError::NotFound => "not_found".into(),
+            ApiError::MethodNotAllowed => "method_not_allowed".into(),
             ApiError::Invalid(_) => "invalid_request".into(),
             ApiError::Judge(e) => e.kind_str().into(),
         }

@@ -66,6 +66,8 @@ pub fn router(
     Router::new()
         .route("/health", get(health))
         .merge(protected)
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),

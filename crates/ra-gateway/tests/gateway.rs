@@ -504,3 +504,22 @@ async fn shutdown_drops_what_outlives_the_grace() {
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["error"]["kind"], "shutting_down", "{body}");
 }
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let r = http().get(gw.at("/api/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["detail"], "Not Found");
+    assert_eq!(body["error"]["kind"], "not_found");
+    let r = http()
+        .get(gw.at("/api/rewardanything"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "method_not_allowed");
+}
