@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use ra_gateway::{DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESPONSES, GatewayConfig};
+use ra_gateway::{
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_RESPONSES,
+    GatewayConfig,
+};
 
 use crate::connect::ClientArgs;
 use crate::{endpoints_file, exit, validate};
@@ -27,6 +30,11 @@ pub struct GatewayArgs {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
           value_parser = validate::at_least_one::<usize>)]
     max_body_bytes: usize,
+    /// Request bytes held at once over all judging requests; a request that does not
+    /// fit gets HTTP 503 (bounds memory under many large or slow bodies).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES,
+          value_parser = validate::at_least_one::<usize>)]
+    max_buffered_bytes: usize,
     /// Most requests in one batch; a longer batch gets HTTP 422.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_BATCH,
           value_parser = validate::at_least_one::<usize>)]
@@ -56,6 +64,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr().context("no local address")?;
     let config = GatewayConfig::default()
         .max_body_bytes(args.max_body_bytes)
+        .max_buffered_bytes(args.max_buffered_bytes)
         .max_batch(args.max_batch)
         .max_responses(args.max_responses)
         .api_key(api_key.clone())

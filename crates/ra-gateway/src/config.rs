@@ -15,6 +15,12 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// assert_eq!(ra_gateway::DEFAULT_MAX_BATCH, 10_000);
 /// ```
 pub const DEFAULT_MAX_BATCH: usize = 10_000;
+/// Default budget of request bytes held at once by the judging routes: 256 MiB.
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_BUFFERED_BYTES, 256 << 20);
+/// ```
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
 /// Default most responses in one request.
 ///
 /// ```
@@ -36,6 +42,7 @@ pub const DEFAULT_MAX_RESPONSES: usize = 64;
 #[derive(Clone)]
 pub struct GatewayConfig {
     pub(crate) max_body_bytes: usize,
+    pub(crate) max_buffered_bytes: usize,
     pub(crate) max_batch: usize,
     pub(crate) max_responses: usize,
     pub(crate) api_key: Option<String>,
@@ -49,6 +56,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_batch: DEFAULT_MAX_BATCH,
             max_responses: DEFAULT_MAX_RESPONSES,
             api_key: None,
@@ -65,6 +73,7 @@ impl fmt::Debug for GatewayConfig {
         // The key is a secret: only whether one is set.
         f.debug_struct("GatewayConfig")
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("max_batch", &self.max_batch)
             .field("max_responses", &self.max_responses)
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
@@ -94,6 +103,20 @@ impl GatewayConfig {
     /// ```
     pub fn get_max_body_bytes(&self) -> usize {
         self.max_body_bytes
+    }
+
+    /// Budget of request bytes the judging routes hold at once (default 256 MiB, never
+    /// below `max_body_bytes`): each request reserves its `Content-Length` (or
+    /// `max_body_bytes` when it has none) until it is answered; a request that does not
+    /// fit gets 503 `overloaded` with `Retry-After: 1`. Bounds the memory of many
+    /// concurrent or slowly sent bodies.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_buffered_bytes(64 << 20);
+    /// ```
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered_bytes = bytes.max(1);
+        self
     }
 
     /// Most requests in one batch (default 10,000); a longer batch gets 422.

@@ -42,6 +42,9 @@ pub enum ApiError {
     /// The route exists for another method.
     #[error("Method Not Allowed")]
     MethodNotAllowed,
+    /// The budget of buffered request bytes is spent.
+    #[error("the gateway is holding as many request bytes as it may; retry shortly")]
+    Overloaded,
     /// The shutdown grace ran out before this request finished.
     #[error("the gateway is shutting down and the grace ran out")]
     ShuttingDown,
@@ -83,7 +86,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadBody(_) | ApiError::EmptyBatch => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Judge(e) => judge_status(e),
@@ -97,6 +100,7 @@ impl ApiError {
             ApiError::BadBody(_) => "bad_body".into(),
             ApiError::EmptyBatch => "empty_batch".into(),
             ApiError::ShuttingDown => "shutting_down".into(),
+            ApiError::Overloaded => "overloaded".into(),
             ApiError::NotFound => "not_found".into(),
             ApiError::MethodNotAllowed => "method_not_allowed".into(),
             ApiError::Invalid(_) => "invalid_request".into(),
@@ -133,6 +137,12 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if matches!(self, ApiError::Overloaded) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if matches!(self, ApiError::Unauthorized) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -22,6 +22,7 @@
 //! ra_gateway::serve(listener, client, config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
+mod admit;
 mod auth;
 mod body;
 mod config;
@@ -33,7 +34,10 @@ mod wire;
 
 use std::future::Future;
 
-pub use config::{DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESPONSES, GatewayConfig};
+pub use config::{
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_RESPONSES,
+    GatewayConfig,
+};
 use rewardanything_client::Client;
 
 /// How long the answers of requests cut short after the grace may take to be written.

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::health::HealthCache;
 use crate::metrics::Metrics;
 use crate::wire::JudgeResult;
-use crate::{auth, body};
+use crate::{admit, auth, body};
 
 /// The routes, as their metrics label them (anything else is `other`: labels stay few).
 const ROUTES: [&str; 4] = [
@@ -39,6 +39,8 @@ pub struct AppState {
     /// Becomes `true` when the shutdown grace ran out: requests still running answer
     /// 503 at once instead of outliving `serve`.
     pub cut: tokio::sync::watch::Receiver<bool>,
+    /// The budget of buffered request bytes, in KiB permits.
+    pub budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// The router of every route; `cut` ends requests still running (see [`AppState::cut`]).
@@ -48,16 +50,22 @@ pub fn router(
     cut: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
     let limit = config.max_body_bytes;
+    let config_budget = config.clone();
     let state = Arc::new(AppState {
         client,
         config,
         metrics: Metrics::default(),
         health: HealthCache::default(),
+        budget: admit::budget(&config_budget),
         cut,
     });
     let protected = Router::new()
         .route("/api/rewardanything", post(judge_one))
         .route("/api/rewardanything_batch", post(judge_batch))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            admit::reserve,
+        ))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),

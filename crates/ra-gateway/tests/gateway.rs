@@ -523,3 +523,41 @@ async fn unknown_routes_and_methods_answer_json() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["kind"], "method_not_allowed");
 }
+
+#[tokio::test]
+async fn requests_over_the_byte_budget_get_503_overloaded() {
+    let mock = MockServer::builder()
+        .latency(Latency::from_millis(400))
+        .start()
+        .await
+        .unwrap();
+    let config = GatewayConfig::default()
+        .max_body_bytes(8 * 1024)
+        .max_buffered_bytes(8 * 1024);
+    let gw = Gateway::start(&mock, config).await;
+    let mut big = numbered(1, "");
+    big["principle"] = "p".repeat(5 * 1024).into();
+    let url = gw.at("/api/rewardanything");
+    let first = {
+        let (url, big) = (url.clone(), big.clone());
+        tokio::spawn(async move { post(&url, &big).await })
+    };
+    // Once the first is at the engine, it holds 5 of the 8 KiB.
+    let started = std::time::Instant::now();
+    while mock.stats().chat_requests == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never reached the engine"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = http().post(&url).json(&big).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "overloaded");
+    // A small request still fits beside it, and the big one once the first is done.
+    assert_eq!(post(&url, &numbered(2, "")).await.0, 200);
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(post(&url, &big).await.0, 200);
+}
