@@ -43,6 +43,9 @@ pub struct GatewayArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RESPONSES,
           value_parser = validate::at_least_one::<usize>)]
     max_responses: usize,
+    /// Seconds a request body may take to arrive; a slower one gets HTTP 408.
+    #[arg(long, default_value = "60", value_name = "SECS", value_parser = validate::seconds)]
+    body_timeout: Duration,
     /// Seconds to let requests in flight finish after Ctrl-C / SIGTERM.
     #[arg(long, default_value = "5", value_name = "SECS", value_parser = validate::seconds_or_zero)]
     grace: Duration,
@@ -69,6 +72,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .max_responses(args.max_responses)
         .api_key(api_key.clone())
         .grace(args.grace)
+        .body_timeout(args.body_timeout)
         // Enough finished results held back to keep every slot of the client busy.
         .batch_window(connection.concurrency.saturating_mul(2));
     eprintln!(

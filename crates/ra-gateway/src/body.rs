@@ -3,6 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use rewardanything_client::JudgeRequest;
 use serde::de::DeserializeOwned;
@@ -11,8 +12,18 @@ use serde_json::Value;
 use crate::config::GatewayConfig;
 use crate::error::{ApiError, FieldError};
 
+/// Reads the body within `body_timeout` (a peer that declares a body and sends it slowly
+/// or never holds no budget for long): 408 when it does not arrive in time, 413 when it
+/// is over the limit.
+pub async fn read(req: Request, config: &GatewayConfig) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(config.body_timeout, Bytes::from_request(req, &())).await {
+        Ok(body) => bytes(body, config.max_body_bytes),
+        Err(_) => Err(ApiError::BodyTimeout(config.body_timeout)),
+    }
+}
+
 /// The body, or 413 when it is over the limit (axum's own rejection is plain text).
-pub fn bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+fn bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
     match body {
         Ok(b) => Ok(b),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::TooLarge(limit)),

@@ -50,6 +50,7 @@ pub struct GatewayConfig {
     pub(crate) health_timeout: Duration,
     pub(crate) batch_window: usize,
     pub(crate) grace: Duration,
+    pub(crate) body_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -64,6 +65,7 @@ impl Default for GatewayConfig {
             health_timeout: Duration::from_secs(2),
             batch_window: 512,
             grace: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -80,6 +82,7 @@ impl fmt::Debug for GatewayConfig {
             .field("health_interval", &self.health_interval)
             .field("batch_window", &self.batch_window)
             .field("grace", &self.grace)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -189,6 +192,16 @@ impl GatewayConfig {
     /// ```
     pub fn grace(mut self, grace: std::time::Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// How long a request body may take to arrive (default 60 s); a slower one gets 408.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().body_timeout(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn body_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.body_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 }

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// The body is over `max_body_bytes`.
     #[error("request body exceeds the limit of {0} bytes")]
     TooLarge(usize),
+    /// The body did not arrive within the body timeout.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// The body could not be read.
     #[error("cannot read the request body: {0}")]
     BadBody(String),
@@ -84,6 +87,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::BadBody(_) | ApiError::EmptyBatch => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ShuttingDown | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -98,6 +102,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized".into(),
             ApiError::TooLarge(_) => "body_too_large".into(),
             ApiError::BadBody(_) => "bad_body".into(),
+            ApiError::BodyTimeout(_) => "body_timeout".into(),
             ApiError::EmptyBatch => "empty_batch".into(),
             ApiError::ShuttingDown => "shutting_down".into(),
             ApiError::Overloaded => "overloaded".into(),

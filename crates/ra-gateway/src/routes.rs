@@ -4,8 +4,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -123,9 +121,9 @@ impl Drop for InFlight<'_> {
 
 async fn judge_one(
     State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Result<Json<JudgeResult>, ApiError> {
-    let body = body::bytes(body, state.config.max_body_bytes)?;
+    let body = body::read(req, &state.config).await?;
     let request = body::single(&body, &state.config)?;
     drop(body);
     let result = state.client.judge_detailed(&request).await;
@@ -137,9 +135,9 @@ async fn judge_one(
 /// item is an error object in its place.
 async fn judge_batch(
     State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Result<Json<Vec<JudgeResult>>, ApiError> {
-    let body = body::bytes(body, state.config.max_body_bytes)?;
+    let body = body::read(req, &state.config).await?;
     let requests = body::batch(&body, &state.config)?;
     drop(body);
     let window = state.config.batch_window;

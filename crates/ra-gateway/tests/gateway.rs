@@ -561,3 +561,45 @@ async fn requests_over_the_byte_budget_get_503_overloaded() {
     assert_eq!(first.await.unwrap().0, 200);
     assert_eq!(post(&url, &big).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_gets_408_and_frees_its_budget() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = mock().await;
+    let config = GatewayConfig::default()
+        .body_timeout(Duration::from_millis(200))
+        .max_body_bytes(4096)
+        .max_buffered_bytes(4096);
+    let gw = Gateway::start(&mock, config).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Declares 4000 bytes (the whole budget), sends 10.
+    stream
+        .write_all(b"POST /api/rewardanything HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n{\"princip")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(14).any(|w| w == b"body_timeout\"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled body");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"kind\":\"body_timeout\""), "{text}");
+    drop(stream);
+    // Its reservation is released: a request that needs the budget is served.
+    assert_eq!(
+        post(&gw.at("/api/rewardanything"), &numbered(1, ""))
+            .await
+            .0,
+        200
+    );
+}
