@@ -10,7 +10,7 @@ use ra_gateway::{
     GatewayConfig,
 };
 
-use crate::connect::ClientArgs;
+use crate::connect::{self, ClientArgs};
 use crate::{endpoints_file, exit, validate};
 
 /// The bearer key clients must send; an environment variable so that it stays out of `ps`.
@@ -55,7 +55,15 @@ pub struct GatewayArgs {
 
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let api_key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty());
-    let connection = args.client.connect().await?;
+    // A server may start before its engines (it reports 503 on /health meanwhile), but
+    // a wrong key or model is the user's to fix now.
+    let connection = args.client.build()?;
+    if let Err(e) = connection.client.connect().await {
+        if connect::is_setting_error(&e) {
+            return Err(connect::startup_error(e));
+        }
+        tracing::warn!("no upstream endpoint answers yet: {e}; serving anyway (/health says 503)");
+    }
     let client = connection.client.clone();
     let follower = connection
         .endpoints_file

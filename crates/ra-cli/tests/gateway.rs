@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Mock, ra_command};
+use common::{ChildGuard, Mock, dead_url, ra_command};
 use ra_mock::expected_score;
 use serde_json::{Value, json};
 
@@ -87,4 +87,58 @@ fn the_binary_serves_a_judgment_and_stops_cleanly_on_sigterm() {
     assert!(run.stderr.contains("listening on"), "{}", run.stderr);
     assert!(!run.stderr.contains(key), "the key is never printed");
     assert_eq!(mock.chat_requests(), 1);
+}
+
+#[test]
+fn the_binary_starts_before_its_engine_and_reports_503_until_it_answers() {
+    let port = free_port().to_string();
+    let dead = dead_url();
+    let mut child = ChildGuard::spawn(
+        ra_command(&[
+            "gateway",
+            "--endpoint",
+            &dead,
+            "--model",
+            "m",
+            "--port",
+            &port,
+        ]),
+        None,
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let http = reqwest::Client::new();
+    rt.block_on(async {
+        let started = Instant::now();
+        let answer = loop {
+            if let Ok(r) = http.get(format!("{base}/health")).send().await {
+                break r;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the gateway did not start"
+            );
+            assert!(
+                child.child.try_wait().expect("try_wait").is_none(),
+                "ra exited"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(answer.status(), 503);
+        let body: Value = answer.json().await.expect("JSON");
+        assert_eq!(body["status"], "unhealthy", "{body}");
+        assert!(
+            body["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("no upstream endpoint answers")
+        );
+    });
+    child.signal(libc::SIGTERM);
+    let run = child.finish(Duration::from_secs(10));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("serving anyway"), "{}", run.stderr);
 }
