@@ -73,6 +73,12 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let addr = listener.local_addr().context("no local address")?;
+    if !addr.ip().is_loopback() && api_key.is_none() {
+        tracing::warn!(
+            "listening on {addr} without {API_KEY_ENV}: anyone who can reach it can spend \
+             the engines' capacity"
+        );
+    }
     let config = GatewayConfig::default()
         .max_body_bytes(args.max_body_bytes)
         .max_buffered_bytes(args.max_buffered_bytes)

@@ -142,3 +142,30 @@ fn the_binary_starts_before_its_engine_and_reports_503_until_it_answers() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("serving anyway"), "{}", run.stderr);
 }
+
+#[test]
+fn a_port_in_use_is_a_clear_error_with_status_2() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let dead = dead_url();
+    let run = ChildGuard::spawn(
+        ra_command(&[
+            "gateway",
+            "--endpoint",
+            &dead,
+            "--model",
+            "m",
+            "--port",
+            &port,
+        ]),
+        None,
+    )
+    .finish(Duration::from_secs(30));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        run.stderr
+    );
+}

@@ -65,3 +65,34 @@ fn python_numbers<S: Serializer>(scores: &IndexMap<String, f64>, s: S) -> Result
     }
     map.end()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rewardanything_client::error::JudgeErrorKind;
+    use rewardanything_client::parse::parse_output;
+
+    #[test]
+    fn whole_scores_are_integers_others_floats() {
+        let j = parse_output(
+            r#"{"scores": {"b": 4.5, "a": 5, "c": 1.0}, "best-to-worst": ["a", "b", "c"]}"#,
+            None,
+        )
+        .unwrap();
+        let text = serde_json::to_string(&JudgeResult::from(j)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"thoughts":"","results":{"scores":{"b":4.5,"a":5,"c":1},"best-to-worst":["a","b","c"]}}"#
+        );
+    }
+
+    #[test]
+    fn a_failed_item_has_empty_results_and_the_error() {
+        let e = JudgeError::new(JudgeErrorKind::NoEndpoint, 0);
+        let text = serde_json::to_string(&JudgeResult::from(&e)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"thoughts":"","results":{},"error":{"kind":"no_endpoint","message":"no endpoint configured (after 0 attempts)"}}"#
+        );
+    }
+}
