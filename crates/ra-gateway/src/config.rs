@@ -51,6 +51,8 @@ pub struct GatewayConfig {
     pub(crate) batch_window: usize,
     pub(crate) grace: Duration,
     pub(crate) body_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+    pub(crate) max_connections: usize,
 }
 
 impl Default for GatewayConfig {
@@ -66,6 +68,8 @@ impl Default for GatewayConfig {
             batch_window: 512,
             grace: Duration::from_secs(5),
             body_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 }
@@ -83,6 +87,8 @@ impl fmt::Debug for GatewayConfig {
             .field("batch_window", &self.batch_window)
             .field("grace", &self.grace)
             .field("body_timeout", &self.body_timeout)
+            .field("header_timeout", &self.header_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -202,6 +208,27 @@ impl GatewayConfig {
     /// ```
     pub fn body_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.body_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a request's headers may take to arrive (default 30 s); then the
+    /// connection is closed (a peer trickling headers holds nothing for long).
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().header_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn header_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.header_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Most connections open at once (default 4,096); more wait in the listen backlog.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_connections(256);
+    /// ```
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
         self
     }
 }

@@ -30,6 +30,7 @@ mod error;
 mod health;
 mod metrics;
 mod routes;
+mod server;
 mod wire;
 
 use std::future::Future;
@@ -39,9 +40,6 @@ pub use config::{
     GatewayConfig,
 };
 use rewardanything_client::Client;
-
-/// How long the answers of requests cut short after the grace may take to be written.
-const CUT_WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The gateway's router, for tests or to nest in another axum app.
 ///
@@ -74,37 +72,15 @@ pub async fn serve(
     config: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = config.grace;
+    let limits = server::Limits {
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
+        grace: config.grace,
+    };
     let (cut_tx, cut_rx) = tokio::sync::watch::channel(false);
     let app = routes::router(client.clone(), config, cut_rx);
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            // A dropped sender also stops: nothing can ask any more.
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        })
-        .into_future();
-    tokio::pin!(server);
-    tokio::pin!(shutdown);
-    tokio::select! {
-        result = &mut server => return result,
-        () = &mut shutdown => {}
-    }
-    let _ = stop_tx.send(true);
-    match tokio::time::timeout(grace, &mut server).await {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!(
-                ?grace,
-                "requests still in flight after the grace; cutting them short"
-            );
-            client.close();
-            let _ = cut_tx.send(true);
-            // The 503s are written at once; a peer that does not read them is not waited for.
-            match tokio::time::timeout(CUT_WRITE_LIMIT, &mut server).await {
-                Ok(result) => result,
-                Err(_) => Ok(()),
-            }
-        }
-    }
+    server::run(listener, app, limits, cut_tx, shutdown).await;
+    // Judgments not yet sent (of requests cut short) fail at once.
+    client.close();
+    Ok(())
 }

@@ -603,3 +603,51 @@ async fn a_body_that_does_not_arrive_gets_408_and_frees_its_budget() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_peer_trickling_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = mock().await;
+    let config = GatewayConfig::default().header_timeout(Duration::from_millis(200));
+    let gw = Gateway::start(&mock, config).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nhos")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // Bounded only so that a regression fails instead of hanging the suite.
+    let ended =
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    assert!(ended.is_ok(), "the connection stayed open");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(!text.contains("200 OK"), "{text}");
+    // Others are still served.
+    let r = http().get(gw.at("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_for_a_slot() {
+    use tokio::io::AsyncWriteExt;
+    let mock = mock().await;
+    let config = GatewayConfig::default()
+        .max_connections(1)
+        .header_timeout(Duration::from_secs(30));
+    let gw = Gateway::start(&mock, config).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    holder.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The one slot is taken: this request gets no answer while the holder is open.
+    let waiting = http()
+        .get(gw.at("/health"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(waiting.is_err(), "{waiting:?}");
+    drop(holder);
+    let r = http().get(gw.at("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
