@@ -36,6 +36,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let (close_tx, close_rx) = watch::channel(false);
+    let connections = accept_until(listener, app, &limits, close_rx, shutdown).await;
+    drain(connections, close_tx, cut, limits.grace).await;
+}
+
+/// Accepts connections (each holding one of `max_connections` slots) until `shutdown`.
+async fn accept_until(
+    listener: TcpListener,
+    app: Router,
+    limits: &Limits,
+    close: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()>,
+) -> JoinSet<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -52,46 +64,65 @@ pub async fn run(
         };
         // Reap finished connections so the set stays the size of the open ones.
         while connections.try_join_next().is_some() {}
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        match accepted {
+            Ok((stream, _)) => {
+                let service = TowerToHyperService::new(app.clone());
+                let (close, timeout) = (close.clone(), limits.header_timeout);
+                connections.spawn(async move {
+                    let _slot = slot;
+                    serve_connection(stream, service, timeout, close).await;
+                });
+            }
             Err(e) => {
                 // Out of file descriptors and the like: pause rather than spin.
                 tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        let service = TowerToHyperService::new(app.clone());
-        let mut close = close_rx.clone();
-        let header_timeout = limits.header_timeout;
-        connections.spawn(async move {
-            let _slot = slot;
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = close.wait_for(|c| *c) => {}
-            }
-            // Finish the request in progress (if any), then close.
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        });
+        }
     }
-    drop(listener);
-    let _ = close_tx.send(true);
+    connections
+}
+
+/// One HTTP/1 connection, until it ends or `close` asks it to finish its request.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    service: TowerToHyperService<Router>,
+    header_timeout: Duration,
+    mut close: watch::Receiver<bool>,
+) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = close.wait_for(|c| *c) => {}
+    }
+    // Finish the request in progress (if any), then close.
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// Asks every connection to close, waits the grace, cuts what still runs short, and
+/// aborts what is left a second later.
+async fn drain(
+    mut connections: JoinSet<()>,
+    close: watch::Sender<bool>,
+    cut: watch::Sender<bool>,
+    grace: Duration,
+) {
+    let _ = close.send(true);
     let all_closed = async { while connections.join_next().await.is_some() {} };
     tokio::pin!(all_closed);
-    if tokio::time::timeout(limits.grace, &mut all_closed)
-        .await
-        .is_ok()
-    {
+    if tokio::time::timeout(grace, &mut all_closed).await.is_ok() {
         return;
     }
-    tracing::warn!(grace = ?limits.grace, "requests still in flight after the grace; cutting them short");
+    tracing::warn!(
+        ?grace,
+        "requests still in flight after the grace; cutting them short"
+    );
     let _ = cut.send(true);
     // What is still open after that is aborted: dropping a JoinSet aborts its tasks.
     let _ = tokio::time::timeout(CUT_WRITE_LIMIT, &mut all_closed).await;
