@@ -97,11 +97,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             "no auth"
         }
     );
-    let served = ra_gateway::serve(listener, client, config, stop_signal()).await;
+    ra_gateway::serve(listener, client, config, stop_signal()).await;
     if let Some(f) = follower {
         f.abort();
     }
-    served.context("the server failed")?;
     eprintln!("ra gateway: stopped");
     Ok(ExitCode::from(exit::OK))
 }

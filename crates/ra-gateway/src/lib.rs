@@ -19,7 +19,7 @@
 //! let client = rewardanything_client::Client::builder().endpoint("http://127.0.0.1:8001/v1").build()?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //! let config = ra_gateway::GatewayConfig::default();
-//! ra_gateway::serve(listener, client, config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! ra_gateway::serve(listener, client, config, async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
 //! ```
 mod admit;
@@ -56,7 +56,8 @@ pub fn router(client: Client, config: GatewayConfig) -> axum::Router {
 /// Serves the gateway on `listener` until `shutdown` completes; then stops accepting,
 /// lets requests in flight finish within the configured grace, and returns. After the
 /// grace, requests still running are answered 503 (`shutting_down`), their judgments
-/// cancelled and the client closed.
+/// cancelled and the client closed. Accept errors (e.g. out of file descriptors) are
+/// logged and retried, so there is no error to return.
 ///
 /// ```no_run
 /// # async fn f(client: rewardanything_client::Client) -> std::io::Result<()> {
@@ -71,7 +72,7 @@ pub async fn serve(
     client: Client,
     config: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     let limits = server::Limits {
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,
@@ -82,5 +83,4 @@ pub async fn serve(
     server::run(listener, app, limits, cut_tx, shutdown).await;
     // Judgments not yet sent (of requests cut short) fail at once.
     client.close();
-    Ok(())
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 struct Gateway {
     url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
@@ -48,11 +48,11 @@ impl Gateway {
     }
 
     /// Asks for shutdown and waits for `serve` to return.
-    async fn stop(mut self) -> std::io::Result<()> {
+    async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        (&mut self.task).await.expect("serve task")
+        (&mut self.task).await.expect("serve task");
     }
 }
 
@@ -148,7 +148,7 @@ async fn judge_returns_the_reference_shape_in_the_callers_order() {
     let result: Value = serde_json::from_str(&text).unwrap();
     assert_result(&request, &result, "single");
     assert!(!result["thoughts"].as_str().unwrap().is_empty());
-    gw.stop().await.unwrap();
+    gw.stop().await;
 }
 
 #[tokio::test]
@@ -477,7 +477,7 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     // Let it reach the engine, then ask the gateway to stop.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let url = gw.url.clone();
-    gw.stop().await.unwrap();
+    gw.stop().await;
     let (status, body) = call.await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_result(&numbered(9, ""), &body, "in flight at shutdown");
@@ -497,7 +497,7 @@ async fn shutdown_drops_what_outlives_the_grace() {
     let url = gw.at("/api/rewardanything");
     let call = tokio::spawn(async move { http().post(&url).json(&numbered(1, "")).send().await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    gw.stop().await.unwrap();
+    gw.stop().await;
     // Had the gateway waited for the engine, this would be a 200 after 5 s.
     let answer = call.await.unwrap().expect("an answer");
     assert_eq!(answer.status(), 503);
@@ -650,4 +650,22 @@ async fn connections_over_the_cap_wait_for_a_slot() {
     drop(holder);
     let r = http().get(gw.at("/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_batch_keeps_the_clients_limit_busy_and_no_more() {
+    let mock = MockServer::builder()
+        .latency(Latency::from_millis(500))
+        .start()
+        .await
+        .unwrap();
+    // The helper's client allows 32 in flight.
+    let gw = Gateway::start(&mock, GatewayConfig::default().batch_window(64)).await;
+    let requests: Vec<Value> = (0..64).map(|i| numbered(i, "")).collect();
+    let (status, body) = post(&gw.at("/api/rewardanything_batch"), &Value::from(requests)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.as_array().unwrap().len(), 64);
+    let stats = mock.stats();
+    assert_eq!(stats.max_processing, 32, "{stats:?}");
+    assert_eq!(stats.chat_requests, 64);
 }
