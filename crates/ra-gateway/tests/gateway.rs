@@ -62,6 +62,18 @@ impl Drop for Gateway {
     }
 }
 
+/// Waits until a chat request reached the mock (bounded, so a regression fails).
+async fn wait_for_engine(mock: &MockHandle) {
+    let started = std::time::Instant::now();
+    while mock.stats().chat_requests == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never reached the engine"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn mock() -> MockHandle {
     MockServer::builder().start().await.expect("mock")
 }
@@ -474,8 +486,8 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     let url = gw.at("/api/rewardanything");
     let request = numbered(9, "");
     let call = tokio::spawn(async move { post(&url, &request).await });
-    // Let it reach the engine, then ask the gateway to stop.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once it is at the engine, ask the gateway to stop.
+    wait_for_engine(&mock).await;
     let url = gw.url.clone();
     gw.stop().await;
     let (status, body) = call.await.unwrap();
@@ -496,7 +508,7 @@ async fn shutdown_drops_what_outlives_the_grace() {
     let gw = Gateway::start(&mock, config).await;
     let url = gw.at("/api/rewardanything");
     let call = tokio::spawn(async move { http().post(&url).json(&numbered(1, "")).send().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_engine(&mock).await;
     gw.stop().await;
     // Had the gateway waited for the engine, this would be a 200 after 5 s.
     let answer = call.await.unwrap().expect("an answer");
@@ -543,14 +555,7 @@ async fn requests_over_the_byte_budget_get_503_overloaded() {
         tokio::spawn(async move { post(&url, &big).await })
     };
     // Once the first is at the engine, it holds 5 of the 8 KiB.
-    let started = std::time::Instant::now();
-    while mock.stats().chat_requests == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never reached the engine"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_engine(&mock).await;
     let r = http().post(&url).json(&big).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
