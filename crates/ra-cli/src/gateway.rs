@@ -79,16 +79,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
              the engines' capacity"
         );
     }
-    let config = GatewayConfig::default()
-        .max_body_bytes(args.max_body_bytes)
-        .max_buffered_bytes(args.max_buffered_bytes)
-        .max_batch(args.max_batch)
-        .max_responses(args.max_responses)
-        .api_key(api_key.clone())
-        .grace(args.grace)
-        .body_timeout(args.body_timeout)
-        // Enough finished results held back to keep every slot of the client busy.
-        .batch_window(connection.concurrency.saturating_mul(2));
+    let config = gateway_config(&args, api_key.clone(), connection.concurrency);
     eprintln!(
         "ra gateway: listening on http://{addr} ({})",
         if api_key.is_some() {
@@ -103,6 +94,24 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("ra gateway: stopped");
     Ok(ExitCode::from(exit::OK))
+}
+
+/// The server's settings from the flags.
+fn gateway_config(
+    args: &GatewayArgs,
+    api_key: Option<String>,
+    concurrency: usize,
+) -> GatewayConfig {
+    GatewayConfig::default()
+        .max_body_bytes(args.max_body_bytes)
+        .max_buffered_bytes(args.max_buffered_bytes)
+        .max_batch(args.max_batch)
+        .max_responses(args.max_responses)
+        .api_key(api_key)
+        .grace(args.grace)
+        .body_timeout(args.body_timeout)
+        // Enough finished results held back to keep every slot of the client busy.
+        .batch_window(concurrency.saturating_mul(2))
 }
 
 /// Completes on the first Ctrl-C or SIGTERM.

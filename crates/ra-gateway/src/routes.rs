@@ -48,13 +48,13 @@ pub fn router(
     cut: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
     let limit = config.max_body_bytes;
-    let config_budget = config.clone();
+    let budget = admit::budget(&config);
     let state = Arc::new(AppState {
         client,
         config,
         metrics: Metrics::default(),
         health: HealthCache::default(),
-        budget: admit::budget(&config_budget),
+        budget,
         cut,
     });
     let protected = Router::new()
