@@ -90,7 +90,7 @@ fn the_binary_serves_a_judgment_and_stops_cleanly_on_sigterm() {
 }
 
 #[test]
-fn the_binary_starts_before_its_engine_and_reports_503_until_it_answers() {
+fn the_binary_starts_before_its_engine_and_reports_503_meanwhile() {
     let port = free_port().to_string();
     let dead = dead_url();
     let mut child = ChildGuard::spawn(
