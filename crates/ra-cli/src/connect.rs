@@ -93,6 +93,16 @@ impl ClientArgs {
     /// Builds the client and checks, before anything is written, that an endpoint
     /// answers and serves the model.
     pub async fn connect(&self) -> anyhow::Result<Connection> {
+        let connection = self.build()?;
+        // Before any output is opened: the model must be served (vLLM would answer every
+        // request 404; llama.cpp would silently serve another), or discovered.
+        connection.client.connect().await.map_err(startup_error)?;
+        Ok(connection)
+    }
+
+    /// Builds the client without asking any endpoint (a server may start before its
+    /// engines; the model is then discovered on first use).
+    pub fn build(&self) -> anyhow::Result<Connection> {
         let config = match &self.config {
             Some(path) => ReferenceConfig::load(path)?,
             None => ReferenceConfig::default(),
@@ -133,9 +143,6 @@ impl ClientArgs {
         let client = builder
             .build()
             .map_err(|e| anyhow::Error::new(e).context("cannot set up the client"))?;
-        // Before any output is opened: the model must be served (vLLM would answer every
-        // request 404; llama.cpp would silently serve another), or discovered.
-        client.connect().await.map_err(startup_error)?;
         Ok(Connection {
             client,
             concurrency,
@@ -270,9 +277,20 @@ impl ClientArgs {
     }
 }
 
+/// Whether a start-up failure is the user's setting (a key, a model) rather than an
+/// endpoint not answering yet.
+pub fn is_setting_error(e: &BuildError) -> bool {
+    matches!(
+        e,
+        BuildError::Unauthorized { .. }
+            | BuildError::ModelNotServed { .. }
+            | BuildError::AmbiguousModel { .. }
+    )
+}
+
 /// A start-up failure, said the way a user can act on: a 401/403 is a key problem, not
 /// an unreachable server, and a 404 on a base URL without `/v1` is a missing `/v1`.
-fn startup_error(e: BuildError) -> anyhow::Error {
+pub fn startup_error(e: BuildError) -> anyhow::Error {
     match &e {
         BuildError::Unauthorized { .. } => {
             anyhow::anyhow!("{e} (RA_API_KEY, --api-key or the config's api_key)")

@@ -7,6 +7,7 @@ mod config;
 mod connect;
 mod endpoints_file;
 mod exit;
+mod gateway;
 mod input;
 mod judge;
 mod lines;
@@ -54,6 +55,11 @@ enum Command {
     Judge(judge::JudgeArgs),
     /// Score a JSON Lines batch against one or more endpoints, in order, resumably.
     Score(score::ScoreArgs),
+    /// Serve judgments over HTTP, wire-compatible with the reference `rewardanything serve`.
+    ///
+    /// When RA_GATEWAY_API_KEY is set, every route but /health needs
+    /// `Authorization: Bearer <that key>`.
+    Gateway(gateway::GatewayArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,10 +77,12 @@ fn main() -> ExitCode {
     };
     let quiet = matches!(&cli.command, Command::Score(args) if args.quiet);
     init_logging(quiet);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // A server answers many connections at once: it gets every core.
+    let mut builder = match &cli.command {
+        Command::Gateway(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ra: cannot start the async runtime: {e}");
@@ -87,6 +95,7 @@ fn main() -> ExitCode {
             Command::Parse { strict } => parse::run(strict).await,
             Command::Judge(args) => judge::run(args).await,
             Command::Score(args) => score::run(args).await,
+            Command::Gateway(args) => gateway::run(args).await,
         }
     });
     // In-flight requests of an interrupted run are abandoned, not awaited.

@@ -1,0 +1,130 @@
+//! `ra gateway`: the flags, the client and the signals; the HTTP server is `ra-gateway`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use ra_gateway::{
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_RESPONSES,
+    GatewayConfig,
+};
+
+use crate::connect::{self, ClientArgs};
+use crate::{endpoints_file, exit, validate};
+
+/// The bearer key clients must send; an environment variable so that it stays out of `ps`.
+const API_KEY_ENV: &str = "RA_GATEWAY_API_KEY";
+
+#[derive(Debug, Args)]
+// `-c` as the reference's `rewardanything serve -c config.json` has it.
+#[command(mut_arg("config", |a| a.short('c')))]
+pub struct GatewayArgs {
+    /// Address to listen on (0.0.0.0 exposes the gateway to the network).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Largest request body; a bigger one gets HTTP 413.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
+          value_parser = validate::at_least_one::<usize>)]
+    max_body_bytes: usize,
+    /// Request bytes held at once over all judging requests; a request that does not
+    /// fit gets HTTP 503 (bounds memory under many large or slow bodies).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES,
+          value_parser = validate::at_least_one::<usize>)]
+    max_buffered_bytes: usize,
+    /// Most requests in one batch; a longer batch gets HTTP 422.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_BATCH,
+          value_parser = validate::at_least_one::<usize>)]
+    max_batch: usize,
+    /// Most responses in one request; more gets HTTP 422.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RESPONSES,
+          value_parser = validate::at_least_one::<usize>)]
+    max_responses: usize,
+    /// Seconds a request body may take to arrive; a slower one gets HTTP 408.
+    #[arg(long, default_value = "60", value_name = "SECS", value_parser = validate::seconds)]
+    body_timeout: Duration,
+    /// Seconds to let requests in flight finish after Ctrl-C / SIGTERM.
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = validate::seconds_or_zero)]
+    grace: Duration,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let api_key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty());
+    // A server may start before its engines (it reports 503 on /health meanwhile), but
+    // a wrong key or model is the user's to fix now.
+    let connection = args.client.build()?;
+    if let Err(e) = connection.client.connect().await {
+        if connect::is_setting_error(&e) {
+            return Err(connect::startup_error(e));
+        }
+        tracing::warn!("no upstream endpoint answers yet: {e}; serving anyway (/health says 503)");
+    }
+    let client = connection.client.clone();
+    let follower = connection
+        .endpoints_file
+        .clone()
+        .map(|path| endpoints_file::follow(path, client.clone(), Duration::from_secs(1)));
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr().context("no local address")?;
+    if !addr.ip().is_loopback() && api_key.is_none() {
+        tracing::warn!(
+            "listening on {addr} without {API_KEY_ENV}: anyone who can reach it can spend \
+             the engines' capacity"
+        );
+    }
+    let config = gateway_config(&args, api_key.clone(), connection.concurrency);
+    eprintln!(
+        "ra gateway: listening on http://{addr} ({})",
+        if api_key.is_some() {
+            "bearer auth on"
+        } else {
+            "no auth"
+        }
+    );
+    ra_gateway::serve(listener, client, config, stop_signal()).await;
+    if let Some(f) = follower {
+        f.abort();
+    }
+    eprintln!("ra gateway: stopped");
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// The server's settings from the flags.
+fn gateway_config(
+    args: &GatewayArgs,
+    api_key: Option<String>,
+    concurrency: usize,
+) -> GatewayConfig {
+    GatewayConfig::default()
+        .max_body_bytes(args.max_body_bytes)
+        .max_buffered_bytes(args.max_buffered_bytes)
+        .max_batch(args.max_batch)
+        .max_responses(args.max_responses)
+        .api_key(api_key)
+        .grace(args.grace)
+        .body_timeout(args.body_timeout)
+        // Enough finished results held back to keep every slot of the client busy.
+        .batch_window(concurrency.saturating_mul(2))
+}
+
+/// Completes on the first Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+    eprintln!("ra gateway: stopping: finishing requests in flight");
+}

@@ -1,0 +1,51 @@
+//! Admission by bytes: the judging routes hold at most `max_buffered_bytes` of request
+//! bodies (and what is parsed from them) at once, so many concurrent or slowly sent
+//! bodies cannot exhaust memory.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use crate::config::GatewayConfig;
+use crate::error::ApiError;
+use crate::routes::AppState;
+
+/// Permits are KiB: a `u32` count of them covers 4 TiB.
+const UNIT: usize = 1024;
+
+fn units(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX)
+}
+
+/// The semaphore of a config's budget (never below one whole body).
+pub fn budget(config: &GatewayConfig) -> Arc<Semaphore> {
+    let bytes = config.max_buffered_bytes.max(config.max_body_bytes);
+    let permits = (units(bytes) as usize).min(Semaphore::MAX_PERMITS);
+    Arc::new(Semaphore::new(permits))
+}
+
+/// Reserves the request's size until it is answered; 503 `overloaded` when it does not
+/// fit. A declared size over the body limit reserves nothing: the handler answers 413.
+pub async fn reserve(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = state.config.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let bytes = match declared {
+        Some(n) if n > limit => 0,
+        Some(n) => n,
+        // Chunked: it may grow up to the limit.
+        None => limit,
+    };
+    let _permit = match Arc::clone(&state.budget).try_acquire_many_owned(units(bytes)) {
+        Ok(permit) => permit,
+        Err(_) => return ApiError::Overloaded.into_response(),
+    };
+    next.run(req).await
+}

@@ -1,0 +1,234 @@
+//! The gateway's settings, builder style.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Default largest request body: 32 MiB (the reference server has no limit).
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_BODY_BYTES, 32 << 20);
+/// ```
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Default longest batch accepted by `/api/rewardanything_batch`.
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_BATCH, 10_000);
+/// ```
+pub const DEFAULT_MAX_BATCH: usize = 10_000;
+/// Default budget of request bytes held at once by the judging routes: 256 MiB.
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_BUFFERED_BYTES, 256 << 20);
+/// ```
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
+/// Default most responses in one request.
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_RESPONSES, 64);
+/// ```
+pub const DEFAULT_MAX_RESPONSES: usize = 64;
+
+/// Settings of [`serve`](crate::serve) and [`router`](crate::router).
+///
+/// ```
+/// use std::time::Duration;
+/// let config = ra_gateway::GatewayConfig::default()
+///     .max_body_bytes(1 << 20)
+///     .api_key(Some("secret".into()))
+///     .grace(Duration::from_secs(2));
+/// assert_eq!(config.get_max_body_bytes(), 1 << 20);
+/// assert!(!format!("{config:?}").contains("secret"));
+/// ```
+#[derive(Clone)]
+pub struct GatewayConfig {
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_buffered_bytes: usize,
+    pub(crate) max_batch: usize,
+    pub(crate) max_responses: usize,
+    pub(crate) api_key: Option<String>,
+    pub(crate) health_interval: Duration,
+    pub(crate) health_timeout: Duration,
+    pub(crate) batch_window: usize,
+    pub(crate) grace: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+    pub(crate) max_connections: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            max_batch: DEFAULT_MAX_BATCH,
+            max_responses: DEFAULT_MAX_RESPONSES,
+            api_key: None,
+            health_interval: Duration::from_secs(1),
+            health_timeout: Duration::from_secs(2),
+            batch_window: 512,
+            grace: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    }
+}
+
+impl fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key is a secret: only whether one is set.
+        f.debug_struct("GatewayConfig")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
+            .field("max_batch", &self.max_batch)
+            .field("max_responses", &self.max_responses)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("health_interval", &self.health_interval)
+            .field("batch_window", &self.batch_window)
+            .field("grace", &self.grace)
+            .field("body_timeout", &self.body_timeout)
+            .field("header_timeout", &self.header_timeout)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl GatewayConfig {
+    /// Largest request body in bytes (default 32 MiB); a bigger one gets 413.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_body_bytes(1024);
+    /// assert_eq!(c.get_max_body_bytes(), 1024);
+    /// ```
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes.max(1);
+        self
+    }
+
+    /// The largest request body accepted.
+    ///
+    /// ```
+    /// assert_eq!(ra_gateway::GatewayConfig::default().get_max_body_bytes(), 32 << 20);
+    /// ```
+    pub fn get_max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// Budget of request bytes the judging routes hold at once (default 256 MiB, never
+    /// below `max_body_bytes`): each request reserves its `Content-Length` (or
+    /// `max_body_bytes` when it has none) until it is answered; a request that does not
+    /// fit gets 503 `overloaded` with `Retry-After: 1`. Bounds the memory of many
+    /// concurrent or slowly sent bodies.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_buffered_bytes(64 << 20);
+    /// ```
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered_bytes = bytes.max(1);
+        self
+    }
+
+    /// Most requests in one batch (default 10,000); a longer batch gets 422.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_batch(100);
+    /// ```
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+
+    /// Most responses in one request (default 64); more gets 422.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_responses(8);
+    /// ```
+    pub fn max_responses(mut self, n: usize) -> Self {
+        self.max_responses = n.max(1);
+        self
+    }
+
+    /// The bearer key every route but `/health` requires (`None`: no auth). An empty
+    /// key counts as none.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().api_key(Some("k".into()));
+    /// ```
+    pub fn api_key(mut self, key: Option<String>) -> Self {
+        self.api_key = key.filter(|k| !k.is_empty());
+        self
+    }
+
+    /// How long an upstream health check is reused by `/health` (default 1 s).
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().health_interval(std::time::Duration::from_millis(100));
+    /// ```
+    pub fn health_interval(mut self, interval: std::time::Duration) -> Self {
+        self.health_interval = interval;
+        self
+    }
+
+    /// How long one upstream health probe may take (default 2 s).
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().health_timeout(std::time::Duration::from_millis(500));
+    /// ```
+    pub fn health_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.health_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Most finished batch results held back waiting for an earlier one (default 512;
+    /// the client's in-flight limit still caps what is on the wire). Bounds memory.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().batch_window(1024);
+    /// ```
+    pub fn batch_window(mut self, n: usize) -> Self {
+        self.batch_window = n.max(1);
+        self
+    }
+
+    /// After shutdown is asked, how long in-flight requests may take to finish
+    /// (default 5 s); then [`serve`](crate::serve) returns anyway.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().grace(std::time::Duration::ZERO);
+    /// ```
+    pub fn grace(mut self, grace: std::time::Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// How long a request body may take to arrive (default 60 s); a slower one gets 408.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().body_timeout(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn body_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.body_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a request's headers may take to arrive (default 30 s); then the
+    /// connection is closed (a peer trickling headers holds nothing for long).
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().header_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn header_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.header_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Most connections open at once (default 4,096); more wait in the listen backlog.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_connections(256);
+    /// ```
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+}

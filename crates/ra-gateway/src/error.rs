@@ -1,0 +1,159 @@
+//! Errors as HTTP answers: a status and a JSON body naming the kind.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rewardanything_client::{JudgeError, JudgeErrorKind};
+use serde::Serialize;
+
+/// One entry of a FastAPI-like validation `detail`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FieldError {
+    /// Where: `["body", 3, "responses"]`.
+    pub loc: Vec<serde_json::Value>,
+    /// What is wrong.
+    pub msg: String,
+    /// FastAPI's error type: `missing`, `json_invalid`, `value_error`, …
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+/// Why a request got no result.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No or a wrong bearer key.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// The body is over `max_body_bytes`.
+    #[error("request body exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+    /// The body did not arrive within the body timeout.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// The body could not be read.
+    #[error("cannot read the request body: {0}")]
+    BadBody(String),
+    /// An empty batch (the reference answers 400 `No requests provided`).
+    #[error("No requests provided")]
+    EmptyBatch,
+    /// The body is not a valid request.
+    #[error("invalid request: {}", .0.first().map(|e| e.msg.as_str()).unwrap_or(""))]
+    Invalid(Vec<FieldError>),
+    /// No such route (FastAPI's `{"detail": "Not Found"}`).
+    #[error("Not Found")]
+    NotFound,
+    /// The route exists for another method.
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+    /// The budget of buffered request bytes is spent.
+    #[error("the gateway is holding as many request bytes as it may; retry shortly")]
+    Overloaded,
+    /// The shutdown grace ran out before this request finished.
+    #[error("the gateway is shutting down and the grace ran out")]
+    ShuttingDown,
+    /// The judgment failed.
+    #[error("{0}")]
+    Judge(#[from] JudgeError),
+}
+
+/// `{"kind", "message"}` of an error body (and of a failed batch item).
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorInfo {
+    /// A stable snake_case name (the client's `kind_str`, or the gateway's own).
+    pub kind: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl ErrorInfo {
+    /// The kind and message of a failed judgment.
+    pub fn of(e: &JudgeError) -> Self {
+        ErrorInfo {
+            kind: e.kind_str().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    detail: serde_json::Value,
+    error: &'a ErrorInfo,
+}
+
+impl ApiError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BadBody(_) | ApiError::EmptyBatch => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::ShuttingDown | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Judge(e) => judge_status(e),
+        }
+    }
+
+    fn kind(&self) -> String {
+        match self {
+            ApiError::Unauthorized => "unauthorized".into(),
+            ApiError::TooLarge(_) => "body_too_large".into(),
+            ApiError::BadBody(_) => "bad_body".into(),
+            ApiError::BodyTimeout(_) => "body_timeout".into(),
+            ApiError::EmptyBatch => "empty_batch".into(),
+            ApiError::ShuttingDown => "shutting_down".into(),
+            ApiError::Overloaded => "overloaded".into(),
+            ApiError::NotFound => "not_found".into(),
+            ApiError::MethodNotAllowed => "method_not_allowed".into(),
+            ApiError::Invalid(_) => "invalid_request".into(),
+            ApiError::Judge(e) => e.kind_str().into(),
+        }
+    }
+}
+
+/// Upstream trouble is the gateway's 502/504; a closed client (shutting down) is 503.
+fn judge_status(e: &JudgeError) -> StatusCode {
+    match &e.kind {
+        JudgeErrorKind::Timeout(_) | JudgeErrorKind::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
+        JudgeErrorKind::Cancelled | JudgeErrorKind::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let info = ErrorInfo {
+            kind: self.kind(),
+            message: self.to_string(),
+        };
+        let detail = match &self {
+            // FastAPI's shape for validation errors: a list of {loc, msg, type}.
+            ApiError::Invalid(errors) => serde_json::to_value(errors).unwrap_or_default(),
+            _ => serde_json::Value::String(info.message.clone()),
+        };
+        let mut response = (
+            self.status(),
+            Json(ErrorBody {
+                detail,
+                error: &info,
+            }),
+        )
+            .into_response();
+        if matches!(self, ApiError::Overloaded) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}

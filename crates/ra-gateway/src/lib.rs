@@ -1,0 +1,86 @@
+//! `ra-gateway`: an HTTP reward server in front of [`rewardanything_client::Client`],
+//! wire-compatible with the reference `rewardanything serve`, so that the Python
+//! `rewardanything.Client` works unchanged.
+//!
+//! Routes:
+//! * `POST /api/rewardanything`: one request → `{"thoughts", "results": {"scores",
+//!   "best-to-worst"}}`; on failure an error status and `{"detail", "error": {"kind",
+//!   "message"}}`.
+//! * `POST /api/rewardanything_batch`: an array of requests → their results in input
+//!   order; a failed item is `{"thoughts": "", "results": {}, "error": {…}}` in its place.
+//! * `GET /health`: 200 while an upstream endpoint answers, else 503 with the reason.
+//! * `GET /metrics`: OpenMetrics text.
+//!
+//! With an API key configured, every route but `/health` needs `Authorization: Bearer
+//! <key>`.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = rewardanything_client::Client::builder().endpoint("http://127.0.0.1:8001/v1").build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! let config = ra_gateway::GatewayConfig::default();
+//! ra_gateway::serve(listener, client, config, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+mod admit;
+mod auth;
+mod body;
+mod config;
+mod error;
+mod health;
+mod metrics;
+mod routes;
+mod server;
+mod wire;
+
+use std::future::Future;
+
+pub use config::{
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_RESPONSES,
+    GatewayConfig,
+};
+use rewardanything_client::Client;
+
+/// The gateway's router, for tests or to nest in another axum app.
+///
+/// ```
+/// let client = rewardanything_client::Client::builder().endpoint("http://127.0.0.1:9/v1").build().unwrap();
+/// let app: axum::Router = ra_gateway::router(client, ra_gateway::GatewayConfig::default());
+/// ```
+pub fn router(client: Client, config: GatewayConfig) -> axum::Router {
+    // Nothing can cut these requests short: the sender is dropped at once.
+    let (_never, cut) = tokio::sync::watch::channel(false);
+    routes::router(client, config, cut)
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes; then stops accepting,
+/// lets requests in flight finish within the configured grace, and returns. After the
+/// grace, requests still running are answered 503 (`shutting_down`), their judgments
+/// cancelled and the client closed. Accept errors (e.g. out of file descriptors) are
+/// logged and retried, so there is no error to return.
+///
+/// ```no_run
+/// # async fn f(client: rewardanything_client::Client) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+/// let server = tokio::spawn(ra_gateway::serve(listener, client, Default::default(), async { let _ = rx.await; }));
+/// let _ = tx.send(());
+/// # Ok(()) }
+/// ```
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    client: Client,
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let limits = server::Limits {
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
+        grace: config.grace,
+    };
+    let (cut_tx, cut_rx) = tokio::sync::watch::channel(false);
+    let app = routes::router(client.clone(), config, cut_rx);
+    server::run(listener, app, limits, cut_tx, shutdown).await;
+    // Judgments not yet sent (of requests cut short) fail at once.
+    client.close();
+}

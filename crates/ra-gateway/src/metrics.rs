@@ -1,0 +1,135 @@
+//! The gateway's Prometheus metrics (OpenMetrics text from `prometheus-client`).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use rewardanything_client::{JudgeError, Judged};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JudgmentLabels {
+    outcome: String,
+    kind: String,
+}
+
+/// Every metric the gateway keeps, and the registry that encodes them.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    judgments: Family<JudgmentLabels, Counter>,
+    in_flight: Gauge,
+    upstream_latency: Histogram,
+    prompt_tokens: Counter,
+    completion_tokens: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ra_gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let judgments = Family::<JudgmentLabels, Counter>::default();
+        let in_flight = Gauge::default();
+        // 5 ms to ~164 s: a judgment is a generation of up to thousands of tokens.
+        let upstream_latency = Histogram::new(exponential_buckets(0.005, 2.0, 16));
+        let prompt_tokens = Counter::default();
+        let completion_tokens = Counter::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "judgments",
+            "Judgments finished, by outcome (ok, error) and error kind",
+            judgments.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being served",
+            in_flight.clone(),
+        );
+        registry.register(
+            "upstream_latency_seconds",
+            "Time from a judgment's first upstream attempt to its parsed answer",
+            upstream_latency.clone(),
+        );
+        registry.register(
+            "prompt_tokens",
+            "Prompt tokens reported by the upstream",
+            prompt_tokens.clone(),
+        );
+        registry.register(
+            "completion_tokens",
+            "Completion tokens reported by the upstream",
+            completion_tokens.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            judgments,
+            in_flight,
+            upstream_latency,
+            prompt_tokens,
+            completion_tokens,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts an answered request.
+    pub fn request(&self, route: &str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    /// A request starts (+1) or ends (-1).
+    pub fn in_flight(&self, delta: i64) {
+        self.in_flight.inc_by(delta);
+    }
+
+    /// Counts a finished judgment, its latency and tokens.
+    pub fn judgment(&self, result: &Result<Judged, JudgeError>) {
+        let (outcome, kind) = match result {
+            Ok(judged) => {
+                self.upstream_latency.observe(secs(judged.latency));
+                if let Some(u) = judged.usage {
+                    self.prompt_tokens.inc_by(u.prompt_tokens);
+                    self.completion_tokens.inc_by(u.completion_tokens);
+                }
+                ("ok", "")
+            }
+            Err(e) => ("error", e.kind_str()),
+        };
+        self.judgments
+            .get_or_create(&JudgmentLabels {
+                outcome: outcome.into(),
+                kind: kind.into(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

@@ -1,0 +1,192 @@
+//! The routes and their handlers.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use rewardanything_client::Client;
+use serde_json::json;
+
+use crate::config::GatewayConfig;
+use crate::error::ApiError;
+use crate::health::HealthCache;
+use crate::metrics::Metrics;
+use crate::wire::JudgeResult;
+use crate::{admit, auth, body};
+
+/// The routes, as their metrics label them (anything else is `other`: labels stay few).
+const ROUTES: [&str; 4] = [
+    "/api/rewardanything",
+    "/api/rewardanything_batch",
+    "/health",
+    "/metrics",
+];
+
+/// What every handler shares.
+pub struct AppState {
+    pub client: Client,
+    pub config: GatewayConfig,
+    pub metrics: Metrics,
+    pub health: HealthCache,
+    /// Becomes `true` when the shutdown grace ran out: requests still running answer
+    /// 503 at once instead of outliving `serve`.
+    pub cut: tokio::sync::watch::Receiver<bool>,
+    /// The budget of buffered request bytes, in KiB permits.
+    pub budget: Arc<tokio::sync::Semaphore>,
+}
+
+/// The router of every route; `cut` ends requests still running (see [`AppState::cut`]).
+pub fn router(
+    client: Client,
+    config: GatewayConfig,
+    cut: tokio::sync::watch::Receiver<bool>,
+) -> Router {
+    let limit = config.max_body_bytes;
+    let budget = admit::budget(&config);
+    let state = Arc::new(AppState {
+        client,
+        config,
+        metrics: Metrics::default(),
+        health: HealthCache::default(),
+        budget,
+        cut,
+    });
+    let protected = Router::new()
+        .route("/api/rewardanything", post(judge_one))
+        .route("/api/rewardanything_batch", post(judge_batch))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            admit::reserve,
+        ))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_key,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            cut_short,
+        ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), count))
+        .with_state(state)
+}
+
+/// Counts each request by route and status, and the requests in flight.
+async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let route = ROUTES.into_iter().find(|r| *r == path).unwrap_or("other");
+    state.metrics.in_flight(1);
+    // Decremented even if the client goes away and this future is dropped.
+    let _guard = InFlight(&state.metrics);
+    let response = next.run(req).await;
+    state.metrics.request(route, response.status().as_u16());
+    response
+}
+
+/// Runs the request unless the grace runs out first; then answers 503 (dropping the
+/// handler cancels its judgments).
+async fn cut_short(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let mut cut = state.cut.clone();
+    let cut = async move {
+        // A dropped sender can never cut: wait forever.
+        if cut.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        response = next.run(req) => response,
+        () = cut => ApiError::ShuttingDown.into_response(),
+    }
+}
+
+struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight(-1);
+    }
+}
+
+async fn judge_one(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Json<JudgeResult>, ApiError> {
+    let body = body::read(req, &state.config).await?;
+    let request = body::single(&body, &state.config)?;
+    drop(body);
+    let result = state.client.judge_detailed(&request).await;
+    state.metrics.judgment(&result);
+    Ok(Json(JudgeResult::from(result?.judgment)))
+}
+
+/// Every item in flight up to the client's limit, results in input order; a failed
+/// item is an error object in its place.
+async fn judge_batch(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Json<Vec<JudgeResult>>, ApiError> {
+    let body = body::read(req, &state.config).await?;
+    let requests = body::batch(&body, &state.config)?;
+    drop(body);
+    let window = state.config.batch_window;
+    let results = futures::stream::iter(requests)
+        .map(|request| {
+            let state = Arc::clone(&state);
+            async move {
+                let result = state.client.judge_detailed(&request).await;
+                state.metrics.judgment(&result);
+                match result {
+                    Ok(judged) => JudgeResult::from(judged.judgment),
+                    Err(e) => JudgeResult::from(&e),
+                }
+            }
+        })
+        .buffered(window)
+        .collect::<Vec<_>>()
+        .await;
+    Ok(Json(results))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let config = &state.config;
+    match state
+        .health
+        .check(&state.client, config.health_interval, config.health_timeout)
+        .await
+    {
+        Ok(()) => {
+            Json(json!({"status": "healthy", "service": "RewardAnything API"})).into_response()
+        }
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unhealthy", "service": "RewardAnything API", "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match state.metrics.encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}

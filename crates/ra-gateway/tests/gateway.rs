@@ -1,0 +1,676 @@
+//! The gateway's routes against the in-process mock engine, over real HTTP.
+
+use std::time::Duration;
+
+use ra_gateway::GatewayConfig;
+use ra_mock::{Latency, MockHandle, MockServer, expected_score};
+use rewardanything_client::RetryPolicy;
+use serde_json::{Value, json};
+
+/// A gateway served on 127.0.0.1:0; stopped when dropped (even when a test fails).
+struct Gateway {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    async fn start(mock: &MockHandle, config: GatewayConfig) -> Gateway {
+        let client = rewardanything_client::Client::builder()
+            .endpoint(mock.base_url())
+            .model(ra_mock::DEFAULT_MODEL)
+            .max_in_flight(32)
+            .retry(
+                RetryPolicy::default()
+                    .max_attempts(3)
+                    .base_delay(Duration::from_millis(5))
+                    .max_delay(Duration::from_millis(20)),
+            )
+            .build()
+            .expect("client");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ra_gateway::serve(listener, client, config, async {
+            let _ = rx.await;
+        }));
+        Gateway {
+            url,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Asks for shutdown and waits for `serve` to return.
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await.expect("serve task");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Waits until a chat request reached the mock (bounded, so a regression fails).
+async fn wait_for_engine(mock: &MockHandle) {
+    let started = std::time::Instant::now();
+    while mock.stats().chat_requests == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never reached the engine"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn mock() -> MockHandle {
+    MockServer::builder().start().await.expect("mock")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Request `i`: four responses whose mock scores spell `i` in base 5.
+fn numbered(i: usize, extra: &str) -> Value {
+    let names = ["zulu", "alpha", "mike", "bravo"];
+    let mut responses = serde_json::Map::new();
+    let mut k = i;
+    for name in names {
+        let digit = k % 5 + 1;
+        k /= 5;
+        responses.insert(
+            name.into(),
+            format!("answer {i} from {name}, score={digit}").into(),
+        );
+    }
+    json!({
+        "principle": "Prefer the most helpful answer.",
+        "prompt": format!("question {i} {extra}"),
+        "responses": responses,
+        "mask_responses": true,
+    })
+}
+
+/// Panics unless `result` is the mock's verdict on `request`: the caller's names in
+/// the caller's order with the expected scores, and a ranking of those names.
+fn assert_result(request: &Value, result: &Value, what: &str) {
+    let responses = request["responses"].as_object().expect("responses");
+    let want: Vec<(String, f64)> = responses
+        .iter()
+        .map(|(n, t)| (n.clone(), f64::from(expected_score(t.as_str().unwrap()))))
+        .collect();
+    let scores = result["results"]["scores"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: no scores in {result}"));
+    let got: Vec<(String, f64)> = scores
+        .iter()
+        .map(|(n, s)| (n.clone(), s.as_f64().expect("number")))
+        .collect();
+    assert_eq!(got, want, "{what}: scores");
+    let mut ranked: Vec<String> = result["results"]["best-to-worst"]
+        .as_array()
+        .expect("ranking")
+        .iter()
+        .map(|v| v.as_str().expect("name").to_string())
+        .collect();
+    ranked.sort();
+    let mut names: Vec<String> = responses.keys().cloned().collect();
+    names.sort();
+    assert_eq!(ranked, names, "{what}: ranking");
+    assert!(result.get("error").is_none(), "{what}: unexpected error");
+}
+
+async fn post(url: &str, body: &Value) -> (u16, Value) {
+    let r = http().post(url).json(body).send().await.expect("send");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("JSON body"))
+}
+
+#[tokio::test]
+async fn judge_returns_the_reference_shape_in_the_callers_order() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let request = numbered(7, "");
+    let r = http()
+        .post(gw.at("/api/rewardanything"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    // Key order and whole-number scores as the reference's Python json writes them.
+    assert!(text.starts_with("{\"thoughts\":"), "{text}");
+    assert!(
+        text.contains("\"scores\":{\"zulu\":3,\"alpha\":2,\"mike\":1,\"bravo\":1}"),
+        "{text}"
+    );
+    let result: Value = serde_json::from_str(&text).unwrap();
+    assert_result(&request, &result, "single");
+    assert!(!result["thoughts"].as_str().unwrap().is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn batch_keeps_input_order_under_random_latency() {
+    let mock = MockServer::builder()
+        .latency(Latency::uniform(Duration::ZERO, Duration::from_millis(40)))
+        .seed(11)
+        .start()
+        .await
+        .unwrap();
+    let gw = Gateway::start(&mock, GatewayConfig::default().batch_window(64)).await;
+    let requests: Vec<Value> = (0..300).map(|i| numbered(i, "")).collect();
+    let (status, body) = post(
+        &gw.at("/api/rewardanything_batch"),
+        &Value::from(requests.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body.as_array().expect("array");
+    assert_eq!(results.len(), requests.len());
+    for (i, (request, result)) in requests.iter().zip(results).enumerate() {
+        assert_result(request, result, &format!("item {i}"));
+    }
+    // Many were in flight at once (else order would be trivially kept).
+    assert!(mock.stats().max_processing > 1, "{:?}", mock.stats());
+}
+
+#[tokio::test]
+async fn failed_batch_items_stay_in_place_and_do_not_fail_the_others() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let requests = vec![
+        numbered(1, ""),
+        numbered(2, "[[fault:500]]"),
+        numbered(3, ""),
+        numbered(4, "[[fault:malformed]]"),
+        numbered(5, ""),
+    ];
+    let (status, body) = post(
+        &gw.at("/api/rewardanything_batch"),
+        &Value::from(requests.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body.as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    for i in [0, 2, 4] {
+        assert_result(&requests[i], &results[i], &format!("item {i}"));
+    }
+    assert_eq!(results[1]["error"]["kind"], "http_status", "{}", results[1]);
+    assert_eq!(
+        results[3]["error"]["kind"], "no_json_object",
+        "{}",
+        results[3]
+    );
+    for i in [1, 3] {
+        assert_eq!(results[i]["thoughts"], "");
+        assert_eq!(results[i]["results"], json!({}));
+        assert!(!results[i]["error"]["message"].as_str().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_failed_single_judgment_is_an_error_status_naming_the_kind() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let (status, body) = post(&gw.at("/api/rewardanything"), &numbered(1, "[[fault:503]]")).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["kind"], "http_status");
+    assert!(body["detail"].as_str().unwrap().contains("503"), "{body}");
+}
+
+/// Asserts a 422 whose first detail entry is at `loc` and whose message has `needle`.
+async fn assert_422(gw: &Gateway, path: &str, body: &Value, loc: Value, needle: &str) {
+    let (status, answer) = post(&gw.at(path), body).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["detail"][0]["loc"], loc, "{answer}");
+    let msg = answer["detail"][0]["msg"].as_str().unwrap();
+    assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+    assert_eq!(answer["error"]["kind"], "invalid_request");
+}
+
+#[tokio::test]
+async fn invalid_requests_get_422_naming_the_field() {
+    let mock = mock().await;
+    let config = GatewayConfig::default().max_batch(3).max_responses(4);
+    let gw = Gateway::start(&mock, config).await;
+    let one = "/api/rewardanything";
+    let many = "/api/rewardanything_batch";
+    let missing = json!({"principle": "p", "responses": {"a": "x"}});
+    assert_422(
+        &gw,
+        one,
+        &missing,
+        json!(["body", "prompt"]),
+        "missing field",
+    )
+    .await;
+    let typed = json!({"principle": "p", "prompt": 5, "responses": {"a": "x"}});
+    assert_422(&gw, one, &typed, json!(["body", "prompt"]), "invalid type").await;
+    let text = json!({"principle": "p", "prompt": "q", "responses": {"a": 1}});
+    assert_422(
+        &gw,
+        one,
+        &text,
+        json!(["body", "responses", "a"]),
+        "invalid type",
+    )
+    .await;
+    let empty = json!({"principle": "p", "prompt": "q", "responses": {}});
+    assert_422(&gw, one, &empty, json!(["body", "responses"]), "empty").await;
+    let five = numbered(0, "");
+    let mut five = five.clone();
+    five["responses"]["echo"] = "e".into();
+    assert_422(&gw, one, &five, json!(["body", "responses"]), "at most 4").await;
+    let batch = json!([numbered(0, ""), {"principle": "p", "prompt": "q"}]);
+    assert_422(
+        &gw,
+        many,
+        &batch,
+        json!(["body", 1, "responses"]),
+        "missing field",
+    )
+    .await;
+    let long = Value::from(vec![numbered(0, ""); 4]);
+    assert_422(&gw, many, &long, json!(["body"]), "at most 3").await;
+    let not_array = numbered(0, "");
+    assert_422(&gw, many, &not_array, json!(["body"]), "invalid type").await;
+    // As the reference: an empty batch is a 400 naming the problem.
+    let (status, answer) = post(&gw.at(many), &json!([])).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["detail"], "No requests provided");
+    assert_eq!(answer["error"]["kind"], "empty_batch");
+    // Raw bodies: a name given twice, and text that is not JSON.
+    for (raw, needle) in [
+        (
+            r#"{"principle":"p","prompt":"q","responses":{"a":"1","a":"2"}}"#,
+            "duplicate name \"a\"",
+        ),
+        ("{not json", "key must be a string"),
+    ] {
+        let r = http()
+            .post(gw.at(one))
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        let body: Value = r.json().await.unwrap();
+        let msg = body["detail"][0]["msg"].as_str().unwrap();
+        assert!(msg.contains(needle), "{msg:?}");
+    }
+    assert_eq!(
+        mock.stats().chat_requests,
+        0,
+        "nothing invalid reached the engine"
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413_json() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, GatewayConfig::default().max_body_bytes(4096)).await;
+    let mut big = numbered(0, "");
+    big["prompt"] = "x".repeat(5000).into();
+    for path in ["/api/rewardanything", "/api/rewardanything_batch"] {
+        let (status, body) = post(&gw.at(path), &big).await;
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(body["error"]["kind"], "body_too_large");
+        assert!(body["detail"].as_str().unwrap().contains("4096"));
+    }
+    // Just under the limit still works.
+    let (status, _) = post(&gw.at("/api/rewardanything"), &numbered(0, "")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_configured_key_guards_every_route_but_health() {
+    let mock = mock().await;
+    let gw = Gateway::start(
+        &mock,
+        GatewayConfig::default().api_key(Some("s3cret".into())),
+    )
+    .await;
+    let request = numbered(3, "");
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Bearer s3cret2"),
+    ] {
+        let mut r = http().post(gw.at("/api/rewardanything")).json(&request);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["kind"], "unauthorized");
+        assert!(!body.to_string().contains("s3cret"));
+    }
+    let r = http().get(gw.at("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http()
+        .post(gw.at("/api/rewardanything_batch"))
+        .json(&json!([]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http()
+        .post(gw.at("/api/rewardanything"))
+        .bearer_auth("s3cret")
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http()
+        .get(gw.at("/metrics"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http().get(gw.at("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn health_follows_the_upstream() {
+    let mock = mock().await;
+    let config = GatewayConfig::default().health_interval(Duration::from_millis(50));
+    let gw = Gateway::start(&mock, config).await;
+    let r = http().get(gw.at("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"status": "healthy", "service": "RewardAnything API"})
+    );
+    mock.kill_and_wait().await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let r = http().get(gw.at("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "unhealthy");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no upstream endpoint answers"),
+        "{body}"
+    );
+    mock.restart().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let r = http().get(gw.at("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// The value of the sample line starting with `prefix` (labels included).
+fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {prefix:?} in\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_count_requests_judgments_and_tokens() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let url = gw.at("/api/rewardanything");
+    assert_eq!(post(&url, &numbered(1, "")).await.0, 200);
+    assert_eq!(post(&url, &numbered(2, "")).await.0, 200);
+    assert_eq!(post(&url, &numbered(3, "[[fault:malformed]]")).await.0, 502);
+    assert_eq!(post(&url, &json!({})).await.0, 422);
+    let batch = json!([numbered(4, ""), numbered(5, "[[fault:500]]")]);
+    assert_eq!(
+        post(&gw.at("/api/rewardanything_batch"), &batch).await.0,
+        200
+    );
+    let text = http()
+        .get(gw.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let p = "ra_gateway_";
+    let count = |labels: &str| sample(&text, &format!("{p}http_requests_total{{{labels}}}"));
+    assert_eq!(count("route=\"/api/rewardanything\",status=\"200\""), 2.0);
+    assert_eq!(count("route=\"/api/rewardanything\",status=\"502\""), 1.0);
+    assert_eq!(count("route=\"/api/rewardanything\",status=\"422\""), 1.0);
+    assert_eq!(
+        count("route=\"/api/rewardanything_batch\",status=\"200\""),
+        1.0
+    );
+    let judged = |labels: &str| sample(&text, &format!("{p}judgments_total{{{labels}}}"));
+    assert_eq!(judged("outcome=\"ok\",kind=\"\""), 3.0);
+    assert_eq!(judged("outcome=\"error\",kind=\"no_json_object\""), 1.0);
+    assert_eq!(judged("outcome=\"error\",kind=\"http_status\""), 1.0);
+    assert_eq!(
+        sample(&text, &format!("{p}upstream_latency_seconds_count")),
+        3.0
+    );
+    assert!(sample(&text, &format!("{p}prompt_tokens_total")) > 100.0);
+    assert!(sample(&text, &format!("{p}completion_tokens_total")) > 10.0);
+    // This very request is in flight while the text is encoded.
+    assert_eq!(sample(&text, &format!("{p}http_requests_in_flight")), 1.0);
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish() {
+    let mock = MockServer::builder()
+        .latency(Latency::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let url = gw.at("/api/rewardanything");
+    let request = numbered(9, "");
+    let call = tokio::spawn(async move { post(&url, &request).await });
+    // Once it is at the engine, ask the gateway to stop.
+    wait_for_engine(&mock).await;
+    let url = gw.url.clone();
+    gw.stop().await;
+    let (status, body) = call.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_result(&numbered(9, ""), &body, "in flight at shutdown");
+    // And nothing is accepted any more.
+    assert!(http().get(format!("{url}/health")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_drops_what_outlives_the_grace() {
+    let mock = MockServer::builder()
+        .latency(Latency::from_millis(5_000))
+        .start()
+        .await
+        .unwrap();
+    let config = GatewayConfig::default().grace(Duration::from_millis(200));
+    let gw = Gateway::start(&mock, config).await;
+    let url = gw.at("/api/rewardanything");
+    let call = tokio::spawn(async move { http().post(&url).json(&numbered(1, "")).send().await });
+    wait_for_engine(&mock).await;
+    gw.stop().await;
+    // Had the gateway waited for the engine, this would be a 200 after 5 s.
+    let answer = call.await.unwrap().expect("an answer");
+    assert_eq!(answer.status(), 503);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "shutting_down", "{body}");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let r = http().get(gw.at("/api/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["detail"], "Not Found");
+    assert_eq!(body["error"]["kind"], "not_found");
+    let r = http()
+        .get(gw.at("/api/rewardanything"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn requests_over_the_byte_budget_get_503_overloaded() {
+    let mock = MockServer::builder()
+        .latency(Latency::from_millis(400))
+        .start()
+        .await
+        .unwrap();
+    let config = GatewayConfig::default()
+        .max_body_bytes(8 * 1024)
+        .max_buffered_bytes(8 * 1024);
+    let gw = Gateway::start(&mock, config).await;
+    let mut big = numbered(1, "");
+    big["principle"] = "p".repeat(5 * 1024).into();
+    let url = gw.at("/api/rewardanything");
+    let first = {
+        let (url, big) = (url.clone(), big.clone());
+        tokio::spawn(async move { post(&url, &big).await })
+    };
+    // Once the first is at the engine, it holds 5 of the 8 KiB.
+    wait_for_engine(&mock).await;
+    let r = http().post(&url).json(&big).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "overloaded");
+    // A small request still fits beside it, and the big one once the first is done.
+    assert_eq!(post(&url, &numbered(2, "")).await.0, 200);
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(post(&url, &big).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_gets_408_and_frees_its_budget() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = mock().await;
+    let config = GatewayConfig::default()
+        .body_timeout(Duration::from_millis(200))
+        .max_body_bytes(4096)
+        .max_buffered_bytes(4096);
+    let gw = Gateway::start(&mock, config).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Declares 4000 bytes (the whole budget), sends 10.
+    stream
+        .write_all(b"POST /api/rewardanything HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n{\"princip")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(14).any(|w| w == b"body_timeout\"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled body");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"kind\":\"body_timeout\""), "{text}");
+    drop(stream);
+    // Its reservation is released: a request that needs the budget is served.
+    assert_eq!(
+        post(&gw.at("/api/rewardanything"), &numbered(1, ""))
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_peer_trickling_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = mock().await;
+    let config = GatewayConfig::default().header_timeout(Duration::from_millis(200));
+    let gw = Gateway::start(&mock, config).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nhos")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // Bounded only so that a regression fails instead of hanging the suite.
+    let ended =
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    assert!(ended.is_ok(), "the connection stayed open");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(!text.contains("200 OK"), "{text}");
+    // Others are still served.
+    let r = http().get(gw.at("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_for_a_slot() {
+    use tokio::io::AsyncWriteExt;
+    let mock = mock().await;
+    let config = GatewayConfig::default()
+        .max_connections(1)
+        .header_timeout(Duration::from_secs(30));
+    let gw = Gateway::start(&mock, config).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    holder.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The one slot is taken: this request gets no answer while the holder is open.
+    let waiting = http()
+        .get(gw.at("/health"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(waiting.is_err(), "{waiting:?}");
+    drop(holder);
+    let r = http().get(gw.at("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_batch_keeps_the_clients_limit_busy_and_no_more() {
+    let mock = MockServer::builder()
+        .latency(Latency::from_millis(500))
+        .start()
+        .await
+        .unwrap();
+    // The helper's client allows 32 in flight.
+    let gw = Gateway::start(&mock, GatewayConfig::default().batch_window(64)).await;
+    let requests: Vec<Value> = (0..64).map(|i| numbered(i, "")).collect();
+    let (status, body) = post(&gw.at("/api/rewardanything_batch"), &Value::from(requests)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.as_array().unwrap().len(), 64);
+    let stats = mock.stats();
+    assert_eq!(stats.max_processing, 32, "{stats:?}");
+    assert_eq!(stats.chat_requests, 64);
+}
