@@ -53,25 +53,35 @@ pub struct GatewayArgs {
     client: ClientArgs,
 }
 
+/// How long start-up waits for an upstream endpoint before serving anyway.
+const STARTUP_CHECK: Duration = Duration::from_secs(2);
+
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let api_key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty());
-    // A server may start before its engines (it reports 503 on /health meanwhile), but
-    // a wrong key or model is the user's to fix now.
     let connection = args.client.build()?;
-    if let Err(e) = connection.client.connect().await {
-        if connect::is_setting_error(&e) {
-            return Err(connect::startup_error(e));
+    // Listen first: a server may start before its engines (/health says 503 meanwhile).
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    // A wrong key or model is the user's to fix now; an engine still loading is not, and
+    // is not waited for beyond a short check.
+    match tokio::time::timeout(STARTUP_CHECK, connection.client.connect()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if connect::is_setting_error(&e) => return Err(connect::startup_error(e)),
+        Ok(Err(e)) => {
+            tracing::warn!(
+                "no upstream endpoint answers yet: {e}; serving anyway (/health says 503)"
+            )
         }
-        tracing::warn!("no upstream endpoint answers yet: {e}; serving anyway (/health says 503)");
+        Err(_) => tracing::warn!(
+            "no upstream endpoint answered within {STARTUP_CHECK:?}; serving anyway (/health says 503)"
+        ),
     }
     let client = connection.client.clone();
     let follower = connection
         .endpoints_file
         .clone()
         .map(|path| endpoints_file::follow(path, client.clone(), Duration::from_secs(1)));
-    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let addr = listener.local_addr().context("no local address")?;
     if !addr.ip().is_loopback() && api_key.is_none() {
         tracing::warn!(

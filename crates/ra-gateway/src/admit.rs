@@ -29,7 +29,8 @@ pub fn budget(config: &GatewayConfig) -> Arc<Semaphore> {
 }
 
 /// Reserves the request's size until it is answered; 503 `overloaded` when it does not
-/// fit. A declared size over the body limit reserves nothing: the handler answers 413.
+/// fit. A declared size over the body limit is answered 413 at once, before any of the
+/// body is read.
 pub async fn reserve(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let limit = state.config.max_body_bytes;
     let declared = req
@@ -38,7 +39,7 @@ pub async fn reserve(State(state): State<Arc<AppState>>, req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let bytes = match declared {
-        Some(n) if n > limit => 0,
+        Some(n) if n > limit => return ApiError::TooLarge(limit).into_response(),
         Some(n) => n,
         // Chunked: it may grow up to the limit.
         None => limit,
