@@ -126,15 +126,6 @@ fn gateway_config(
 
 /// Completes on the first Ctrl-C or SIGTERM.
 async fn stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending().await,
-            }
-        } => {}
-    }
+    crate::signals::StopSignals::new().next().await;
     eprintln!("ra gateway: stopping: finishing requests in flight");
 }

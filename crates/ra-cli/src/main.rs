@@ -15,6 +15,7 @@ mod lock;
 mod parse;
 mod render;
 mod score;
+mod signals;
 mod validate;
 
 use std::io::IsTerminal;

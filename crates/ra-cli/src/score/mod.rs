@@ -99,19 +99,12 @@ impl Tally {
 fn watch_signals(grace: Duration) -> watch::Receiver<u8> {
     let (tx, rx) = watch::channel(0u8);
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let next_signal = async |term: &mut Option<tokio::signal::unix::Signal>| {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-        };
-        next_signal(&mut term).await;
+        let mut signals = crate::signals::StopSignals::new();
+        signals.next().await;
         eprintln!("ra score: stopping: finishing requests in flight (again to stop now)");
         let _ = tx.send(1);
         tokio::select! {
-            _ = next_signal(&mut term) => {}
+            _ = signals.next() => {}
             _ = tokio::time::sleep(grace) => {}
         }
         let _ = tx.send(2);
