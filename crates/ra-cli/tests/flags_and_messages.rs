@@ -7,17 +7,12 @@
 mod common;
 
 use std::os::fd::FromRawFd;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{ChildGuard, Mock, dead_url, ra, ra_command};
+use common::{ChildGuard, Mock, dead_url, ra, ra_command, s};
 use ra_mock::MockServer;
 use serde_json::json;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 fn one_request() -> String {
     json!({"principle": "p", "prompt": "q", "responses": {"a": "x score=2", "b": "y score=4"}})

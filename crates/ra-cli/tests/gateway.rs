@@ -5,14 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Mock, dead_url, ra_command};
+use common::{ChildGuard, Mock, dead_url, free_port, ra_command};
 use ra_mock::expected_score;
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
 
 #[test]
 fn the_binary_serves_a_judgment_and_stops_cleanly_on_sigterm() {

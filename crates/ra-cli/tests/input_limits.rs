@@ -10,12 +10,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Mock, complete_lines, ra, ra_command, read_jsonl, wait_until};
+use common::{Mock, complete_lines, ra, ra_command, read_jsonl, s, wait_until};
 use serde_json::json;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// The child's peak resident memory so far (VmHWM, KiB), per process and reset at exec.
 /// Reaps `pid` and returns its exit code and its own peak RSS in KiB (`wait4`'s

@@ -8,15 +8,11 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Mock, Rng, check_judged, check_shape, dead_url, jsonl, ra, read_jsonl, request, spawn_ra,
+    Mock, Rng, check_judged, check_shape, dead_url, jsonl, ra, read_jsonl, request, s, spawn_ra,
     wait_until,
 };
 use ra_mock::{FaultRates, Latency, MockServer};
 use serde_json::{Value, json};
-
-fn s(p: &std::path::Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
 
 // ---------------------------------------------------------------- ra judge
 

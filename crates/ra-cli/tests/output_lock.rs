@@ -9,11 +9,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Mock, Rng, complete_lines, jsonl, ra, ra_command, read_jsonl, request, wait_until};
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use common::{
+    Mock, Rng, complete_lines, jsonl, ra, ra_command, read_jsonl, request, s, wait_until,
+};
 
 #[test]
 fn a_second_run_on_the_same_output_is_refused_and_touches_nothing() {

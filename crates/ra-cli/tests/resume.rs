@@ -8,13 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Mock, Rng, complete_lines, jsonl, normalize, ra, request, spawn_ra, wait_until};
+use common::{Mock, Rng, complete_lines, jsonl, normalize, ra, request, s, spawn_ra, wait_until};
 use ra_mock::{Latency, MockServer};
 use serde_json::{Value, json};
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
 
 /// An input of `n` lines with deterministic faults (the same outcome on every run), a
 /// blank and a bad line, CRLF ends and unmasked lines.

@@ -4,12 +4,8 @@
 
 mod common;
 
-use common::{Mock, jsonl, ra, read_jsonl};
+use common::{Mock, jsonl, ra, read_jsonl, s};
 use serde_json::{Value, json};
-
-fn s(p: &std::path::Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 #[test]
 fn score_writes_an_error_line_for_every_wrongly_named_answer() {

@@ -264,10 +264,18 @@ impl Drop for Mock {
 
 /// A base URL where nothing listens (a port bound then released).
 pub fn dead_url() -> String {
+    format!("http://127.0.0.1:{}/v1", free_port())
+}
+
+/// A port that was free a moment ago (bound, then released).
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}/v1")
+    listener.local_addr().expect("addr").port()
+}
+
+/// A path as `&str`, for argument lists (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }
 
 /// splitmix64: a tiny deterministic RNG for generating inputs and kill points.
