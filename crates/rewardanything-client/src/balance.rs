@@ -52,24 +52,18 @@ impl EndpointUrl {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("scheme {:?} is not http or https", parsed.scheme()));
         }
-        let join = |tail: &str| {
+        // `{base}/chat/completions` and `{base}/models`, whatever the base's path.
+        let join = |tail: &[&str]| {
             let mut u = parsed.clone();
             u.path_segments_mut()
                 .map_err(|_| "the URL cannot be a base".to_string())?
                 .pop_if_empty()
-                .push(tail);
+                .extend(tail);
             Ok::<_, String>(u)
         };
-        let completions = {
-            let mut u = join("chat")?;
-            u.path_segments_mut()
-                .map_err(|_| "the URL cannot be a base".to_string())?
-                .push("completions");
-            u
-        };
         Ok(EndpointUrl {
-            models: join("models")?,
-            completions,
+            completions: join(&["chat", "completions"])?,
+            models: join(&["models"])?,
             base,
             parsed,
         })
