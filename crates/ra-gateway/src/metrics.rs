@@ -31,6 +31,7 @@ pub struct Metrics {
     upstream_latency: Histogram,
     prompt_tokens: Counter,
     completion_tokens: Counter,
+    group_size: Histogram,
 }
 
 impl Default for Metrics {
@@ -43,6 +44,7 @@ impl Default for Metrics {
         let upstream_latency = Histogram::new(exponential_buckets(0.005, 2.0, 16));
         let prompt_tokens = Counter::default();
         let completion_tokens = Counter::default();
+        let group_size = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]);
         registry.register(
             "http_requests",
             "HTTP requests answered, by route and status",
@@ -73,6 +75,11 @@ impl Default for Metrics {
             "Completion tokens reported by the upstream",
             completion_tokens.clone(),
         );
+        registry.register(
+            "get_reward_group_size",
+            "Rollouts judged in one upstream call by /get_reward",
+            group_size.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -81,6 +88,7 @@ impl Default for Metrics {
             upstream_latency,
             prompt_tokens,
             completion_tokens,
+            group_size,
         }
     }
 }
@@ -120,6 +128,11 @@ impl Metrics {
                 kind: kind.into(),
             })
             .inc();
+    }
+
+    /// Counts one `/get_reward` upstream call judging `n` rollouts.
+    pub fn group_size(&self, n: usize) {
+        self.group_size.observe(n as f64);
     }
 
     /// The OpenMetrics text of every metric.
