@@ -152,6 +152,7 @@ impl Coalescer {
             let Some(group) = open.groups.remove(&key) else {
                 return Joined::Waiting;
             };
+            self.metrics.open_groups(-1);
             return Joined::Full(group);
         }
         if open.groups.len() >= self.settings.max_open {
@@ -167,6 +168,7 @@ impl Coalescer {
             return Joined::Full(group);
         }
         open.groups.insert(key, group);
+        self.metrics.open_groups(1);
         Joined::Opened(id)
     }
 
@@ -175,7 +177,10 @@ impl Coalescer {
         let group = {
             let mut open = self.lock();
             match open.groups.get(key) {
-                Some(g) if g.id == id => open.groups.remove(key),
+                Some(g) if g.id == id => {
+                    self.metrics.open_groups(-1);
+                    open.groups.remove(key)
+                }
                 _ => None,
             }
         };
