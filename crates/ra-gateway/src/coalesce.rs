@@ -209,8 +209,7 @@ impl Coalescer {
                 replies.push(member.reply);
             }
             let result = client.judge_detailed(&request).await;
-            metrics.judgment(&result);
-            metrics.group_size(replies.len());
+            record(&metrics, &result, replies.len());
             let size = replies.len();
             for (i, reply) in replies.into_iter().enumerate() {
                 // A caller that went away is no one's concern but its own.
@@ -223,9 +222,20 @@ impl Coalescer {
     async fn alone(&self, principle: &str, question: &str, text: String) -> Verdict {
         let request = JudgeRequest::new(principle, question).response(name(0), text);
         let result = self.client.judge_detailed(&request).await;
-        self.metrics.judgment(&result);
-        self.metrics.group_size(1);
+        record(&self.metrics, &result, 1);
         verdict(&result, 0, 1)
+    }
+}
+
+/// Counts a group call, and says why it failed (its rollouts only carry a flag).
+fn record(metrics: &Metrics, result: &Result<Judged, JudgeError>, size: usize) {
+    metrics.judgment(result);
+    metrics.group_size(size);
+    if let Err(e) = result {
+        tracing::warn!(
+            kind = e.kind_str(),
+            "a /get_reward judgment of {size} rollout(s) failed: {e}"
+        );
     }
 }
 

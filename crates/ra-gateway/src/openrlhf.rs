@@ -21,7 +21,7 @@
 //!   empty).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::body;
+use crate::coalesce::Verdict;
+use crate::config::GatewayConfig;
 use crate::error::{ApiError, FieldError};
 use crate::routes::AppState;
 use crate::template;
@@ -135,32 +137,49 @@ pub async fn get_reward(
     let call: GetReward = body::decode(&body)?;
     drop(body);
     let rollouts = rollouts(call, &state)?;
-    let verdicts = futures::future::join_all(rollouts.iter().map(|r| {
-        let coalescer = &state.coalescer;
-        let text = r.split.response.clone();
-        async move {
-            let v = coalescer.judge(&r.principle, &r.split.question, text).await;
-            (v, arrived.elapsed())
-        }
+    // Every rollout of the call at once: those sharing a prompt may share a group.
+    let verdicts = futures::future::join_all(rollouts.iter().map(|r| async {
+        let verdict = state
+            .coalescer
+            .judge(&r.principle, &r.split.question, r.split.response.clone())
+            .await;
+        (verdict, arrived.elapsed())
     }))
     .await;
-    let (scale, failure) = (state.config.reward_scale, state.config.failure_reward);
     let mut out = Rewards::default();
     for (rollout, (verdict, latency)) in rollouts.iter().zip(verdicts) {
+        out.push(&state.config, rollout, &verdict, latency);
+    }
+    Ok(Json(out))
+}
+
+impl Rewards {
+    /// Appends one rollout's entries.
+    fn push(
+        &mut self,
+        config: &GatewayConfig,
+        rollout: &Rollout,
+        verdict: &Verdict,
+        latency: Duration,
+    ) {
+        let failure = config.failure_reward;
         let (score, reward, failed) = match verdict.score {
-            Ok(s) => (s, scale.reward(s), 0.0),
-            Err(_) => (failure, failure, 1.0),
+            Ok(s) => (s, config.reward_scale.reward(s), false),
+            Err(_) => (failure, failure, true),
         };
-        out.rewards.push(reward);
-        out.scores.push(score);
-        let logs = &mut out.extra_logs;
-        logs.ra_failed.push(failed);
+        self.rewards.push(reward);
+        self.scores.push(score);
+        let logs = &mut self.extra_logs;
+        logs.ra_failed.push(flag(failed));
         logs.ra_group_size.push(verdict.group_size as f64);
         logs.ra_latency_s.push(latency.as_secs_f64());
         logs.ra_unfinished_think
-            .push(f64::from(u8::from(rollout.split.unfinished_think)));
+            .push(flag(rollout.split.unfinished_think));
     }
-    Ok(Json(out))
+}
+
+fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
 }
 
 /// Checks the call and resolves each rollout's principle, question and response.

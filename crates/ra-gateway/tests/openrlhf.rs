@@ -164,6 +164,22 @@ async fn chatml_and_llama3_rollouts_get_the_score_of_their_response() {
         attempt.content_hash,
         content_hash(PRINCIPLE, q2, &["Red bloom on iron score=2"])
     );
+
+    // Qwen3: the reasoning is not judged (its "score=1" would otherwise win).
+    let thought = "<think>\nSydney? No. score=1\n</think>\n\nCanberra. score=5<|im_end|>";
+    let (status, out) = post(&gw, &call(&chatml(q), thought, json!(null))).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(floats(&out["scores"]), [5.0]);
+    assert_eq!(floats(&out["extra_logs"]["ra_unfinished_think"]), [0.0]);
+    // A thought cut by the token limit leaves no answer: judged empty, flagged.
+    let cut = "<think>\nLet me recall the capital. score=1";
+    let (status, out) = post(&gw, &call(&chatml(q), cut, json!(null))).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(floats(&out["extra_logs"]["ra_unfinished_think"]), [1.0]);
+    assert_eq!(
+        mock.attempts()[3].content_hash,
+        content_hash(PRINCIPLE, q, &[""])
+    );
     gw.stop().await;
 }
 
