@@ -74,8 +74,8 @@ enum Joined {
     Opened(u64),
     /// Filled a group: it must be sent.
     Full(Group),
-    /// No room: judge alone.
-    NoRoom(Member),
+    /// No room, or shutting down: judge alone.
+    Alone(Member),
 }
 
 /// The open groups and what sends them.
@@ -102,8 +102,13 @@ impl Coalescer {
             open: Mutex::new(Open::default()),
             stopping,
         });
-        if !settings.window.is_zero() {
-            tokio::spawn(flush_on_stop(Arc::downgrade(&this)));
+        // Outside a runtime (a router built for later use) nothing can be open yet and
+        // no shutdown is coming from `serve`: no watcher needed.
+        if let (false, Ok(rt)) = (
+            settings.window.is_zero(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            rt.spawn(flush_on_stop(Arc::downgrade(&this)));
         }
         this
     }
@@ -125,7 +130,7 @@ impl Coalescer {
                 });
             }
             Joined::Full(group) => self.send(key, group),
-            Joined::NoRoom(member) => return self.alone(principle, question, member.text).await,
+            Joined::Alone(member) => return self.alone(principle, question, member.text).await,
         }
         // The sender is dropped only if the group's task died (a panic, a runtime
         // shutting down): a failure for this rollout, not a hang.
@@ -155,8 +160,10 @@ impl Coalescer {
             self.metrics.open_groups(-1);
             return Joined::Full(group);
         }
-        if open.groups.len() >= self.settings.max_open {
-            return Joined::NoRoom(member);
+        // Checked under the lock that `send_all` takes after `stopping` is set: a
+        // rollout either is in a group that shutdown sends, or sees `stopping`.
+        if open.groups.len() >= self.settings.max_open || *self.stopping.borrow() {
+            return Joined::Alone(member);
         }
         let id = open.next_id;
         open.next_id += 1;
@@ -191,7 +198,12 @@ impl Coalescer {
 
     /// Sends every open group (shutdown).
     fn send_all(&self) {
-        let groups: Vec<(Key, Group)> = { self.lock().groups.drain().collect() };
+        let groups: Vec<(Key, Group)> = {
+            let mut open = self.lock();
+            self.metrics
+                .open_groups(-i64::try_from(open.groups.len()).unwrap_or(i64::MAX));
+            open.groups.drain().collect()
+        };
         for (key, group) in groups {
             self.send(key, group);
         }

@@ -466,3 +466,26 @@ async fn shutdown_sends_the_open_groups() {
     assert_eq!(floats(&out["scores"]), [5.0]);
     assert_eq!(mock.stats().chat_requests, 1);
 }
+
+#[tokio::test]
+async fn beyond_the_open_group_cap_a_rollout_is_judged_alone() {
+    let mock = mock().await;
+    let config = grouped(Duration::from_secs(600), 8).max_open_groups(1);
+    let gw = Gateway::start(&mock, config).await;
+    let body = call(&chatml("First?"), "Waits. score=2<|im_end|>", json!(null));
+    let url = gw.url.clone();
+    let waiter = tokio::spawn(async move { post_to(&url, &body).await });
+    wait_for_open_groups(&gw.url, 1.0).await;
+    // The one group allowed is taken: another prompt's rollout does not wait at all.
+    let answers = concurrent(&gw.url, &chatml("Second?"), &["Alone. score=4".into()]).await;
+    assert_eq!(floats(&answers[0]["scores"]), [4.0]);
+    assert_eq!(floats(&answers[0]["extra_logs"]["ra_group_size"]), [1.0]);
+    assert_eq!(
+        gauge(&gw.url, "ra_gateway_get_reward_open_groups").await,
+        1.0
+    );
+    gw.stop().await;
+    let (status, out) = waiter.await.expect("waiter");
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(floats(&out["scores"]), [2.0]);
+}
