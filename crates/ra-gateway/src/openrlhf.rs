@@ -25,14 +25,17 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Request, State};
+use rewardanything_client::Client;
 use rewardanything_client::reward::{Normalization, normalize};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::watch;
 
 use crate::body;
-use crate::coalesce::Verdict;
+use crate::coalesce::{self, Coalescer, Verdict};
 use crate::config::GatewayConfig;
 use crate::error::{ApiError, FieldError};
+use crate::metrics::Metrics;
 use crate::routes::AppState;
 use crate::template;
 
@@ -180,6 +183,21 @@ impl Rewards {
 
 fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
+}
+
+/// The `/get_reward` groups of a config (the group size never above `max_responses`).
+pub fn coalescer(
+    client: &Client,
+    config: &GatewayConfig,
+    metrics: Arc<Metrics>,
+    stopping: watch::Receiver<bool>,
+) -> Arc<Coalescer> {
+    let settings = coalesce::Settings {
+        window: config.group_window,
+        max_group: config.max_group_size.min(config.max_responses),
+        max_open: config.max_open_groups,
+    };
+    Coalescer::new(client.clone(), metrics, settings, stopping)
 }
 
 /// Checks the call and resolves each rollout's principle, question and response.

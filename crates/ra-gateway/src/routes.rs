@@ -13,7 +13,7 @@ use futures::StreamExt;
 use rewardanything_client::Client;
 use serde_json::json;
 
-use crate::coalesce::{self, Coalescer};
+use crate::coalesce::Coalescer;
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
 use crate::health::HealthCache;
@@ -56,16 +56,7 @@ pub fn router(
     let limit = config.max_body_bytes;
     let budget = admit::budget(&config);
     let shared_metrics = Arc::new(Metrics::default());
-    let coalescer = Coalescer::new(
-        client.clone(),
-        Arc::clone(&shared_metrics),
-        coalesce::Settings {
-            window: config.group_window,
-            max_group: config.max_group_size.min(config.max_responses),
-            max_open: config.max_open_groups,
-        },
-        stopping,
-    );
+    let coalescer = openrlhf::coalescer(&client, &config, Arc::clone(&shared_metrics), stopping);
     let state = Arc::new(AppState {
         client,
         config,
