@@ -295,6 +295,14 @@ async fn bad_calls_get_422_naming_the_field() {
     }
     gw.stop().await;
 
+    // The body limit holds here too.
+    let gw = Gateway::start(&mock, config().max_body_bytes(1024)).await;
+    let long = "x".repeat(2048);
+    let (status, out) = post(&gw, &call(&p, &long, json!(null))).await;
+    assert_eq!(status, 413, "{out}");
+    assert_eq!(out["error"]["kind"], "body_too_large");
+    gw.stop().await;
+
     // No principle anywhere: 422 naming the label, and nothing sent upstream.
     let gw = Gateway::start(&mock, GatewayConfig::default()).await;
     let (status, out) = post(&gw, &call(&p, "a<|im_end|>", json!("ground truth"))).await;
