@@ -14,6 +14,16 @@ own `/metrics`) and the mean group size.
     python3 scripts/bench_get_reward.py --group 8 --prompts 16 --steps 5 --windows 0,50,100 --jitter-ms 20
     python3 scripts/bench_get_reward.py --group 4 --k 8     # groups never fill: the worst case
 
+Measured (release build, 2 shared cores, mock 200 ms, K = 8; p50 / p95 per call, upstream calls):
+
+    16 prompts x 8, no jitter     W=0: 205/332 ms, 640 calls   W=50: 206/211 ms, 80   W=100: 207/227 ms, 80
+    16 prompts x 8, jitter 100 ms W=0: 203/213 ms, 640 calls   W=50: 245/264 ms, 157  W=100: 248/302 ms, 80
+    16 prompts x 4 (never full)   W=0: 203/206 ms, 320 calls   W=50: 253/256 ms, 80   W=100: 303/305 ms, 80
+
+A full group costs nothing (it is sent when full); a group that never fills costs
+exactly its window. The mock's latency does not grow with the group's size, a real
+engine's does (a longer prompt and answer per call, but one shared prefill).
+
 `--target debug` uses the debug binaries (the figures are dominated by the mock's
 latency and the window, not by the gateway's CPU).
 """
