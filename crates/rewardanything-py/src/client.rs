@@ -335,3 +335,63 @@ impl PyClient {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_bounded() {
+        assert_eq!(bounded(3, "n", 1, 5).ok(), Some(3));
+        assert!(bounded(0, "n", 1, 5).is_err());
+        assert!(bounded(6, "n", 1, 5).is_err());
+        assert_eq!(seconds(1.5, "t").ok(), Some(Duration::from_millis(1500)));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
+            assert!(seconds(bad, "t").is_err(), "{bad}");
+        }
+    }
+
+    /// Results come back in input order whatever order the answers arrive in, and a
+    /// failed item keeps its place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn judge_all_keeps_input_order_under_random_latency() {
+        let mock = ra_mock::MockServer::builder()
+            .latency(ra_mock::Latency::uniform(
+                Duration::from_millis(0),
+                Duration::from_millis(30),
+            ))
+            .start()
+            .await
+            .unwrap();
+        let client = Client::builder()
+            .endpoint(mock.base_url())
+            .retry(RetryPolicy::none())
+            .build()
+            .unwrap();
+        let requests: Vec<JudgeRequest> = (0..200)
+            .map(|i| {
+                let prompt = if i == 77 {
+                    "[[fault:400]]".to_string()
+                } else {
+                    format!("q{i}")
+                };
+                JudgeRequest::new("p", prompt)
+                    .response("a", format!("score={}", i % 5 + 1))
+                    .response("b", format!("score={}", (i / 5) % 5 + 1))
+            })
+            .collect();
+        let results = judge_all(client, requests, 64).await;
+        assert_eq!(results.len(), 200);
+        for (i, r) in results.iter().enumerate() {
+            if i == 77 {
+                assert_eq!(r.error.as_ref().map(|e| e.0.as_str()), Some("http_status"));
+                assert!(r.scores.is_empty());
+                continue;
+            }
+            assert!(r.error.is_none(), "{i}: {:?}", r.error);
+            assert_eq!(r.scores["a"], (i % 5 + 1) as f64, "item {i}");
+            assert_eq!(r.scores["b"], ((i / 5) % 5 + 1) as f64, "item {i}");
+        }
+        mock.shutdown().await;
+    }
+}

@@ -9,13 +9,13 @@ use rewardanything_client::{JudgeError, Judged};
 /// costs little until its fields are read.
 #[pyclass(frozen, module = "rewardanything_rs", name = "RewardResult")]
 pub(crate) struct RewardResult {
-    scores: IndexMap<String, f64>,
+    pub(crate) scores: IndexMap<String, f64>,
     ranking: Vec<String>,
     reasoning: String,
     raw_output: Option<String>,
     consistent: bool,
     /// `(kind, message)` of a failed judgment.
-    error: Option<(String, String)>,
+    pub(crate) error: Option<(String, String)>,
     attempts: u32,
     latency_ms: u64,
 }
