@@ -304,3 +304,15 @@ def test_ctrl_c_cancels_a_blocking_batch(start_mock):
 
 def test_version():
     assert rewardanything_rs.__version__
+
+
+def test_cancelling_an_ajudge_frees_its_slot(mock):
+    client = Client(mock.url, concurrency=1)
+
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.ajudge("p", "[[fault:hang]]", ["x"]), 0.5)
+        # The only slot was given back when the hung call was cancelled.
+        return await asyncio.wait_for(client.ajudge("p", "q", ["score=2"]), 30)
+
+    assert asyncio.run(main()).scores == {"response-1": 2.0}
