@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use rewardanything_client::endpoints_file::EndpointsFile;
 use rewardanything_client::{Client, JudgeRequest, Masking, RetryPolicy, Sampling};
 
@@ -20,10 +20,15 @@ use crate::wait::block_on;
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8000/v1";
 
 /// A RewardAnything client on OpenAI-compatible endpoints (vLLM, llama.cpp, SGLang).
-#[pyclass(frozen, module = "rewardanything_rs", name = "Client")]
+// `subclass`: the Python package's `Client` adds `async def` wrappers, so `ajudge` is a
+// coroutine function (`asyncio.run(client.ajudge(...))` works).
+#[pyclass(frozen, subclass, module = "rewardanything_rs", name = "Client")]
 pub(crate) struct PyClient {
     client: Client,
     concurrency: usize,
+    /// The process that made the client: its connections belong to that process's
+    /// runtime, so a forked child must make its own client.
+    pid: u32,
 }
 
 /// The settings of `Client(...)` once checked.
@@ -64,6 +69,7 @@ impl Settings {
         Ok(PyClient {
             client,
             concurrency: self.concurrency,
+            pid: std::process::id(),
         })
     }
 }
@@ -152,6 +158,30 @@ async fn judge_all(client: Client, requests: Vec<JudgeRequest>, limit: usize) ->
         .collect()
 }
 
+impl PyClient {
+    /// The client, if this is the process that made it.
+    fn client(&self) -> PyResult<Client> {
+        if self.pid != std::process::id() {
+            return Err(PyRuntimeError::new_err(
+                "this rewardanything_rs.Client was made in another process (before fork()): \
+                 make a new Client in this process",
+            ));
+        }
+        Ok(self.client.clone())
+    }
+
+    /// Hands `work` to asyncio on this process's runtime.
+    fn awaitable<'py, F, T>(py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: std::future::Future<Output = PyResult<T>> + Send + 'static,
+        T: for<'a> pyo3::IntoPyObject<'a> + Send + 'static,
+    {
+        crate::runtime::handle()
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the tokio runtime: {e}")))?;
+        pyo3_async_runtimes::generic::future_into_py::<crate::runtime::ForkSafe, _, T>(py, work)
+    }
+}
+
 #[pymethods]
 impl PyClient {
     #[new]
@@ -195,9 +225,8 @@ impl PyClient {
     #[pyo3(signature = (path, *, api_key=None, model=None, concurrency=256,
         timeout=600.0, max_retries=3, masking="reference", temperature=0.0, max_tokens=4096))]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments.
-    fn from_endpoints_file(
-        _cls: &Bound<'_, PyType>,
-        py: Python<'_>,
+    fn from_endpoints_file<'py>(
+        cls: &Bound<'py, PyType>,
         path: PathBuf,
         api_key: Option<String>,
         model: Option<String>,
@@ -207,7 +236,7 @@ impl PyClient {
         masking: &str,
         temperature: f64,
         max_tokens: i64,
-    ) -> PyResult<Self> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let file = EndpointsFile::read(&path).map_err(|e| PyValueError::new_err(e.to_string()))?;
         if file.endpoints.is_empty() {
             return Err(PyValueError::new_err(format!(
@@ -215,18 +244,18 @@ impl PyClient {
                 path.display()
             )));
         }
-        let urls = PyList::new(py, &file.endpoints)?;
-        Self::new(
-            Some(urls.as_any()),
-            api_key,
-            model.or(file.model),
-            concurrency,
-            timeout,
-            max_retries,
-            masking,
-            temperature,
-            max_tokens,
-        )
+        let py = cls.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("api_key", api_key)?;
+        kwargs.set_item("model", model.or(file.model))?;
+        kwargs.set_item("concurrency", concurrency)?;
+        kwargs.set_item("timeout", timeout)?;
+        kwargs.set_item("max_retries", max_retries)?;
+        kwargs.set_item("masking", masking)?;
+        kwargs.set_item("temperature", temperature)?;
+        kwargs.set_item("max_tokens", max_tokens)?;
+        // Through the class, so a subclass (the package's `Client`) gets its own type.
+        cls.call((file.endpoints,), Some(&kwargs))
     }
 
     /// Judges one request and returns a `RewardResult`; raises `RewardAnythingError`
@@ -241,7 +270,7 @@ impl PyClient {
         mask_responses: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<RewardResult> {
         let request = convert::request(principle, prompt, responses, mask_responses, "")?;
-        block_on(py, judge_one(self.client.clone(), request))?.into_result()
+        block_on(py, judge_one(self.client()?, request))?.into_result()
     }
 
     /// Judges a list of requests (dicts with `principle`, `prompt`, `responses`,
@@ -271,10 +300,11 @@ impl PyClient {
         mask_responses: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let request = convert::request(principle, prompt, responses, mask_responses, "")?;
-        let client = self.client.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            judge_one(client, request).await.into_result()
-        })
+        let client = self.client()?;
+        Self::awaitable(
+            py,
+            async move { judge_one(client, request).await.into_result() },
+        )
     }
 
     /// `await client.ajudge_batch(requests)`: like `judge_batch`, on the running loop.
@@ -284,17 +314,18 @@ impl PyClient {
         requests: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let requests = convert::batch(requests)?;
-        let client = self.client.clone();
+        let client = self.client()?;
         let limit = self.concurrency;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            Ok(judge_all(client, requests, limit).await)
-        })
+        Self::awaitable(
+            py,
+            async move { Ok(judge_all(client, requests, limit).await) },
+        )
     }
 
     /// Checks that an endpoint answers and serves the model; returns the model name.
     /// Optional: the first judgment does the same.
     fn connect(&self, py: Python<'_>) -> PyResult<String> {
-        let client = self.client.clone();
+        let client = self.client()?;
         block_on(py, async move { client.connect().await })?
             .map_err(|e| crate::error::judge_error(py, "model_discovery", &e.to_string(), 0))
     }

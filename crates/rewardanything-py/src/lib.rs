@@ -8,7 +8,8 @@
 //!
 //! Split by concept: `convert` checks and converts Python input (before any call),
 //! `result` is `RewardResult`, `error` the exception, `wait` the GIL-free,
-//! Ctrl-C-aware blocking wait, `client` the `Client` class.
+//! Ctrl-C-aware blocking wait, `runtime` the per-process (fork-safe) tokio runtime,
+//! `client` the `Client` class.
 //!
 //! Build and install it with `pip install crates/rewardanything-py` (maturin).
 
@@ -16,6 +17,7 @@ mod client;
 mod convert;
 mod error;
 mod result;
+mod runtime;
 mod wait;
 
 use pyo3::prelude::*;

@@ -21,10 +21,11 @@ where
     T: Send + 'static,
 {
     let (tx, mut rx) = sync_channel(1);
-    let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+    let task = crate::runtime::spawn(async move {
         // The receiver is gone only when the caller was interrupted: nothing to tell.
         let _ = tx.send(work.await);
-    });
+    })
+    .map_err(|e| PyRuntimeError::new_err(format!("cannot start the tokio runtime: {e}")))?;
     loop {
         // The receiver moves in and out: a `Receiver` is `Send` but not `Sync`.
         let (back, received) = py.detach(move || {

@@ -205,6 +205,7 @@ def test_from_endpoints_file(mock, tmp_path):
     path = tmp_path / "endpoints.json"
     path.write_text(json.dumps({"endpoints": [mock.url], "model": "from-file", "pid": 1}))
     client = Client.from_endpoints_file(path)
+    assert type(client) is Client  # the package's class, with its async methods
     assert client.model == "from-file" and client.endpoints == [mock.url]
     assert Client.from_endpoints_file(str(path), model="other").model == "other"
     path.write_text(json.dumps({"endpoints": []}))
@@ -316,3 +317,53 @@ def test_cancelling_an_ajudge_frees_its_slot(mock):
         return await asyncio.wait_for(client.ajudge("p", "q", ["score=2"]), 30)
 
     assert asyncio.run(main()).scores == {"response-1": 2.0}
+
+
+FORK_CHILD = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from rewardanything_rs import Client
+    parent = Client(sys.argv[1])
+    assert parent.judge("p", "q", ["score=3"]).scores == {"response-1": 3.0}  # runtime started
+    pid = os.fork()
+    if pid == 0:
+        try:
+            parent.judge("p", "q", ["x"])
+            os._exit(3)
+        except RuntimeError as e:
+            if "another process" not in str(e):
+                os._exit(4)
+        child = Client(sys.argv[1])
+        ok = child.judge("p", "q", ["score=4"]).scores == {"response-1": 4.0}
+        ok = ok and asyncio.run(child.ajudge("p", "q", ["score=2"])).scores == {"response-1": 2.0}
+        os._exit(0 if ok else 5)
+    _, status = os.waitpid(pid, 0)
+    print("child", os.waitstatus_to_exitcode(status), flush=True)
+    """
+)
+
+
+def test_a_forked_child_makes_its_own_client(mock):
+    out = subprocess.run([sys.executable, "-c", FORK_CHILD, mock.url], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "child 0", (out.stdout, out.stderr)
+
+
+def test_ajudge_is_a_coroutine_function(mock):
+    import inspect
+
+    client = Client(mock.url)
+    assert inspect.iscoroutinefunction(client.ajudge) and inspect.iscoroutinefunction(client.ajudge_batch)
+    assert asyncio.run(client.ajudge("p", "q", ["score=5"])).scores == {"response-1": 5.0}
+    # Bad input still raises before any request.
+    with pytest.raises(TypeError, match="prompt must be a str"):
+        asyncio.run(client.ajudge("p", 7, ["x"]))
+
+
+def test_empty_batches(mock):
+    client = Client(mock.url)
+    assert client.judge_batch([]) == []
+
+    async def main():
+        return await client.ajudge_batch([])
+
+    assert asyncio.run(main()) == []

@@ -15,7 +15,7 @@ import math
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from . import _common
-from ._native import Client
+from . import Client
 
 
 class _Plan:

@@ -33,7 +33,7 @@ import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import _common
-from ._native import Client
+from . import Client
 
 _lock = threading.Lock()
 _client: Optional[Tuple[int, Client]] = None
