@@ -138,9 +138,9 @@ def run_openai(url: str, requests):
     return asyncio.run(main())
 
 
-def report(label: str, n: int, figures, capacity: float = 0.0) -> None:
+def report(label: str, n: int, figures, capacity: float = 0.0, skipped: str = "pip install openai to compare") -> None:
     if figures is None:
-        print(f"  {label:<34} skipped (pip install openai to compare)")
+        print(f"  {label:<34} skipped ({skipped})")
         return
     wall, cpu, failed = figures
     line = f"  {label:<34} {cpu / n * 1e6:9.1f} µs CPU/judgment  {n / wall:9.0f} judgments/s  wall {wall:6.2f} s  failed {failed}"
@@ -163,7 +163,7 @@ def main() -> None:
         rust = run_rust(url, requests)
         report("rewardanything_rs judge_batch", args.items, rust)
         base = None if args.no_openai else run_openai(url, requests)
-        report("openai-python AsyncOpenAI (sem 256)", args.items, base)
+        report("openai-python AsyncOpenAI (sem 256)", args.items, base, skipped="--no-openai" if args.no_openai else "pip install openai to compare")
         if base is not None:
             print(f"  => openai-python / rewardanything_rs CPU per judgment: {base[1] / rust[1]:.1f}x")
     finally:
