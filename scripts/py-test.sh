@@ -2,11 +2,12 @@
 # Python package tests (issue 11): builds and installs crates/rewardanything-py exactly as
 # a user does (`pip install crates/rewardanything-py`, maturin in an isolated build env)
 # into a virtualenv under target/, builds ra-mock, and runs the pytest suite against it.
-# Usage: scripts/py-test.sh [pytest args...]   (PYTHON=python3.X to pick the interpreter)
+# Usage: scripts/py-test.sh [pytest args...]   (PYTHON=python3.X picks the interpreter,
+# VENV=DIR the virtualenv, default target/py-venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-venv=target/py-venv
+venv=${VENV:-target/py-venv}
 python=${PYTHON:-python3}
 pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 
