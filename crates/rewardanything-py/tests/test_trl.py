@@ -150,3 +150,13 @@ def test_bad_arguments():
         f(["a", "b"], ["x", "y", "z"])
     with pytest.raises(TypeError, match=r"completions\[1\]"):
         f(["a", "b"], ["x", 5])
+
+
+def test_identical_completions_stay_distinct(mock):
+    f = reward_function(Client(mock.url), "p")
+    logs = Logs()
+    assert trl_call(f, ["Q"] * 3, ["same score=3"] * 3, logs) == [3.0, 3.0, 3.0]
+    assert [r.count("deserves") for r in logs.extra["ra_reasoning"]] == [3, 3, 3]
+    assert mock.stop()["chat_requests"] == 1
+    with pytest.raises(TypeError, match=r"prompts\[1\]"):
+        f(["Q", None], ["a", "b"])
