@@ -1,5 +1,6 @@
 //! `ra gateway`: the flags, the client and the signals; the HTTP server is `ra-gateway`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use ra_gateway::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_RESPONSES,
-    GatewayConfig,
+    GatewayConfig, JobStore,
 };
 
 use crate::connect::{self, ClientArgs};
@@ -26,6 +27,10 @@ pub struct GatewayArgs {
     /// Port to listen on.
     #[arg(long, default_value_t = 8000)]
     port: u16,
+    /// Directory of the batch jobs (/api/batch_request), created if missing: one
+    /// subdirectory per job, resumed after a crash. One gateway at a time per directory.
+    #[arg(long, value_name = "DIR", default_value = "./outputs")]
+    base_output_path: PathBuf,
     /// Largest request body; a bigger one gets HTTP 413.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
           value_parser = validate::at_least_one::<usize>)]
@@ -59,6 +64,8 @@ const STARTUP_CHECK: Duration = Duration::from_secs(2);
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let api_key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty());
     let connection = args.client.build()?;
+    // Before listening: a directory in use by another gateway is the user's to fix now.
+    let jobs = JobStore::open(&args.base_output_path)?;
     // Listen first: a server may start before its engines (/health says 503 meanwhile).
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -89,7 +96,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
              the engines' capacity"
         );
     }
-    let config = gateway_config(&args, api_key.clone(), connection.concurrency);
+    let config = gateway_config(&args, api_key.clone(), connection.concurrency).jobs(jobs);
     eprintln!(
         "ra gateway: listening on http://{addr} ({})",
         if api_key.is_some() {
@@ -122,6 +129,8 @@ fn gateway_config(
         .body_timeout(args.body_timeout)
         // Enough finished results held back to keep every slot of the client busy.
         .batch_window(concurrency.saturating_mul(2))
+        // A job keeps the client's slots busy, and a crash redoes at most that many.
+        .job_window(concurrency)
 }
 
 /// Completes on the first Ctrl-C or SIGTERM.

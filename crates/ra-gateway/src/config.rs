@@ -53,6 +53,8 @@ pub struct GatewayConfig {
     pub(crate) body_timeout: Duration,
     pub(crate) header_timeout: Duration,
     pub(crate) max_connections: usize,
+    pub(crate) jobs: Option<crate::JobStore>,
+    pub(crate) job_window: usize,
 }
 
 impl Default for GatewayConfig {
@@ -70,6 +72,8 @@ impl Default for GatewayConfig {
             body_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            jobs: None,
+            job_window: 256,
         }
     }
 }
@@ -89,6 +93,8 @@ impl fmt::Debug for GatewayConfig {
             .field("body_timeout", &self.body_timeout)
             .field("header_timeout", &self.header_timeout)
             .field("max_connections", &self.max_connections)
+            .field("jobs", &self.jobs.as_ref().map(|j| j.base().to_path_buf()))
+            .field("job_window", &self.job_window)
             .finish()
     }
 }
@@ -219,6 +225,33 @@ impl GatewayConfig {
     /// ```
     pub fn header_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.header_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The store of batch jobs (`POST /api/batch_request` …); without one those routes
+    /// answer 501. [`serve`](crate::serve) resumes its unfinished jobs, and stops them on
+    /// shutdown (they resume on the next start). Needs a tokio runtime when the router
+    /// is built.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = ra_gateway::JobStore::open(dir.path()).unwrap();
+    /// let c = ra_gateway::GatewayConfig::default().jobs(store);
+    /// ```
+    pub fn jobs(mut self, store: crate::JobStore) -> Self {
+        self.jobs = Some(store);
+        self
+    }
+
+    /// Most judgments of one job in progress at once (default 256): in flight plus
+    /// finished ones waiting for an earlier one to be written. The client's in-flight
+    /// limit still caps all jobs together; this bounds what a crash makes judge again.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().job_window(64);
+    /// ```
+    pub fn job_window(mut self, n: usize) -> Self {
+        self.job_window = n.max(1);
         self
     }
 

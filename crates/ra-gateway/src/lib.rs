@@ -8,6 +8,19 @@
 //!   "message"}}`.
 //! * `POST /api/rewardanything_batch`: an array of requests → their results in input
 //!   order; a failed item is `{"thoughts": "", "results": {}, "error": {…}}` in its place.
+//! * `POST /api/batch_request` `{"requests": [...], …}` → `{"batch_request_id",
+//!   "requests", "start_time"}`: a job judged in the background and kept on disk (see
+//!   [`JobStore`]); the reference's other fields (`output_path`, `api_*`,
+//!   `generation_config`, `num_workers`, …) are accepted and ignored, with a warning: a
+//!   caller neither chooses server paths nor redirects the upstream.
+//! * `GET /api/batch_request/{id}?max_timeout=S`: waits up to S seconds (default 600,
+//!   at most 3,600) for the job, then answers its results in request order with the
+//!   caller's names (a failed item in its place, as in the batch route); 404 for an
+//!   unknown id, 408 when not done in time, 500 when the job could not finish.
+//! * `GET /api/list_tasks`: `{id: {"start_time", "complete", "has_error",
+//!   "num_requests", "output_path"}}` (`output_path` is the job's directory).
+//! * `POST /api/clear_tasks`: cancels every job of this gateway, deletes their
+//!   directories, and answers `{"message": "All tasks cleared"}`.
 //! * `GET /health`: 200 while an upstream endpoint answers, else 503 with the reason.
 //! * `GET /metrics`: OpenMetrics text.
 //!
@@ -28,6 +41,7 @@ mod body;
 mod config;
 mod error;
 mod health;
+mod jobs;
 mod metrics;
 mod routes;
 mod server;
@@ -39,6 +53,7 @@ pub use config::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_RESPONSES,
     GatewayConfig,
 };
+pub use jobs::{JobStore, JobStoreError};
 use rewardanything_client::Client;
 
 /// The gateway's router, for tests or to nest in another axum app.
@@ -79,8 +94,25 @@ pub async fn serve(
         grace: config.grace,
     };
     let (cut_tx, cut_rx) = tokio::sync::watch::channel(false);
+    // Jobs stop when the server does, with the same grace, alongside the HTTP drain.
+    let (asked_tx, asked_rx) = tokio::sync::oneshot::channel::<()>();
+    let jobs_stopped = config.jobs.clone().map(|store| {
+        let grace = config.grace;
+        tokio::spawn(async move {
+            if asked_rx.await.is_ok() {
+                store.shutdown(grace).await;
+            }
+        })
+    });
+    let shutdown = async move {
+        shutdown.await;
+        let _ = asked_tx.send(());
+    };
     let app = routes::router(client.clone(), config, cut_rx);
     server::run(listener, app, limits, cut_tx, shutdown).await;
+    if let Some(stopped) = jobs_stopped {
+        let _ = stopped.await;
+    }
     // Judgments not yet sent (of requests cut short) fail at once.
     client.close();
 }

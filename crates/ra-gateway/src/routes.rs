@@ -18,15 +18,21 @@ use crate::error::ApiError;
 use crate::health::HealthCache;
 use crate::metrics::Metrics;
 use crate::wire::JudgeResult;
-use crate::{admit, auth, body};
+use crate::{admit, auth, body, jobs};
 
 /// The routes, as their metrics label them (anything else is `other`: labels stay few).
-const ROUTES: [&str; 4] = [
+const ROUTES: [&str; 7] = [
     "/api/rewardanything",
     "/api/rewardanything_batch",
+    "/api/batch_request",
+    "/api/list_tasks",
+    "/api/clear_tasks",
     "/health",
     "/metrics",
 ];
+
+/// The label of every `GET /api/batch_request/{id}`.
+const JOB_ROUTE: &str = "/api/batch_request/{id}";
 
 /// What every handler shares.
 pub struct AppState {
@@ -49,10 +55,15 @@ pub fn router(
 ) -> Router {
     let limit = config.max_body_bytes;
     let budget = admit::budget(&config);
+    let mut registry = Metrics::default();
+    if let Some(store) = &config.jobs {
+        registry.register_jobs(&store.counters());
+        store.start(client.clone(), config.job_window, config.max_body_bytes);
+    }
     let state = Arc::new(AppState {
         client,
         config,
-        metrics: Metrics::default(),
+        metrics: registry,
         health: HealthCache::default(),
         budget,
         cut,
@@ -60,10 +71,14 @@ pub fn router(
     let protected = Router::new()
         .route("/api/rewardanything", post(judge_one))
         .route("/api/rewardanything_batch", post(judge_batch))
+        .route("/api/batch_request", post(jobs::routes::create))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             admit::reserve,
         ))
+        .route("/api/batch_request/{id}", get(jobs::routes::get))
+        .route("/api/list_tasks", get(jobs::routes::list))
+        .route("/api/clear_tasks", post(jobs::routes::clear))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -86,7 +101,11 @@ pub fn router(
 /// Counts each request by route and status, and the requests in flight.
 async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let route = ROUTES.into_iter().find(|r| *r == path).unwrap_or("other");
+    let route = match ROUTES.into_iter().find(|r| *r == path) {
+        Some(route) => route,
+        None if path.starts_with("/api/batch_request/") => JOB_ROUTE,
+        None => "other",
+    };
     state.metrics.in_flight(1);
     // Decremented even if the client goes away and this future is dropped.
     let _guard = InFlight(&state.metrics);
