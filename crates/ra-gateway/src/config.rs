@@ -27,6 +27,12 @@ pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
 /// assert_eq!(ra_gateway::DEFAULT_MAX_RESPONSES, 64);
 /// ```
 pub const DEFAULT_MAX_RESPONSES: usize = 64;
+/// Default most batch jobs kept on disk at once.
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_JOBS, 1_000);
+/// ```
+pub const DEFAULT_MAX_JOBS: usize = 1_000;
 
 /// Settings of [`serve`](crate::serve) and [`router`](crate::router).
 ///
@@ -55,6 +61,8 @@ pub struct GatewayConfig {
     pub(crate) max_connections: usize,
     pub(crate) jobs: Option<crate::JobStore>,
     pub(crate) job_window: usize,
+    pub(crate) max_jobs: usize,
+    pub(crate) max_running_jobs: usize,
 }
 
 impl Default for GatewayConfig {
@@ -74,6 +82,8 @@ impl Default for GatewayConfig {
             max_connections: 4096,
             jobs: None,
             job_window: 256,
+            max_jobs: DEFAULT_MAX_JOBS,
+            max_running_jobs: 2,
         }
     }
 }
@@ -95,6 +105,8 @@ impl fmt::Debug for GatewayConfig {
             .field("max_connections", &self.max_connections)
             .field("jobs", &self.jobs.as_ref().map(|j| j.base().to_path_buf()))
             .field("job_window", &self.job_window)
+            .field("max_jobs", &self.max_jobs)
+            .field("max_running_jobs", &self.max_running_jobs)
             .finish()
     }
 }
@@ -252,6 +264,30 @@ impl GatewayConfig {
     /// ```
     pub fn job_window(mut self, n: usize) -> Self {
         self.job_window = n.max(1);
+        self
+    }
+
+    /// Most jobs kept at once, finished or not (default 1,000): a new job beyond gets
+    /// 503 `too_many_jobs` until `POST /api/clear_tasks` (disk use stays bounded by
+    /// about this many request bodies and their results).
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_jobs(100);
+    /// ```
+    pub fn max_jobs(mut self, n: usize) -> Self {
+        self.max_jobs = n.max(1);
+        self
+    }
+
+    /// Most jobs judged at the same time (default 2); later ones wait their turn. One
+    /// job already keeps the client's slots busy; the limit bounds the memory of the
+    /// judgments held by many jobs.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_running_jobs(1);
+    /// ```
+    pub fn max_running_jobs(mut self, n: usize) -> Self {
+        self.max_running_jobs = n.max(1);
         self
     }
 

@@ -69,6 +69,9 @@ pub enum ApiError {
     /// A query parameter is not valid (FastAPI's `detail` list, at `["query", name]`).
     #[error("invalid query: {}", .0.first().map(|e| e.msg.as_str()).unwrap_or(""))]
     InvalidQuery(Vec<FieldError>),
+    /// The job store holds as many jobs as it may.
+    #[error("the gateway holds {0} jobs, its limit; POST /api/clear_tasks to free it")]
+    TooManyJobs(usize),
     /// The gateway failed (disk I/O); the message says what.
     #[error("{0}")]
     Internal(String),
@@ -116,6 +119,7 @@ impl ApiError {
             ApiError::JobTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::JobFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::JobsDisabled => StatusCode::NOT_IMPLEMENTED,
+            ApiError::TooManyJobs(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
@@ -137,6 +141,7 @@ impl ApiError {
             ApiError::JobTimeout => "timed_out".into(),
             ApiError::JobFailed(_) => "job_failed".into(),
             ApiError::JobsDisabled => "jobs_disabled".into(),
+            ApiError::TooManyJobs(_) => "too_many_jobs".into(),
             ApiError::InvalidQuery(_) => "invalid_request".into(),
             ApiError::Internal(_) => "internal".into(),
         }

@@ -50,8 +50,8 @@ mod wire;
 use std::future::Future;
 
 pub use config::{
-    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_RESPONSES,
-    GatewayConfig,
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_JOBS,
+    DEFAULT_MAX_RESPONSES, GatewayConfig,
 };
 pub use jobs::{JobStore, JobStoreError};
 use rewardanything_client::Client;

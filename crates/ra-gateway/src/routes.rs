@@ -58,7 +58,14 @@ pub fn router(
     let mut registry = Metrics::default();
     if let Some(store) = &config.jobs {
         registry.register_jobs(&store.counters());
-        store.start(client.clone(), config.job_window, config.max_body_bytes);
+        store.start(
+            client.clone(),
+            jobs::Limits {
+                window: config.job_window,
+                max_line_bytes: config.max_body_bytes,
+                max_running: config.max_running_jobs,
+            },
+        );
     }
     let state = Arc::new(AppState {
         client,

@@ -446,3 +446,78 @@ async fn a_stopped_gateway_leaves_the_job_unfinished_and_the_next_one_finishes_i
 fn line_count(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |t| t.matches('\n').count())
 }
+
+#[tokio::test]
+async fn the_job_limits_refuse_or_queue_and_clear_frees_them() {
+    let mock = MockServer::builder().start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = store(dir.path()).max_jobs(2).max_running_jobs(1);
+    let gw = Gateway::start(&mock, config).await;
+    let slow = create(
+        &gw,
+        &json!({"requests": [numbered(0, "[[latency-ms:1500]]")]}),
+    )
+    .await;
+    let quick = create(&gw, &json!({"requests": [numbered(1, "")]})).await;
+    // One job at a time: the quick one waits for the slow one.
+    let (status, body) =
+        send(http().get(gw.at(&format!("/api/batch_request/{quick}?max_timeout=0.3")))).await;
+    assert_eq!(status, 408, "{body}");
+    let (status, body) = send(
+        http()
+            .post(gw.at("/api/batch_request"))
+            .json(&json!({"requests": [numbered(2, "")]})),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["kind"], "too_many_jobs");
+    for id in [&slow, &quick] {
+        let (status, body) =
+            send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=30")))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, _) = send(http().post(gw.at("/api/clear_tasks"))).await;
+    assert_eq!(status, 200);
+    create(&gw, &json!({"requests": [numbered(2, "")]})).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_that_cannot_finish_is_a_500_and_listed_with_an_error() {
+    let mock = MockServer::builder().start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A job left by an earlier gateway whose results no longer match its requests
+    // (edited by hand): resuming it must not mix results.
+    let id = "5b1f2a3c-0d4e-4f60-8a7b-9c0d1e2f3a4b";
+    let job = dir.path().join(id);
+    std::fs::create_dir(&job).expect("job dir");
+    std::fs::write(job.join("requests.jsonl"), format!("{}\n", numbered(0, ""))).expect("requests");
+    std::fs::write(
+        job.join("results.jsonl"),
+        "{\"index\":0,\"id\":null,\"error\":null,\"input_hash\":\"0000000000000000\"}\n",
+    )
+    .expect("results");
+    std::fs::write(
+        job.join("job.json"),
+        r#"{"start_time":"2026-01-01T00:00:00Z","num_requests":1,"complete":false}"#,
+    )
+    .expect("state");
+    let gw = Gateway::start(&mock, store(dir.path())).await;
+    let (status, body) =
+        send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=30")))).await;
+    assert_eq!(status, 500, "{body}");
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(
+        detail.starts_with("Task failed: ") && detail.contains("changed"),
+        "{detail}"
+    );
+    let (_, tasks) = send(http().get(gw.at("/api/list_tasks"))).await;
+    assert_eq!(tasks[id]["complete"], true, "{tasks}");
+    assert_eq!(tasks[id]["has_error"], true, "{tasks}");
+    assert_eq!(mock.stats().chat_requests, 0);
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(job.join("job.json")).expect("state")).expect("JSON");
+    assert_eq!(state["complete"], true, "recorded: {state}");
+    assert!(state["error"].is_string(), "{state}");
+    gw.stop().await;
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use ra_batch::{FileLock, LockError, Stop};
 use rewardanything_client::{Client, JudgeRequest};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 pub(crate) use disk::is_job_id;
@@ -104,11 +104,22 @@ impl Job {
     }
 }
 
+/// How jobs run (from the gateway's config).
+pub(crate) struct Limits {
+    /// Judgments of one job in progress at once.
+    pub window: usize,
+    /// Longest request line (a request is at most one body).
+    pub max_line_bytes: usize,
+    /// Jobs judged at the same time.
+    pub max_running: usize,
+}
+
 /// What running a job needs, known once the gateway has a client.
 struct Runner {
     client: Client,
-    window: usize,
-    max_line_bytes: usize,
+    limits: Limits,
+    /// One permit per job being judged.
+    running: Arc<Semaphore>,
 }
 
 /// Jobs' counters for `/metrics`.
@@ -258,6 +269,10 @@ impl JobStore {
             .unwrap_or_default()
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.inner.jobs.lock().map_or(0, |jobs| jobs.len())
+    }
+
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Job>> {
         self.inner.jobs.lock().ok()?.get(id).cloned()
     }
@@ -268,11 +283,11 @@ impl JobStore {
 
     /// Starts running jobs with `client` (once; later calls keep the first client), and
     /// resumes the unfinished jobs found on disk.
-    pub(crate) fn start(&self, client: Client, window: usize, max_line_bytes: usize) {
+    pub(crate) fn start(&self, client: Client, limits: Limits) {
         let runner = Runner {
             client,
-            window,
-            max_line_bytes,
+            running: Arc::new(Semaphore::new(limits.max_running.max(1))),
+            limits,
         };
         if self.inner.runner.set(runner).is_err() {
             return;
@@ -290,11 +305,14 @@ impl JobStore {
         };
         let task = tokio::spawn(runner::run(
             Arc::clone(&job),
-            runner.client.clone(),
-            runner.window,
-            runner.max_line_bytes,
-            self.inner.stop.subscribe(),
-            self.inner.counters.clone(),
+            runner::Context {
+                client: runner.client.clone(),
+                window: runner.limits.window,
+                max_line_bytes: runner.limits.max_line_bytes,
+                running: Arc::clone(&runner.running),
+                stop: self.inner.stop.subscribe(),
+                counters: self.inner.counters.clone(),
+            },
         ));
         if let Ok(mut slot) = job.task.lock() {
             *slot = Some(task);

@@ -44,6 +44,9 @@ pub async fn create(
     if stopping(store) {
         return Err(ApiError::ShuttingDown);
     }
+    if store.len() >= state.config.max_jobs {
+        return Err(ApiError::TooManyJobs(state.config.max_jobs));
+    }
     let n = requests.len();
     let start_time = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
     let job = store

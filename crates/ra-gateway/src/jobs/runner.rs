@@ -6,22 +6,35 @@ use std::time::Duration;
 
 use ra_batch::{Batch, Stop};
 use rewardanything_client::Client;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::disk::{self, REQUESTS, RESULTS};
 use super::{Job, JobCounters, Status};
 
-/// Runs `job` to its end, or until `stop` (then it stays unfinished on disk and resumes
-/// on the next start).
-pub async fn run(
-    job: Arc<Job>,
-    client: Client,
-    window: usize,
-    max_line_bytes: usize,
-    stop: watch::Receiver<Stop>,
-    counters: JobCounters,
-) {
-    let outcome = judge(&job, client, window, max_line_bytes, stop).await;
+/// What a job's run needs from its store.
+pub struct Context {
+    pub client: Client,
+    pub window: usize,
+    pub max_line_bytes: usize,
+    /// Permits of the jobs judged at the same time.
+    pub running: Arc<Semaphore>,
+    pub stop: watch::Receiver<Stop>,
+    pub counters: JobCounters,
+}
+
+/// Runs `job` to its end when its turn comes, or until a stop (then it stays
+/// unfinished on disk and resumes on the next start).
+pub async fn run(job: Arc<Job>, cx: Context) {
+    let mut stop = cx.stop.clone();
+    let _turn = tokio::select! {
+        permit = Arc::clone(&cx.running).acquire_owned() => match permit {
+            Ok(permit) => permit,
+            Err(_) => return,
+        },
+        _ = stop.wait_for(|s| *s != Stop::Run) => return,
+    };
+    let outcome = judge(&job, cx.client, cx.window, cx.max_line_bytes, cx.stop).await;
+    let counters = cx.counters;
     let (status, error) = match outcome {
         // Stopped: nothing to record, the next start resumes it.
         Ok(true) => return,
