@@ -441,6 +441,17 @@ async fn a_stopped_gateway_leaves_the_job_unfinished_and_the_next_one_finishes_i
         "at most a window judged twice: {sent}"
     );
     gw.stop().await;
+    // A finished job is listed by the next gateway and answered without judging again.
+    let gw = Gateway::start(&mock, store(dir.path())).await;
+    let (_, tasks) = send(http().get(gw.at("/api/list_tasks"))).await;
+    assert_eq!(tasks[&id]["complete"], true, "{tasks}");
+    assert_eq!(tasks[&id]["num_requests"], n);
+    let (status, again) =
+        send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=0")))).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again.as_array().map(Vec::len), Some(n));
+    assert_eq!(mock.stats().chat_requests, sent, "nothing judged again");
+    gw.stop().await;
 }
 
 fn line_count(path: &Path) -> usize {
