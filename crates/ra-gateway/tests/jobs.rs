@@ -532,3 +532,28 @@ async fn a_job_that_cannot_finish_is_a_500_and_listed_with_an_error() {
     assert!(state["error"].is_string(), "{state}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_body_over_the_limit_is_413_and_creates_nothing() {
+    let mock = MockServer::builder().start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = Gateway::start(&mock, store(dir.path()).max_body_bytes(4096)).await;
+    let big: Vec<Value> = (0..40).map(|i| numbered(i, "")).collect();
+    let (status, body) = send(
+        http()
+            .post(gw.at("/api/batch_request"))
+            .json(&json!({"requests": big})),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    let (_, tasks) = send(http().get(gw.at("/api/list_tasks"))).await;
+    assert_eq!(tasks, json!({}));
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with(".ra-gateway.lock"))
+        .collect();
+    assert!(entries.is_empty(), "nothing written: {entries:?}");
+    gw.stop().await;
+}
