@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use ra_gateway::{
-    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_RESPONSES,
-    GatewayConfig, JobStore,
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_JOBS,
+    DEFAULT_MAX_RESPONSES, GatewayConfig, JobStore,
 };
 
 use crate::connect::{self, ClientArgs};
@@ -31,6 +31,15 @@ pub struct GatewayArgs {
     /// subdirectory per job, resumed after a crash. One gateway at a time per directory.
     #[arg(long, value_name = "DIR", default_value = "./outputs")]
     base_output_path: PathBuf,
+    /// Most batch jobs kept at once, finished or not; a new one beyond gets HTTP 503
+    /// until POST /api/clear_tasks.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_JOBS,
+          value_parser = validate::at_least_one::<usize>)]
+    max_jobs: usize,
+    /// Batch jobs judged at the same time; later ones wait their turn.
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = validate::at_least_one::<usize>)]
+    max_running_jobs: usize,
     /// Largest request body; a bigger one gets HTTP 413.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
           value_parser = validate::at_least_one::<usize>)]
@@ -124,6 +133,8 @@ fn gateway_config(
         .max_buffered_bytes(args.max_buffered_bytes)
         .max_batch(args.max_batch)
         .max_responses(args.max_responses)
+        .max_jobs(args.max_jobs)
+        .max_running_jobs(args.max_running_jobs)
         .api_key(api_key)
         .grace(args.grace)
         .body_timeout(args.body_timeout)

@@ -226,3 +226,59 @@ fn a_job_survives_kill_9_and_sigterm_and_completes_without_judging_twice() {
     let run = third.finish(Duration::from_secs(30));
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+#[test]
+fn jobs_default_to_outputs_in_the_working_directory_and_max_jobs_is_a_flag() {
+    let mock = Mock::default_mock();
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut cmd = ra_command(&[
+        "gateway",
+        "--endpoint",
+        &mock.url(),
+        "--port",
+        &port.to_string(),
+        "--max-jobs",
+        "1",
+    ]);
+    cmd.current_dir(cwd.path());
+    let mut child = ChildGuard::spawn(cmd, None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let http = reqwest::Client::new();
+    rt.block_on(async {
+        wait_healthy(&http, &url, &mut child).await;
+        let body = json!({"requests": [request(0)]});
+        let first = http
+            .post(format!("{url}/api/batch_request"))
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(first.status(), 200);
+        let created: Value = first.json().await.expect("JSON");
+        let id = created["batch_request_id"].as_str().expect("id");
+        assert!(
+            cwd.path()
+                .join("outputs")
+                .join(id)
+                .join("job.json")
+                .is_file()
+        );
+        let second = http
+            .post(format!("{url}/api/batch_request"))
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(second.status(), 503);
+        let answer: Value = second.json().await.expect("JSON");
+        assert_eq!(answer["error"]["kind"], "too_many_jobs", "{answer}");
+    });
+    child.signal(libc::SIGTERM);
+    let run = child.finish(Duration::from_secs(30));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
