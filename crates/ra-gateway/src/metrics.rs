@@ -146,6 +146,18 @@ impl Metrics {
             }
             Err(e) => ("error", e.kind_str()),
         };
+        self.count_judgment(outcome, kind);
+    }
+
+    /// Counts one judgment of a batch job, from its result line (`None`: judged).
+    pub fn batch_line(&self, error_kind: Option<&str>) {
+        match error_kind {
+            None => self.count_judgment("ok", ""),
+            Some(kind) => self.count_judgment("error", kind),
+        }
+    }
+
+    fn count_judgment(&self, outcome: &str, kind: &str) {
         self.judgments
             .get_or_create(&JudgmentLabels {
                 outcome: outcome.into(),

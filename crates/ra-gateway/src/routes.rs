@@ -65,6 +65,9 @@ pub fn router(
     let mut registry = Metrics::default();
     if let Some(store) = &config.jobs {
         registry.register_jobs(&store.counters());
+    }
+    let shared_metrics = Arc::new(registry);
+    if let Some(store) = &config.jobs {
         store.start(
             client.clone(),
             jobs::Limits {
@@ -72,9 +75,9 @@ pub fn router(
                 max_line_bytes: config.max_body_bytes,
                 max_running: config.max_running_jobs,
             },
+            Arc::clone(&shared_metrics),
         );
     }
-    let shared_metrics = Arc::new(registry);
     let coalescer = openrlhf::coalescer(&client, &config, Arc::clone(&shared_metrics), stopping);
     let state = Arc::new(AppState {
         client,

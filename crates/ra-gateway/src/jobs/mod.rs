@@ -17,6 +17,8 @@ use rewardanything_client::{Client, JudgeRequest};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::metrics::Metrics;
+
 pub(crate) use disk::is_job_id;
 
 /// Why a job store could not be opened.
@@ -117,6 +119,7 @@ pub(crate) struct Limits {
 /// What running a job needs, known once the gateway has a client.
 struct Runner {
     client: Client,
+    metrics: Arc<Metrics>,
     limits: Limits,
     /// One permit per job being judged.
     running: Arc<Semaphore>,
@@ -283,9 +286,10 @@ impl JobStore {
 
     /// Starts running jobs with `client` (once; later calls keep the first client), and
     /// resumes the unfinished jobs found on disk.
-    pub(crate) fn start(&self, client: Client, limits: Limits) {
+    pub(crate) fn start(&self, client: Client, limits: Limits, metrics: Arc<Metrics>) {
         let runner = Runner {
             client,
+            metrics,
             running: Arc::new(Semaphore::new(limits.max_running.max(1))),
             limits,
         };
@@ -312,6 +316,7 @@ impl JobStore {
                 running: Arc::clone(&runner.running),
                 stop: self.inner.stop.subscribe(),
                 counters: self.inner.counters.clone(),
+                metrics: Arc::clone(&runner.metrics),
             },
         ));
         if let Ok(mut slot) = job.task.lock() {

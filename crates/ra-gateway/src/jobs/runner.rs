@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ra_batch::{Batch, Stop};
+use ra_batch::{Batch, LineDone, Stop};
 use rewardanything_client::Client;
 use tokio::sync::{Semaphore, watch};
 
 use super::disk::{self, REQUESTS, RESULTS};
 use super::{Job, JobCounters, Status};
+use crate::metrics::Metrics;
 
 /// What a job's run needs from its store.
 pub struct Context {
@@ -20,6 +21,8 @@ pub struct Context {
     pub running: Arc<Semaphore>,
     pub stop: watch::Receiver<Stop>,
     pub counters: JobCounters,
+    /// Where each judgment of the job is counted, as the other routes' are.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs `job` to its end when its turn comes, or until a stop (then it stays
@@ -33,7 +36,7 @@ pub async fn run(job: Arc<Job>, cx: Context) {
         },
         _ = stop.wait_for(|s| *s != Stop::Run) => return,
     };
-    let outcome = judge(&job, cx.client, cx.window, cx.max_line_bytes, cx.stop).await;
+    let outcome = judge(&job, &cx).await;
     let counters = cx.counters;
     let (status, error) = match outcome {
         // Stopped: nothing to record, the next start resumes it.
@@ -66,29 +69,29 @@ pub async fn run(job: Arc<Job>, cx: Context) {
 }
 
 /// `Ok(interrupted)`, or why the job cannot finish (a message kept in `job.json`).
-async fn judge(
-    job: &Job,
-    client: Client,
-    window: usize,
-    max_line_bytes: usize,
-    stop: watch::Receiver<Stop>,
-) -> Result<bool, String> {
+async fn judge(job: &Job, cx: &Context) -> Result<bool, String> {
     let requests = tokio::fs::File::open(job.dir.join(REQUESTS))
         .await
         .map_err(|e| format!("cannot read {REQUESTS}: {e}"))?;
     let input = tokio::io::BufReader::with_capacity(1 << 16, requests);
+    let metrics = Arc::clone(&cx.metrics);
     let summary = Batch::to_file(job.dir.join(RESULTS))
         .resume(true)
-        .max_line_bytes(max_line_bytes)
+        .max_line_bytes(cx.max_line_bytes)
         // Every line reaches the OS as soon as it is written, and at most `window`
         // judgments are in progress: a crash makes at most `window` be judged again.
         .flush_every(Duration::ZERO)
-        .window(window)
-        .stop(stop)
+        .window(cx.window)
+        .stop(cx.stop.clone())
+        .on_line(Box::new(move |done: &LineDone<'_>| {
+            if done.fresh {
+                metrics.batch_line(done.error_kind);
+            }
+        }))
         .prepare()
         .await
         .map_err(|e| error_text(&e))?
-        .run(input, client)
+        .run(input, cx.client.clone())
         .await
         .map_err(|e| error_text(&e))?;
     Ok(summary.interrupted)
