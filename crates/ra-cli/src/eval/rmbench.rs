@@ -259,4 +259,51 @@ mod tests {
         assert!(compute_accuracy(&[]).is_none());
         assert!(compute_accuracy(&[item(Some("poetry"), [1.0; 3], [1.0; 3])]).is_none());
     }
+
+    /// Vectors made by running RM-Bench's own `compute_accuracy` (numpy 2.4) on random
+    /// integer and dyadic scores with ties, with and without domains (including unknown
+    /// domains, and absent ones, which RM-Bench crashes on and we leave out): same keys,
+    /// same order, same bits.
+    #[test]
+    fn equals_rm_bench_compute_accuracy_bit_for_bit() {
+        let cases: Vec<serde_json::Value> =
+            serde_json::from_str(include_str!("testdata/rmbench_vectors.json")).unwrap();
+        assert_eq!(cases.len(), 12);
+        for (c, case) in cases.iter().enumerate() {
+            let three = |v: &serde_json::Value| -> [f64; 3] {
+                let a: Vec<f64> = serde_json::from_value(v.clone()).unwrap();
+                [a[0], a[1], a[2]]
+            };
+            let items: Vec<ItemOutcome> = case["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|it| {
+                    ItemOutcome::from_scores(
+                        it.get("domain")
+                            .and_then(|d| d.as_str())
+                            .map(str::to_string),
+                        three(&it["score_chosen"]),
+                        three(&it["score_rejected"]),
+                    )
+                })
+                .collect();
+            let got = compute_accuracy(&items).unwrap().flat;
+            let expected = case["expected"].as_object().unwrap();
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                expected.keys().collect::<Vec<_>>(),
+                "case {c}"
+            );
+            for (k, v) in expected {
+                let want: f64 = v.as_str().unwrap().parse().unwrap();
+                assert_eq!(
+                    got[k].to_bits(),
+                    want.to_bits(),
+                    "case {c} {k}: {} vs {want}",
+                    got[k]
+                );
+            }
+        }
+    }
 }
