@@ -416,7 +416,7 @@ fn a_killed_eval_resumes_to_the_same_figures() {
         "--resume",
     ];
     let total = 20 * 9 * 2;
-    let mut child = spawn_ra(&args);
+    let child = spawn_ra(&args);
     let results = out.join("results.jsonl");
     assert!(
         wait_until(Duration::from_secs(30), || complete_lines(&results) >= 40),
