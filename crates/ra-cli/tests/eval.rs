@@ -422,6 +422,12 @@ fn a_killed_eval_resumes_to_the_same_figures() {
         wait_until(Duration::from_secs(30), || complete_lines(&results) >= 40),
         "results are written as they come"
     );
+    // One run per output directory: a second one is refused and changes nothing.
+    let before = std::fs::read(&results).unwrap().len();
+    let second = ra(&args, b"");
+    assert_eq!(second.code, 2, "{}", second.stderr);
+    assert!(second.stderr.contains("being written"), "{}", second.stderr);
+    assert!(std::fs::read(&results).unwrap().len() >= before);
     child.signal(libc::SIGKILL);
     let killed = child.finish(Duration::from_secs(10));
     assert_eq!(killed.code, -libc::SIGKILL, "{}", killed.stderr);

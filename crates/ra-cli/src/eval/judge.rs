@@ -66,6 +66,7 @@ fn kept_prefix(path: &Path) -> anyhow::Result<(u64, usize)> {
 /// Judges every unit not yet in `results`, writing lines in unit order.
 pub async fn judge_units(
     units: &Path,
+    total: usize,
     results: &Path,
     resume: bool,
     connection: &Connection,
@@ -87,13 +88,17 @@ pub async fn judge_units(
     use std::io::Seek;
     out.seek(std::io::SeekFrom::End(0))?;
 
-    let lines: Vec<String> = std::io::BufReader::new(std::fs::File::open(units)?)
-        .lines()
-        .collect::<Result<_, _>>()?;
-    let total = lines.len();
     let progress = progress_bar(total as u64, kept as u64, quiet);
-    let requests = lines.into_iter().skip(kept).map(|l| {
-        serde_json::from_str::<RequestInput>(&l).map(|r| (r.id.clone(), r.into_request()))
+    // Read lazily: only the lines in flight are held.
+    let unit_lines = std::io::BufReader::new(
+        std::fs::File::open(units).with_context(|| format!("cannot read {}", units.display()))?,
+    )
+    .lines();
+    let requests = unit_lines.skip(kept).map(|l| {
+        let l = l.map_err(|e| e.to_string())?;
+        serde_json::from_str::<RequestInput>(&l)
+            .map(|r| (r.id.clone(), r.into_request()))
+            .map_err(|e| e.to_string())
     });
     let client = connection.client.clone();
     let mut stream = futures::stream::iter(requests.enumerate())
@@ -104,7 +109,7 @@ pub async fn judge_units(
                     Ok((id, request)) => judged_line(kept + i, id, &client, request).await,
                     Err(e) => {
                         json!({"index": kept + i, "id": null, "scores": null, "ranking": null,
-                                     "error": {"kind": "bad_input", "message": e.to_string()}})
+                                     "error": {"kind": "bad_input", "message": e}})
                     }
                 }
             }

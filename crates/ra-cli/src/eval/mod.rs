@@ -91,11 +91,20 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create --output {}", args.output.display()))?;
     let k = usize::from(args.permutations);
     let units_path = args.output.join("units.jsonl");
+    let results_path = args.output.join("results.jsonl");
+    // One run per output directory (a second one exits 2 naming the holder's PID).
+    let _lock = crate::lock::OutputLock::acquire(&results_path)?;
+    if args.resume && results_path.exists() && !units_path.exists() {
+        anyhow::bail!(
+            "{} exists without the units.jsonl it answers; refusing to resume (use a new --output or drop --resume)",
+            results_path.display()
+        );
+    }
     let units = write_units(&items, &args, k, &units_path)?;
     let connection = args.client.connect().await?;
-    let results_path = args.output.join("results.jsonl");
     let outcome = judge::judge_units(
         &units_path,
+        units.len(),
         &results_path,
         args.resume,
         &connection,
