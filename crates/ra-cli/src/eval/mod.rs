@@ -111,6 +111,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         args.quiet,
     )
     .await?;
+    if outcome.interrupted {
+        eprintln!("ra eval: interrupted; run the same command with --resume to finish");
+        return Ok(ExitCode::from(exit::CANNOT_PROCEED));
+    }
     let raw = judge::read_results(&results_path, units.len())?;
     let answers = aggregate::answers(&items, &units, &raw);
     let figures = aggregate::figures(&items, &units, &answers, args.compare);
@@ -139,10 +143,6 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     )?;
     if !args.quiet {
         print!("{}", summary::table(&info, &figures));
-    }
-    if outcome.interrupted {
-        eprintln!("ra eval: interrupted; run the same command with --resume to finish");
-        return Ok(ExitCode::from(exit::CANNOT_PROCEED));
     }
     Ok(exit::from_failures(info.units_failed))
 }
