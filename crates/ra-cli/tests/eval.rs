@@ -212,6 +212,7 @@ fn permutations_measure_and_cancel_a_position_bias() {
     let flip = both["position_bias"]["flip_rate"].as_f64().unwrap();
     assert!(flip > 0.0, "flip rate measured: {}", both["position_bias"]);
     assert_eq!(both["units"], 90);
+    assert_eq!(both["orders"], 2);
     // Every response was shown at both positions: the table shows the +1 at position 1.
     let means = both["position_bias"]["mean_score_by_position"]
         .as_array()

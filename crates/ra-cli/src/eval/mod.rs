@@ -126,6 +126,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         mode: matches!(args.format, Format::RmBench).then_some(args.mode),
         compare: args.compare,
         permutations: k,
+        orders: units.iter().map(|u| u.perm + 1).max().unwrap_or(0),
         masking: args.client.masking.to_string(),
         principle: match args.format {
             Format::RmBench => Some(principle.unwrap_or_else(|| DEFAULT_PRINCIPLE.to_string())),

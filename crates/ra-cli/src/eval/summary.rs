@@ -13,6 +13,8 @@ pub struct RunInfo {
     pub mode: Option<super::units::Mode>,
     pub compare: super::aggregate::Compare,
     pub permutations: usize,
+    /// The most orders any call got (at most N! for N responses: 2 for a pair).
+    pub orders: usize,
     pub masking: String,
     pub principle: Option<String>,
     pub items: u64,
