@@ -80,7 +80,7 @@ pub fn summary_json(info: &RunInfo, fig: &Figures) -> Value {
             "pairs": fig.flips.pairs,
             "mean_max_spread": fig.mean_max_spread,
             "mean_score_by_position": fig.positions.means(),
-            "scores_by_position": fig.positions.counts,
+            "count_by_position": fig.positions.counts,
         }),
     );
     out
