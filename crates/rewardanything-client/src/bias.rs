@@ -73,6 +73,11 @@ pub struct Flips {
 
 impl Flips {
     /// `flipped / pairs`, or `None` when no pair was compared.
+    ///
+    /// ```
+    /// use rewardanything_client::bias::Flips;
+    /// assert_eq!(Flips { flipped: 3, pairs: 4 }.rate(), Some(0.75));
+    /// ```
     pub fn rate(&self) -> Option<f64> {
         (self.pairs > 0).then(|| self.flipped as f64 / self.pairs as f64)
     }
@@ -244,6 +249,12 @@ pub struct PositionTable {
 impl PositionTable {
     /// Adds one judgment: `positions[i]` is where response `i` was shown, `scores[i]` its
     /// score. Extra entries of the longer slice are ignored.
+    ///
+    /// ```
+    /// let mut t = rewardanything_client::bias::PositionTable::default();
+    /// t.add(&[0, 1], &[5.0, 1.0]);
+    /// assert_eq!(t.counts, [1, 1]);
+    /// ```
     pub fn add(&mut self, positions: &[usize], scores: &[f64]) {
         for (&p, &s) in positions.iter().zip(scores) {
             if self.sums.len() <= p {
@@ -256,6 +267,12 @@ impl PositionTable {
     }
 
     /// The mean score at each position (`None` where nothing was counted).
+    ///
+    /// ```
+    /// let mut t = rewardanything_client::bias::PositionTable::default();
+    /// t.add(&[1], &[4.0]);
+    /// assert_eq!(t.means(), [None, Some(4.0)]);
+    /// ```
     pub fn means(&self) -> Vec<Option<f64>> {
         self.sums
             .iter()

@@ -23,6 +23,10 @@ use crate::error::JudgeError;
 use crate::render::{JudgeRequest, Masking, permutation, positions};
 
 /// The largest number of permutations an ensemble accepts.
+///
+/// ```
+/// assert_eq!(rewardanything_client::ensemble::MAX_PERMUTATIONS, 1024);
+/// ```
 pub const MAX_PERMUTATIONS: usize = 1024;
 
 /// Why an ensemble gave no result.
