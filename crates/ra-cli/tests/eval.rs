@@ -477,3 +477,39 @@ fn a_killed_eval_resumes_to_the_same_figures() {
         assert_eq!(summary(&out)[key], summary(&fresh)[key], "{key}");
     }
 }
+
+#[test]
+fn endpoints_file_and_config_flags_work_as_for_ra_score() {
+    let mock = Mock::start(MockServer::builder());
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_json(dir.path(), "rm.json", &rm_bench_items(""));
+    let endpoints = dir.path().join("endpoints.json");
+    let file = json!({"endpoints": [mock.url()], "model": ra_mock::DEFAULT_MODEL, "pid": 1, "started": "now"});
+    std::fs::write(&endpoints, file.to_string()).unwrap();
+    let out = dir.path().join("out");
+    let run = ra(
+        &[
+            "eval",
+            "--endpoints-file",
+            s(&endpoints),
+            "--format",
+            "rm-bench",
+            "--input",
+            &input,
+            "--output",
+            s(&out),
+            "--mode",
+            "listwise",
+            "--concurrency",
+            "2",
+            "--timeout",
+            "30",
+            "--quiet",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "--quiet prints no table");
+    assert_rm_bench(&summary(&out)["rm_bench"], &expected_rm_bench());
+    assert_eq!(mock.chat_requests(), 5);
+}

@@ -19,6 +19,7 @@ mod units;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -102,6 +103,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let units = write_units(&items, &args, k, &units_path)?;
     let connection = args.client.connect().await?;
+    // Replicas that ra-serve restarts are followed while the run lasts.
+    let follower = connection.endpoints_file.clone().map(|path| {
+        crate::endpoints_file::follow(path, connection.client.clone(), Duration::from_secs(1))
+    });
     let outcome = judge::judge_units(
         &units_path,
         units.len(),
@@ -111,6 +116,9 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         args.quiet,
     )
     .await?;
+    if let Some(f) = follower {
+        f.abort();
+    }
     if outcome.interrupted {
         eprintln!("ra eval: interrupted; run the same command with --resume to finish");
         return Ok(ExitCode::from(exit::CANNOT_PROCEED));
