@@ -5,43 +5,11 @@
 use std::fmt;
 
 use indexmap::IndexMap;
-use rewardanything_client::JudgeRequest;
 use rewardanything_client::render::deserialize_unique_names;
-use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
-use serde_json::Value;
 
-/// One request as `ra` reads it.
-#[derive(Deserialize)]
-pub struct RequestInput {
-    /// The caller's id, echoed in `ra score`'s output.
-    #[serde(default)]
-    pub id: Value,
-    pub principle: String,
-    pub prompt: String,
-    #[serde(deserialize_with = "unique_responses")]
-    pub responses: IndexMap<String, String>,
-    /// Masking is on unless the line says otherwise (as in the reference).
-    #[serde(default)]
-    pub mask_responses: Option<bool>,
-}
-
-impl RequestInput {
-    /// The client's request (the id is not part of it).
-    pub fn into_request(self) -> JudgeRequest {
-        let mut request = JudgeRequest::new(self.principle, self.prompt)
-            .mask_responses(self.mask_responses.unwrap_or(true));
-        request.responses = self.responses;
-        request
-    }
-}
-
-/// `responses` with every name once (the client's own rule for a request's names).
-pub fn unique_responses<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<IndexMap<String, String>, D::Error> {
-    deserialize_unique_names(d)
-}
+/// One request as `ra` reads it (the same as `ra score`'s input lines).
+pub use ra_batch::RequestInput;
 
 /// `masked2real` with every masked name once (`null` allowed).
 pub fn unique_masked_names<'de, D: Deserializer<'de>>(
@@ -80,9 +48,7 @@ mod tests {
     fn a_repeated_response_name_is_refused_by_name() {
         let line =
             r#"{"principle": "p", "prompt": "q", "responses": {"a": "1", "b": "2", "a": "3"}}"#;
-        let err = serde_json::from_str::<RequestInput>(line)
-            .err()
-            .expect("refused");
+        let err = serde_json::from_str::<RequestInput>(line).expect_err("refused");
         assert!(err.to_string().contains("duplicate name \"a\""), "{err}");
         let ok = r#"{"principle": "p", "prompt": "q", "responses": {"a": "1", "b": "2"}, "mask_responses": false}"#;
         let request = serde_json::from_str::<RequestInput>(ok)

@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::config::GatewayConfig;
@@ -28,8 +30,8 @@ pub fn budget(config: &GatewayConfig) -> Arc<Semaphore> {
     Arc::new(Semaphore::new(permits))
 }
 
-/// Reserves the request's size until it is answered; 503 `overloaded` when it does not
-/// fit. A declared size over the body limit is answered 413 at once, before any of the
+/// Reserves the request's size until it is answered (for a streamed answer, until its
+/// last byte is sent or the peer goes away); 503 `overloaded` when it does not fit. A declared size over the body limit is answered 413 at once, before any of the
 /// body is read.
 pub async fn reserve(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let limit = state.config.max_body_bytes;
@@ -44,9 +46,19 @@ pub async fn reserve(State(state): State<Arc<AppState>>, req: Request, next: Nex
         // Chunked: it may grow up to the limit.
         None => limit,
     };
-    let _permit = match Arc::clone(&state.budget).try_acquire_many_owned(units(bytes)) {
+    let permit = match Arc::clone(&state.budget).try_acquire_many_owned(units(bytes)) {
         Ok(permit) => permit,
         Err(_) => return ApiError::Overloaded.into_response(),
     };
-    next.run(req).await
+    let response = next.run(req).await;
+    if response.body().size_hint().exact().is_some() {
+        return response;
+    }
+    // A streamed answer still holds what was parsed from the request while it is produced.
+    response.map(|body| {
+        Body::from_stream(body.into_data_stream().map(move |chunk| {
+            let _held = &permit;
+            chunk
+        }))
+    })
 }

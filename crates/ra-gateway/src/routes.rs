@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -17,7 +18,7 @@ use crate::config::GatewayConfig;
 use crate::error::ApiError;
 use crate::health::HealthCache;
 use crate::metrics::Metrics;
-use crate::wire::JudgeResult;
+use crate::wire::{self, JudgeResult};
 use crate::{admit, auth, body};
 
 /// The routes, as their metrics label them (anything else is `other`: labels stay few).
@@ -132,17 +133,20 @@ async fn judge_one(
 }
 
 /// Every item in flight up to the client's limit, results in input order; a failed
-/// item is an error object in its place.
+/// item is an error object in its place. The answer is streamed as the results come, in
+/// order: memory holds the window of finished results, not the whole batch, and the
+/// first bytes reach the caller while the last judgments still run. Everything that can
+/// refuse the batch (body, fields, limits) is checked before the 200 is sent.
 async fn judge_batch(
     State(state): State<Arc<AppState>>,
     req: Request,
-) -> Result<Json<Vec<JudgeResult>>, ApiError> {
+) -> Result<Response, ApiError> {
     let body = body::read(req, &state.config).await?;
     let requests = body::batch(&body, &state.config)?;
     drop(body);
     let window = state.config.batch_window;
     let results = futures::stream::iter(requests)
-        .map(|request| {
+        .map(move |request| {
             let state = Arc::clone(&state);
             async move {
                 let result = state.client.judge_detailed(&request).await;
@@ -153,10 +157,13 @@ async fn judge_batch(
                 }
             }
         })
-        .buffered(window)
-        .collect::<Vec<_>>()
-        .await;
-    Ok(Json(results))
+        .buffered(window);
+    let body = wire::json_array(results.ready_chunks(64));
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body.map(Ok::<_, std::convert::Infallible>)),
+    )
+        .into_response())
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {

@@ -1,5 +1,7 @@
 //! The reference server's answer shapes, byte for byte where the Python client reads them.
 
+use axum::body::Bytes;
+use futures::{Stream, StreamExt};
 use indexmap::IndexMap;
 use rewardanything_client::{JudgeError, Judgment};
 use serde::{Serialize, Serializer};
@@ -51,6 +53,31 @@ impl From<&JudgeError> for JudgeResult {
     }
 }
 
+/// A JSON array written as its items come: `[`, the items of each chunk separated by
+/// commas, `]`. One output chunk per input chunk, so that items ready together go out in
+/// one write.
+pub fn json_array<T: Serialize>(chunks: impl Stream<Item = Vec<T>>) -> impl Stream<Item = Bytes> {
+    let mut first = true;
+    let items = chunks.map(move |chunk| {
+        let mut out = Vec::with_capacity(chunk.len() * 2048);
+        for item in &chunk {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            // Strings, numbers and maps of them always serialize; should one ever fail,
+            // its place holds `null` rather than shifting every later result.
+            if let Err(e) = serde_json::to_writer(&mut out, item) {
+                tracing::error!("a batch result did not serialize: {e}");
+                out.extend_from_slice(b"null");
+            }
+        }
+        Bytes::from(out)
+    });
+    futures::stream::once(async { Bytes::from_static(b"[") })
+        .chain(items)
+        .chain(futures::stream::once(async { Bytes::from_static(b"]") }))
+}
+
 /// Whole scores as integers (`5`, as Python's json writes the model's `5`), others as
 /// floats.
 fn python_numbers<S: Serializer>(scores: &IndexMap<String, f64>, s: S) -> Result<S::Ok, S::Error> {
@@ -83,6 +110,23 @@ mod tests {
         assert_eq!(
             text,
             r#"{"thoughts":"","results":{"scores":{"b":4.5,"a":5,"c":1},"best-to-worst":["a","b","c"]}}"#
+        );
+    }
+
+    fn collect(chunks: Vec<Vec<u32>>) -> String {
+        let bytes = futures::executor::block_on(
+            json_array(futures::stream::iter(chunks)).collect::<Vec<_>>(),
+        );
+        String::from_utf8(bytes.concat()).unwrap()
+    }
+
+    #[test]
+    fn a_streamed_array_is_valid_json_whatever_the_chunks() {
+        assert_eq!(collect(vec![]), "[]");
+        assert_eq!(collect(vec![vec![1]]), "[1]");
+        assert_eq!(
+            collect(vec![vec![1, 2], vec![3], vec![4, 5]]),
+            "[1,2,3,4,5]"
         );
     }
 

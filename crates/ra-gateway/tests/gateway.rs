@@ -573,6 +573,39 @@ async fn requests_over_the_byte_budget_get_503_overloaded() {
 }
 
 #[tokio::test]
+async fn a_streamed_batch_holds_its_budget_until_its_answer_is_sent() {
+    let mock = MockServer::builder()
+        .latency(Latency::from_millis(400))
+        .start()
+        .await
+        .unwrap();
+    let config = GatewayConfig::default()
+        .max_body_bytes(8 * 1024)
+        .max_buffered_bytes(8 * 1024);
+    let gw = Gateway::start(&mock, config).await;
+    let mut big = numbered(1, "");
+    big["principle"] = "p".repeat(5 * 1024).into();
+    let mut slow = numbered(2, "");
+    slow["prompt"] = format!("{} [[latency-ms:3000]]", slow["prompt"].as_str().unwrap()).into();
+    // 5 KiB of principle in the batch: it reserves more than half the budget.
+    let batch = json!([big.clone(), slow.clone()]);
+    let call = {
+        let url = gw.at("/api/rewardanything_batch");
+        tokio::spawn(async move { post(&url, &batch).await })
+    };
+    wait_for_engine(&mock).await;
+    // The batch's answer is not complete: its reservation still stands.
+    let url = gw.at("/api/rewardanything");
+    assert_eq!(post(&url, &big).await.0, 503);
+    let (status, body) = call.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_result(&big, &body[0], "batch item 0");
+    assert_result(&slow, &body[1], "batch item 1");
+    // Sent in full: released.
+    assert_eq!(post(&url, &big).await.0, 200);
+}
+
+#[tokio::test]
 async fn a_body_that_does_not_arrive_gets_408_and_frees_its_budget() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mock = mock().await;

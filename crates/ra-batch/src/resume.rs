@@ -1,13 +1,15 @@
-//! `--resume`: which lines of an existing output are kept.
+//! Resuming: which lines of an existing output are kept.
 
-use anyhow::Context;
+use std::path::{Path, PathBuf};
+
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::error::BatchError;
 use crate::lines::{Body, LineReader};
 
 /// What a previous run left.
-pub struct ResumeState {
+pub(crate) struct ResumeState {
     /// Valid lines at the start of the output (indices 0..kept).
     pub kept: usize,
     /// Their length in bytes; anything after is cut.
@@ -23,7 +25,7 @@ struct Head {
 }
 
 /// One kept line, read again while the input is read.
-pub struct StoredLine {
+pub(crate) struct StoredLine {
     pub input_hash: String,
     pub failed: bool,
     pub raw: String,
@@ -45,15 +47,19 @@ impl ResumeState {
     /// Reads the output: its newline-ended lines that are result objects numbered 0, 1,
     /// 2, … are kept; the first line that is not (a partial last line, garbage, a line
     /// over `max_line` bytes, which is never held) and everything after it is dropped.
-    pub async fn scan(path: &str, max_line: usize) -> anyhow::Result<Self> {
+    pub async fn scan(path: &Path, max_line: usize) -> Result<Self, BatchError> {
         let file = match tokio::fs::File::open(path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::fresh()),
-            Err(e) => return Err(e).with_context(|| format!("cannot read --output {path}")),
+            Err(e) => return Err(BatchError::io("cannot read the output", path)(e)),
         };
         let mut lines = LineReader::new(BufReader::with_capacity(1 << 16, file), max_line);
         let mut state = Self::fresh();
-        while let Some(line) = lines.next_line().await? {
+        while let Some(line) = lines
+            .next_line()
+            .await
+            .map_err(BatchError::io("cannot read the output", path))?
+        {
             let Body::Bytes(bytes) = &line.body else {
                 break;
             };
@@ -72,23 +78,25 @@ impl ResumeState {
     }
 
     /// A reader of the kept lines, in order (none when nothing is kept).
-    pub async fn stored_reader(&self, path: &str) -> anyhow::Result<Option<StoredReader>> {
+    pub async fn stored_reader(&self, path: &Path) -> Result<Option<StoredReader>, BatchError> {
         if self.kept == 0 {
             return Ok(None);
         }
         let file = tokio::fs::File::open(path)
             .await
-            .with_context(|| format!("cannot read --output {path}"))?;
+            .map_err(BatchError::io("cannot read the output", path))?;
         Ok(Some(StoredReader {
             reader: BufReader::with_capacity(1 << 16, file),
             read: 0,
+            path: path.to_path_buf(),
         }))
     }
 }
 
-pub struct StoredReader {
+pub(crate) struct StoredReader {
     reader: BufReader<tokio::fs::File>,
     read: usize,
+    path: PathBuf,
 }
 
 impl StoredReader {
@@ -96,17 +104,20 @@ impl StoredReader {
         self.read
     }
 
-    pub async fn next(&mut self) -> anyhow::Result<StoredLine> {
+    pub async fn next(&mut self) -> Result<StoredLine, BatchError> {
         let mut raw = String::new();
         self.reader
             .read_line(&mut raw)
             .await
-            .context("re-reading --output")?;
+            .map_err(BatchError::io("cannot read the output again", &self.path))?;
         if raw.ends_with('\n') {
             raw.pop();
         }
-        let head: Head = serde_json::from_str(&raw)
-            .with_context(|| format!("--output line {} changed while running", self.read))?;
+        let head: Head =
+            serde_json::from_str(&raw).map_err(|source| BatchError::OutputChanged {
+                line: self.read,
+                source,
+            })?;
         self.read += 1;
         Ok(StoredLine {
             input_hash: head.input_hash,

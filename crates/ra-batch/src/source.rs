@@ -4,24 +4,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::Context;
 use rewardanything_client::{Client, JudgeErrorKind, JudgeRequest};
 use serde_json::Value;
 use tokio::io::AsyncBufRead;
 
-use super::output::ResultLine;
-use super::resume::{StoredLine, StoredReader};
-use crate::input::RequestInput;
+use crate::error::BatchError;
 use crate::lines::{Body, LineReader, RawLine};
+use crate::output::ResultLine;
+use crate::request::RequestInput;
+use crate::resume::{StoredLine, StoredReader};
 
 /// The hash stored in the output to detect a changed input on resume (XXH3-64 of the
 /// raw line, hex).
-pub fn input_hash(line: &RawLine) -> String {
+pub(crate) fn input_hash(line: &RawLine) -> String {
     format!("{:016x}", line.hash())
 }
 
 /// What to do with one input line.
-pub enum Job {
+pub(crate) enum Job {
     /// Already decided (a bad line, or a kept line re-emitted by --retry-failed).
     Ready(ResultLine),
     /// A kept line whose stored result is an error (counted for the exit status).
@@ -31,7 +31,7 @@ pub enum Job {
 }
 
 /// A request waiting to be judged, with what its result line needs.
-pub struct Pending {
+pub(crate) struct Pending {
     index: usize,
     id: Value,
     hash: String,
@@ -95,7 +95,7 @@ fn decode_job(line: &RawLine) -> Job {
 
 /// Reads the input and yields one job per line to judge or re-emit. Kept lines (those
 /// a resumed output already holds) are checked against the stored hashes and skipped.
-pub struct JobSource<R> {
+pub(crate) struct JobSource<R> {
     pub reader: LineReader<R>,
     pub stored: Option<StoredReader>,
     /// Lines kept from the previous run (indices `0..kept`).
@@ -107,19 +107,15 @@ pub struct JobSource<R> {
 }
 
 impl<R: AsyncBufRead + Unpin> JobSource<R> {
-    pub async fn next_job(&mut self) -> anyhow::Result<Option<Job>> {
+    pub async fn next_job(&mut self) -> Result<Option<Job>, BatchError> {
         loop {
-            let Some(line) = self.reader.next_line().await.context("reading --input")? else {
+            let Some(line) = self.reader.next_line().await.map_err(BatchError::Input)? else {
                 if self
                     .stored
                     .as_ref()
                     .is_some_and(|s| s.next_index() < self.kept)
                 {
-                    anyhow::bail!(
-                        "the input has fewer lines than the {} already in the output: it \
-                         changed; use a new --output or drop --resume",
-                        self.kept
-                    );
+                    return Err(BatchError::InputShorter { kept: self.kept });
                 }
                 self.exhausted.store(true, Ordering::Relaxed);
                 return Ok(None);
@@ -135,24 +131,24 @@ impl<R: AsyncBufRead + Unpin> JobSource<R> {
 
     /// A line the output already holds: refused if it changed, else skipped, counted, or
     /// under --retry-failed re-emitted (success) or judged again (failure).
-    async fn kept_line(&mut self, line: &RawLine) -> anyhow::Result<Option<Job>> {
-        let previous: StoredLine = match self.stored.as_mut() {
-            Some(s) => s.next().await?,
-            None => anyhow::bail!("internal: no stored line for index {}", line.index),
+    async fn kept_line(&mut self, line: &RawLine) -> Result<Option<Job>, BatchError> {
+        // `kept > 0` always comes with a stored reader (see `ResumeState::stored_reader`).
+        let Some(stored) = self.stored.as_mut() else {
+            return Ok(Some(decode_job(line)));
         };
+        let previous: StoredLine = stored.next().await?;
         let hash = input_hash(line);
         if previous.input_hash != hash {
-            anyhow::bail!(
-                "input line {} changed since the output was written (hash {hash} ≠ {}); \
-                 refusing to mix results: use a new --output or drop --resume",
-                line.index + 1,
-                previous.input_hash
-            );
+            return Err(BatchError::InputChanged {
+                line: line.index + 1,
+                hash,
+                stored: previous.input_hash,
+            });
         }
         Ok(match (self.retry_failed, previous.failed) {
             (false, true) => Some(Job::KeptFailed),
             (false, false) => None,
-            (true, false) => Some(Job::Ready(ResultLine::verbatim(previous.raw))),
+            (true, false) => Some(Job::Ready(ResultLine::verbatim(line.index, previous.raw))),
             (true, true) => Some(decode_job(line)),
         })
     }

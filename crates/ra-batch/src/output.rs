@@ -2,19 +2,21 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use indexmap::IndexMap;
 use rewardanything_client::{JudgeError, Judged, Usage};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::resume::ResumeState;
+use crate::error::BatchError;
+use crate::resume::ResumeState;
 
 /// One output line, serialized, with what the summary needs.
-pub struct ResultLine {
+pub(crate) struct ResultLine {
+    /// Its input line (0-based).
+    pub index: usize,
     /// The JSON object and its newline.
     pub json: String,
     /// `None` when judged; else the error kind.
@@ -95,6 +97,7 @@ impl ResultLine {
         }
         .to_json();
         ResultLine {
+            index,
             json,
             error_kind: Some(kind.to_string()),
             usage: None,
@@ -127,6 +130,7 @@ impl ResultLine {
                 }
                 .to_json();
                 ResultLine {
+                    index,
                     json,
                     error_kind: None,
                     usage: judged.usage,
@@ -146,9 +150,10 @@ impl ResultLine {
     }
 
     /// A line kept from a previous run (without its newline), written again as it was.
-    pub fn verbatim(mut json: String) -> Self {
+    pub fn verbatim(index: usize, mut json: String) -> Self {
         json.push('\n');
         ResultLine {
+            index,
             json,
             error_kind: None,
             usage: None,
@@ -160,7 +165,7 @@ impl ResultLine {
 /// Where result lines are written: stdout, the output file (appending after a resumed
 /// prefix), or a temporary file that replaces the output at the end (--retry-failed,
 /// which rewrites lines in the middle).
-pub struct OutputSink {
+pub(crate) struct OutputSink {
     writer: Option<BufWriter<Box<dyn Write + Send>>>,
     /// Resume-append mode: the file is opened, and its partial last line cut, only at the
     /// first write (or at a complete finish), so a run refused for a changed input leaves
@@ -176,7 +181,12 @@ fn buffered(file: Box<dyn Write + Send>) -> BufWriter<Box<dyn Write + Send>> {
 }
 
 impl OutputSink {
-    pub fn open(path: &str, resume: &ResumeState, retry_failed: bool) -> anyhow::Result<Self> {
+    /// `None` is stdout.
+    pub fn open(
+        path: Option<&Path>,
+        resume: &ResumeState,
+        retry_failed: bool,
+    ) -> Result<Self, BatchError> {
         let mut sink = OutputSink {
             writer: None,
             deferred_append: None,
@@ -184,15 +194,16 @@ impl OutputSink {
             written: resume.kept_in_place(retry_failed),
             replacement: None,
         };
-        if path == "-" {
+        let Some(path) = path else {
             sink.writer = Some(buffered(Box::new(std::io::stdout())));
-        } else if resume.kept > 0 && retry_failed {
-            let target = PathBuf::from(path);
+            return Ok(sink);
+        };
+        if resume.kept > 0 && retry_failed {
+            let target = path.to_path_buf();
             let mut temp = target.clone().into_os_string();
             temp.push(".ra-tmp");
             let temp = PathBuf::from(temp);
-            let file =
-                File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
+            let file = File::create(&temp).map_err(BatchError::io("cannot create", &temp))?;
             sink.replacement = Some((temp, target, resume.kept));
             sink.writer = Some(buffered(Box::new(file)));
         } else if resume.kept > 0 {
@@ -200,36 +211,40 @@ impl OutputSink {
             OpenOptions::new()
                 .write(true)
                 .open(path)
-                .with_context(|| format!("cannot open --output {path}"))?;
-            sink.deferred_append = Some((PathBuf::from(path), resume.valid_bytes));
+                .map_err(BatchError::io("cannot open the output", path))?;
+            sink.deferred_append = Some((path.to_path_buf(), resume.valid_bytes));
         } else {
             let file =
-                File::create(path).with_context(|| format!("cannot create --output {path}"))?;
+                File::create(path).map_err(BatchError::io("cannot create the output", path))?;
             sink.writer = Some(buffered(Box::new(file)));
         }
         Ok(sink)
     }
 
-    fn writer(&mut self) -> anyhow::Result<&mut BufWriter<Box<dyn Write + Send>>> {
+    fn writer(&mut self) -> Result<&mut BufWriter<Box<dyn Write + Send>>, BatchError> {
         if let Some((path, valid_bytes)) = self.deferred_append.take() {
             let mut file = OpenOptions::new()
                 .write(true)
                 .open(&path)
-                .with_context(|| format!("cannot open --output {}", path.display()))?;
+                .map_err(BatchError::io("cannot open the output", &path))?;
             // Drop a partial last line (a run killed mid-write), then append.
             file.set_len(valid_bytes)
-                .with_context(|| format!("cannot truncate --output {}", path.display()))?;
-            std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
+                .map_err(BatchError::io("cannot truncate the output", &path))?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))
+                .map_err(BatchError::io("cannot seek in the output", &path))?;
             self.writer = Some(buffered(Box::new(file)));
         }
-        self.writer
-            .as_mut()
-            .context("internal: the output sink has no writer")
+        // Every constructor sets a writer or a deferred append, which sets one above.
+        Ok(self
+            .writer
+            .get_or_insert_with(|| buffered(Box::new(std::io::sink()))))
     }
 
-    pub fn write(&mut self, line: &ResultLine) -> anyhow::Result<()> {
+    pub fn write(&mut self, line: &ResultLine) -> Result<(), BatchError> {
         let writer = self.writer()?;
-        writer.write_all(line.json.as_bytes())?;
+        writer
+            .write_all(line.json.as_bytes())
+            .map_err(BatchError::Write)?;
         self.dirty = true;
         self.written += 1;
         Ok(())
@@ -239,9 +254,9 @@ impl OutputSink {
         self.dirty
     }
 
-    pub fn flush(&mut self) -> anyhow::Result<()> {
+    pub fn flush(&mut self) -> Result<(), BatchError> {
         if let Some(writer) = self.writer.as_mut() {
-            writer.flush().context("writing --output")?;
+            writer.flush().map_err(BatchError::Write)?;
         }
         self.dirty = false;
         Ok(())
@@ -250,7 +265,7 @@ impl OutputSink {
     /// Flushes; a complete run also cuts a resumed output's partial last line. A
     /// replacement file takes the output's place when it is complete or holds at least
     /// as many lines as the output had.
-    pub fn finish(mut self, complete: bool) -> anyhow::Result<()> {
+    pub fn finish(mut self, complete: bool) -> Result<(), BatchError> {
         if complete {
             self.writer()?;
         }
@@ -258,9 +273,9 @@ impl OutputSink {
         if let Some((temp, target, kept)) = self.replacement.take() {
             if complete || self.written >= kept {
                 std::fs::rename(&temp, &target)
-                    .with_context(|| format!("cannot replace {}", target.display()))?;
+                    .map_err(BatchError::io("cannot replace", &target))?;
             } else {
-                std::fs::remove_file(&temp)?;
+                std::fs::remove_file(&temp).map_err(BatchError::io("cannot remove", &temp))?;
             }
         }
         Ok(())
@@ -268,10 +283,10 @@ impl OutputSink {
 
     /// After a fatal error: keeps what was written, drops a replacement file and leaves
     /// an output not yet written to as it was.
-    pub fn abandon(mut self) -> anyhow::Result<()> {
+    pub fn abandon(mut self) -> Result<(), BatchError> {
         self.flush()?;
         if let Some((temp, _, _)) = self.replacement.take() {
-            std::fs::remove_file(&temp)?;
+            std::fs::remove_file(&temp).map_err(BatchError::io("cannot remove", &temp))?;
         }
         Ok(())
     }

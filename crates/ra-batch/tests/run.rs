@@ -1,0 +1,189 @@
+//! A batch run through the library's API against the in-process mock: ordered lines,
+//! a bad line in place, resume after a cut output (kept lines not judged again), the
+//! refusal of a changed input, and a stop.
+
+use std::path::Path;
+
+use ra_batch::{Batch, BatchError, Stop};
+use ra_mock::{MockHandle, MockServer, expected_score};
+use serde_json::{Value, json};
+
+fn client(mock: &MockHandle) -> rewardanything_client::Client {
+    rewardanything_client::Client::builder()
+        .endpoint(mock.base_url())
+        .model(ra_mock::DEFAULT_MODEL)
+        .max_in_flight(8)
+        .build()
+        .expect("client")
+}
+
+/// Line `i`: two responses the mock scores `i % 5 + 1` and 3.
+fn request(i: usize) -> Value {
+    json!({
+        "id": format!("q{i}"),
+        "principle": "Prefer the best answer.",
+        "prompt": format!("question {i}"),
+        "responses": {"zulu": format!("z{i} score={}", i % 5 + 1), "alpha": format!("a{i} score=3")},
+    })
+}
+
+/// 20 requests with a non-JSON line at index 5.
+fn write_input(path: &Path) {
+    let mut text = String::new();
+    for i in 0..20 {
+        if i == 5 {
+            text.push_str("not json\n");
+        } else {
+            text.push_str(&format!("{}\n", request(i)));
+        }
+    }
+    std::fs::write(path, text).expect("write input");
+}
+
+async fn input(path: &Path) -> tokio::io::BufReader<tokio::fs::File> {
+    tokio::io::BufReader::new(tokio::fs::File::open(path).await.expect("open input"))
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("read output")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn check(lines: &[Value]) {
+    assert_eq!(lines.len(), 20);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["index"], i, "{line}");
+        if i == 5 {
+            assert_eq!(line["error"]["kind"], "bad_input", "{line}");
+            continue;
+        }
+        assert_eq!(line["id"], format!("q{i}"));
+        let z = expected_score(&format!("z{i} score={}", i % 5 + 1));
+        assert_eq!(
+            line["scores"]["zulu"].as_f64(),
+            Some(f64::from(z)),
+            "{line}"
+        );
+        assert!(line["error"].is_null(), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn a_run_writes_every_line_in_order_and_a_resume_judges_only_the_rest() {
+    let mock = MockServer::builder().start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (inp, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    write_input(&inp);
+    let mut seen = Vec::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let summary = Batch::to_file(&out)
+        .window(4)
+        .on_line(Box::new(move |d: &ra_batch::LineDone<'_>| {
+            let _ = tx.send(d.index);
+        }))
+        .prepare()
+        .await
+        .expect("prepare")
+        .run(input(&inp).await, client(&mock))
+        .await
+        .expect("run");
+    seen.extend(rx.try_iter());
+    assert_eq!(
+        seen,
+        (0..20).collect::<Vec<_>>(),
+        "the hook sees every line in order"
+    );
+    assert_eq!((summary.judged, summary.failed_total()), (19, 1));
+    assert_eq!(summary.failed.get("bad_input"), Some(&1));
+    assert!(!summary.interrupted);
+    assert_eq!(mock.stats().chat_requests, 19);
+    let first = read_lines(&out);
+    check(&first);
+
+    // Cut after 7 whole lines and half of the 8th, as a killed run leaves it.
+    let text = std::fs::read_to_string(&out).expect("read");
+    let cut: usize = text
+        .split_inclusive('\n')
+        .take(7)
+        .map(str::len)
+        .sum::<usize>()
+        + 10;
+    std::fs::write(&out, &text[..cut]).expect("cut");
+    let prepared = Batch::to_file(&out)
+        .resume(true)
+        .prepare()
+        .await
+        .expect("prepare");
+    assert_eq!(prepared.kept(), 7);
+    let summary = prepared
+        .run(input(&inp).await, client(&mock))
+        .await
+        .expect("resumed run");
+    assert_eq!((summary.kept, summary.judged), (7, 13));
+    assert_eq!(
+        mock.stats().chat_requests,
+        19 + 13,
+        "kept lines are not judged again"
+    );
+    let resumed = read_lines(&out);
+    check(&resumed);
+    assert_eq!(
+        resumed[..7],
+        first[..7],
+        "kept lines are kept byte for byte"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_input_is_refused_and_a_stop_leaves_a_resumable_prefix() {
+    let mock = MockServer::builder().start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (inp, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    write_input(&inp);
+    let (tx, rx) = tokio::sync::watch::channel(Stop::Drain);
+    let summary = Batch::to_file(&out)
+        .stop(rx)
+        .prepare()
+        .await
+        .expect("prepare")
+        .run(input(&inp).await, client(&mock))
+        .await
+        .expect("run");
+    drop(tx);
+    assert!(summary.interrupted, "stopped before reading the input");
+    Batch::to_file(&out)
+        .prepare()
+        .await
+        .expect("prepare")
+        .run(input(&inp).await, client(&mock))
+        .await
+        .expect("full run");
+    let before = std::fs::read(&out).expect("read");
+    std::fs::write(
+        &inp,
+        std::fs::read_to_string(&inp)
+            .expect("read")
+            .replacen("question 1\"", "question one\"", 1),
+    )
+    .expect("edit input");
+    let err = Batch::to_file(&out)
+        .resume(true)
+        .prepare()
+        .await
+        .expect("prepare")
+        .run(input(&inp).await, client(&mock))
+        .await
+        .expect_err("a changed input is refused");
+    assert!(
+        matches!(err, BatchError::InputChanged { line: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&out).expect("read"),
+        before,
+        "the output is untouched"
+    );
+}

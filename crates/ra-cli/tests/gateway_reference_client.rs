@@ -1,0 +1,100 @@
+//! `ra gateway` driven by the reference package's own client, `rewardanything.Client`
+//! 1.0.1 from PyPI, unmodified: `judge`, `judge_batch` (in order, exactly attributed),
+//! `health_check`, and bearer auth. Needs `RA_TEST_PYTHON`: run
+//! `eval "$(scripts/setup-python.sh)"` first (`.ci/run` does).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{ChildGuard, Mock, dead_url, free_port, ra_command};
+
+fn python() -> PathBuf {
+    match std::env::var_os("RA_TEST_PYTHON") {
+        Some(p) if std::path::Path::new(&p).exists() => PathBuf::from(p),
+        other => panic!(
+            "RA_TEST_PYTHON is {other:?}: these tests drive the gateway with the reference \
+             package's client. Run `eval \"$(scripts/setup-python.sh)\"` in the repository \
+             root first (it installs rewardanything 1.0.1 into a venv under \
+             ~/.cache/rewardanything-rs and exports RA_TEST_PYTHON); ./.ci/run does this."
+        ),
+    }
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference_client.py")
+}
+
+/// Starts `ra gateway` on a free port in front of `upstream`; waits until it listens.
+fn gateway(upstream: &str, key: Option<&str>) -> (ChildGuard, String) {
+    let port = free_port().to_string();
+    let mut cmd = ra_command(&[
+        "gateway",
+        "--endpoint",
+        upstream,
+        "--port",
+        &port,
+        "--concurrency",
+        "64",
+        "--grace",
+        "1",
+    ]);
+    if let Some(key) = key {
+        cmd.env("RA_GATEWAY_API_KEY", key);
+    }
+    let mut child = ChildGuard::spawn(cmd, None);
+    let addr = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the gateway does not listen on {addr}"
+        );
+        assert!(
+            child.child.try_wait().expect("try_wait").is_none(),
+            "ra gateway exited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, format!("http://{addr}"))
+}
+
+fn run_script(args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg(script())
+        .args(args)
+        .output()
+        .expect("run the reference client script");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "reference client check failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout.into_owned()
+}
+
+#[test]
+fn the_reference_client_gets_correct_in_order_results() {
+    let mock = Mock::default_mock();
+    let key = "ref-client-k3y";
+    let (gw, url) = gateway(&mock.url(), Some(key));
+    let stdout = run_script(&["check", "--url", &url, "--api-key", key, "--batch", "300"]);
+    assert!(stdout.contains("judge_batch of 300 in order"), "{stdout}");
+    // 2 single judgments and the batch, each exactly once (the client does not retry).
+    assert_eq!(mock.chat_requests(), 302);
+    drop(gw);
+}
+
+#[test]
+fn the_reference_health_check_is_false_without_an_upstream() {
+    let (gw, url) = gateway(&dead_url(), None);
+    let stdout = run_script(&["check-down", "--url", &url]);
+    assert!(stdout.contains("health_check() is False"), "{stdout}");
+    drop(gw);
+}
