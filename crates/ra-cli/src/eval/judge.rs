@@ -1,33 +1,23 @@
-//! Judging the units file into `results.jsonl`, one line per unit in unit order, and
-//! reading it back.
-//!
-//! Resuming keeps the whole lines already written (a partial last line is cut) and
-//! judges the rest; `mod.rs` has checked that the units file is the same as the one
-//! those lines answer.
+//! Judging the units file into `results.jsonl` with `ra-batch` (the engine of `ra
+//! score`: one line per unit in unit order, flushed as it goes, resumable after a kill,
+//! input lines checked by hash on resume), and reading the results back.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use futures::StreamExt;
 use indexmap::IndexMap;
-use rewardanything_client::JudgeRequest;
+use ra_batch::{Batch, LineDone, Stop};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::connect::Connection;
-use crate::input::RequestInput;
 
 /// A unit's answer as stored: scores and ranking by masked name (`model-k`).
 pub type RawAnswer = (IndexMap<String, f64>, Vec<String>);
 
-/// How the judging ended.
-pub struct Outcome {
-    pub interrupted: bool,
-}
-
-/// One results line as read back.
+/// One results line as read back (ra score's line format; other fields ignored).
 #[derive(Deserialize)]
 struct StoredLine {
     index: usize,
@@ -37,30 +27,27 @@ struct StoredLine {
     ranking: Option<Vec<String>>,
 }
 
-/// Whole, valid lines at the start of `results` (its length in bytes and count).
-fn kept_prefix(path: &Path) -> anyhow::Result<(u64, usize)> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let mut reader = std::io::BufReader::new(file);
-    let (mut bytes, mut count) = (0u64, 0usize);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line)?;
-        if n == 0 || line.last() != Some(&b'\n') {
-            break;
+/// How the judging ended.
+pub struct Outcome {
+    pub interrupted: bool,
+}
+
+/// Stop levels from Ctrl-C / SIGTERM: the first drains (in-flight calls finish within
+/// `grace`), a second one or the end of the grace stops at once.
+fn watch_signals(grace: Duration) -> watch::Receiver<Stop> {
+    let (tx, rx) = watch::channel(Stop::Run);
+    tokio::spawn(async move {
+        let mut signals = crate::signals::StopSignals::new();
+        signals.next().await;
+        eprintln!("ra eval: stopping: finishing calls in flight (again to stop now)");
+        let _ = tx.send(Stop::Drain);
+        tokio::select! {
+            _ = signals.next() => {}
+            _ = tokio::time::sleep(grace) => {}
         }
-        match serde_json::from_slice::<StoredLine>(&line) {
-            Ok(s) if s.index == count => {}
-            _ => break,
-        }
-        bytes += n as u64;
-        count += 1;
-    }
-    Ok((bytes, count))
+        let _ = tx.send(Stop::Now);
+    });
+    rx
 }
 
 /// Judges every unit not yet in `results`, writing lines in unit order.
@@ -71,96 +58,44 @@ pub async fn judge_units(
     resume: bool,
     connection: &Connection,
     quiet: bool,
+    max_stored_line_bytes: usize,
 ) -> anyhow::Result<Outcome> {
-    let (keep_bytes, kept) = if resume {
-        kept_prefix(results)?
-    } else {
-        (0, 0)
-    };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(results)
-        .with_context(|| format!("cannot write {}", results.display()))?;
-    file.set_len(keep_bytes)?;
-    let mut out = std::io::BufWriter::new(file);
-    use std::io::Seek;
-    out.seek(std::io::SeekFrom::End(0))?;
-
-    let progress = progress_bar(total as u64, kept as u64, quiet);
-    // Read lazily: only the lines in flight are held.
-    let unit_lines = std::io::BufReader::new(
-        std::fs::File::open(units).with_context(|| format!("cannot read {}", units.display()))?,
-    )
-    .lines();
-    let requests = unit_lines.skip(kept).map(|l| {
-        let l = l.map_err(|e| e.to_string())?;
-        serde_json::from_str::<RequestInput>(&l)
-            .map(|r| (r.id.clone(), r.into_request()))
-            .map_err(|e| e.to_string())
-    });
-    let client = connection.client.clone();
-    let mut stream = futures::stream::iter(requests.enumerate())
-        .map(move |(i, parsed)| {
-            let client = client.clone();
-            async move {
-                match parsed {
-                    Ok((id, request)) => judged_line(kept + i, id, &client, request).await,
-                    Err(e) => {
-                        json!({"index": kept + i, "id": null, "scores": null, "ranking": null,
-                                     "error": {"kind": "bad_input", "message": e}})
-                    }
-                }
+    let stop = watch_signals(Duration::from_secs(5));
+    {
+        // Calls still waiting for a slot must not leave after a stop signal.
+        let client = connection.client.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            if stop.wait_for(|&l| l >= Stop::Drain).await.is_ok() {
+                client.close();
             }
-        })
-        .buffered(connection.concurrency.saturating_mul(2).max(1));
-    let mut signals = crate::signals::StopSignals::new();
-    let mut stop = std::pin::pin!(signals.next());
-    let mut last_flush = Instant::now();
-    loop {
-        let line = tokio::select! {
-            _ = &mut stop => {
-                out.flush()?;
-                return Ok(Outcome { interrupted: true });
-            }
-            line = stream.next() => line,
-        };
-        let Some(line) = line else { break };
-        serde_json::to_writer(&mut out, &line)?;
-        out.write_all(b"\n")?;
-        if last_flush.elapsed() >= Duration::from_millis(100) {
-            out.flush()?;
-            last_flush = Instant::now();
-        }
-        if let Some(bar) = &progress {
-            bar.inc(1);
-        }
+        });
     }
-    out.flush()?;
+    let progress = progress_bar(total as u64, quiet);
+    let mut batch = Batch::to_file(results)
+        .resume(resume)
+        .max_stored_line_bytes(max_stored_line_bytes)
+        .window(connection.concurrency.saturating_mul(4).max(64))
+        .stop(stop);
+    if let Some(bar) = progress.clone() {
+        batch = batch.on_line(Box::new(move |_: &LineDone<'_>| bar.inc(1)));
+    }
+    let prepared = batch.prepare().await?;
+    if let Some(bar) = &progress {
+        bar.set_position(prepared.already_done() as u64);
+    }
+    let input = tokio::io::BufReader::new(
+        tokio::fs::File::open(units)
+            .await
+            .with_context(|| format!("cannot read {}", units.display()))?,
+    );
+    let summary = prepared.run(input, connection.client.clone()).await?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    Ok(Outcome { interrupted: false })
-}
-
-async fn judged_line(
-    index: usize,
-    id: Value,
-    client: &rewardanything_client::Client,
-    request: JudgeRequest,
-) -> Value {
-    match client.judge_detailed(&request).await {
-        Ok(j) => json!({
-            "index": index, "id": id,
-            "scores": j.judgment.scores, "ranking": j.judgment.ranking,
-            "error": null,
-        }),
-        Err(e) => json!({
-            "index": index, "id": id, "scores": null, "ranking": null,
-            "error": {"kind": e.kind_str(), "message": e.to_string()},
-        }),
-    }
+    Ok(Outcome {
+        interrupted: summary.interrupted,
+    })
 }
 
 /// Reads results back: for each unit, its scores and ranking (by `model-k`), or `None`
@@ -184,7 +119,7 @@ pub fn read_results(path: &Path, units: usize) -> anyhow::Result<Vec<Option<RawA
     Ok(out)
 }
 
-fn progress_bar(total: u64, done: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
+fn progress_bar(total: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
     if quiet || !std::io::stderr().is_terminal() {
         return None;
     }
@@ -195,6 +130,5 @@ fn progress_bar(total: u64, done: u64, quiet: bool) -> Option<indicatif::Progres
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    bar.set_position(done);
     Some(bar)
 }

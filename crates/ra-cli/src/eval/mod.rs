@@ -94,7 +94,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let units_path = args.output.join("units.jsonl");
     let results_path = args.output.join("results.jsonl");
     // One run per output directory (a second one exits 2 naming the holder's PID).
-    let _lock = crate::lock::OutputLock::acquire(&results_path)?;
+    let _lock = lock(&results_path)?;
     if args.resume && results_path.exists() && !units_path.exists() {
         anyhow::bail!(
             "{} exists without the units.jsonl it answers; refusing to resume (use a new --output or drop --resume)",
@@ -114,6 +114,11 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         args.resume,
         &connection,
         args.quiet,
+        // A result line holds at most a response body's worth of reasoning, escaped.
+        args.client
+            .max_response_bytes
+            .saturating_mul(2)
+            .max(16 << 20),
     )
     .await?;
     if let Some(f) = follower {
@@ -199,4 +204,23 @@ fn write_units(
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Takes the run's lock (`results.jsonl.lock`, holding the PID), or fails at once
+/// naming the holder.
+fn lock(results: &Path) -> anyhow::Result<ra_batch::FileLock> {
+    let path = ra_batch::lock::lock_path(results);
+    match ra_batch::FileLock::acquire(&path) {
+        Ok(lock) => Ok(lock),
+        Err(ra_batch::LockError::Held { path, pid }) => {
+            let holder = pid.map_or("PID not yet written".to_string(), |p| format!("PID {p}"));
+            anyhow::bail!(
+                "--output {} is being written by another ra eval ({holder}, lock file {}); \
+                 wait for it to finish or choose another --output",
+                results.parent().unwrap_or(results).display(),
+                path.display()
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
 }
