@@ -513,3 +513,59 @@ fn endpoints_file_and_config_flags_work_as_for_ra_score() {
     assert_rm_bench(&summary(&out)["rm_bench"], &expected_rm_bench());
     assert_eq!(mock.chat_requests(), 5);
 }
+
+#[test]
+fn ra_score_permutations_writes_the_ensemble_and_resumes_only_with_the_same_k() {
+    let biased = Mock::start(MockServer::builder().position_bias(1));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let lines: String = (0..6)
+        .map(|i| {
+            let l = json!({"id": i, "principle": "p", "prompt": format!("q{i}"),
+                           "responses": {"a": format!("a{i} score=3"), "b": format!("b{i} score=2")}});
+            format!("{l}\n")
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let url = biased.url();
+    let args = [
+        "score",
+        "--endpoint",
+        &url,
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+        "--permutations",
+        "3",
+    ];
+    let run = ra(&args, b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 6);
+    for line in &got {
+        // a shown first: 4 vs 2; b shown first: 3 vs 3 → means 3.5 and 2.5, the truth + 0.5
+        assert_eq!(line["scores"], json!({"a": 3.5, "b": 2.5}), "{line}");
+        assert_eq!(line["ranking"], json!(["a", "b"]));
+        assert_eq!(line["permutations"]["orders"], 2);
+        assert_eq!(line["permutations"]["flip_rate"], 1.0);
+    }
+    assert_eq!(biased.chat_requests(), 12);
+    // The same K resumes (nothing left to judge); another K is refused.
+    let mut again = args.to_vec();
+    again.push("--resume");
+    let run = ra(&again, b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(biased.chat_requests(), 12);
+    let k_at = again.len() - 2;
+    again[k_at] = "2";
+    let run = ra(&again, b"");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("changed"), "{}", run.stderr);
+    assert_eq!(biased.chat_requests(), 12);
+}
