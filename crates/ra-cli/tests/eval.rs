@@ -432,8 +432,32 @@ fn a_killed_eval_resumes_to_the_same_figures() {
     child.signal(libc::SIGKILL);
     let killed = child.finish(Duration::from_secs(10));
     assert_eq!(killed.code, -libc::SIGKILL, "{}", killed.stderr);
+    let after_kill = complete_lines(&results);
+    assert!(
+        after_kill < total,
+        "killed before the end ({after_kill} lines)"
+    );
+
+    // Resumed, then stopped by SIGTERM: calls in flight finish, the run says how to go
+    // on, exits 2 and leaves whole lines only.
+    let child = spawn_ra(&args);
+    assert!(
+        wait_until(Duration::from_secs(30), || complete_lines(&results)
+            >= after_kill + 20),
+        "the resumed run goes on"
+    );
+    child.signal(libc::SIGTERM);
+    let stopped = child.finish(Duration::from_secs(20));
+    assert_eq!(stopped.code, 2, "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("--resume"), "{}", stopped.stderr);
+    let text = std::fs::read_to_string(&results).unwrap();
+    assert!(text.ends_with('\n'), "whole lines only after a SIGTERM");
     let kept = complete_lines(&results);
-    assert!(kept < total, "killed before the end ({kept} lines)");
+    assert!(kept < total, "stopped before the end ({kept} lines)");
+    assert!(
+        !out.join("summary.json").exists(),
+        "no figures from a partial run"
+    );
     let sent_before = mock.chat_requests();
 
     let run = ra(&args, b"");
@@ -448,7 +472,7 @@ fn a_killed_eval_resumes_to_the_same_figures() {
         assert_eq!(l["index"], i, "one line per unit, in order");
         assert!(l["error"].is_null(), "{l}");
     }
-    // Kept lines were not judged again (those in flight at the kill may be).
+    // Kept lines were not judged again.
     let resent = mock.chat_requests() - sent_before;
     assert!(
         resent as usize <= total - kept,

@@ -83,34 +83,50 @@ pub struct EvalArgs {
 }
 
 pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let principle = args.principle.clone();
     let items = match args.format {
         Format::RmBench => Items::RmBench(data::load_rm_bench(&args.input)?),
-        Format::Ranked => Items::Ranked(data::load_ranked(&args.input, principle.as_deref())?),
+        Format::Ranked => Items::Ranked(data::load_ranked(&args.input, args.principle.as_deref())?),
     };
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create --output {}", args.output.display()))?;
-    let k = usize::from(args.permutations);
     let units_path = args.output.join("units.jsonl");
     let results_path = args.output.join("results.jsonl");
     // One run per output directory (a second one exits 2 naming the holder's PID).
     let _lock = lock(&results_path)?;
     if args.resume && results_path.exists() && !units_path.exists() {
         anyhow::bail!(
-            "{} exists without the units.jsonl it answers; refusing to resume (use a new --output or drop --resume)",
+            "{} exists without the units.jsonl it answers; refusing to resume (use a new \
+             --output or drop --resume)",
             results_path.display()
         );
     }
-    let units = write_units(&items, &args, k, &units_path)?;
+    let units = write_units(&items, &args, &units_path)?;
+    let interrupted = judge_phase(&args, &units_path, units.len(), &results_path).await?;
+    if interrupted {
+        eprintln!("ra eval: interrupted; run the same command with --resume to finish");
+        return Ok(ExitCode::from(exit::CANNOT_PROCEED));
+    }
+    conclude(&args, &items, &units, &results_path)
+}
+
+/// Connects (nothing is judged when no endpoint serves the model) and judges the units
+/// into `results`, following the endpoints file meanwhile. Returns whether a signal
+/// interrupted it.
+async fn judge_phase(
+    args: &EvalArgs,
+    units: &Path,
+    total: usize,
+    results: &Path,
+) -> anyhow::Result<bool> {
     let connection = args.client.connect().await?;
     // Replicas that ra-serve restarts are followed while the run lasts.
     let follower = connection.endpoints_file.clone().map(|path| {
         crate::endpoints_file::follow(path, connection.client.clone(), Duration::from_secs(1))
     });
     let outcome = judge::judge_units(
-        &units_path,
-        units.len(),
-        &results_path,
+        units,
+        total,
+        results,
         args.resume,
         &connection,
         args.quiet,
@@ -120,17 +136,24 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             .saturating_mul(2)
             .max(16 << 20),
     )
-    .await?;
+    .await;
     if let Some(f) = follower {
         f.abort();
     }
-    if outcome.interrupted {
-        eprintln!("ra eval: interrupted; run the same command with --resume to finish");
-        return Ok(ExitCode::from(exit::CANNOT_PROCEED));
-    }
-    let raw = judge::read_results(&results_path, units.len())?;
-    let answers = aggregate::answers(&items, &units, &raw);
-    let figures = aggregate::figures(&items, &units, &answers, args.compare);
+    Ok(outcome?.interrupted)
+}
+
+/// Reads the results back, computes the figures, writes summary.json and report.html,
+/// prints the table, and gives the exit status.
+fn conclude(
+    args: &EvalArgs,
+    items: &Items,
+    units: &[units::Unit],
+    results: &Path,
+) -> anyhow::Result<ExitCode> {
+    let raw = judge::read_results(results, units.len())?;
+    let answers = aggregate::answers(items, units, &raw);
+    let figures = aggregate::figures(items, units, &answers, args.compare);
     let info = summary::RunInfo {
         format: match args.format {
             Format::RmBench => "rm-bench",
@@ -138,12 +161,16 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         },
         mode: matches!(args.format, Format::RmBench).then_some(args.mode),
         compare: args.compare,
-        permutations: k,
+        permutations: usize::from(args.permutations),
         orders: units.iter().map(|u| u.perm + 1).max().unwrap_or(0),
         masking: args.client.masking.to_string(),
         principle: match args.format {
-            Format::RmBench => Some(principle.unwrap_or_else(|| DEFAULT_PRINCIPLE.to_string())),
-            Format::Ranked => principle,
+            Format::RmBench => Some(
+                args.principle
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PRINCIPLE.to_string()),
+            ),
+            Format::Ranked => args.principle.clone(),
         },
         items: items.len() as u64,
         units: units.len() as u64,
@@ -164,12 +191,8 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
 /// Expands the items and writes the units file (through a temporary file, so a
 /// units.jsonl is always whole). On resume an existing units file must be identical:
 /// otherwise the stored results belong to other units.
-fn write_units(
-    items: &Items,
-    args: &EvalArgs,
-    k: usize,
-    path: &Path,
-) -> anyhow::Result<Vec<units::Unit>> {
+fn write_units(items: &Items, args: &EvalArgs, path: &Path) -> anyhow::Result<Vec<units::Unit>> {
+    let k = usize::from(args.permutations);
     let principle = args.principle.as_deref().unwrap_or(DEFAULT_PRINCIPLE);
     let tmp = path.with_extension("jsonl.tmp");
     let mut out = std::io::BufWriter::new(
