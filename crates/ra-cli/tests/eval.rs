@@ -388,6 +388,39 @@ fn bad_inputs_are_refused_with_exit_2_naming_the_item() {
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(mock.chat_requests(), 0);
+
+    // Resuming with other flags would mix answers to other calls: refused.
+    let good = write_json(dir.path(), "good.json", &rm_bench_items(""));
+    let out = dir.path().join("listwise");
+    let run = eval(
+        &mock,
+        &[
+            "--format",
+            "rm-bench",
+            "--input",
+            &good,
+            "--output",
+            s(&out),
+            "--mode",
+            "listwise",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = eval(
+        &mock,
+        &[
+            "--format",
+            "rm-bench",
+            "--input",
+            &good,
+            "--output",
+            s(&out),
+            "--resume",
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("refusing to resume"), "{}", run.stderr);
+    assert_eq!(mock.chat_requests(), 5, "nothing judged by the refused run");
 }
 
 #[test]

@@ -9,8 +9,9 @@ use rewardanything_client::render::deserialize_unique_names;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Largest input file read (it is held in memory: RM-Bench's whole set is ~30 MB).
-pub const MAX_INPUT_BYTES: u64 = 1 << 30;
+/// Largest input file read (it is held in memory, parsed: RM-Bench's whole set is a
+/// few tens of MB).
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
 /// Most responses in one ranked item (each is judged in one listwise call).
 pub const MAX_RESPONSES: usize = 64;
 

@@ -211,18 +211,36 @@ fn write_units(items: &Items, args: &EvalArgs, path: &Path) -> anyhow::Result<Ve
     )?;
     out.flush()?;
     drop(out);
-    if args.resume && path.exists() {
-        let same = std::fs::read(path).ok() == std::fs::read(&tmp).ok();
-        if !same {
-            let _ = std::fs::remove_file(&tmp);
-            anyhow::bail!(
-                "{} was made from another input or other flags; refusing to resume (use a new --output or drop --resume)",
-                path.display()
-            );
-        }
+    if args.resume && path.exists() && !same_contents(path, &tmp).unwrap_or(false) {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!(
+            "{} was made from another input or other flags; refusing to resume (use a new \
+             --output or drop --resume)",
+            path.display()
+        );
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(units)
+}
+
+/// Whether two files hold the same bytes (read in chunks: units files can be large).
+fn same_contents(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    if std::fs::metadata(a)?.len() != std::fs::metadata(b)?.len() {
+        return Ok(false);
+    }
+    let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
