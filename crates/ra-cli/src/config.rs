@@ -37,6 +37,9 @@ pub struct ReferenceConfig {
     pub num_workers: Option<usize>,
     pub request_limit: Option<u32>,
     pub request_limit_period: Option<f64>,
+    /// `ra gateway`'s default principle for `/get_reward` (not in the reference's
+    /// shape; the reference ignores it).
+    pub principle: Option<String>,
 }
 
 impl ReferenceConfig {

@@ -11,6 +11,7 @@ use ra_gateway::{
 };
 
 use crate::connect::{self, ClientArgs};
+use crate::openrlhf::RewardArgs;
 use crate::{endpoints_file, exit, validate};
 
 /// The bearer key clients must send; an environment variable so that it stays out of `ps`.
@@ -50,6 +51,8 @@ pub struct GatewayArgs {
     #[arg(long, default_value = "5", value_name = "SECS", value_parser = validate::seconds_or_zero)]
     grace: Duration,
     #[command(flatten)]
+    reward: RewardArgs,
+    #[command(flatten)]
     client: ClientArgs,
 }
 
@@ -59,6 +62,9 @@ const STARTUP_CHECK: Duration = Duration::from_secs(2);
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let api_key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty());
     let connection = args.client.build()?;
+    let reward = args
+        .reward
+        .settings(args.client.config.as_deref(), args.max_responses)?;
     // Listen first: a server may start before its engines (/health says 503 meanwhile).
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -89,7 +95,11 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
              the engines' capacity"
         );
     }
-    let config = gateway_config(&args, api_key.clone(), connection.concurrency);
+    let config = reward.apply(gateway_config(
+        &args,
+        api_key.clone(),
+        connection.concurrency,
+    ))?;
     eprintln!(
         "ra gateway: listening on http://{addr} ({})",
         if api_key.is_some() {

@@ -13,6 +13,7 @@ mod input;
 mod judge;
 mod lines;
 mod lock;
+mod openrlhf;
 mod parse;
 mod render;
 mod score;

@@ -85,6 +85,33 @@ pub fn check_retries(value: u32) -> Result<u32, String> {
     }
 }
 
+/// The longest `/get_reward` grouping window: a minute (OpenRLHF gives a reward call
+/// 180 s in all; a longer wait is surely a mistake).
+pub const MAX_GROUP_WINDOW_MS: u64 = 60_000;
+
+/// A grouping window in milliseconds, 0 (off) to [`MAX_GROUP_WINDOW_MS`].
+pub fn window_ms(text: &str) -> Result<Duration, String> {
+    let value: u64 = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not a whole number of milliseconds: {e}"))?;
+    if value > MAX_GROUP_WINDOW_MS {
+        return Err(format!(
+            "{text:?} is out of range: give milliseconds from 0 (off) to {MAX_GROUP_WINDOW_MS}"
+        ));
+    }
+    Ok(Duration::from_millis(value))
+}
+
+/// A finite number (JSON has no NaN or infinity).
+pub fn finite(text: &str) -> Result<f64, String> {
+    let value = number(text)?;
+    if !value.is_finite() {
+        return Err(format!("{text:?} is not a finite number"));
+    }
+    Ok(value)
+}
+
 fn number(text: &str) -> Result<f64, String> {
     let value: f64 = text
         .trim()
@@ -117,5 +144,14 @@ mod tests {
         assert!(at_least_one::<u32>("0").is_err());
         assert!(at_least_one::<u32>("-3").is_err());
         assert_eq!(at_least_one::<usize>("16"), Ok(16));
+        for bad in ["-1", "60001", "1.5", "nan", ""] {
+            assert!(window_ms(bad).is_err(), "{bad}");
+        }
+        assert_eq!(window_ms("0"), Ok(Duration::ZERO));
+        assert_eq!(window_ms("50"), Ok(Duration::from_millis(50)));
+        for bad in ["nan", "inf", "-inf", "1e999", "x"] {
+            assert!(finite(bad).is_err(), "{bad}");
+        }
+        assert_eq!(finite("-1.5"), Ok(-1.5));
     }
 }

@@ -62,7 +62,8 @@ pub fn batch(body: &[u8], config: &GatewayConfig) -> Result<Vec<JudgeRequest>, A
     Ok(requests)
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Decodes a JSON body; a 422 names the field that is missing or mistyped.
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::openrlhf::{NonFiniteReward, RewardScale};
+
 /// Default largest request body: 32 MiB (the reference server has no limit).
 ///
 /// ```
@@ -27,6 +29,18 @@ pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
 /// assert_eq!(ra_gateway::DEFAULT_MAX_RESPONSES, 64);
 /// ```
 pub const DEFAULT_MAX_RESPONSES: usize = 64;
+/// Default most rollouts judged in one `/get_reward` group call.
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_GROUP_SIZE, 8);
+/// ```
+pub const DEFAULT_MAX_GROUP_SIZE: usize = 8;
+/// Default most `/get_reward` groups open at once.
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_OPEN_GROUPS, 1024);
+/// ```
+pub const DEFAULT_MAX_OPEN_GROUPS: usize = 1024;
 
 /// Settings of [`serve`](crate::serve) and [`router`](crate::router).
 ///
@@ -53,6 +67,12 @@ pub struct GatewayConfig {
     pub(crate) body_timeout: Duration,
     pub(crate) header_timeout: Duration,
     pub(crate) max_connections: usize,
+    pub(crate) principle: Option<String>,
+    pub(crate) reward_scale: RewardScale,
+    pub(crate) failure_reward: f64,
+    pub(crate) group_window: Duration,
+    pub(crate) max_group_size: usize,
+    pub(crate) max_open_groups: usize,
 }
 
 impl Default for GatewayConfig {
@@ -70,6 +90,12 @@ impl Default for GatewayConfig {
             body_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            principle: None,
+            reward_scale: RewardScale::Raw,
+            failure_reward: 0.0,
+            group_window: Duration::ZERO,
+            max_group_size: DEFAULT_MAX_GROUP_SIZE,
+            max_open_groups: DEFAULT_MAX_OPEN_GROUPS,
         }
     }
 }
@@ -89,6 +115,12 @@ impl fmt::Debug for GatewayConfig {
             .field("body_timeout", &self.body_timeout)
             .field("header_timeout", &self.header_timeout)
             .field("max_connections", &self.max_connections)
+            .field("principle", &self.principle)
+            .field("reward_scale", &self.reward_scale)
+            .field("failure_reward", &self.failure_reward)
+            .field("group_window", &self.group_window)
+            .field("max_group_size", &self.max_group_size)
+            .field("max_open_groups", &self.max_open_groups)
             .finish()
     }
 }
@@ -229,6 +261,77 @@ impl GatewayConfig {
     /// ```
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// The principle `/get_reward` judges by when a rollout's label gives none (default
+    /// none: such a call gets 422 naming the label). An empty one counts as none.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().principle(Some("Prefer correct, concise answers.".into()));
+    /// ```
+    pub fn principle(mut self, principle: Option<String>) -> Self {
+        self.principle = principle.filter(|p| !p.trim().is_empty());
+        self
+    }
+
+    /// How `/get_reward` maps the judge's 1–5 score to `rewards` (default raw).
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().reward_scale(ra_gateway::RewardScale::Unit);
+    /// ```
+    pub fn reward_scale(mut self, scale: RewardScale) -> Self {
+        self.reward_scale = scale;
+        self
+    }
+
+    /// The reward (and score) `/get_reward` gives a rollout whose judgment failed
+    /// (default 0.0; flagged `ra_failed` in `extra_logs`). Must be finite.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().failure_reward(-1.0)?;
+    /// assert!(ra_gateway::GatewayConfig::default().failure_reward(f64::INFINITY).is_err());
+    /// # Ok::<(), ra_gateway::NonFiniteReward>(())
+    /// ```
+    pub fn failure_reward(mut self, reward: f64) -> Result<Self, NonFiniteReward> {
+        if !reward.is_finite() {
+            return Err(NonFiniteReward(reward));
+        }
+        self.failure_reward = reward;
+        Ok(self)
+    }
+
+    /// How long a `/get_reward` group waits, from its first rollout, for more rollouts
+    /// of the same (principle, question) before it is judged (default zero: no
+    /// grouping, each rollout judged alone).
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().group_window(std::time::Duration::from_millis(100));
+    /// ```
+    pub fn group_window(mut self, window: Duration) -> Self {
+        self.group_window = window;
+        self
+    }
+
+    /// Most rollouts in one `/get_reward` group (default 8; never above
+    /// [`max_responses`](Self::max_responses)); a full group is judged at once.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_group_size(16);
+    /// ```
+    pub fn max_group_size(mut self, n: usize) -> Self {
+        self.max_group_size = n.max(1);
+        self
+    }
+
+    /// Most `/get_reward` groups open at once (default 1,024); a rollout that would
+    /// open one more is judged alone. Bounds the rollouts held waiting.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_open_groups(64);
+    /// ```
+    pub fn max_open_groups(mut self, n: usize) -> Self {
+        self.max_open_groups = n.max(1);
         self
     }
 }

@@ -8,6 +8,8 @@
 //!   "message"}}`.
 //! * `POST /api/rewardanything_batch`: an array of requests → their results in input
 //!   order; a failed item is `{"thoughts": "", "results": {}, "error": {…}}` in its place.
+//! * `POST /get_reward`: OpenRLHF's remote reward model (`--remote_rm_url`), with
+//!   optional grouping of rollouts into listwise calls; see [`GatewayConfig::group_window`].
 //! * `GET /health`: 200 while an upstream endpoint answers, else 503 with the reason.
 //! * `GET /metrics`: OpenMetrics text.
 //!
@@ -25,20 +27,24 @@
 mod admit;
 mod auth;
 mod body;
+mod coalesce;
 mod config;
 mod error;
 mod health;
 mod metrics;
+mod openrlhf;
 mod routes;
 mod server;
+mod template;
 mod wire;
 
 use std::future::Future;
 
 pub use config::{
-    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_RESPONSES,
-    GatewayConfig,
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_GROUP_SIZE,
+    DEFAULT_MAX_OPEN_GROUPS, DEFAULT_MAX_RESPONSES, GatewayConfig,
 };
+pub use openrlhf::{NonFiniteReward, RewardScale};
 use rewardanything_client::Client;
 
 /// The gateway's router, for tests or to nest in another axum app.
@@ -48,9 +54,10 @@ use rewardanything_client::Client;
 /// let app: axum::Router = ra_gateway::router(client, ra_gateway::GatewayConfig::default());
 /// ```
 pub fn router(client: Client, config: GatewayConfig) -> axum::Router {
-    // Nothing can cut these requests short: the sender is dropped at once.
+    // Nothing can cut these requests short or stop them: the senders are dropped at once.
     let (_never, cut) = tokio::sync::watch::channel(false);
-    routes::router(client, config, cut)
+    let (_never, stopping) = tokio::sync::watch::channel(false);
+    routes::router(client, config, cut, stopping)
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes; then stops accepting,
@@ -79,7 +86,13 @@ pub async fn serve(
         grace: config.grace,
     };
     let (cut_tx, cut_rx) = tokio::sync::watch::channel(false);
-    let app = routes::router(client.clone(), config, cut_rx);
+    // Shutdown starts by sending every open /get_reward group.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let app = routes::router(client.clone(), config, cut_rx, stopping_rx);
     server::run(listener, app, limits, cut_tx, shutdown).await;
     // Judgments not yet sent (of requests cut short) fail at once.
     client.close();

@@ -31,6 +31,8 @@ pub struct Metrics {
     upstream_latency: Histogram,
     prompt_tokens: Counter,
     completion_tokens: Counter,
+    group_size: Histogram,
+    open_groups: Gauge,
 }
 
 impl Default for Metrics {
@@ -43,6 +45,8 @@ impl Default for Metrics {
         let upstream_latency = Histogram::new(exponential_buckets(0.005, 2.0, 16));
         let prompt_tokens = Counter::default();
         let completion_tokens = Counter::default();
+        let group_size = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]);
+        let open_groups = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by route and status",
@@ -73,6 +77,16 @@ impl Default for Metrics {
             "Completion tokens reported by the upstream",
             completion_tokens.clone(),
         );
+        registry.register(
+            "get_reward_group_size",
+            "Rollouts judged in one upstream call by /get_reward",
+            group_size.clone(),
+        );
+        registry.register(
+            "get_reward_open_groups",
+            "/get_reward groups waiting for more rollouts",
+            open_groups.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -81,6 +95,8 @@ impl Default for Metrics {
             upstream_latency,
             prompt_tokens,
             completion_tokens,
+            group_size,
+            open_groups,
         }
     }
 }
@@ -120,6 +136,16 @@ impl Metrics {
                 kind: kind.into(),
             })
             .inc();
+    }
+
+    /// Counts one `/get_reward` upstream call judging `n` rollouts.
+    pub fn group_size(&self, n: usize) {
+        self.group_size.observe(n as f64);
+    }
+
+    /// A `/get_reward` group opened (+1) or closed (-n).
+    pub fn open_groups(&self, delta: i64) {
+        self.open_groups.inc_by(delta);
     }
 
     /// The OpenMetrics text of every metric.

@@ -14,17 +14,19 @@ use futures::StreamExt;
 use rewardanything_client::Client;
 use serde_json::json;
 
+use crate::coalesce::Coalescer;
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
 use crate::health::HealthCache;
 use crate::metrics::Metrics;
 use crate::wire::{self, JudgeResult};
-use crate::{admit, auth, body};
+use crate::{admit, auth, body, openrlhf};
 
 /// The routes, as their metrics label them (anything else is `other`: labels stay few).
-const ROUTES: [&str; 4] = [
+const ROUTES: [&str; 5] = [
     "/api/rewardanything",
     "/api/rewardanything_batch",
+    "/get_reward",
     "/health",
     "/metrics",
 ];
@@ -33,27 +35,34 @@ const ROUTES: [&str; 4] = [
 pub struct AppState {
     pub client: Client,
     pub config: GatewayConfig,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub health: HealthCache,
     /// Becomes `true` when the shutdown grace ran out: requests still running answer
     /// 503 at once instead of outliving `serve`.
     pub cut: tokio::sync::watch::Receiver<bool>,
     /// The budget of buffered request bytes, in KiB permits.
     pub budget: Arc<tokio::sync::Semaphore>,
+    /// The open `/get_reward` groups.
+    pub coalescer: Arc<Coalescer>,
 }
 
-/// The router of every route; `cut` ends requests still running (see [`AppState::cut`]).
+/// The router of every route; `cut` ends requests still running (see [`AppState::cut`]);
+/// `stopping` becomes true when shutdown starts.
 pub fn router(
     client: Client,
     config: GatewayConfig,
     cut: tokio::sync::watch::Receiver<bool>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
     let limit = config.max_body_bytes;
     let budget = admit::budget(&config);
+    let shared_metrics = Arc::new(Metrics::default());
+    let coalescer = openrlhf::coalescer(&client, &config, Arc::clone(&shared_metrics), stopping);
     let state = Arc::new(AppState {
         client,
         config,
-        metrics: Metrics::default(),
+        metrics: shared_metrics,
+        coalescer,
         health: HealthCache::default(),
         budget,
         cut,
@@ -61,6 +70,7 @@ pub fn router(
     let protected = Router::new()
         .route("/api/rewardanything", post(judge_one))
         .route("/api/rewardanything_batch", post(judge_batch))
+        .route("/get_reward", post(openrlhf::get_reward))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             admit::reserve,

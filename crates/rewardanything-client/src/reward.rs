@@ -26,6 +26,11 @@ pub enum Normalization {
     /// `(score - 1) / 4` minus the group's mean of that, so a group sums to 0 (a single
     /// response always gets 0).
     Centered,
+    /// `(score - 3) / 2`, in `[-1, 1]`: the scale's midpoint is 0. A fixed map, unlike
+    /// [`Centered`](Self::Centered): a response's reward never depends on which other
+    /// responses shared its call (what a reward server that groups independent callers
+    /// needs).
+    Midpoint,
 }
 
 /// The reward given when a judgment fails.
@@ -242,12 +247,14 @@ fn group_request<S: AsRef<str>>(principle: &str, prompt: &str, responses: &[S]) 
 /// use rewardanything_client::reward::{normalize, Normalization};
 /// assert_eq!(normalize(&[1.0, 5.0], Normalization::Unit), [0.0, 1.0]);
 /// assert_eq!(normalize(&[1.0, 5.0], Normalization::Centered), [-0.5, 0.5]);
+/// assert_eq!(normalize(&[1.0, 3.0, 4.0], Normalization::Midpoint), [-1.0, 0.0, 0.5]);
 /// ```
 pub fn normalize(raw: &[f64], normalization: Normalization) -> Vec<f64> {
     let unit = |s: f64| (s - 1.0) / 4.0;
     match normalization {
         Normalization::Raw => raw.to_vec(),
         Normalization::Unit => raw.iter().map(|&s| unit(s)).collect(),
+        Normalization::Midpoint => raw.iter().map(|&s| (s - 3.0) / 2.0).collect(),
         Normalization::Centered => {
             let mean = raw.iter().map(|&s| unit(s)).sum::<f64>() / raw.len().max(1) as f64;
             raw.iter().map(|&s| unit(s) - mean).collect()

@@ -1,0 +1,166 @@
+//! `ra gateway`'s flags for `/get_reward` (OpenRLHF's remote reward model): the
+//! principle, the reward scale, the failure reward and group coalescing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use ra_gateway::{DEFAULT_MAX_GROUP_SIZE, DEFAULT_MAX_OPEN_GROUPS, GatewayConfig, RewardScale};
+
+use crate::config::ReferenceConfig;
+use crate::validate;
+
+/// The largest principle file read: a principle is a paragraph, not a corpus.
+const MAX_PRINCIPLE_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scale {
+    /// The judge's score, 1 to 5.
+    Raw,
+    /// (score - 1) / 4, in [0, 1].
+    Unit,
+    /// (score - 3) / 2, in [-1, 1] (a fixed map: a reward never depends on which
+    /// rollouts shared its group).
+    Centered,
+}
+
+impl From<Scale> for RewardScale {
+    fn from(s: Scale) -> Self {
+        match s {
+            Scale::Raw => RewardScale::Raw,
+            Scale::Unit => RewardScale::Unit,
+            Scale::Centered => RewardScale::Centered,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RewardArgs {
+    /// /get_reward: the principle to judge by when a rollout's label gives none
+    /// (a label {"principle": …} overrides it). Default: the config's "principle".
+    #[arg(long, value_name = "TEXT")]
+    principle: Option<String>,
+    /// /get_reward: read the principle from a file.
+    #[arg(long, value_name = "PATH", conflicts_with = "principle")]
+    principle_file: Option<PathBuf>,
+    /// /get_reward: how the 1–5 score becomes the reward.
+    #[arg(long = "reward", value_enum, default_value = "raw")]
+    scale: Scale,
+    /// /get_reward: the reward (and score) of a rollout whose judgment failed; flagged
+    /// ra_failed in extra_logs.
+    #[arg(long, value_name = "F", default_value = "0.0", allow_hyphen_values = true,
+          value_parser = validate::finite)]
+    failure_reward: f64,
+    /// /get_reward: judge rollouts of the same principle and prompt that arrive within
+    /// this many milliseconds together, in one listwise call (0: off).
+    #[arg(long, value_name = "MS", default_value = "0", value_parser = validate::window_ms)]
+    group_window_ms: Duration,
+    /// /get_reward: most rollouts in one group call (at most --max-responses).
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_MAX_GROUP_SIZE,
+          value_parser = validate::at_least_one::<usize>)]
+    max_group_size: usize,
+    /// /get_reward: most groups open at once; a rollout that would open one more is
+    /// judged alone.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_OPEN_GROUPS,
+          value_parser = validate::at_least_one::<usize>)]
+    max_open_groups: usize,
+}
+
+/// The checked settings, ready to apply to the gateway's config.
+pub struct RewardSettings {
+    principle: Option<String>,
+    scale: RewardScale,
+    failure_reward: f64,
+    window: Duration,
+    max_group_size: usize,
+    max_open_groups: usize,
+}
+
+impl RewardArgs {
+    /// Resolves the principle (flag, file, then the config file's) and checks the
+    /// group size against `max_responses`.
+    pub fn settings(
+        &self,
+        config_path: Option<&str>,
+        max_responses: usize,
+    ) -> anyhow::Result<RewardSettings> {
+        if self.max_group_size > max_responses {
+            anyhow::bail!(
+                "--max-group-size {} is above --max-responses {max_responses}: a group is \
+                 one request of that many responses",
+                self.max_group_size
+            );
+        }
+        Ok(RewardSettings {
+            principle: self.principle(config_path)?,
+            scale: self.scale.into(),
+            failure_reward: self.failure_reward,
+            window: self.group_window_ms,
+            max_group_size: self.max_group_size,
+            max_open_groups: self.max_open_groups,
+        })
+    }
+
+    fn principle(&self, config_path: Option<&str>) -> anyhow::Result<Option<String>> {
+        let (text, from) = if let Some(p) = &self.principle {
+            (p.clone(), "--principle".to_string())
+        } else if let Some(path) = &self.principle_file {
+            (
+                read_principle(path)?,
+                format!("--principle-file {}", path.display()),
+            )
+        } else {
+            let config = match config_path {
+                Some(path) => ReferenceConfig::load(path)?,
+                None => return Ok(None),
+            };
+            match config.principle {
+                Some(p) => (
+                    p,
+                    format!(
+                        "the \"principle\" of --config {}",
+                        config_path.unwrap_or("")
+                    ),
+                ),
+                None => return Ok(None),
+            }
+        };
+        if text.trim().is_empty() {
+            anyhow::bail!("{from} is empty: give the principle's text");
+        }
+        Ok(Some(text))
+    }
+}
+
+fn read_principle(path: &std::path::Path) -> anyhow::Result<String> {
+    let what = || format!("cannot read --principle-file {}", path.display());
+    let len = std::fs::metadata(path).with_context(what)?.len();
+    if len > MAX_PRINCIPLE_BYTES {
+        anyhow::bail!(
+            "--principle-file {} has {len} bytes; a principle has at most {MAX_PRINCIPLE_BYTES}",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path).with_context(what)?;
+    Ok(text.trim().to_string())
+}
+
+impl RewardSettings {
+    /// The gateway config with these settings.
+    pub fn apply(self, config: GatewayConfig) -> anyhow::Result<GatewayConfig> {
+        if self.principle.is_none() {
+            tracing::info!(
+                "no --principle: /get_reward takes each rollout's principle from its label \
+                 ({{\"principle\": …}}) and answers 422 without one"
+            );
+        }
+        Ok(config
+            .principle(self.principle)
+            .reward_scale(self.scale)
+            .group_window(self.window)
+            .max_group_size(self.max_group_size)
+            .max_open_groups(self.max_open_groups)
+            .failure_reward(self.failure_reward)?)
+    }
+}

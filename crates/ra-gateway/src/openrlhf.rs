@@ -1,0 +1,342 @@
+//! OpenRLHF's remote reward model: `POST /get_reward`.
+//!
+//! OpenRLHF (`--remote_rm_url http://host:port/get_reward`) posts
+//! `{"query": [...], "prompts": [...], "labels": [...]}` (0.11 sends one rollout per
+//! call; older versions batch) and reads `rewards`, `scores` and `extra_logs` of the
+//! answer, one entry per query, each turned into a tensor (so every value is a number).
+//!
+//! * `query[i]` is split into the user's question and the response
+//!   ([`template`](crate::template)).
+//! * The principle is `labels[i]["principle"]` when the label is an object (or the JSON
+//!   text of one) with that key, else the gateway's configured principle; with neither,
+//!   the call is refused 422 naming `labels[i]`. Any other label (a ground-truth answer)
+//!   is ignored.
+//! * `scores[i]` is the judge's 1–5 score; `rewards[i]` that score mapped by the
+//!   [`RewardScale`]. A failed judgment gives the failure reward in both, and
+//!   `extra_logs.ra_failed[i] = 1`: the call itself still answers 200, since OpenRLHF
+//!   would otherwise drop the rollout's reward.
+//! * `extra_logs`: `ra_failed` (0/1), `ra_group_size` (rollouts judged in the same
+//!   upstream call), `ra_latency_s` (arrival to judgment, grouping wait included),
+//!   `ra_unfinished_think` (0/1: the response's reasoning never closed, so its answer was
+//!   empty).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Request, State};
+use rewardanything_client::Client;
+use rewardanything_client::reward::{Normalization, normalize};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::body;
+use crate::coalesce::{self, Coalescer, Verdict};
+use crate::config::GatewayConfig;
+use crate::error::{ApiError, FieldError};
+use crate::metrics::Metrics;
+use crate::routes::AppState;
+use crate::template;
+
+/// How a 1–5 score becomes `rewards[i]` (`--reward`).
+///
+/// ```
+/// use ra_gateway::RewardScale;
+/// assert_eq!(RewardScale::Raw.reward(4.0), 4.0);
+/// assert_eq!(RewardScale::Unit.reward(4.0), 0.75);
+/// assert_eq!(RewardScale::Centered.reward(4.0), 0.5);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RewardScale {
+    /// The score itself, 1 to 5 (default).
+    #[default]
+    Raw,
+    /// `(score - 1) / 4`, in `[0, 1]` ([`Normalization::Unit`]).
+    Unit,
+    /// `(score - 3) / 2`, in `[-1, 1]` ([`Normalization::Midpoint`]): a fixed map, not
+    /// the group mean-centering of [`Normalization::Centered`], so a reward never
+    /// depends on which rollouts happened to share its call.
+    Centered,
+}
+
+impl RewardScale {
+    /// The client library's normalization this scale is.
+    ///
+    /// ```
+    /// use rewardanything_client::reward::Normalization;
+    /// assert_eq!(ra_gateway::RewardScale::Centered.normalization(), Normalization::Midpoint);
+    /// ```
+    pub fn normalization(self) -> Normalization {
+        match self {
+            RewardScale::Raw => Normalization::Raw,
+            RewardScale::Unit => Normalization::Unit,
+            RewardScale::Centered => Normalization::Midpoint,
+        }
+    }
+
+    /// The reward of one score.
+    ///
+    /// ```
+    /// assert_eq!(ra_gateway::RewardScale::Unit.reward(1.0), 0.0);
+    /// ```
+    pub fn reward(self, score: f64) -> f64 {
+        normalize(&[score], self.normalization())
+            .first()
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+}
+
+/// A failure reward that is not a finite number (JSON has no NaN or infinity).
+///
+/// ```
+/// let e = ra_gateway::GatewayConfig::default().failure_reward(f64::NAN).unwrap_err();
+/// assert!(e.to_string().contains("finite"));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the failure reward must be a finite number (JSON has no NaN or infinity), got {0}")]
+pub struct NonFiniteReward(pub f64);
+
+/// The request body.
+#[derive(Deserialize)]
+struct GetReward {
+    query: Vec<String>,
+    #[serde(default)]
+    prompts: Option<Vec<String>>,
+    #[serde(default)]
+    labels: Option<Vec<Value>>,
+}
+
+/// The answer body.
+#[derive(Debug, Default, Serialize)]
+pub struct Rewards {
+    rewards: Vec<f64>,
+    scores: Vec<f64>,
+    extra_logs: ExtraLogs,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct ExtraLogs {
+    ra_failed: Vec<f64>,
+    ra_group_size: Vec<f64>,
+    ra_latency_s: Vec<f64>,
+    ra_unfinished_think: Vec<f64>,
+}
+
+/// One rollout, ready to judge.
+struct Rollout {
+    principle: String,
+    split: template::Split,
+}
+
+/// `POST /get_reward`.
+pub async fn get_reward(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Json<Rewards>, ApiError> {
+    let arrived = Instant::now();
+    let body = body::read(req, &state.config).await?;
+    let call: GetReward = body::decode(&body)?;
+    drop(body);
+    let rollouts = rollouts(call, &state)?;
+    // Every rollout of the call at once: those sharing a prompt may share a group.
+    let verdicts = futures::future::join_all(rollouts.iter().map(|r| async {
+        let verdict = state
+            .coalescer
+            .judge(&r.principle, &r.split.question, r.split.response.clone())
+            .await;
+        (verdict, arrived.elapsed())
+    }))
+    .await;
+    let mut out = Rewards::default();
+    for (rollout, (verdict, latency)) in rollouts.iter().zip(verdicts) {
+        out.push(&state.config, rollout, &verdict, latency);
+    }
+    Ok(Json(out))
+}
+
+impl Rewards {
+    /// Appends one rollout's entries.
+    fn push(
+        &mut self,
+        config: &GatewayConfig,
+        rollout: &Rollout,
+        verdict: &Verdict,
+        latency: Duration,
+    ) {
+        let failure = config.failure_reward;
+        let (score, reward, failed) = match verdict.score {
+            Ok(s) => (s, config.reward_scale.reward(s), false),
+            Err(_) => (failure, failure, true),
+        };
+        self.rewards.push(reward);
+        self.scores.push(score);
+        let logs = &mut self.extra_logs;
+        logs.ra_failed.push(flag(failed));
+        logs.ra_group_size.push(verdict.group_size as f64);
+        logs.ra_latency_s.push(latency.as_secs_f64());
+        logs.ra_unfinished_think
+            .push(flag(rollout.split.unfinished_think));
+    }
+}
+
+fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// The `/get_reward` groups of a config (the group size never above `max_responses`).
+pub fn coalescer(
+    client: &Client,
+    config: &GatewayConfig,
+    metrics: Arc<Metrics>,
+    stopping: watch::Receiver<bool>,
+) -> Arc<Coalescer> {
+    let settings = coalesce::Settings {
+        window: config.group_window,
+        max_group: config.max_group_size.min(config.max_responses),
+        max_open: config.max_open_groups,
+    };
+    Coalescer::new(client.clone(), metrics, settings, stopping)
+}
+
+/// Checks the call and resolves each rollout's principle, question and response.
+fn rollouts(call: GetReward, state: &AppState) -> Result<Vec<Rollout>, ApiError> {
+    let n = call.query.len();
+    if n == 0 {
+        return Err(invalid(
+            vec!["query".into()],
+            "query must not be empty".into(),
+        ));
+    }
+    if n > state.config.max_batch {
+        return Err(invalid(
+            vec!["query".into()],
+            format!(
+                "a call holds at most {} queries, this one has {n}",
+                state.config.max_batch
+            ),
+        ));
+    }
+    for (field, len) in [
+        ("prompts", call.prompts.as_ref().map(Vec::len)),
+        ("labels", call.labels.as_ref().map(Vec::len)),
+    ] {
+        if let Some(len) = len.filter(|&len| len != n) {
+            return Err(invalid(
+                vec![field.into()],
+                format!("{field} has {len} entries but query has {n}: one per query"),
+            ));
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, query) in call.query.iter().enumerate() {
+        let label = call.labels.as_ref().and_then(|l| l.get(i));
+        let principle = principle(label, i, state.config.principle.as_deref())?;
+        let prompt = call.prompts.as_ref().and_then(|p| p.get(i));
+        out.push(Rollout {
+            principle,
+            split: template::split(query, prompt.map(String::as_str)),
+        });
+    }
+    Ok(out)
+}
+
+/// The label's principle, else the configured one, else a 422 naming `labels[i]`.
+fn principle(label: Option<&Value>, i: usize, default: Option<&str>) -> Result<String, ApiError> {
+    let at = |extra: Option<&str>| {
+        let mut loc = vec![Value::from("labels"), Value::from(i)];
+        loc.extend(extra.map(Value::from));
+        loc
+    };
+    let parsed;
+    let object = match label {
+        Some(Value::Object(o)) => Some(o),
+        // A label may be the JSON text of an object (datasets often store strings).
+        Some(Value::String(s)) if s.trim_start().starts_with('{') => {
+            parsed = serde_json::from_str::<Value>(s).ok();
+            parsed.as_ref().and_then(Value::as_object)
+        }
+        _ => None,
+    };
+    match object.and_then(|o| o.get("principle")) {
+        Some(Value::String(p)) if !p.trim().is_empty() => Ok(p.clone()),
+        Some(_) => Err(invalid(
+            at(Some("principle")),
+            "the label's principle must be a non-empty string".into(),
+        )),
+        None => default.map(str::to_string).ok_or_else(|| {
+            invalid(
+                at(None),
+                "no principle: give one in the label ({\"principle\": \"...\"}) or start \
+                 the gateway with --principle / --principle-file"
+                    .into(),
+            )
+        }),
+    }
+}
+
+fn invalid(loc: Vec<Value>, msg: String) -> ApiError {
+    let mut full = vec![Value::from("body")];
+    full.extend(loc);
+    ApiError::Invalid(vec![FieldError {
+        loc: full,
+        msg,
+        kind: "value_error",
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn loc(e: ApiError) -> Vec<Value> {
+        match e {
+            ApiError::Invalid(errors) => errors[0].loc.clone(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn label_principles_override_the_default() {
+        let obj = json!({"principle": "Be brief.", "answer": "4"});
+        assert_eq!(principle(Some(&obj), 0, Some("d")).unwrap(), "Be brief.");
+        let text = Value::from(r#"{"principle": "Be kind."}"#);
+        assert_eq!(principle(Some(&text), 0, None).unwrap(), "Be kind.");
+        // Ground-truth labels are not principles.
+        for label in [
+            json!("42"),
+            json!("{not json"),
+            json!(null),
+            json!(7),
+            json!({"answer": 1}),
+        ] {
+            assert_eq!(principle(Some(&label), 0, Some("d")).unwrap(), "d");
+        }
+        assert_eq!(principle(None, 0, Some("d")).unwrap(), "d");
+    }
+
+    #[test]
+    fn a_missing_or_bad_principle_names_the_label() {
+        assert_eq!(
+            loc(principle(Some(&json!("42")), 3, None).unwrap_err()),
+            [json!("body"), json!("labels"), json!(3)]
+        );
+        for bad in [json!({"principle": 5}), json!({"principle": "  "})] {
+            assert_eq!(
+                loc(principle(Some(&bad), 1, Some("d")).unwrap_err()),
+                [json!("body"), json!("labels"), json!(1), json!("principle")]
+            );
+        }
+    }
+
+    #[test]
+    fn scales_match_the_library() {
+        for s in [1.0, 2.0, 3.0, 4.0, 5.0] {
+            assert_eq!(RewardScale::Raw.reward(s), s);
+            assert_eq!(RewardScale::Unit.reward(s), (s - 1.0) / 4.0);
+            assert_eq!(RewardScale::Centered.reward(s), (s - 3.0) / 2.0);
+        }
+    }
+}

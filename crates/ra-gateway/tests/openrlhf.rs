@@ -1,0 +1,499 @@
+//! `POST /get_reward` (OpenRLHF's remote reward model) against the in-process mock engine,
+//! over real HTTP: template parsing, principles, reward scales, failures, 422s and
+//! group coalescing (what the mock sees).
+
+use std::time::Duration;
+
+use ra_gateway::{GatewayConfig, RewardScale};
+use ra_mock::{MockHandle, MockServer, fnv1a64};
+use rewardanything_client::{JudgeRequest, Masking, RetryPolicy, render};
+use serde_json::{Value, json};
+
+/// A gateway served on 127.0.0.1:0; stopped when dropped (even when a test fails).
+struct Gateway {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    async fn start(mock: &MockHandle, config: GatewayConfig) -> Gateway {
+        let client = rewardanything_client::Client::builder()
+            .endpoint(mock.base_url())
+            .model(ra_mock::DEFAULT_MODEL)
+            .retry(
+                RetryPolicy::default()
+                    .max_attempts(2)
+                    .base_delay(Duration::from_millis(5))
+                    .max_delay(Duration::from_millis(20)),
+            )
+            .build()
+            .expect("client");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ra_gateway::serve(listener, client, config, async {
+            let _ = rx.await;
+        }));
+        Gateway {
+            url,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Asks for shutdown and waits for `serve` to return.
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await.expect("serve task");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn mock() -> MockHandle {
+    MockServer::builder().start().await.expect("mock")
+}
+
+const PRINCIPLE: &str = "Prefer correct, concise answers.";
+
+fn config() -> GatewayConfig {
+    GatewayConfig::default().principle(Some(PRINCIPLE.into()))
+}
+
+fn chatml(question: &str) -> String {
+    format!(
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+    )
+}
+
+fn llama3(question: &str) -> String {
+    format!(
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n{question}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+}
+
+/// Posts a body to /get_reward; (status, JSON answer).
+async fn post(gw: &Gateway, body: &Value) -> (u16, Value) {
+    post_to(&gw.url, body).await
+}
+
+async fn post_to(url: &str, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/get_reward"))
+        .json(body)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("send");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json answer"))
+}
+
+/// One OpenRLHF 0.11 call: one rollout.
+fn call(prompt: &str, response: &str, label: Value) -> Value {
+    json!({"query": [format!("{prompt}{response}")], "prompts": [prompt], "labels": [label]})
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x.as_f64().expect("a number"))
+        .collect()
+}
+
+/// The content hash the mock logs for a one-response judgment of `text`.
+fn content_hash(principle: &str, question: &str, texts: &[&str]) -> u64 {
+    let mut request = JudgeRequest::new(principle, question);
+    for (i, t) in texts.iter().enumerate() {
+        request = request.response(format!("response-{}", i + 1), *t);
+    }
+    let rendered = render(&request, Masking::Reference);
+    let user = rendered.messages.last().expect("a user message");
+    fnv1a64(user.content.as_bytes())
+}
+
+#[tokio::test]
+async fn chatml_and_llama3_rollouts_get_the_score_of_their_response() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, config()).await;
+    let q = "What is the capital of Australia?";
+    let (status, out) = post(
+        &gw,
+        &call(&chatml(q), "Canberra. score=4<|im_end|>", json!("Canberra")),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(floats(&out["scores"]), [4.0]);
+    assert_eq!(floats(&out["rewards"]), [4.0]);
+    assert_eq!(floats(&out["extra_logs"]["ra_failed"]), [0.0]);
+    assert_eq!(floats(&out["extra_logs"]["ra_group_size"]), [1.0]);
+    // The judge saw the user's question and the bare response, under the principle.
+    let attempts = mock.attempts();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].prompt.as_deref(), Some(q));
+    assert_eq!(
+        attempts[0].content_hash,
+        content_hash(PRINCIPLE, q, &["Canberra. score=4"])
+    );
+
+    let q2 = "Write a haiku about rust.";
+    let (status, out) = post(
+        &gw,
+        &call(
+            &llama3(q2),
+            "Red bloom on iron score=2<|eot_id|><|end_of_text|>",
+            json!(null),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(floats(&out["scores"]), [2.0]);
+    let attempt = &mock.attempts()[1];
+    assert_eq!(attempt.prompt.as_deref(), Some(q2));
+    assert_eq!(
+        attempt.content_hash,
+        content_hash(PRINCIPLE, q2, &["Red bloom on iron score=2"])
+    );
+
+    // Qwen3: the reasoning is not judged (its "score=1" would otherwise win).
+    let thought = "<think>\nSydney? No. score=1\n</think>\n\nCanberra. score=5<|im_end|>";
+    let (status, out) = post(&gw, &call(&chatml(q), thought, json!(null))).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(floats(&out["scores"]), [5.0]);
+    assert_eq!(floats(&out["extra_logs"]["ra_unfinished_think"]), [0.0]);
+    // A thought cut by the token limit leaves no answer: judged empty, flagged.
+    let cut = "<think>\nLet me recall the capital. score=1";
+    let (status, out) = post(&gw, &call(&chatml(q), cut, json!(null))).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(floats(&out["extra_logs"]["ra_unfinished_think"]), [1.0]);
+    assert_eq!(
+        mock.attempts()[3].content_hash,
+        content_hash(PRINCIPLE, q, &[""])
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_label_principle_reaches_the_judge() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, config()).await;
+    let q = "Name a prime.";
+    let own = "Answer in one word.";
+    // As an object, and as the JSON text of one (datasets often store strings).
+    for label in [
+        json!({"principle": own}),
+        json!(format!("{{\"principle\": \"{own}\"}}")),
+    ] {
+        mock.reset();
+        let (status, out) = post(&gw, &call(&chatml(q), "7 score=5<|im_end|>", label)).await;
+        assert_eq!(status, 200, "{out}");
+        assert_eq!(floats(&out["scores"]), [5.0]);
+        let attempts = mock.attempts();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(
+            attempts[0].content_hash,
+            content_hash(own, q, &["7 score=5"])
+        );
+        assert_ne!(
+            attempts[0].content_hash,
+            content_hash(PRINCIPLE, q, &["7 score=5"])
+        );
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn reward_scales_map_the_score() {
+    let mock = mock().await;
+    for (scale, expect) in [
+        (RewardScale::Raw, [5.0, 1.0, 4.0]),
+        (RewardScale::Unit, [1.0, 0.0, 0.75]),
+        (RewardScale::Centered, [1.0, -1.0, 0.5]),
+    ] {
+        let gw = Gateway::start(&mock, config().reward_scale(scale)).await;
+        let p = chatml("2+2?");
+        let body = json!({
+            "query": [format!("{p}4 score=5<|im_end|>"), format!("{p}5 score=1<|im_end|>"), format!("{p}four score=4<|im_end|>")],
+            "prompts": [p, p, p],
+            "labels": ["4", "4", "4"],
+        });
+        let (status, out) = post(&gw, &body).await;
+        assert_eq!(status, 200, "{out}");
+        assert_eq!(floats(&out["scores"]), [5.0, 1.0, 4.0], "{scale:?}");
+        assert_eq!(floats(&out["rewards"]), expect, "{scale:?}");
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_judgment_gets_the_failure_reward_and_the_flag() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, config().failure_reward(-2.5).expect("finite")).await;
+    let ok = chatml("Fine question?");
+    // The mock fails every attempt whose prompt carries the marker.
+    let bad = chatml("Broken question? [[fault:500]]");
+    let body = json!({
+        "query": [format!("{ok}Yes. score=3<|im_end|>"), format!("{bad}No. score=3<|im_end|>")],
+        "prompts": [ok, bad],
+        "labels": [null, null],
+    });
+    let (status, out) = post(&gw, &body).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(floats(&out["scores"]), [3.0, -2.5]);
+    assert_eq!(floats(&out["rewards"]), [3.0, -2.5]);
+    assert_eq!(floats(&out["extra_logs"]["ra_failed"]), [0.0, 1.0]);
+    // Every extra_logs value is a list of numbers, one per query (OpenRLHF makes tensors).
+    let logs = out["extra_logs"].as_object().expect("extra_logs");
+    assert!(logs.len() >= 4);
+    for (key, values) in logs {
+        assert_eq!(floats(values).len(), 2, "{key}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_calls_get_422_naming_the_field() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, config()).await;
+    let p = chatml("q?");
+    let q = format!("{p}a<|im_end|>");
+    let cases = [
+        (
+            json!({"prompts": [p], "labels": [null]}),
+            json!(["body", "query"]),
+        ),
+        (json!({"query": q}), json!(["body", "query"])),
+        (json!({"query": [5]}), json!(["body", "query", 0])),
+        (json!({"query": []}), json!(["body", "query"])),
+        (
+            json!({"query": [q, q], "prompts": [p]}),
+            json!(["body", "prompts"]),
+        ),
+        (
+            json!({"query": [q], "labels": [null, null]}),
+            json!(["body", "labels"]),
+        ),
+        (
+            json!({"query": [q], "labels": [{"principle": 3}]}),
+            json!(["body", "labels", 0, "principle"]),
+        ),
+    ];
+    for (body, loc) in cases {
+        let (status, out) = post(&gw, &body).await;
+        assert_eq!(status, 422, "{body} → {out}");
+        assert_eq!(out["detail"][0]["loc"], loc, "{body} → {out}");
+    }
+    gw.stop().await;
+
+    // The body limit holds here too.
+    let gw = Gateway::start(&mock, config().max_body_bytes(1024)).await;
+    let long = "x".repeat(2048);
+    let (status, out) = post(&gw, &call(&p, &long, json!(null))).await;
+    assert_eq!(status, 413, "{out}");
+    assert_eq!(out["error"]["kind"], "body_too_large");
+    gw.stop().await;
+
+    // No principle anywhere: 422 naming the label, and nothing sent upstream.
+    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let (status, out) = post(&gw, &call(&p, "a<|im_end|>", json!("ground truth"))).await;
+    assert_eq!(status, 422, "{out}");
+    assert_eq!(out["detail"][0]["loc"], json!(["body", "labels", 0]));
+    assert!(
+        out["detail"][0]["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("principle")
+    );
+    assert_eq!(mock.stats().chat_requests, 0);
+    gw.stop().await;
+}
+
+fn grouped(window: Duration, k: usize) -> GatewayConfig {
+    config().group_window(window).max_group_size(k)
+}
+
+/// Sends one single-rollout call per response, all at once; answers in input order.
+async fn concurrent(url: &str, prompt: &str, responses: &[String]) -> Vec<Value> {
+    let calls = responses.iter().map(|r| {
+        let body = call(prompt, &format!("{r}<|im_end|>"), json!(null));
+        async move {
+            let (status, out) = post_to(url, &body).await;
+            assert_eq!(status, 200, "{out}");
+            out
+        }
+    });
+    futures::future::join_all(calls).await
+}
+
+#[tokio::test]
+async fn eight_callers_sharing_a_prompt_are_judged_in_one_call() {
+    let mock = mock().await;
+    // The group is sent when it is full, so a long window costs this test nothing.
+    let gw = Gateway::start(&mock, grouped(Duration::from_secs(60), 8)).await;
+    let q = "Explain recursion.";
+    // Two identical texts: still two entries, each with its own reward.
+    let responses: Vec<String> = (0..8)
+        .map(|i| match i {
+            6 | 7 => "Same answer. score=2".to_string(),
+            _ => format!("Answer {i}. score={}", i % 5 + 1),
+        })
+        .collect();
+    let answers = concurrent(&gw.url, &chatml(q), &responses).await;
+    for (i, out) in answers.iter().enumerate() {
+        let expected = f64::from(ra_mock::expected_score(&responses[i]));
+        assert_eq!(floats(&out["scores"]), [expected], "caller {i}");
+        assert_eq!(
+            floats(&out["extra_logs"]["ra_group_size"]),
+            [8.0],
+            "caller {i}"
+        );
+    }
+    let attempts = mock.attempts();
+    assert_eq!(attempts.len(), 1, "one listwise call for the group");
+    assert_eq!(attempts[0].prompt.as_deref(), Some(q));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn different_prompts_are_not_merged_and_k_caps_a_group() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, grouped(Duration::from_secs(60), 4)).await;
+    let (a, b) = ("First question?", "Second question?");
+    let responses: Vec<String> = (0..8)
+        .map(|i| format!("r{i} score={}", i % 5 + 1))
+        .collect();
+    // 8 rollouts of each prompt, K = 4: exactly four full groups, two per prompt.
+    let (pa, pb) = (chatml(a), chatml(b));
+    let (ans_a, ans_b) = tokio::join!(
+        concurrent(&gw.url, &pa, &responses),
+        concurrent(&gw.url, &pb, &responses)
+    );
+    for (i, out) in ans_a.iter().chain(&ans_b).enumerate() {
+        let expected = f64::from(ra_mock::expected_score(&responses[i % 8]));
+        assert_eq!(floats(&out["scores"]), [expected], "caller {i}");
+        assert_eq!(
+            floats(&out["extra_logs"]["ra_group_size"]),
+            [4.0],
+            "caller {i}"
+        );
+    }
+    let attempts = mock.attempts();
+    assert_eq!(attempts.len(), 4);
+    for q in [a, b] {
+        let n = attempts
+            .iter()
+            .filter(|t| t.prompt.as_deref() == Some(q))
+            .count();
+        assert_eq!(n, 2, "{q}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_group_that_does_not_fill_is_sent_when_its_window_ends() {
+    let mock = mock().await;
+    let window = Duration::from_millis(150);
+    let gw = Gateway::start(&mock, grouped(window, 8)).await;
+    let answers = concurrent(&gw.url, &chatml("Alone?"), &["Only me. score=3".into()]).await;
+    assert_eq!(floats(&answers[0]["scores"]), [3.0]);
+    assert_eq!(floats(&answers[0]["extra_logs"]["ra_group_size"]), [1.0]);
+    // It waited for the window (a lower bound: holds on any machine).
+    assert!(floats(&answers[0]["extra_logs"]["ra_latency_s"])[0] >= window.as_secs_f64());
+    assert_eq!(mock.stats().chat_requests, 1);
+    gw.stop().await;
+}
+
+/// Reads a gauge's value from /metrics.
+async fn gauge(url: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+async fn wait_for_open_groups(url: &str, n: f64) {
+    let started = std::time::Instant::now();
+    while gauge(url, "ra_gateway_get_reward_open_groups").await != n {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never {n} open groups"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_does_not_break_its_group() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, grouped(Duration::from_secs(60), 2)).await;
+    let prompt = chatml("Shared?");
+    let body = call(&prompt, "Leaver. score=1<|im_end|>", json!(null));
+    let url = gw.url.clone();
+    let leaver = tokio::spawn(async move { post_to(&url, &body).await });
+    // Its rollout waits in an open group; then its connection is dropped.
+    wait_for_open_groups(&gw.url, 1.0).await;
+    leaver.abort();
+    let answers = concurrent(&gw.url, &prompt, &["Stayer. score=4".into()]).await;
+    assert_eq!(floats(&answers[0]["scores"]), [4.0]);
+    assert_eq!(floats(&answers[0]["extra_logs"]["ra_group_size"]), [2.0]);
+    assert_eq!(mock.stats().chat_requests, 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_sends_the_open_groups() {
+    let mock = mock().await;
+    let gw = Gateway::start(&mock, grouped(Duration::from_secs(600), 8)).await;
+    let body = call(
+        &chatml("Waiting?"),
+        "Patient. score=5<|im_end|>",
+        json!(null),
+    );
+    let url = gw.url.clone();
+    let waiter = tokio::spawn(async move { post_to(&url, &body).await });
+    wait_for_open_groups(&gw.url, 1.0).await;
+    // Without the flush this would wait the 600 s window (the test's client gives up at 60 s).
+    gw.stop().await;
+    let (status, out) = waiter.await.expect("waiter");
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(floats(&out["scores"]), [5.0]);
+    assert_eq!(mock.stats().chat_requests, 1);
+}
+
+#[tokio::test]
+async fn beyond_the_open_group_cap_a_rollout_is_judged_alone() {
+    let mock = mock().await;
+    let config = grouped(Duration::from_secs(600), 8).max_open_groups(1);
+    let gw = Gateway::start(&mock, config).await;
+    let body = call(&chatml("First?"), "Waits. score=2<|im_end|>", json!(null));
+    let url = gw.url.clone();
+    let waiter = tokio::spawn(async move { post_to(&url, &body).await });
+    wait_for_open_groups(&gw.url, 1.0).await;
+    // The one group allowed is taken: another prompt's rollout does not wait at all.
+    let answers = concurrent(&gw.url, &chatml("Second?"), &["Alone. score=4".into()]).await;
+    assert_eq!(floats(&answers[0]["scores"]), [4.0]);
+    assert_eq!(floats(&answers[0]["extra_logs"]["ra_group_size"]), [1.0]);
+    assert_eq!(
+        gauge(&gw.url, "ra_gateway_get_reward_open_groups").await,
+        1.0
+    );
+    gw.stop().await;
+    let (status, out) = waiter.await.expect("waiter");
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(floats(&out["scores"]), [2.0]);
+}

@@ -1,0 +1,221 @@
+"""veRL reward functions (``custom_reward_function.path`` pointing at a file that
+imports these, or this module itself with ``custom_reward_function.name``).
+
+Calling conventions followed (veRL 0.8-0.9):
+
+* per-sample managers (naive, dapo, the reward loop)::
+
+      compute_score(data_source=..., solution_str=..., ground_truth=..., extra_info=..., **kw)
+
+  a coroutine function is awaited by the reward loop (``compute_score_async``);
+* the batch manager::
+
+      compute_score_batch(data_sources=..., solution_strs=..., ground_truths=...,
+                          extra_infos=..., **kw) -> list
+
+Each returns veRL's dict form ``{"score": s, "ra_consistent": bool, "ra_error": str}``
+(``ra_error`` is ``""`` when the judgment succeeded, else its kind; veRL logs the extras
+and skips string columns in its metrics).
+
+veRL passes no prompt: it comes from ``extra_info["prompt"]`` (or ``"question"``), a str
+or a list of chat messages; the principle from ``extra_info["principle"]``, else the
+``RA_PRINCIPLE`` environment variable. The client is made once per process from
+``RA_ENDPOINT``, ``RA_API_KEY`` (and ``RA_MODEL`` if set). ``RA_NORMALIZE`` (raw, unit,
+centered; default raw), ``RA_FAILURE_REWARD`` (default 0.0), ``RA_COALESCE_MS`` (default
+50) and ``RA_MAX_GROUP_SIZE`` (default 8) tune the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from . import _common
+from . import Client
+
+_lock = threading.Lock()
+_client: Optional[Tuple[int, Client]] = None
+
+
+def get_client() -> Client:
+    """The process's client (made on first use; a forked child makes its own)."""
+    global _client
+    with _lock:
+        if _client is None or _client[0] != os.getpid():
+            _client = (os.getpid(), Client(model=os.environ.get("RA_MODEL") or None))
+        return _client[1]
+
+
+def _settings() -> Tuple[str, float, float, int]:
+    normalize = _common.check_normalize(os.environ.get("RA_NORMALIZE", "raw"))
+    failure = float(os.environ.get("RA_FAILURE_REWARD", "0.0"))
+    window = float(os.environ.get("RA_COALESCE_MS", "50")) / 1000.0
+    group = int(os.environ.get("RA_MAX_GROUP_SIZE", str(_common.MAX_GROUP_SIZE)))
+    if group < 1 or not window >= 0:
+        raise ValueError("RA_MAX_GROUP_SIZE must be >= 1 and RA_COALESCE_MS >= 0")
+    return normalize, failure, window, group
+
+
+def _sample(solution_str: Any, extra_info: Any, field: str) -> Tuple[str, str, str]:
+    """(principle, prompt, response) of one sample."""
+    if not isinstance(solution_str, str):
+        raise TypeError(f"{field}solution_str must be a str, not {type(solution_str).__name__}")
+    info = extra_info if isinstance(extra_info, dict) else {}
+    prompt = info.get("prompt", info.get("question"))
+    if prompt is None:
+        raise ValueError(f'{field}extra_info has no "prompt" (or "question"): the judge needs the prompt')
+    principle = info.get("principle") or os.environ.get("RA_PRINCIPLE")
+    if not principle:
+        raise ValueError(f'{field}extra_info has no "principle" and RA_PRINCIPLE is not set')
+    if not isinstance(principle, str):
+        raise TypeError(f'{field}extra_info["principle"] must be a str, not {type(principle).__name__}')
+    return principle, _common.prompt_text(prompt, f"{field}extra_info['prompt']"), solution_str
+
+
+def _score_dict(raw: Optional[float], reward: Optional[float], result: Any, failure: float) -> Dict[str, Any]:
+    ok = raw is not None
+    return {
+        "score": reward if ok and reward is not None else failure,
+        "ra_consistent": bool(ok and result.consistent),
+        "ra_error": "" if ok else ((result.error or {}).get("kind", "incomplete") if result is not None else "cancelled"),
+    }
+
+
+def compute_score(data_source: Any, solution_str: str, ground_truth: Any, extra_info: Optional[dict] = None, **kwargs: Any) -> Dict[str, Any]:
+    """One sample, judged alone (blocking; the GIL is released while waiting)."""
+    normalize, failure, _, _ = _settings()
+    principle, prompt, response = _sample(solution_str, extra_info, "")
+    result = get_client().judge_batch(
+        [{"principle": principle, "prompt": prompt, "responses": {_common.response_name(0): response}}]
+    )[0]
+    raw = result.scores.get(_common.response_name(0)) if result.ok else None
+    return _score_dict(raw, _common.normalize_scores([raw], normalize)[0], result, failure)
+
+
+def compute_score_batch(
+    data_sources: Sequence[Any],
+    solution_strs: Sequence[str],
+    ground_truths: Sequence[Any],
+    extra_infos: Sequence[Optional[dict]],
+    **kwargs: Any,
+) -> List[Dict[str, Any]]:
+    """A batch: samples sharing a (principle, prompt) are judged together, listwise, in
+    calls of at most ``RA_MAX_GROUP_SIZE``; all calls in flight at once."""
+    normalize, failure, _, max_group = _settings()
+    n = len(solution_strs)
+    if len(extra_infos) != n:
+        raise ValueError(f"{len(extra_infos)} extra_infos for {n} solution_strs")
+    samples = [_sample(s, e, f"sample {i}: ") for i, (s, e) in enumerate(zip(solution_strs, extra_infos))]
+    keys = [(p, q) for p, q, _ in samples]
+    chunks = _common.group_indices(keys, max_group)
+    requests = [
+        {
+            "principle": keys[c[0]][0],
+            "prompt": keys[c[0]][1],
+            "responses": {_common.response_name(k): samples[i][2] for k, i in enumerate(c)},
+        }
+        for c in chunks
+    ]
+    results = get_client().judge_batch(requests) if requests else []
+    raw, per_sample = _common.spread(chunks, results, n)
+    rewards = _common.normalize_groups(raw, keys, normalize)
+    return [_score_dict(raw[i], rewards[i], per_sample[i], failure) for i in range(n)]
+
+
+class _Group:
+    def __init__(self, principle: str, prompt: str):
+        self.principle = principle
+        self.prompt = prompt
+        self.responses: List[str] = []
+        self.waiters: List[asyncio.Future] = []
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.closed = False
+
+
+class Coalescer:
+    """Gathers concurrent single-sample calls that share (principle, prompt) on one
+    event loop for up to ``window`` seconds (or until ``max_group`` arrive) into one
+    listwise call, like the gateway's group coalescing; each caller gets its own
+    result."""
+
+    def __init__(self, window: float, max_group: int):
+        self.window = window
+        self.max_group = max_group
+        self._open: Dict[Tuple[int, str, str], _Group] = {}
+        self._running: set = set()
+
+    async def judge(self, client: Client, principle: str, prompt: str, response: str) -> Tuple[Any, int]:
+        loop = asyncio.get_running_loop()
+        key = (id(loop), principle, prompt)
+        group = self._open.get(key)
+        if group is None:
+            group = _Group(principle, prompt)
+            self._open[key] = group
+            group.timer = loop.call_later(self.window, self._flush, key, group, client)
+        index = len(group.responses)
+        group.responses.append(response)
+        waiter = loop.create_future()
+        group.waiters.append(waiter)
+        if len(group.responses) >= self.max_group:
+            self._flush(key, group, client)
+        result = await waiter
+        return result, index
+
+    def _flush(self, key: Tuple[int, str, str], group: _Group, client: Client) -> None:
+        if group.closed:
+            return
+        group.closed = True
+        if group.timer is not None:
+            group.timer.cancel()
+        if self._open.get(key) is group:
+            del self._open[key]
+        task = asyncio.ensure_future(self._run(group, client))
+        # Held until done: the loop keeps only weak references to tasks.
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, group: _Group, client: Client) -> None:
+        request = {
+            "principle": group.principle,
+            "prompt": group.prompt,
+            "responses": {_common.response_name(k): r for k, r in enumerate(group.responses)},
+        }
+        try:
+            result = (await client.ajudge_batch([request]))[0]
+        except BaseException as e:  # noqa: BLE001 - every waiter must hear of it
+            for w in group.waiters:
+                if not w.done():
+                    w.set_exception(e)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        for w in group.waiters:
+            if not w.done():  # a caller may have been cancelled meanwhile
+                w.set_result(result)
+
+
+_coalescer: Optional[Coalescer] = None
+
+
+async def compute_score_async(data_source: Any, solution_str: str, ground_truth: Any, extra_info: Optional[dict] = None, **kwargs: Any) -> Dict[str, Any]:
+    """``compute_score`` for veRL's reward loop (awaited). Concurrent calls that share a
+    prompt within ``RA_COALESCE_MS`` are judged together (listwise, up to
+    ``RA_MAX_GROUP_SIZE``); ``centered`` normalizes over that coalesced group."""
+    global _coalescer
+    normalize, failure, window, max_group = _settings()
+    principle, prompt, response = _sample(solution_str, extra_info, "")
+    if _coalescer is None or (_coalescer.window, _coalescer.max_group) != (window, max_group):
+        _coalescer = Coalescer(window, max_group)
+    result, index = await _coalescer.judge(get_client(), principle, prompt, response)
+    name = _common.response_name(index)
+    raw = result.scores.get(name) if result.ok else None
+    if raw is None:
+        return _score_dict(None, None, result, failure)
+    group_raw = [result.scores.get(_common.response_name(k)) for k in range(len(result.scores))]
+    reward = _common.normalize_scores(group_raw, normalize)[index]
+    return _score_dict(raw, reward, result, failure)
+
+
+__all__ = ["compute_score", "compute_score_async", "compute_score_batch", "get_client", "Coalescer"]

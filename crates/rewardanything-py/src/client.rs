@@ -1,0 +1,428 @@
+//! The Python `Client`: settings checked at construction, then `judge`, `judge_batch`
+//! (blocking, GIL released, Ctrl-C aware) and `ajudge`, `ajudge_batch` (asyncio). Every
+//! call shares one Rust client, so one connection pool and one in-flight limit.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+use rewardanything_client::endpoints_file::EndpointsFile;
+use rewardanything_client::{Client, JudgeRequest, Masking, RetryPolicy, Sampling};
+
+use crate::convert;
+use crate::result::RewardResult;
+use crate::wait::block_on;
+
+/// The endpoint used when none is given and `RA_ENDPOINT` is unset.
+const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8000/v1";
+
+/// A RewardAnything client on OpenAI-compatible endpoints (vLLM, llama.cpp, SGLang).
+// `subclass`: the Python package's `Client` adds `async def` wrappers, so `ajudge` is a
+// coroutine function (`asyncio.run(client.ajudge(...))` works).
+#[pyclass(frozen, subclass, module = "rewardanything_rs", name = "Client")]
+pub(crate) struct PyClient {
+    client: Client,
+    concurrency: usize,
+    /// The process that made the client: its connections belong to that process's
+    /// runtime, so a forked child must make its own client.
+    pid: u32,
+}
+
+/// The settings of `Client(...)` once checked.
+struct Settings {
+    endpoints: Vec<String>,
+    api_key: Option<String>,
+    model: Option<String>,
+    concurrency: usize,
+    timeout: Duration,
+    max_retries: u32,
+    masking: Masking,
+    temperature: f64,
+    max_tokens: u32,
+}
+
+impl Settings {
+    fn build(self) -> PyResult<PyClient> {
+        let mut builder = Client::builder()
+            .endpoints(self.endpoints)
+            .max_in_flight(self.concurrency)
+            .attempt_timeout(self.timeout)
+            .retry(RetryPolicy::default().max_attempts(self.max_retries.saturating_add(1)))
+            .masking(self.masking)
+            .sampling(
+                Sampling::default()
+                    .temperature(self.temperature)
+                    .max_tokens(self.max_tokens),
+            );
+        if let Some(key) = self.api_key {
+            builder = builder.api_key(key);
+        }
+        if let Some(model) = self.model {
+            builder = builder.model(model);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(PyClient {
+            client,
+            concurrency: self.concurrency,
+            pid: std::process::id(),
+        })
+    }
+}
+
+/// `endpoints`: a URL, a list of URLs, or `None` (then `RA_ENDPOINT`, then the default).
+fn endpoints(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        let from_env = std::env::var("RA_ENDPOINT")
+            .ok()
+            .filter(|e| !e.trim().is_empty());
+        return Ok(vec![from_env.unwrap_or_else(|| DEFAULT_ENDPOINT.into())]);
+    };
+    if obj.is_instance_of::<PyString>() {
+        return Ok(vec![convert::string(obj, "endpoints")?]);
+    }
+    if !(obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>()) {
+        return Err(PyTypeError::new_err(
+            "endpoints must be a URL (str), a list of URLs or None",
+        ));
+    }
+    let mut urls = Vec::new();
+    for (i, url) in obj.try_iter()?.enumerate() {
+        urls.push(convert::string(&url?, &format!("endpoints[{i}]"))?);
+    }
+    if urls.is_empty() {
+        return Err(PyValueError::new_err("endpoints is an empty list"));
+    }
+    Ok(urls)
+}
+
+/// A count in `1..=max`, named in the error.
+fn bounded(value: i64, field: &str, min: i64, max: i64) -> PyResult<i64> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(PyValueError::new_err(format!(
+            "{field} must be between {min} and {max}, not {value}"
+        )))
+    }
+}
+
+/// Seconds as a duration: finite, above 0, at most a year.
+fn seconds(value: f64, field: &str) -> PyResult<Duration> {
+    const YEAR: f64 = 365.0 * 86_400.0;
+    if value.is_finite() && value > 0.0 && value <= YEAR {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(PyValueError::new_err(format!(
+            "{field} must be a number of seconds above 0 and at most a year, not {value}"
+        )))
+    }
+}
+
+/// Judges one request; a failure is a result with `error` set, never a panic.
+async fn judge_one(client: Client, request: JudgeRequest) -> RewardResult {
+    let started = Instant::now();
+    match client.judge_detailed(&request).await {
+        Ok(judged) => RewardResult::judged(judged),
+        Err(e) => RewardResult::failed(&e, started.elapsed()),
+    }
+}
+
+/// Judges every request, at most `limit` at a time (the client's own limit holds across
+/// calls); results in input order.
+async fn judge_all(client: Client, requests: Vec<JudgeRequest>, limit: usize) -> Vec<RewardResult> {
+    let mut slots: Vec<Option<RewardResult>> = (0..requests.len()).map(|_| None).collect();
+    let mut done = futures::stream::iter(requests.into_iter().enumerate())
+        .map(|(i, request)| {
+            let client = client.clone();
+            async move { (i, judge_one(client, request).await) }
+        })
+        .buffer_unordered(limit.max(1));
+    while let Some((i, result)) = done.next().await {
+        if let Some(slot) = slots.get_mut(i) {
+            *slot = Some(result);
+        }
+    }
+    slots
+        .into_iter()
+        .map(|r| {
+            // `buffer_unordered` yields exactly one item per request: never taken.
+            r.unwrap_or_else(|| {
+                RewardResult::failure("cancelled", "no result".into(), 0, Duration::ZERO)
+            })
+        })
+        .collect()
+}
+
+impl PyClient {
+    /// The client, if this is the process that made it.
+    fn client(&self) -> PyResult<Client> {
+        if self.pid != std::process::id() {
+            return Err(PyRuntimeError::new_err(
+                "this rewardanything_rs.Client was made in another process (before fork()): \
+                 make a new Client in this process",
+            ));
+        }
+        Ok(self.client.clone())
+    }
+
+    /// Hands `work` to asyncio on this process's runtime.
+    fn awaitable<'py, F, T>(py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: std::future::Future<Output = PyResult<T>> + Send + 'static,
+        T: for<'a> pyo3::IntoPyObject<'a> + Send + 'static,
+    {
+        crate::runtime::handle()
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the tokio runtime: {e}")))?;
+        pyo3_async_runtimes::generic::future_into_py::<crate::runtime::ForkSafe, _, T>(py, work)
+    }
+}
+
+#[pymethods]
+impl PyClient {
+    #[new]
+    #[pyo3(signature = (endpoints=None, *, api_key=None, model=None, concurrency=256,
+        timeout=600.0, max_retries=3, masking="reference", temperature=0.0, max_tokens=4096))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments.
+    fn new(
+        endpoints: Option<&Bound<'_, PyAny>>,
+        api_key: Option<String>,
+        model: Option<String>,
+        concurrency: i64,
+        timeout: f64,
+        max_retries: i64,
+        masking: &str,
+        temperature: f64,
+        max_tokens: i64,
+    ) -> PyResult<Self> {
+        Settings {
+            endpoints: self::endpoints(endpoints)?,
+            api_key: api_key
+                .filter(|k| !k.is_empty())
+                .or_else(|| std::env::var("RA_API_KEY").ok().filter(|k| !k.is_empty())),
+            model: model.filter(|m| !m.is_empty()),
+            concurrency: bounded(concurrency, "concurrency", 1, 1 << 20)? as usize,
+            timeout: seconds(timeout, "timeout")?,
+            max_retries: bounded(max_retries, "max_retries", 0, 100)? as u32,
+            masking: masking.parse().map_err(
+                |e: rewardanything_client::render::InvalidMasking| {
+                    PyValueError::new_err(e.to_string())
+                },
+            )?,
+            temperature,
+            max_tokens: bounded(max_tokens, "max_tokens", 1, i64::from(u32::MAX))? as u32,
+        }
+        .build()
+    }
+
+    /// A client on the endpoints of `ra-serve`'s endpoints file (its model too, unless
+    /// `model` is given). Other keyword arguments as for `Client(...)`.
+    #[classmethod]
+    #[pyo3(signature = (path, *, api_key=None, model=None, concurrency=256,
+        timeout=600.0, max_retries=3, masking="reference", temperature=0.0, max_tokens=4096))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments.
+    fn from_endpoints_file<'py>(
+        cls: &Bound<'py, PyType>,
+        path: PathBuf,
+        api_key: Option<String>,
+        model: Option<String>,
+        concurrency: i64,
+        timeout: f64,
+        max_retries: i64,
+        masking: &str,
+        temperature: f64,
+        max_tokens: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let file = EndpointsFile::read(&path).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if file.endpoints.is_empty() {
+            return Err(PyValueError::new_err(format!(
+                "endpoints file {} lists no endpoint yet (no healthy replica)",
+                path.display()
+            )));
+        }
+        let py = cls.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("api_key", api_key)?;
+        kwargs.set_item("model", model.or(file.model))?;
+        kwargs.set_item("concurrency", concurrency)?;
+        kwargs.set_item("timeout", timeout)?;
+        kwargs.set_item("max_retries", max_retries)?;
+        kwargs.set_item("masking", masking)?;
+        kwargs.set_item("temperature", temperature)?;
+        kwargs.set_item("max_tokens", max_tokens)?;
+        // Through the class, so a subclass (the package's `Client`) gets its own type.
+        cls.call((file.endpoints,), Some(&kwargs))
+    }
+
+    /// Judges one request and returns a `RewardResult`; raises `RewardAnythingError`
+    /// (with `.kind`) on failure. The GIL is released while waiting.
+    #[pyo3(signature = (principle, prompt, responses, mask_responses=None))]
+    fn judge(
+        &self,
+        py: Python<'_>,
+        principle: &Bound<'_, PyAny>,
+        prompt: &Bound<'_, PyAny>,
+        responses: &Bound<'_, PyAny>,
+        mask_responses: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<RewardResult> {
+        let request = convert::request(principle, prompt, responses, mask_responses, "")?;
+        block_on(py, judge_one(self.client()?, request))?.into_result()
+    }
+
+    /// Judges a list of requests (dicts with `principle`, `prompt`, `responses`,
+    /// optional `mask_responses`), all in flight at once up to `concurrency`; results in
+    /// input order. A failed item has `error` set and does not raise. Ctrl-C cancels
+    /// what is outstanding and raises `KeyboardInterrupt`.
+    fn judge_batch(
+        &self,
+        py: Python<'_>,
+        requests: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<RewardResult>> {
+        let requests = convert::batch(requests)?;
+        block_on(
+            py,
+            judge_all(self.client.clone(), requests, self.concurrency),
+        )
+    }
+
+    /// `await client.ajudge(...)`: like `judge`, on the running asyncio loop.
+    #[pyo3(signature = (principle, prompt, responses, mask_responses=None))]
+    fn ajudge<'py>(
+        &self,
+        py: Python<'py>,
+        principle: &Bound<'py, PyAny>,
+        prompt: &Bound<'py, PyAny>,
+        responses: &Bound<'py, PyAny>,
+        mask_responses: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = convert::request(principle, prompt, responses, mask_responses, "")?;
+        let client = self.client()?;
+        Self::awaitable(
+            py,
+            async move { judge_one(client, request).await.into_result() },
+        )
+    }
+
+    /// `await client.ajudge_batch(requests)`: like `judge_batch`, on the running loop.
+    fn ajudge_batch<'py>(
+        &self,
+        py: Python<'py>,
+        requests: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let requests = convert::batch(requests)?;
+        let client = self.client()?;
+        let limit = self.concurrency;
+        Self::awaitable(
+            py,
+            async move { Ok(judge_all(client, requests, limit).await) },
+        )
+    }
+
+    /// Checks that an endpoint answers and serves the model; returns the model name.
+    /// Optional: the first judgment does the same.
+    fn connect(&self, py: Python<'_>) -> PyResult<String> {
+        let client = self.client()?;
+        block_on(py, async move { client.connect().await })?
+            .map_err(|e| crate::error::judge_error(py, "model_discovery", &e.to_string(), 0))
+    }
+
+    /// Fails the judgments waiting for a slot, and later ones, with kind `cancelled`.
+    fn close(&self) {
+        self.client.close();
+    }
+
+    /// The model in use (configured or discovered), or `None` before discovery.
+    #[getter]
+    fn model(&self) -> Option<String> {
+        self.client.model().map(str::to_owned)
+    }
+
+    /// The endpoints' base URLs, credentials redacted.
+    #[getter]
+    fn endpoints(&self) -> Vec<String> {
+        self.client
+            .endpoint_stats()
+            .into_iter()
+            .map(|s| s.url)
+            .collect()
+    }
+
+    /// The in-flight limit shared by every call of this client.
+    #[getter]
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Client(endpoints={:?}, model={:?}, concurrency={})",
+            self.endpoints(),
+            self.model(),
+            self.concurrency
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_bounded() {
+        assert_eq!(bounded(3, "n", 1, 5).ok(), Some(3));
+        assert!(bounded(0, "n", 1, 5).is_err());
+        assert!(bounded(6, "n", 1, 5).is_err());
+        assert_eq!(seconds(1.5, "t").ok(), Some(Duration::from_millis(1500)));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
+            assert!(seconds(bad, "t").is_err(), "{bad}");
+        }
+    }
+
+    /// Results come back in input order whatever order the answers arrive in, and a
+    /// failed item keeps its place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn judge_all_keeps_input_order_under_random_latency() {
+        let mock = ra_mock::MockServer::builder()
+            .latency(ra_mock::Latency::uniform(
+                Duration::from_millis(0),
+                Duration::from_millis(30),
+            ))
+            .start()
+            .await
+            .unwrap();
+        let client = Client::builder()
+            .endpoint(mock.base_url())
+            .retry(RetryPolicy::none())
+            .build()
+            .unwrap();
+        let requests: Vec<JudgeRequest> = (0..200)
+            .map(|i| {
+                let prompt = if i == 77 {
+                    "[[fault:400]]".to_string()
+                } else {
+                    format!("q{i}")
+                };
+                JudgeRequest::new("p", prompt)
+                    .response("a", format!("score={}", i % 5 + 1))
+                    .response("b", format!("score={}", (i / 5) % 5 + 1))
+            })
+            .collect();
+        let results = judge_all(client, requests, 64).await;
+        assert_eq!(results.len(), 200);
+        for (i, r) in results.iter().enumerate() {
+            if i == 77 {
+                assert_eq!(r.error.as_ref().map(|e| e.0.as_str()), Some("http_status"));
+                assert!(r.scores.is_empty());
+                continue;
+            }
+            assert!(r.error.is_none(), "{i}: {:?}", r.error);
+            assert_eq!(r.scores["a"], (i % 5 + 1) as f64, "item {i}");
+            assert_eq!(r.scores["b"], ((i / 5) % 5 + 1) as f64, "item {i}");
+        }
+        mock.shutdown().await;
+    }
+}

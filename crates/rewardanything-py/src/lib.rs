@@ -1,0 +1,48 @@
+//! `rewardanything_rs`: the RewardAnything client as a Python extension module.
+//!
+//! The Rust side is the native module `rewardanything_rs._native`: a `Client` holding a
+//! [`rewardanything_client::Client`] (one connection pool and one in-flight limit shared
+//! by every call, blocking or `async`), the `RewardResult` it returns and the
+//! `RewardAnythingError` it raises. The reward functions for TRL, veRL and OpenRLHF are
+//! plain Python modules on top of it (`python/rewardanything_rs/`).
+//!
+//! Split by concept: `convert` checks and converts Python input (before any call),
+//! `result` is `RewardResult`, `error` the exception, `wait` the GIL-free,
+//! Ctrl-C-aware blocking wait, `runtime` the per-process (fork-safe) tokio runtime,
+//! `client` the `Client` class.
+//!
+//! Build and install it with `pip install crates/rewardanything-py` (maturin).
+
+mod client;
+mod convert;
+mod error;
+mod result;
+mod runtime;
+mod wait;
+
+use pyo3::prelude::*;
+
+/// The `rewardanything_rs._native` module: `Client`, `RewardResult`,
+/// `RewardAnythingError` and `__version__`.
+///
+/// ```no_run
+/// use pyo3::prelude::*;
+/// // Embedding Python (what the pytest suite does through the installed wheel):
+/// pyo3::append_to_inittab!(_native);
+/// # use rewardanything_py::_native;
+/// Python::attach(|py| {
+///     let m = py.import("_native").unwrap();
+///     assert!(m.getattr("Client").is_ok());
+/// });
+/// ```
+#[pymodule]
+pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<client::PyClient>()?;
+    m.add_class::<result::RewardResult>()?;
+    m.add(
+        "RewardAnythingError",
+        m.py().get_type::<error::RewardAnythingError>(),
+    )?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
