@@ -213,6 +213,8 @@ fn permutations_measure_and_cancel_a_position_bias() {
     assert!(flip > 0.0, "flip rate measured: {}", both["position_bias"]);
     assert_eq!(both["units"], 90);
     assert_eq!(both["orders"], 2);
+    // Every call's scores moved by exactly the bias between its two orders.
+    assert_eq!(both["position_bias"]["calls_by_max_spread"], json!({"1.00": 45}));
     // Every response was shown at both positions: the table shows the +1 at position 1.
     let means = both["position_bias"]["mean_score_by_position"]
         .as_array()

@@ -38,6 +38,8 @@ pub struct Figures {
     pub flips: Flips,
     /// Mean over unit groups of the largest score spread between orders.
     pub mean_max_spread: Option<f64>,
+    /// How many calls had each largest spread (key: the spread, 2 decimals).
+    pub max_spread_counts: std::collections::BTreeMap<String, u64>,
     /// Items with every unit judged (order 0 / all orders).
     pub items_scored: u64,
     pub items_scored_ensemble: u64,
@@ -158,6 +160,9 @@ pub fn figures(
     }
     if !spreads.is_empty() && k > 1 {
         fig.mean_max_spread = Some(spreads.iter().sum::<f64>() / spreads.len() as f64);
+        for s in &spreads {
+            *fig.max_spread_counts.entry(format!("{s:.2}")).or_default() += 1;
+        }
     }
     let group_units: Vec<&Unit> = ranges.iter().map(|r| &units[r.start]).collect();
     match items {
@@ -300,6 +305,7 @@ mod tests {
         // position 0 got b=3 and a=4; position 1 got a=3 and b=2
         assert_eq!(f.positions.means(), [Some(3.5), Some(2.5)]);
         assert_eq!(f.mean_max_spread, Some(1.0));
+        assert_eq!(f.max_spread_counts.get("1.00"), Some(&1));
     }
 
     #[test]

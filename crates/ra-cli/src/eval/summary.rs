@@ -79,6 +79,7 @@ pub fn summary_json(info: &RunInfo, fig: &Figures) -> Value {
             "flipped_pairs": fig.flips.flipped,
             "pairs": fig.flips.pairs,
             "mean_max_spread": fig.mean_max_spread,
+            "calls_by_max_spread": fig.max_spread_counts,
             "mean_score_by_position": fig.positions.means(),
             "count_by_position": fig.positions.counts,
         }),
