@@ -168,8 +168,10 @@ pub fn permutation_seeds(request: &JudgeRequest, k: usize, base: u64) -> Vec<u64
 impl Client {
     /// Judges `request` under up to `k` distinct seeded orders (see
     /// [`permutation_seeds`]; the seeds start at the client's `Masking::Seeded` seed, else
-    /// 0), concurrently, and aggregates them (see [`Ensemble`]). Any failed permutation
-    /// fails the ensemble (see the [module docs](crate::ensemble)).
+    /// 0), concurrently, and aggregates them (see [`Ensemble`]). The orders are always
+    /// [`Masking::Seeded`], whatever the client's masking; a request with
+    /// `mask_responses: false` has only its own order, hence one judgment. Any failed
+    /// permutation fails the ensemble (see the [module docs](crate::ensemble)).
     ///
     /// ```no_run
     /// # async fn f(client: rewardanything_client::Client, r: rewardanything_client::JudgeRequest) {
