@@ -27,7 +27,7 @@ fn heatmap(title: &str, m: &Matrix) -> String {
     let Some(f) = m.fractions() else {
         return String::new();
     };
-    let (cell, left, top) = (70, 90, 40);
+    let (cell, left, top) = (90, 120, 40);
     let mut svg = format!(
         r#"<figure><svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{t}">"#,
         w = left + 3 * cell + 10,
@@ -83,7 +83,7 @@ fn position_chart(fig: &Figures) -> String {
     let (bar, gap, height, base) = (50, 20, 200.0, 230);
     let width = 40 + means.len() * (bar + gap);
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="260" role="img" aria-label="mean score by shown position">"#
+        r#"<figure><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="260" role="img" aria-label="mean score by shown position">"#
     );
     let _ = write!(
         svg,
@@ -104,7 +104,11 @@ fn position_chart(fig: &Figures) -> String {
             n = p + 1
         );
     }
-    svg.push_str("</svg>");
+    svg.push_str(
+        "</svg><figcaption>Mean score (1–5) the judge gave at each shown position \
+         (#1 = shown first, as model-1). An unbiased judge shown each response at every \
+         position equally often has equal bars.</figcaption></figure>",
+    );
     svg
 }
 
