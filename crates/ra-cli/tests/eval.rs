@@ -214,7 +214,10 @@ fn permutations_measure_and_cancel_a_position_bias() {
     assert_eq!(both["units"], 90);
     assert_eq!(both["orders"], 2);
     // Every call's scores moved by exactly the bias between its two orders.
-    assert_eq!(both["position_bias"]["calls_by_max_spread"], json!({"1.00": 45}));
+    assert_eq!(
+        both["position_bias"]["calls_by_max_spread"],
+        json!({"1.00": 45})
+    );
     // Every response was shown at both positions: the table shows the +1 at position 1.
     let means = both["position_bias"]["mean_score_by_position"]
         .as_array()
@@ -427,9 +430,10 @@ fn bad_inputs_are_refused_with_exit_2_naming_the_item() {
 
 #[test]
 fn a_killed_eval_resumes_to_the_same_figures() {
-    let mock = Mock::start(MockServer::builder().latency(Latency::from_millis(40)));
+    // Slow enough (~7 s for the whole run) to be interrupted twice on a busy machine.
+    let mock = Mock::start(MockServer::builder().latency(Latency::from_millis(50)));
     let dir = tempfile::tempdir().unwrap();
-    let items: Vec<Value> = (0..4)
+    let items: Vec<Value> = (0..6)
         .flat_map(|_| rm_bench_items("").as_array().unwrap().clone())
         .collect();
     let input = write_json(dir.path(), "rm.json", &Value::Array(items));
@@ -451,7 +455,7 @@ fn a_killed_eval_resumes_to_the_same_figures() {
         "4",
         "--resume",
     ];
-    let total = 20 * 9 * 2;
+    let total = 30 * 9 * 2;
     let child = spawn_ra(&args);
     let results = out.join("results.jsonl");
     assert!(
@@ -516,8 +520,9 @@ fn a_killed_eval_resumes_to_the_same_figures() {
     );
     // Same figures as an uninterrupted run.
     let fresh = dir.path().join("fresh");
+    let instant = Mock::start(MockServer::builder());
     let run = eval(
-        &mock,
+        &instant,
         &[
             "--format",
             "rm-bench",
