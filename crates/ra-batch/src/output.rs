@@ -342,9 +342,9 @@ impl OutputSink {
             self.writer = Some(buffered(Box::new(file)));
         }
         // Every constructor sets a writer or a deferred append, which sets one above.
-        Ok(self
-            .writer
-            .get_or_insert_with(|| buffered(Box::new(std::io::sink()))))
+        self.writer.as_mut().ok_or_else(|| {
+            BatchError::Write(std::io::Error::other("internal: the output has no writer"))
+        })
     }
 
     pub fn write(&mut self, line: &ResultLine) -> Result<(), BatchError> {

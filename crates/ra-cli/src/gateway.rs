@@ -1,13 +1,14 @@
 //! `ra gateway`: the flags, the client and the signals; the HTTP server is `ra-gateway`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use ra_gateway::{
-    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_RESPONSES,
-    GatewayConfig,
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_JOBS,
+    DEFAULT_MAX_RESPONSES, GatewayConfig, JobStore,
 };
 
 use crate::connect::{self, ClientArgs};
@@ -27,6 +28,19 @@ pub struct GatewayArgs {
     /// Port to listen on.
     #[arg(long, default_value_t = 8000)]
     port: u16,
+    /// Directory of the batch jobs (/api/batch_request), created if missing: one
+    /// subdirectory per job, resumed after a crash. One gateway at a time per directory.
+    #[arg(long, value_name = "DIR", default_value = "./outputs")]
+    base_output_path: PathBuf,
+    /// Most batch jobs kept at once, finished or not; a new one beyond gets HTTP 503
+    /// until POST /api/clear_tasks.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_JOBS,
+          value_parser = validate::at_least_one::<usize>)]
+    max_jobs: usize,
+    /// Batch jobs judged at the same time; later ones wait their turn.
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = validate::at_least_one::<usize>)]
+    max_running_jobs: usize,
     /// Largest request body; a bigger one gets HTTP 413.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
           value_parser = validate::at_least_one::<usize>)]
@@ -65,6 +79,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let reward = args
         .reward
         .settings(args.client.config.as_deref(), args.max_responses)?;
+    // Before listening: a directory in use by another gateway is the user's to fix now.
+    let jobs = JobStore::open(&args.base_output_path)?;
     // Listen first: a server may start before its engines (/health says 503 meanwhile).
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -95,11 +111,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
              the engines' capacity"
         );
     }
-    let config = reward.apply(gateway_config(
-        &args,
-        api_key.clone(),
-        connection.concurrency,
-    ))?;
+    let config =
+        reward.apply(gateway_config(&args, api_key.clone(), connection.concurrency).jobs(jobs))?;
     eprintln!(
         "ra gateway: listening on http://{addr} ({})",
         if api_key.is_some() {
@@ -127,11 +140,15 @@ fn gateway_config(
         .max_buffered_bytes(args.max_buffered_bytes)
         .max_batch(args.max_batch)
         .max_responses(args.max_responses)
+        .max_jobs(args.max_jobs)
+        .max_running_jobs(args.max_running_jobs)
         .api_key(api_key)
         .grace(args.grace)
         .body_timeout(args.body_timeout)
         // Enough finished results held back to keep every slot of the client busy.
         .batch_window(concurrency.saturating_mul(2))
+        // A job keeps the client's slots busy, and a crash redoes at most that many.
+        .job_window(concurrency)
 }
 
 /// Completes on the first Ctrl-C or SIGTERM.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Mock, dead_url, free_port, ra_command};
+use common::{ChildGuard, Mock, dead_url, free_port, ra_command, s};
 use ra_mock::expected_score;
 use serde_json::{Value, json};
 
@@ -26,6 +26,8 @@ fn the_binary_serves_a_judgment_and_stops_cleanly_on_sigterm() {
         &port,
         "--grace",
         "2",
+        "--base-output-path",
+        s(&dir.path().join("outputs")),
     ]);
     cmd.env("RA_GATEWAY_API_KEY", key).env("RA_LOG", "info");
     let mut child = ChildGuard::spawn(cmd, None);
@@ -86,6 +88,7 @@ fn the_binary_serves_a_judgment_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn the_binary_starts_before_its_engine_and_reports_503_meanwhile() {
+    let jobs = tempfile::tempdir().expect("tempdir");
     let port = free_port().to_string();
     let dead = dead_url();
     let mut child = ChildGuard::spawn(
@@ -97,6 +100,8 @@ fn the_binary_starts_before_its_engine_and_reports_503_meanwhile() {
             "m",
             "--port",
             &port,
+            "--base-output-path",
+            s(jobs.path()),
         ]),
         None,
     );
@@ -143,6 +148,7 @@ fn a_port_in_use_is_a_clear_error_with_status_2() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
     let dead = dead_url();
+    let jobs = tempfile::tempdir().expect("tempdir");
     let run = ChildGuard::spawn(
         ra_command(&[
             "gateway",
@@ -152,6 +158,8 @@ fn a_port_in_use_is_a_clear_error_with_status_2() {
             "m",
             "--port",
             &port,
+            "--base-output-path",
+            s(jobs.path()),
         ]),
         None,
     )

@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Mock, dead_url, free_port, ra_command};
+use common::{ChildGuard, Mock, dead_url, free_port, ra_command, s};
 
 fn python() -> PathBuf {
     match std::env::var_os("RA_TEST_PYTHON") {
@@ -27,11 +27,14 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference_client.py")
 }
 
-/// Starts `ra gateway` on a free port in front of `upstream`; waits until it listens.
-fn gateway(upstream: &str, key: Option<&str>) -> (ChildGuard, String) {
+/// Starts `ra gateway` on a free port in front of `upstream`, its jobs in `jobs`; waits
+/// until it listens.
+fn gateway(upstream: &str, key: Option<&str>, jobs: &Path) -> (ChildGuard, String) {
     let port = free_port().to_string();
     let mut cmd = ra_command(&[
         "gateway",
+        "--base-output-path",
+        s(jobs),
         "--endpoint",
         upstream,
         "--port",
@@ -83,7 +86,8 @@ fn run_script(args: &[&str]) -> String {
 fn the_reference_client_gets_correct_in_order_results() {
     let mock = Mock::default_mock();
     let key = "ref-client-k3y";
-    let (gw, url) = gateway(&mock.url(), Some(key));
+    let jobs = tempfile::tempdir().expect("tempdir");
+    let (gw, url) = gateway(&mock.url(), Some(key), jobs.path());
     let stdout = run_script(&["check", "--url", &url, "--api-key", key, "--batch", "300"]);
     assert!(stdout.contains("judge_batch of 300 in order"), "{stdout}");
     // 2 single judgments and the batch, each exactly once (the client does not retry).
@@ -93,7 +97,8 @@ fn the_reference_client_gets_correct_in_order_results() {
 
 #[test]
 fn the_reference_health_check_is_false_without_an_upstream() {
-    let (gw, url) = gateway(&dead_url(), None);
+    let jobs = tempfile::tempdir().expect("tempdir");
+    let (gw, url) = gateway(&dead_url(), None, jobs.path());
     let stdout = run_script(&["check-down", "--url", &url]);
     assert!(stdout.contains("health_check() is False"), "{stdout}");
     drop(gw);

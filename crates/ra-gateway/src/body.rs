@@ -6,7 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use rewardanything_client::JudgeRequest;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 
 use crate::config::GatewayConfig;
@@ -60,6 +60,95 @@ pub fn batch(body: &[u8], config: &GatewayConfig) -> Result<Vec<JudgeRequest>, A
         check(request, &[Value::from(i)], config)?;
     }
     Ok(requests)
+}
+
+/// `POST /api/batch_request`'s body: the requests, and the reference's per-job
+/// overrides, accepted for compatibility and ignored (a caller must not choose server
+/// paths nor redirect the upstream). Other unknown fields are ignored too, as FastAPI does.
+#[derive(serde::Deserialize)]
+struct JobBody {
+    requests: Vec<JudgeRequest>,
+    #[serde(flatten)]
+    overrides: Overrides,
+}
+
+/// The reference's `BatchRequest` fields besides `requests` (values never read).
+#[derive(serde::Deserialize)]
+struct Overrides {
+    output_path: Option<IgnoredAny>,
+    api_model: Option<IgnoredAny>,
+    api_key: Option<IgnoredAny>,
+    api_base: Option<IgnoredAny>,
+    api_proxy: Option<IgnoredAny>,
+    api_timeout: Option<IgnoredAny>,
+    api_max_retries: Option<IgnoredAny>,
+    generation_config: Option<IgnoredAny>,
+    num_workers: Option<IgnoredAny>,
+    request_limit: Option<IgnoredAny>,
+    request_limit_period: Option<IgnoredAny>,
+    max_error_count: Option<IgnoredAny>,
+    trial_run: Option<IgnoredAny>,
+    dump_individual_rsp: Option<IgnoredAny>,
+}
+
+impl Overrides {
+    /// The names of the fields given (never their values: `api_key` is a secret).
+    fn given(&self) -> Vec<&'static str> {
+        [
+            ("output_path", self.output_path.is_some()),
+            ("api_model", self.api_model.is_some()),
+            ("api_key", self.api_key.is_some()),
+            ("api_base", self.api_base.is_some()),
+            ("api_proxy", self.api_proxy.is_some()),
+            ("api_timeout", self.api_timeout.is_some()),
+            ("api_max_retries", self.api_max_retries.is_some()),
+            ("generation_config", self.generation_config.is_some()),
+            ("num_workers", self.num_workers.is_some()),
+            ("request_limit", self.request_limit.is_some()),
+            ("request_limit_period", self.request_limit_period.is_some()),
+            ("max_error_count", self.max_error_count.is_some()),
+            ("trial_run", self.trial_run.is_some()),
+            ("dump_individual_rsp", self.dump_individual_rsp.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
+}
+
+/// A job's requests, checked like a batch's (locations `["body", "requests", i, …]`),
+/// and the names of the ignored override fields the caller gave.
+pub fn job(
+    body: &[u8],
+    config: &GatewayConfig,
+) -> Result<(Vec<JudgeRequest>, Vec<&'static str>), ApiError> {
+    let JobBody {
+        requests,
+        overrides,
+    } = decode(body)?;
+    let at = Value::from("requests");
+    if requests.is_empty() {
+        return Err(invalid(
+            vec![at],
+            "requests must not be empty".into(),
+            "value_error",
+        ));
+    }
+    if requests.len() > config.max_batch {
+        return Err(invalid(
+            vec![at],
+            format!(
+                "a batch holds at most {} requests, this one has {}",
+                config.max_batch,
+                requests.len()
+            ),
+            "too_long",
+        ));
+    }
+    for (i, request) in requests.iter().enumerate() {
+        check(request, &[at.clone(), Value::from(i)], config)?;
+    }
+    Ok((requests, overrides.given()))
 }
 
 /// Decodes a JSON body; a 422 names the field that is missing or mistyped.
@@ -140,6 +229,30 @@ mod tests {
             Err(ApiError::Invalid(e)) => e[0].loc.clone(),
             other => panic!("expected a validation error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn job_locations_name_the_request_and_field_and_overrides_are_only_named() {
+        let config = GatewayConfig::default();
+        let body = r#"{"requests": [{"principle":"p","prompt":"q","responses":{"a":"x"}},
+            {"principle":"p","prompt":"q","responses":{}}]}"#;
+        match job(body.as_bytes(), &config) {
+            Err(ApiError::Invalid(e)) => assert_eq!(
+                e[0].loc,
+                [
+                    Value::from("body"),
+                    Value::from("requests"),
+                    Value::from(1),
+                    Value::from("responses")
+                ]
+            ),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+        let body = r#"{"requests": [{"principle":"p","prompt":"q","responses":{"a":"x"}}],
+            "output_path": "/etc", "api_key": "sk-secret", "unknown": [1]}"#;
+        let (requests, ignored) = job(body.as_bytes(), &config).expect("valid");
+        assert_eq!(requests.len(), 1);
+        assert_eq!(ignored, ["output_path", "api_key"]);
     }
 
     #[test]

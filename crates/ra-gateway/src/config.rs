@@ -41,6 +41,12 @@ pub const DEFAULT_MAX_GROUP_SIZE: usize = 8;
 /// assert_eq!(ra_gateway::DEFAULT_MAX_OPEN_GROUPS, 1024);
 /// ```
 pub const DEFAULT_MAX_OPEN_GROUPS: usize = 1024;
+/// Default most batch jobs kept on disk at once.
+///
+/// ```
+/// assert_eq!(ra_gateway::DEFAULT_MAX_JOBS, 1_000);
+/// ```
+pub const DEFAULT_MAX_JOBS: usize = 1_000;
 
 /// Settings of [`serve`](crate::serve) and [`router`](crate::router).
 ///
@@ -73,6 +79,10 @@ pub struct GatewayConfig {
     pub(crate) group_window: Duration,
     pub(crate) max_group_size: usize,
     pub(crate) max_open_groups: usize,
+    pub(crate) jobs: Option<crate::JobStore>,
+    pub(crate) job_window: usize,
+    pub(crate) max_jobs: usize,
+    pub(crate) max_running_jobs: usize,
 }
 
 impl Default for GatewayConfig {
@@ -96,6 +106,10 @@ impl Default for GatewayConfig {
             group_window: Duration::ZERO,
             max_group_size: DEFAULT_MAX_GROUP_SIZE,
             max_open_groups: DEFAULT_MAX_OPEN_GROUPS,
+            jobs: None,
+            job_window: 256,
+            max_jobs: DEFAULT_MAX_JOBS,
+            max_running_jobs: 2,
         }
     }
 }
@@ -121,6 +135,10 @@ impl fmt::Debug for GatewayConfig {
             .field("group_window", &self.group_window)
             .field("max_group_size", &self.max_group_size)
             .field("max_open_groups", &self.max_open_groups)
+            .field("jobs", &self.jobs.as_ref().map(|j| j.base().to_path_buf()))
+            .field("job_window", &self.job_window)
+            .field("max_jobs", &self.max_jobs)
+            .field("max_running_jobs", &self.max_running_jobs)
             .finish()
     }
 }
@@ -251,6 +269,57 @@ impl GatewayConfig {
     /// ```
     pub fn header_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.header_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The store of batch jobs (`POST /api/batch_request` …); without one those routes
+    /// answer 501. [`serve`](crate::serve) resumes its unfinished jobs, and stops them on
+    /// shutdown (they resume on the next start). Needs a tokio runtime when the router
+    /// is built.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = ra_gateway::JobStore::open(dir.path()).unwrap();
+    /// let c = ra_gateway::GatewayConfig::default().jobs(store);
+    /// ```
+    pub fn jobs(mut self, store: crate::JobStore) -> Self {
+        self.jobs = Some(store);
+        self
+    }
+
+    /// Most judgments of one job in progress at once (default 256): in flight plus
+    /// finished ones waiting for an earlier one to be written. The client's in-flight
+    /// limit still caps all jobs together; this bounds what a crash makes judge again.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().job_window(64);
+    /// ```
+    pub fn job_window(mut self, n: usize) -> Self {
+        self.job_window = n.max(1);
+        self
+    }
+
+    /// Most jobs kept at once, finished or not (default 1,000): a new job beyond gets
+    /// 503 `too_many_jobs` until `POST /api/clear_tasks` (disk use stays bounded by
+    /// about this many request bodies and their results).
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_jobs(100);
+    /// ```
+    pub fn max_jobs(mut self, n: usize) -> Self {
+        self.max_jobs = n.max(1);
+        self
+    }
+
+    /// Most jobs judged at the same time (default 2); later ones wait their turn. One
+    /// job already keeps the client's slots busy; the limit bounds the memory of the
+    /// judgments held by many jobs.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().max_running_jobs(1);
+    /// ```
+    pub fn max_running_jobs(mut self, n: usize) -> Self {
+        self.max_running_jobs = n.max(1);
         self
     }
 

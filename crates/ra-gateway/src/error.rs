@@ -54,6 +54,27 @@ pub enum ApiError {
     /// The judgment failed.
     #[error("{0}")]
     Judge(#[from] JudgeError),
+    /// No such batch job (the reference's message).
+    #[error("Batch request not found")]
+    JobNotFound,
+    /// The job did not finish within `max_timeout` (the reference's message).
+    #[error("Request timed out")]
+    JobTimeout,
+    /// The job could not finish (the reference's `Task failed: …`).
+    #[error("Task failed: {0}")]
+    JobFailed(String),
+    /// This gateway has no job store.
+    #[error("batch jobs are not enabled on this gateway (ra gateway --base-output-path)")]
+    JobsDisabled,
+    /// A query parameter is not valid (FastAPI's `detail` list, at `["query", name]`).
+    #[error("invalid query: {}", .0.first().map(|e| e.msg.as_str()).unwrap_or(""))]
+    InvalidQuery(Vec<FieldError>),
+    /// The job store holds as many jobs as it may.
+    #[error("the gateway holds {0} jobs, its limit; POST /api/clear_tasks to free it")]
+    TooManyJobs(usize),
+    /// The gateway failed (disk I/O); the message says what.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// `{"kind", "message"}` of an error body (and of a failed batch item).
@@ -94,6 +115,12 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Judge(e) => judge_status(e),
+            ApiError::JobNotFound => StatusCode::NOT_FOUND,
+            ApiError::JobTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::JobFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::JobsDisabled => StatusCode::NOT_IMPLEMENTED,
+            ApiError::TooManyJobs(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InvalidQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -110,6 +137,13 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed".into(),
             ApiError::Invalid(_) => "invalid_request".into(),
             ApiError::Judge(e) => e.kind_str().into(),
+            ApiError::JobNotFound => "not_found".into(),
+            ApiError::JobTimeout => "timed_out".into(),
+            ApiError::JobFailed(_) => "job_failed".into(),
+            ApiError::JobsDisabled => "jobs_disabled".into(),
+            ApiError::TooManyJobs(_) => "too_many_jobs".into(),
+            ApiError::InvalidQuery(_) => "invalid_request".into(),
+            ApiError::Internal(_) => "internal".into(),
         }
     }
 }
@@ -131,7 +165,9 @@ impl IntoResponse for ApiError {
         };
         let detail = match &self {
             // FastAPI's shape for validation errors: a list of {loc, msg, type}.
-            ApiError::Invalid(errors) => serde_json::to_value(errors).unwrap_or_default(),
+            ApiError::Invalid(errors) | ApiError::InvalidQuery(errors) => {
+                serde_json::to_value(errors).unwrap_or_default()
+            }
             _ => serde_json::Value::String(info.message.clone()),
         };
         let mut response = (

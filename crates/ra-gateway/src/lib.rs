@@ -10,6 +10,19 @@
 //!   order; a failed item is `{"thoughts": "", "results": {}, "error": {…}}` in its place.
 //! * `POST /get_reward`: OpenRLHF's remote reward model (`--remote_rm_url`), with
 //!   optional grouping of rollouts into listwise calls; see [`GatewayConfig::group_window`].
+//! * `POST /api/batch_request` `{"requests": [...], …}` → `{"batch_request_id",
+//!   "requests", "start_time"}`: a job judged in the background and kept on disk (see
+//!   [`JobStore`]); the reference's other fields (`output_path`, `api_*`,
+//!   `generation_config`, `num_workers`, …) are accepted and ignored, with a warning: a
+//!   caller neither chooses server paths nor redirects the upstream.
+//! * `GET /api/batch_request/{id}?max_timeout=S`: waits up to S seconds (default 600,
+//!   at most 3,600) for the job, then answers its results in request order with the
+//!   caller's names (a failed item in its place, as in the batch route); 404 for an
+//!   unknown id, 408 when not done in time, 500 when the job could not finish.
+//! * `GET /api/list_tasks`: `{id: {"start_time", "complete", "has_error",
+//!   "num_requests", "output_path"}}` (`output_path` is the job's directory).
+//! * `POST /api/clear_tasks`: cancels every job of this gateway, deletes their
+//!   directories, and answers `{"message": "All tasks cleared"}`.
 //! * `GET /health`: 200 while an upstream endpoint answers, else 503 with the reason.
 //! * `GET /metrics`: OpenMetrics text.
 //!
@@ -31,6 +44,7 @@ mod coalesce;
 mod config;
 mod error;
 mod health;
+mod jobs;
 mod metrics;
 mod openrlhf;
 mod routes;
@@ -42,8 +56,9 @@ use std::future::Future;
 
 pub use config::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_GROUP_SIZE,
-    DEFAULT_MAX_OPEN_GROUPS, DEFAULT_MAX_RESPONSES, GatewayConfig,
+    DEFAULT_MAX_JOBS, DEFAULT_MAX_OPEN_GROUPS, DEFAULT_MAX_RESPONSES, GatewayConfig,
 };
+pub use jobs::{JobStore, JobStoreError};
 pub use openrlhf::{NonFiniteReward, RewardScale};
 use rewardanything_client::Client;
 
@@ -86,14 +101,27 @@ pub async fn serve(
         grace: config.grace,
     };
     let (cut_tx, cut_rx) = tokio::sync::watch::channel(false);
-    // Shutdown starts by sending every open /get_reward group.
+    // Once shutdown is asked: every open /get_reward group is sent, and jobs stop with
+    // the same grace, alongside the HTTP drain.
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let jobs_stopped = config.jobs.clone().map(|store| {
+        let grace = config.grace;
+        let mut asked = stopping_rx.clone();
+        tokio::spawn(async move {
+            if asked.wait_for(|s| *s).await.is_ok() {
+                store.shutdown(grace).await;
+            }
+        })
+    });
     let shutdown = async move {
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
     let app = routes::router(client.clone(), config, cut_rx, stopping_rx);
     server::run(listener, app, limits, cut_tx, shutdown).await;
+    if let Some(stopped) = jobs_stopped {
+        let _ = stopped.await;
+    }
     // Judgments not yet sent (of requests cut short) fail at once.
     client.close();
 }

@@ -102,6 +102,22 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Registers the batch jobs' counters.
+    pub fn register_jobs(&mut self, jobs: &crate::jobs::JobCounters) {
+        self.registry
+            .register("jobs_created", "Batch jobs accepted", jobs.created.clone());
+        self.registry.register(
+            "jobs_completed",
+            "Batch jobs finished with every result written",
+            jobs.completed.clone(),
+        );
+        self.registry.register(
+            "jobs_failed",
+            "Batch jobs that could not finish (disk errors)",
+            jobs.failed.clone(),
+        );
+    }
+
     /// Counts an answered request.
     pub fn request(&self, route: &str, status: u16) {
         self.requests

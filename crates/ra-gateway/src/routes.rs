@@ -20,16 +20,22 @@ use crate::error::ApiError;
 use crate::health::HealthCache;
 use crate::metrics::Metrics;
 use crate::wire::{self, JudgeResult};
-use crate::{admit, auth, body, openrlhf};
+use crate::{admit, auth, body, jobs, openrlhf};
 
 /// The routes, as their metrics label them (anything else is `other`: labels stay few).
-const ROUTES: [&str; 5] = [
+const ROUTES: [&str; 8] = [
     "/api/rewardanything",
     "/api/rewardanything_batch",
+    "/api/batch_request",
+    "/api/list_tasks",
+    "/api/clear_tasks",
     "/get_reward",
     "/health",
     "/metrics",
 ];
+
+/// The label of every `GET /api/batch_request/{id}`.
+const JOB_ROUTE: &str = "/api/batch_request/{id}";
 
 /// What every handler shares.
 pub struct AppState {
@@ -56,7 +62,19 @@ pub fn router(
 ) -> Router {
     let limit = config.max_body_bytes;
     let budget = admit::budget(&config);
-    let shared_metrics = Arc::new(Metrics::default());
+    let mut registry = Metrics::default();
+    if let Some(store) = &config.jobs {
+        registry.register_jobs(&store.counters());
+        store.start(
+            client.clone(),
+            jobs::Limits {
+                window: config.job_window,
+                max_line_bytes: config.max_body_bytes,
+                max_running: config.max_running_jobs,
+            },
+        );
+    }
+    let shared_metrics = Arc::new(registry);
     let coalescer = openrlhf::coalescer(&client, &config, Arc::clone(&shared_metrics), stopping);
     let state = Arc::new(AppState {
         client,
@@ -71,10 +89,14 @@ pub fn router(
         .route("/api/rewardanything", post(judge_one))
         .route("/api/rewardanything_batch", post(judge_batch))
         .route("/get_reward", post(openrlhf::get_reward))
+        .route("/api/batch_request", post(jobs::routes::create))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             admit::reserve,
         ))
+        .route("/api/batch_request/{id}", get(jobs::routes::get))
+        .route("/api/list_tasks", get(jobs::routes::list))
+        .route("/api/clear_tasks", post(jobs::routes::clear))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -97,7 +119,11 @@ pub fn router(
 /// Counts each request by route and status, and the requests in flight.
 async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let route = ROUTES.into_iter().find(|r| *r == path).unwrap_or("other");
+    let route = match ROUTES.into_iter().find(|r| *r == path) {
+        Some(route) => route,
+        None if path.starts_with("/api/batch_request/") => JOB_ROUTE,
+        None => "other",
+    };
     state.metrics.in_flight(1);
     // Decremented even if the client goes away and this future is dropped.
     let _guard = InFlight(&state.metrics);

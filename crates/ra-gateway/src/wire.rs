@@ -30,6 +30,26 @@ enum Results {
     Failed {},
 }
 
+impl JudgeResult {
+    /// A judged item from its parts (a job's stored result line).
+    pub fn judged(thoughts: String, scores: IndexMap<String, f64>, ranking: Vec<String>) -> Self {
+        JudgeResult {
+            thoughts,
+            results: Results::Judged { scores, ranking },
+            error: None,
+        }
+    }
+
+    /// A failed item: empty results and the error.
+    pub fn failed(error: ErrorInfo) -> Self {
+        JudgeResult {
+            thoughts: String::new(),
+            results: Results::Failed {},
+            error: Some(error),
+        }
+    }
+}
+
 impl From<Judgment> for JudgeResult {
     fn from(j: Judgment) -> Self {
         JudgeResult {

@@ -1,0 +1,284 @@
+//! `ra gateway`'s batch jobs through the real binary: a job survives `kill -9` and a
+//! SIGTERM, each restart resumes it where it stopped (lines written are not judged
+//! again), the answer comes back complete and in order, and a second gateway on the
+//! same `--base-output-path` is refused naming the first one's PID.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{ChildGuard, Mock, free_port, ra_command, s};
+use ra_mock::{Latency, expected_score};
+use serde_json::{Value, json};
+
+/// Judgments the gateway keeps in progress (its `--concurrency`, hence its job window).
+const CONCURRENCY: usize = 8;
+
+fn gateway(mock: &Mock, base: &Path, port: u16) -> ChildGuard {
+    let port = port.to_string();
+    let concurrency = CONCURRENCY.to_string();
+    let cmd = ra_command(&[
+        "gateway",
+        "--endpoint",
+        &mock.url(),
+        "--port",
+        &port,
+        "--concurrency",
+        &concurrency,
+        "--base-output-path",
+        s(base),
+        "--grace",
+        "30",
+    ]);
+    ChildGuard::spawn(cmd, None)
+}
+
+/// Waits until the gateway answers `/health` with 200 (bounded, so a regression fails).
+async fn wait_healthy(http: &reqwest::Client, base: &str, child: &mut ChildGuard) {
+    let started = Instant::now();
+    loop {
+        let up = http.get(format!("{base}/health")).send().await;
+        if up.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the gateway did not become healthy"
+        );
+        assert!(
+            child.child.try_wait().expect("try_wait").is_none(),
+            "ra exited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Request `i`: masked names whose mock scores depend on `i`.
+fn request(i: usize) -> Value {
+    json!({
+        "principle": "Prefer the most helpful answer.",
+        "prompt": format!("question {i}"),
+        "responses": {
+            "gpt-4o": format!("answer {i}, score={}", i % 5 + 1),
+            "claude": format!("answer {i} again, score={}", (i / 5) % 5 + 1),
+        },
+    })
+}
+
+fn check(i: usize, result: &Value) {
+    let want = json!({
+        "gpt-4o": expected_score(&format!("answer {i}, score={}", i % 5 + 1)),
+        "claude": expected_score(&format!("answer {i} again, score={}", (i / 5) % 5 + 1)),
+    });
+    assert_eq!(result["results"]["scores"], want, "item {i}: {result}");
+    assert!(result.get("error").is_none(), "item {i}: {result}");
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.matches('\n').count())
+}
+
+async fn wait_lines(path: &Path, at_least: usize, child: &mut ChildGuard) {
+    let started = Instant::now();
+    while lines(path) < at_least {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {} result lines",
+            lines(path)
+        );
+        assert!(
+            child.child.try_wait().expect("try_wait").is_none(),
+            "ra exited"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[test]
+fn a_job_survives_kill_9_and_sigterm_and_completes_without_judging_twice() {
+    let n = 300;
+    let mock = Mock::start(
+        ra_mock::MockServer::builder().latency(Latency::Fixed(Duration::from_millis(50))),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().join("outputs");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let http = reqwest::Client::new();
+
+    // 1. Submit, let some results be written, kill -9.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut first = gateway(&mock, &base, port);
+    let (id, results) = rt.block_on(async {
+        wait_healthy(&http, &url, &mut first).await;
+        let requests: Vec<Value> = (0..n).map(request).collect();
+        let created: Value = http
+            .post(format!("{url}/api/batch_request"))
+            .json(&json!({"requests": requests}))
+            .send()
+            .await
+            .expect("create")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(created["requests"], n, "{created}");
+        let id = created["batch_request_id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let results = base.join(&id).join("results.jsonl");
+        wait_lines(&results, 30, &mut first).await;
+        // Kill between two writes, not just after one: results finished meanwhile must
+        // already be on disk.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        (id, results)
+    });
+    first.signal(libc::SIGKILL);
+    let killed = first.finish(Duration::from_secs(10));
+    assert_eq!(killed.code, -libc::SIGKILL, "{}", killed.stderr);
+    let after_kill = lines(&results);
+    assert!(after_kill < n, "killed before the end: {after_kill}");
+
+    // 2. Restart: the job resumes; a second gateway on the directory is refused; SIGTERM.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut second = gateway(&mock, &base, port);
+    rt.block_on(async {
+        wait_healthy(&http, &url, &mut second).await;
+        wait_lines(&results, after_kill + 30, &mut second).await;
+    });
+    let refused = gateway(&mock, &base, free_port()).finish(Duration::from_secs(30));
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!("PID {}", second.pid()))
+            && refused.stderr.contains("another ra gateway"),
+        "names the holder: {}",
+        refused.stderr
+    );
+    second.signal(libc::SIGTERM);
+    let stopped = second.finish(Duration::from_secs(40));
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    let after_term = lines(&results);
+    assert!(after_term < n, "stopped before the end: {after_term}");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(base.join(&id).join("job.json")).expect("job.json"),
+    )
+    .expect("JSON state");
+    assert_eq!(state["complete"], false, "{state}");
+
+    // 3. Restart again: the job completes; the answer is whole and in order.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut third = gateway(&mock, &base, port);
+    rt.block_on(async {
+        wait_healthy(&http, &url, &mut third).await;
+        let r = http
+            .get(format!("{url}/api/batch_request/{id}?max_timeout=120"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 200);
+        let answer: Value = r.json().await.expect("JSON");
+        let answer = answer.as_array().expect("array");
+        assert_eq!(answer.len(), n);
+        for (i, result) in answer.iter().enumerate() {
+            check(i, result);
+        }
+        let tasks: Value = http
+            .get(format!("{url}/api/list_tasks"))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(tasks[&id]["complete"], true, "{tasks}");
+    });
+    let indices: Vec<u64> = std::fs::read_to_string(&results)
+        .expect("results")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("JSON line")["index"]
+                .as_u64()
+                .expect("index")
+        })
+        .collect();
+    assert_eq!(
+        indices,
+        (0..n as u64).collect::<Vec<_>>(),
+        "every result once, in order"
+    );
+    // Only what was in progress at the kill is sent again (the drain after SIGTERM
+    // writes what it finishes).
+    let sent = mock.chat_requests();
+    eprintln!(
+        "{after_kill} lines at the kill, {after_term} at the SIGTERM, {sent} requests for {n}"
+    );
+    assert!(
+        sent <= (n + CONCURRENCY) as u64,
+        "{sent} requests for {n} lines: more than the {CONCURRENCY} in progress at the kill were judged again"
+    );
+    third.signal(libc::SIGTERM);
+    let run = third.finish(Duration::from_secs(30));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn jobs_default_to_outputs_in_the_working_directory_and_max_jobs_is_a_flag() {
+    let mock = Mock::default_mock();
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut cmd = ra_command(&[
+        "gateway",
+        "--endpoint",
+        &mock.url(),
+        "--port",
+        &port.to_string(),
+        "--max-jobs",
+        "1",
+    ]);
+    cmd.current_dir(cwd.path());
+    let mut child = ChildGuard::spawn(cmd, None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let http = reqwest::Client::new();
+    rt.block_on(async {
+        wait_healthy(&http, &url, &mut child).await;
+        let body = json!({"requests": [request(0)]});
+        let first = http
+            .post(format!("{url}/api/batch_request"))
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(first.status(), 200);
+        let created: Value = first.json().await.expect("JSON");
+        let id = created["batch_request_id"].as_str().expect("id");
+        assert!(
+            cwd.path()
+                .join("outputs")
+                .join(id)
+                .join("job.json")
+                .is_file()
+        );
+        let second = http
+            .post(format!("{url}/api/batch_request"))
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(second.status(), 503);
+        let answer: Value = second.json().await.expect("JSON");
+        assert_eq!(answer["error"]["kind"], "too_many_jobs", "{answer}");
+    });
+    child.signal(libc::SIGTERM);
+    let run = child.finish(Duration::from_secs(30));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

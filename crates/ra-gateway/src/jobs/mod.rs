@@ -1,0 +1,378 @@
+//! Batch jobs (`POST /api/batch_request` and friends), kept on disk under a base
+//! directory so that they survive a crash: see [`JobStore`].
+
+mod answer;
+mod disk;
+pub(crate) mod routes;
+mod runner;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use ra_batch::{FileLock, LockError, Stop};
+use rewardanything_client::{Client, JudgeRequest};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+pub(crate) use disk::is_job_id;
+
+/// Why a job store could not be opened.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let _first = ra_gateway::JobStore::open(dir.path()).unwrap();
+/// match ra_gateway::JobStore::open(dir.path()) {
+///     Err(ra_gateway::JobStoreError::Busy { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+///     _ => panic!("a second store on one directory must be refused"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobStoreError {
+    /// Another gateway uses the directory.
+    #[error(
+        "{} is used by another ra gateway ({}, lock file {}); stop it or choose another directory",
+        .dir.display(),
+        .pid.map_or_else(|| "PID not yet written".to_string(), |p| format!("PID {p}")),
+        .lock.display()
+    )]
+    Busy {
+        /// The base directory.
+        dir: PathBuf,
+        /// The holder's PID, when written yet.
+        pid: Option<u32>,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The directory could not be created, locked or read.
+    #[error("cannot use the job directory {}", .dir.display())]
+    Io {
+        /// The base directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lock could not be taken for another reason than a holder.
+    #[error("cannot lock the job directory")]
+    Lock(#[source] LockError),
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Status {
+    Running,
+    Complete,
+    /// The job could not finish (an I/O error); the message says why.
+    Failed(String),
+    /// Removed by `clear_tasks` while someone waited for it.
+    Cleared,
+}
+
+/// One job.
+pub(crate) struct Job {
+    pub id: String,
+    pub dir: PathBuf,
+    pub start_time: String,
+    pub num_requests: usize,
+    pub status: watch::Sender<Status>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Job {
+    fn new(id: String, dir: PathBuf, state: &disk::State) -> Arc<Job> {
+        let status = match (&state.error, state.complete) {
+            (Some(e), _) => Status::Failed(e.clone()),
+            (None, true) => Status::Complete,
+            (None, false) => Status::Running,
+        };
+        Arc::new(Job {
+            id,
+            dir,
+            start_time: state.start_time.clone(),
+            num_requests: state.num_requests,
+            status: watch::channel(status).0,
+            task: Mutex::new(None),
+        })
+    }
+
+    fn take_task(&self) -> Option<JoinHandle<()>> {
+        self.task.lock().ok().and_then(|mut t| t.take())
+    }
+}
+
+/// How jobs run (from the gateway's config).
+pub(crate) struct Limits {
+    /// Judgments of one job in progress at once.
+    pub window: usize,
+    /// Longest request line (a request is at most one body).
+    pub max_line_bytes: usize,
+    /// Jobs judged at the same time.
+    pub max_running: usize,
+}
+
+/// What running a job needs, known once the gateway has a client.
+struct Runner {
+    client: Client,
+    limits: Limits,
+    /// One permit per job being judged.
+    running: Arc<Semaphore>,
+}
+
+/// Jobs' counters for `/metrics`.
+#[derive(Clone, Default)]
+pub(crate) struct JobCounters {
+    pub created: Counter,
+    pub completed: Counter,
+    pub failed: Counter,
+}
+
+struct Inner {
+    base: PathBuf,
+    _lock: FileLock,
+    jobs: Mutex<BTreeMap<String, Arc<Job>>>,
+    stop: watch::Sender<Stop>,
+    runner: OnceLock<Runner>,
+    counters: JobCounters,
+}
+
+/// The batch jobs of one gateway, each a directory `<base>/<batch_request_id>/` with
+/// the accepted requests (`requests.jsonl`), its state (`job.json`) and its results
+/// (`results.jsonl`, written by `ra_batch` in request order and resumed after a crash:
+/// lines already written are not judged again).
+///
+/// Opening takes an exclusive lock on the base directory (`.ra-gateway.lock`, holding
+/// the PID), so that two gateways never run the same job; it lists the jobs found there.
+/// Unfinished ones resume when the store is given to a gateway
+/// ([`GatewayConfig::jobs`](crate::GatewayConfig::jobs)) that serves.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = ra_gateway::JobStore::open(dir.path().join("outputs")).unwrap();
+/// let config = ra_gateway::GatewayConfig::default().jobs(store);
+/// ```
+#[derive(Clone)]
+pub struct JobStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for JobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobStore")
+            .field("base", &self.inner.base)
+            .finish()
+    }
+}
+
+impl JobStore {
+    /// Opens (creating it if missing) and locks the base directory, and reads the jobs
+    /// in it. Blocking file I/O: call it before serving.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = ra_gateway::JobStore::open(dir.path()).unwrap();
+    /// assert_eq!(store.base(), dir.path().canonicalize().unwrap());
+    /// ```
+    pub fn open(base: impl AsRef<Path>) -> Result<JobStore, JobStoreError> {
+        let dir = base.as_ref().to_path_buf();
+        let io = |source| JobStoreError::Io {
+            dir: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let base = std::fs::canonicalize(&dir).map_err(io)?;
+        let lock_path = base.join(disk::LOCK);
+        let lock = match FileLock::acquire(&lock_path) {
+            Ok(lock) => lock,
+            Err(LockError::Held { pid, path }) => {
+                return Err(JobStoreError::Busy {
+                    dir: base,
+                    pid,
+                    lock: path,
+                });
+            }
+            Err(e) => return Err(JobStoreError::Lock(e)),
+        };
+        let jobs = disk::scan(&base)
+            .map_err(io)?
+            .into_iter()
+            .map(|(id, path, state)| (id.clone(), Job::new(id, path, &state)))
+            .collect();
+        Ok(JobStore {
+            inner: Arc::new(Inner {
+                base,
+                _lock: lock,
+                jobs: Mutex::new(jobs),
+                stop: watch::channel(Stop::Run).0,
+                runner: OnceLock::new(),
+                counters: JobCounters::default(),
+            }),
+        })
+    }
+
+    /// The base directory (absolute).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = ra_gateway::JobStore::open(dir.path()).unwrap();
+    /// assert!(store.base().is_absolute());
+    /// ```
+    pub fn base(&self) -> &Path {
+        &self.inner.base
+    }
+
+    /// Stops the running jobs: they read no more requests, judgments in flight get
+    /// `grace` to finish and be written, then the rest is dropped. Their files stay
+    /// consistent and they resume on the next start. [`serve`](crate::serve) calls it
+    /// on shutdown; new jobs are refused afterwards.
+    ///
+    /// ```no_run
+    /// # async fn f(store: ra_gateway::JobStore) {
+    /// store.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.inner.stop.send(Stop::Drain);
+        let tasks: Vec<JoinHandle<()>> = self.all().iter().filter_map(|j| j.take_task()).collect();
+        let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+        let all = futures::future::join_all(tasks);
+        tokio::pin!(all);
+        if tokio::time::timeout(grace, &mut all).await.is_ok() {
+            return;
+        }
+        let _ = self.inner.stop.send(Stop::Now);
+        // Writing stops at once at `Now`; a task stuck on the disk is aborted.
+        if tokio::time::timeout(Duration::from_secs(1), &mut all)
+            .await
+            .is_err()
+        {
+            aborts.iter().for_each(|a| a.abort());
+        }
+    }
+
+    pub(crate) fn counters(&self) -> JobCounters {
+        self.inner.counters.clone()
+    }
+
+    pub(crate) fn stopping(&self) -> watch::Receiver<Stop> {
+        self.inner.stop.subscribe()
+    }
+
+    fn all(&self) -> Vec<Arc<Job>> {
+        self.inner
+            .jobs
+            .lock()
+            .map(|jobs| jobs.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.inner.jobs.lock().map_or(0, |jobs| jobs.len())
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Job>> {
+        self.inner.jobs.lock().ok()?.get(id).cloned()
+    }
+
+    pub(crate) fn list(&self) -> Vec<Arc<Job>> {
+        self.all()
+    }
+
+    /// Starts running jobs with `client` (once; later calls keep the first client), and
+    /// resumes the unfinished jobs found on disk.
+    pub(crate) fn start(&self, client: Client, limits: Limits) {
+        let runner = Runner {
+            client,
+            running: Arc::new(Semaphore::new(limits.max_running.max(1))),
+            limits,
+        };
+        if self.inner.runner.set(runner).is_err() {
+            return;
+        }
+        for job in self.all() {
+            if *job.status.borrow() == Status::Running {
+                self.spawn(job);
+            }
+        }
+    }
+
+    fn spawn(&self, job: Arc<Job>) {
+        let Some(runner) = self.inner.runner.get() else {
+            return;
+        };
+        let task = tokio::spawn(runner::run(
+            Arc::clone(&job),
+            runner::Context {
+                client: runner.client.clone(),
+                window: runner.limits.window,
+                max_line_bytes: runner.limits.max_line_bytes,
+                running: Arc::clone(&runner.running),
+                stop: self.inner.stop.subscribe(),
+                counters: self.inner.counters.clone(),
+            },
+        ));
+        if let Ok(mut slot) = job.task.lock() {
+            *slot = Some(task);
+        }
+    }
+
+    /// Writes a new job and starts it.
+    pub(crate) async fn create(
+        &self,
+        requests: Vec<JudgeRequest>,
+        start_time: String,
+    ) -> std::io::Result<Arc<Job>> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let state = disk::State {
+            start_time,
+            num_requests: requests.len(),
+            complete: false,
+            error: None,
+        };
+        let base = self.inner.base.clone();
+        let (id_, state_) = (id.clone(), state.clone());
+        let dir =
+            tokio::task::spawn_blocking(move || disk::create(&base, &id_, &state_, &requests))
+                .await
+                .map_err(std::io::Error::other)??;
+        let job = Job::new(id.clone(), dir, &state);
+        if let Ok(mut jobs) = self.inner.jobs.lock() {
+            jobs.insert(id, Arc::clone(&job));
+        }
+        self.inner.counters.created.inc();
+        self.spawn(Arc::clone(&job));
+        Ok(job)
+    }
+
+    /// Cancels every job (judgments in flight are dropped), deletes their directories
+    /// and forgets them.
+    pub(crate) async fn clear(&self) -> std::io::Result<()> {
+        let jobs: Vec<Arc<Job>> = match self.inner.jobs.lock() {
+            Ok(mut jobs) => std::mem::take(&mut *jobs).into_values().collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut first_error = None;
+        for job in jobs {
+            if let Some(task) = job.take_task() {
+                task.abort();
+                // Wait until it no longer writes into the directory.
+                let _ = task.await;
+            }
+            job.status.send_replace(Status::Cleared);
+            let dir = job.dir.clone();
+            let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+            if let Err(e) = removed
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
