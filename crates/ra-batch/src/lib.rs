@@ -15,7 +15,9 @@
 //! most [`Batch::window`] lines are in progress. Each output line stores the XXH3-64 of
 //! its input line (`input_hash`), so that a resumed run refuses an input that changed
 //! under it instead of mixing results; a killed run leaves whole lines plus at most
-//! one partial last line, which resuming cuts.
+//! one partial last line, which resuming cuts. With [`Batch::permutations`] each line
+//! is judged under several seeded orders and its line gains a `permutations` object
+//! (position-bias figures and each order's judgment).
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use rewardanything_client::ensemble::{Ensemble, EnsembleError};
 use rewardanything_client::{JudgeError, Judged, Usage};
 use serde::Serialize;
 use serde_json::Value;
@@ -44,7 +45,31 @@ struct Line<'a> {
     attempts: u32,
     latency_ms: u64,
     usage: Option<Usage>,
+    /// Only with several orders per request (absent otherwise: single-judgment lines
+    /// are unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permutations: Option<OrdersField<'a>>,
     input_hash: &'a str,
+}
+
+/// What an ensemble line adds: the position-bias figures and each order's judgment.
+#[derive(Serialize)]
+struct OrdersField<'a> {
+    /// Distinct orders judged (at most N! for N responses).
+    orders: usize,
+    flip_rate: Option<f64>,
+    flipped_pairs: u64,
+    pairs: u64,
+    spread: &'a IndexMap<String, f64>,
+    judgments: Vec<OrderField<'a>>,
+}
+
+#[derive(Serialize)]
+struct OrderField<'a> {
+    seed: u64,
+    positions: &'a [usize],
+    scores: &'a IndexMap<String, f64>,
+    ranking: &'a [String],
 }
 
 impl Line<'_> {
@@ -93,6 +118,7 @@ impl ResultLine {
             attempts,
             latency_ms,
             usage: None,
+            permutations: None,
             input_hash: hash,
         }
         .to_json();
@@ -126,6 +152,7 @@ impl ResultLine {
                     attempts: judged.attempts,
                     latency_ms: judged.latency.as_millis() as u64,
                     usage: judged.usage,
+                    permutations: None,
                     input_hash: &hash,
                 }
                 .to_json();
@@ -146,6 +173,86 @@ impl ResultLine {
                 e.attempts,
                 elapsed.as_millis() as u64,
             ),
+        }
+    }
+
+    /// An ensemble's line: `scores` are the means, `ranking` by mean (ties by Borda
+    /// count), `reasoning` the first order's, `consistent` whether every order's was,
+    /// `attempts` and `usage` summed, plus `permutations` (see [`OrdersField`]).
+    pub fn from_ensemble(
+        index: usize,
+        id: Value,
+        hash: String,
+        result: Result<Ensemble, EnsembleError>,
+        elapsed: Duration,
+    ) -> Self {
+        let e = match result {
+            Ok(e) => e,
+            Err(err) => {
+                let (kind, attempts) = match &err {
+                    EnsembleError::Judge { source, .. } => (source.kind_str(), source.attempts),
+                    _ => ("bad_input", 0),
+                };
+                return Self::failure(
+                    index,
+                    &id,
+                    &hash,
+                    kind,
+                    &err.to_string(),
+                    attempts,
+                    elapsed.as_millis() as u64,
+                );
+            }
+        };
+        let mut usage: Option<Usage> = None;
+        for j in &e.judgments {
+            if let Some(u) = j.judged.usage {
+                let total = usage.get_or_insert_with(Usage::default);
+                total.prompt_tokens += u.prompt_tokens;
+                total.completion_tokens += u.completion_tokens;
+            }
+        }
+        let orders = OrdersField {
+            orders: e.judgments.len(),
+            flip_rate: e.flips.rate(),
+            flipped_pairs: e.flips.flipped,
+            pairs: e.flips.pairs,
+            spread: &e.spread,
+            judgments: e
+                .judgments
+                .iter()
+                .map(|j| OrderField {
+                    seed: j.seed,
+                    positions: &j.positions,
+                    scores: &j.judged.judgment.scores,
+                    ranking: &j.judged.judgment.ranking,
+                })
+                .collect(),
+        };
+        let json = Line {
+            index,
+            id: &id,
+            scores: Some(&e.scores),
+            ranking: Some(&e.ranking),
+            reasoning: e
+                .judgments
+                .first()
+                .map(|j| j.judged.judgment.reasoning.as_str()),
+            consistent: Some(e.judgments.iter().all(|j| j.judged.judgment.consistent)),
+            error: None,
+            attempts: e.judgments.iter().map(|j| j.judged.attempts).sum(),
+            latency_ms: elapsed.as_millis() as u64,
+            usage,
+            permutations: Some(orders),
+            input_hash: &hash,
+        }
+        .to_json();
+        ResultLine {
+            index,
+            json,
+            error_kind: None,
+            usage,
+            fresh: true,
         }
     }
 

@@ -141,6 +141,7 @@ pub struct Batch {
     flush_every: Duration,
     stop: Option<watch::Receiver<Stop>>,
     on_line: Option<LineHook>,
+    permutations: usize,
 }
 
 impl Batch {
@@ -175,6 +176,7 @@ impl Batch {
             flush_every: Duration::from_millis(100),
             stop: None,
             on_line: None,
+            permutations: 1,
         }
     }
 
@@ -244,6 +246,22 @@ impl Batch {
     /// ```
     pub fn flush_every(mut self, every: Duration) -> Self {
         self.flush_every = every;
+        self
+    }
+
+    /// Judge every request under up to `k` distinct seeded orders with
+    /// [`Client::judge_ensemble`] (default 1: one judgment with the client's masking;
+    /// clamped to `1..=`[`MAX_PERMUTATIONS`](rewardanything_client::ensemble::MAX_PERMUTATIONS)).
+    /// An ensemble's line holds the mean scores and a `permutations` object (orders,
+    /// flip rate, spread, each order's judgment); any failed order makes the line an
+    /// error. Resuming with another `k` refuses the kept lines as changed (their
+    /// `input_hash` carries `-k{k}`).
+    ///
+    /// ```
+    /// let batch = ra_batch::Batch::to_file("results.jsonl").permutations(4);
+    /// ```
+    pub fn permutations(mut self, k: usize) -> Self {
+        self.permutations = k.clamp(1, rewardanything_client::ensemble::MAX_PERMUTATIONS);
         self
     }
 
@@ -365,6 +383,7 @@ impl Prepared {
             stored,
             kept: resume.kept,
             retry_failed: batch.retry_failed,
+            permutations: batch.permutations,
             exhausted: Arc::clone(&exhausted),
         };
         // Without a channel, a closed one: it never stops the run.

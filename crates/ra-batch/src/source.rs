@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use rewardanything_client::ensemble::EnsembleError;
 use rewardanything_client::{Client, JudgeErrorKind, JudgeRequest};
 use serde_json::Value;
 use tokio::io::AsyncBufRead;
@@ -15,9 +16,15 @@ use crate::request::RequestInput;
 use crate::resume::{StoredLine, StoredReader};
 
 /// The hash stored in the output to detect a changed input on resume (XXH3-64 of the
-/// raw line, hex).
-pub(crate) fn input_hash(line: &RawLine) -> String {
-    format!("{:016x}", line.hash())
+/// raw line, hex). With several orders per line (`permutations` > 1) the count is
+/// appended (`…-k4`): a line judged under other settings counts as changed, so a
+/// resumed run never mixes single judgments and ensembles.
+pub(crate) fn input_hash(line: &RawLine, permutations: usize) -> String {
+    if permutations > 1 {
+        format!("{:016x}-k{permutations}", line.hash())
+    } else {
+        format!("{:016x}", line.hash())
+    }
 }
 
 /// What to do with one input line.
@@ -36,6 +43,8 @@ pub(crate) struct Pending {
     id: Value,
     hash: String,
     request: JudgeRequest,
+    /// Orders to judge the request under (1: one judgment with the client's masking).
+    permutations: usize,
 }
 
 impl Pending {
@@ -43,6 +52,23 @@ impl Pending {
     /// signal) before the judgment got on the wire or while it waited to retry.
     pub async fn judge(self, client: Client) -> Option<ResultLine> {
         let started = Instant::now();
+        if self.permutations > 1 {
+            let result = client
+                .judge_ensemble(&self.request, self.permutations)
+                .await;
+            if let Err(EnsembleError::Judge { source, .. }) = &result
+                && matches!(source.kind, JudgeErrorKind::Cancelled)
+            {
+                return None;
+            }
+            return Some(ResultLine::from_ensemble(
+                self.index,
+                self.id,
+                self.hash,
+                result,
+                started.elapsed(),
+            ));
+        }
         let result = client.judge_detailed(&self.request).await;
         if let Err(e) = &result
             && matches!(e.kind, JudgeErrorKind::Cancelled)
@@ -59,8 +85,8 @@ impl Pending {
     }
 }
 
-fn decode_job(line: &RawLine) -> Job {
-    let hash = input_hash(line);
+fn decode_job(line: &RawLine, permutations: usize) -> Job {
+    let hash = input_hash(line, permutations);
     let decoded = crate::lines::decode::<RequestInput>(&line.body).and_then(|input| {
         if input.responses.is_empty() {
             Err("`responses` is empty: nothing to judge".to_string())
@@ -74,6 +100,7 @@ fn decode_job(line: &RawLine) -> Job {
             id: std::mem::take(&mut input.id),
             hash,
             request: input.into_request(),
+            permutations,
         })),
         Err(message) => {
             // Keep the id when the line is JSON but not a valid request.
@@ -101,6 +128,8 @@ pub(crate) struct JobSource<R> {
     /// Lines kept from the previous run (indices `0..kept`).
     pub kept: usize,
     pub retry_failed: bool,
+    /// Orders per request (see [`crate::Batch::permutations`]).
+    pub permutations: usize,
     /// Set when the whole input was read: a signal after that does not make the run
     /// interrupted.
     pub exhausted: Arc<AtomicBool>,
@@ -121,7 +150,7 @@ impl<R: AsyncBufRead + Unpin> JobSource<R> {
                 return Ok(None);
             };
             if line.index >= self.kept {
-                return Ok(Some(decode_job(&line)));
+                return Ok(Some(decode_job(&line, self.permutations)));
             }
             if let Some(job) = self.kept_line(&line).await? {
                 return Ok(Some(job));
@@ -134,10 +163,10 @@ impl<R: AsyncBufRead + Unpin> JobSource<R> {
     async fn kept_line(&mut self, line: &RawLine) -> Result<Option<Job>, BatchError> {
         // `kept > 0` always comes with a stored reader (see `ResumeState::stored_reader`).
         let Some(stored) = self.stored.as_mut() else {
-            return Ok(Some(decode_job(line)));
+            return Ok(Some(decode_job(line, self.permutations)));
         };
         let previous: StoredLine = stored.next().await?;
-        let hash = input_hash(line);
+        let hash = input_hash(line, self.permutations);
         if previous.input_hash != hash {
             return Err(BatchError::InputChanged {
                 line: line.index + 1,
@@ -149,7 +178,7 @@ impl<R: AsyncBufRead + Unpin> JobSource<R> {
             (false, true) => Some(Job::KeptFailed),
             (false, false) => None,
             (true, false) => Some(Job::Ready(ResultLine::verbatim(line.index, previous.raw))),
-            (true, true) => Some(decode_job(line)),
+            (true, true) => Some(decode_job(line, self.permutations)),
         })
     }
 }

@@ -6,6 +6,7 @@
 mod config;
 mod connect;
 mod endpoints_file;
+mod eval;
 mod exit;
 mod gateway;
 mod input;
@@ -57,6 +58,8 @@ enum Command {
     Judge(judge::JudgeArgs),
     /// Score a JSON Lines batch against one or more endpoints, in order, resumably.
     Score(score::ScoreArgs),
+    /// Benchmark a judge on RM-Bench or ranked data, and measure its position bias.
+    Eval(eval::EvalArgs),
     /// Serve judgments over HTTP, wire-compatible with the reference `rewardanything serve`.
     ///
     /// When RA_GATEWAY_API_KEY is set, every route but /health needs
@@ -78,7 +81,11 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let quiet = matches!(&cli.command, Command::Score(args) if args.quiet);
+    let quiet = match &cli.command {
+        Command::Score(args) => args.quiet,
+        Command::Eval(args) => args.quiet,
+        _ => false,
+    };
     init_logging(quiet);
     // A server answers many connections at once: it gets every core.
     let mut builder = match &cli.command {
@@ -98,6 +105,7 @@ fn main() -> ExitCode {
             Command::Parse { strict } => parse::run(strict).await,
             Command::Judge(args) => judge::run(args).await,
             Command::Score(args) => score::run(args).await,
+            Command::Eval(args) => eval::run(args).await,
             Command::Gateway(args) => gateway::run(args).await,
         }
     });

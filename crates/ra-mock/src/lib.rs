@@ -17,7 +17,8 @@
 //!
 //! # The answer
 //! Each response gets [`expected_score`] of its text; `best-to-worst` is
-//! [`expected_ranking`]. The completion is
+//! [`expected_ranking`] (with [`MockServerBuilder::position_bias`], the response
+//! presented first scores more, see [`biased_score`]). The completion is
 //! `<think>\n{reasoning}\n</think>\n\n{"scores": {"model-1": 4, …}, "best-to-worst": ["model-2", …]}`
 //! shaped by the [`ReasoningShape`] (server default, overridden by the
 //! `x-ra-mock-shape` header, overridden by a `[[shape:…]]` marker). `usage`
@@ -122,7 +123,9 @@ pub use config::{
     ContextErrorStyle, Fault, FaultRates, Latency, OverCapacity, ParseNameError, ReasoningShape,
 };
 pub use names::NameFault;
-pub use score::{estimate_tokens, expected_ranking, expected_score, fnv1a64, prompt_hash};
+pub use score::{
+    biased_score, estimate_tokens, expected_ranking, expected_score, fnv1a64, prompt_hash,
+};
 pub use server::SHAPE_HEADER;
 pub use stats::{Attempt, Outcome, Stats};
 
@@ -191,6 +194,7 @@ impl Default for MockServerBuilder {
                 log_prompts: true,
                 max_body_bytes: 32 << 20,
                 latency: Latency::None,
+                position_bias: 0,
             },
         }
     }
@@ -291,6 +295,19 @@ impl MockServerBuilder {
     /// log (default true; costs a second parse of the body).
     pub fn log_prompts(mut self, yes: bool) -> Self {
         self.cfg.log_prompts = yes;
+        self
+    }
+
+    /// A deliberate position bias: the response presented first (`model-1` when
+    /// masked) gets `bias` more than its [`expected_score`], capped at 5 (see
+    /// [`biased_score`]); the ranking follows the biased scores. Default 0. For tests
+    /// that measure and cancel position bias (`ra eval --permutations`).
+    ///
+    /// ```
+    /// let b = ra_mock::MockServer::builder().position_bias(1);
+    /// ```
+    pub fn position_bias(mut self, bias: u8) -> Self {
+        self.cfg.position_bias = bias;
         self
     }
 

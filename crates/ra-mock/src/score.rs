@@ -57,6 +57,20 @@ pub fn expected_score(text: &str) -> u8 {
     (fnv1a64(bytes) % 5) as u8 + 1
 }
 
+/// The score of the response presented first (the first key of the user message's
+/// `responses`) under a position bias of `bias` (see
+/// [`MockServerBuilder::position_bias`](crate::MockServerBuilder::position_bias)):
+/// `score + bias`, capped at 5. Other responses keep their [`expected_score`].
+///
+/// ```
+/// assert_eq!(ra_mock::biased_score(3, 1), 4);
+/// assert_eq!(ra_mock::biased_score(5, 1), 5);
+/// assert_eq!(ra_mock::biased_score(2, 0), 2);
+/// ```
+pub fn biased_score(score: u8, bias: u8) -> u8 {
+    score.saturating_add(bias).min(5)
+}
+
 /// The `best-to-worst` list the mock gives: names sorted by [`expected_score`]
 /// of their text, highest first; equal scores in ascending byte order of the
 /// name (`str::cmp`, so `"model-10"` comes before `"model-2"`).

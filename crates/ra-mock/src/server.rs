@@ -26,7 +26,7 @@ use crate::config::{ContextErrorStyle, Fault, FaultRates, Latency, OverCapacity,
 use crate::markers::Markers;
 use crate::names::{NameFault, wrong_answer};
 use crate::render;
-use crate::score::{expected_score, fnv1a64, splitmix64, unit};
+use crate::score::{biased_score, expected_score, fnv1a64, splitmix64, unit};
 use crate::stats::{Attempt, AttemptLog, Counters, Gauge, Outcome};
 
 /// Header that overrides the reasoning shape for one request.
@@ -50,6 +50,7 @@ pub(crate) struct Config {
     pub log_prompts: bool,
     pub max_body_bytes: usize,
     pub latency: Latency,
+    pub position_bias: u8,
 }
 
 /// What a test may change while the server runs.
@@ -559,7 +560,11 @@ async fn chat(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
         let scored: Vec<(u8, &str)> = payload
             .responses
             .iter()
-            .map(|(name, text)| (expected_score(text), name.as_str()))
+            .enumerate()
+            .map(|(i, (name, text))| {
+                let bias = if i == 0 { shared.cfg.position_bias } else { 0 };
+                (biased_score(expected_score(text), bias), name.as_str())
+            })
             .collect();
         let a = AnswerInput {
             seq: g.seq,
@@ -761,6 +766,7 @@ mod tests {
             log_prompts: false,
             max_body_bytes: 1 << 20,
             latency: Latency::None,
+            position_bias: 0,
         }
     }
 

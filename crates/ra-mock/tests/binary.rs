@@ -152,3 +152,31 @@ fn a_bad_fault_flag_is_refused() {
     );
     assert!(out.stdout.is_empty(), "never started listening");
 }
+
+#[tokio::test]
+async fn position_bias_flag_raises_the_first_shown_response() {
+    let (_g, base) = spawn(&["--port", "0", "--position-bias", "2"]);
+    let user = json!({"principle": "p", "prompt": "q",
+                      "responses": {"model-1": "a score=2", "model-2": "b score=3"}})
+    .to_string();
+    let body = json!({"messages": [{"role": "user", "content": user}], "max_tokens": 4096});
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{base}/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let content = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    let json_part = content.rsplit("</think>").next().unwrap().trim();
+    let v: Value = serde_json::from_str(json_part).unwrap();
+    assert_eq!(v["scores"], json!({"model-1": 4, "model-2": 3}));
+    // Out of range: refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_ra-mock"))
+        .args(["--position-bias", "9"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

@@ -788,3 +788,29 @@ async fn fail_first_with_hang_and_malformed() {
         ]
     );
 }
+
+#[tokio::test]
+async fn position_bias_raises_the_first_presented_response_only() {
+    let http = reqwest::Client::new();
+    let mock = MockServer::builder()
+        .position_bias(1)
+        .start()
+        .await
+        .unwrap();
+    let responses = [("model-1", "first score=3"), ("model-2", "second score=3")];
+    let (status, body) = post_json(&http, &mock, &request("q", &responses, 4096)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, answer) = split(ReasoningShape::Inline, &body);
+    let v: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(v["scores"]["model-1"], 4);
+    assert_eq!(v["scores"]["model-2"], 3);
+    assert_eq!(v["best-to-worst"], json!(["model-1", "model-2"]));
+    // capped at 5
+    let responses = [("model-1", "top score=5"), ("model-2", "low score=1")];
+    let (_, body) = post_json(&http, &mock, &request("q", &responses, 4096)).await;
+    let (_, answer) = split(ReasoningShape::Inline, &body);
+    let v: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(v["scores"]["model-1"], 5);
+    assert_eq!(v["scores"]["model-2"], 1);
+    mock.shutdown().await;
+}

@@ -13,9 +13,11 @@
 //! assert_eq!(prompt.messages.len(), 2);
 //! ```
 mod balance;
+pub mod bias;
 mod client;
 pub mod compat;
 pub mod endpoints_file;
+pub mod ensemble;
 pub mod error;
 pub mod grammar;
 pub mod judgment;

@@ -267,17 +267,7 @@ impl RenderedPrompt {
 /// ```
 pub fn render(request: &JudgeRequest, masking: Masking) -> RenderedPrompt {
     let n = request.responses.len();
-    let permutation = match (request.mask_responses, masking) {
-        (false, _) | (_, Masking::None) => None,
-        (true, Masking::Reference) => Some(mt19937::reference_permutation(n)),
-        (true, Masking::Seeded(seed)) => {
-            let h = content_hash(request);
-            Some(mt19937::permutation(
-                (u128::from(h) << 64) | u128::from(seed),
-                n,
-            ))
-        }
-    };
+    let permutation = permutation(request, masking);
 
     let size = request.principle.len()
         + request.prompt.len()
@@ -339,6 +329,57 @@ pub fn render(request: &JudgeRequest, masking: Masking) -> RenderedPrompt {
             },
         ],
         masked2real,
+    }
+}
+
+/// The order in which `render` presents the responses: entry `p` is the index (in the
+/// caller's order) of the response shown at position `p` (as `model-{p+1}`). `None` when
+/// the request is not masked (`mask_responses: false` or [`Masking::None`]): the
+/// responses are then shown in the caller's order.
+///
+/// ```
+/// use rewardanything_client::{render::permutation, JudgeRequest, Masking};
+/// let req = JudgeRequest::new("p", "q").response("a", "x").response("b", "y");
+/// assert_eq!(permutation(&req, Masking::Reference), Some(vec![1, 0]));
+/// assert_eq!(permutation(&req, Masking::None), None);
+/// ```
+pub fn permutation(request: &JudgeRequest, masking: Masking) -> Option<Vec<usize>> {
+    let n = request.responses.len();
+    match (request.mask_responses, masking) {
+        (false, _) | (_, Masking::None) => None,
+        (true, Masking::Reference) => Some(mt19937::reference_permutation(n)),
+        (true, Masking::Seeded(seed)) => {
+            let h = content_hash(request);
+            Some(mt19937::permutation(
+                (u128::from(h) << 64) | u128::from(seed),
+                n,
+            ))
+        }
+    }
+}
+
+/// The position (0-based) at which each response is presented, in the caller's order:
+/// the inverse of [`permutation`], or `0..n` when the request is not masked.
+///
+/// ```
+/// use rewardanything_client::{render::positions, JudgeRequest, Masking};
+/// let req = JudgeRequest::new("p", "q").response("a", "x").response("b", "y");
+/// assert_eq!(positions(&req, Masking::Reference), [1, 0]); // "a" is shown second
+/// assert_eq!(positions(&req, Masking::None), [0, 1]);
+/// ```
+pub fn positions(request: &JudgeRequest, masking: Masking) -> Vec<usize> {
+    let n = request.responses.len();
+    match permutation(request, masking) {
+        None => (0..n).collect(),
+        Some(perm) => {
+            let mut pos = vec![0; n];
+            for (p, &src) in perm.iter().enumerate() {
+                if let Some(slot) = pos.get_mut(src) {
+                    *slot = p;
+                }
+            }
+            pos
+        }
     }
 }
 

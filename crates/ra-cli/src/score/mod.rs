@@ -48,6 +48,13 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES,
           value_parser = validate::at_least_one::<usize>)]
     max_line_bytes: usize,
+    /// Judge each line under K distinct seeded orders and write the mean scores (ranking
+    /// by mean, ties by Borda count) with the flip rate, spread and each order's
+    /// judgment under `permutations`; at most N! orders for N responses. Resume with
+    /// the same K.
+    #[arg(long, default_value_t = 1, value_name = "K",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    permutations: u16,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -141,6 +148,7 @@ fn batch_settings(
                 .max(DEFAULT_MAX_LINE_BYTES),
         )
         .window(concurrency.saturating_mul(4).max(64))
+        .permutations(usize::from(args.permutations))
         .stop(signals);
     match progress {
         Some(bar) => batch.on_line(Box::new(move |done: &LineDone<'_>| {

@@ -89,6 +89,10 @@ struct Args {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Deliberate position bias: add this to the score of the response presented first
+    /// (capped at 5).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=4))]
+    position_bias: u8,
     /// Exit when stdin reaches end of file, so the mock dies with its parent.
     #[arg(long)]
     exit_on_stdin_eof: bool,
@@ -131,7 +135,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .think_bytes(args.think_bytes)
         .health_unavailable_for(Duration::from_millis(args.health_delay_ms))
         .attempt_log_capacity(args.attempt_log)
-        .log_prompts(false);
+        .log_prompts(false)
+        .position_bias(args.position_bias);
     if args.capacity > 0 {
         b = b.capacity(args.capacity);
     }

@@ -16,7 +16,7 @@ use crate::balance::Outcome;
 use crate::error::{JudgeError, JudgeErrorKind};
 use crate::judgment::{Judgment, ParseError};
 use crate::parse::{ParseOptions, parse_completion_with};
-use crate::render::{JudgeRequest, RenderedPrompt, content_hash, render};
+use crate::render::{JudgeRequest, Masking, RenderedPrompt, content_hash, render};
 use crate::retry::{AttemptState, Backoff, Decision, classify};
 use crate::wire::{
     Answer, AttemptError, AttemptSampling, chat_body, decode_completion, parse_retry_after,
@@ -54,7 +54,11 @@ struct RawAnswer {
 }
 
 impl Inner {
-    pub(super) async fn judge(&self, request: &JudgeRequest) -> Result<Judged, JudgeError> {
+    pub(super) async fn judge(
+        &self,
+        request: &JudgeRequest,
+        masking: Masking,
+    ) -> Result<Judged, JudgeError> {
         let model = self
             .model()
             .await
@@ -64,7 +68,7 @@ impl Inner {
         // Render only once a slot is free: judgments waiting in line (a caller may queue
         // thousands) hold no prompt and no body.
         let mut first_slot = Some(self.wait_for_slot(deadline_at, 0).await?);
-        let mut call = Call::new(self, request, model, started, deadline_at);
+        let mut call = Call::new(self, request, masking, model, started, deadline_at);
         loop {
             let permit = match first_slot.take() {
                 Some(permit) => permit,
@@ -231,12 +235,13 @@ impl<'a> Call<'a> {
     fn new(
         inner: &'a Inner,
         request: &'a JudgeRequest,
+        masking: Masking,
         model: &'a str,
         started: Instant,
         deadline_at: Option<Instant>,
     ) -> Self {
         let config = &inner.config;
-        let rendered = render(request, config.masking);
+        let rendered = render(request, masking);
         let identity = rendered.masked2real.is_none().then(|| {
             request
                 .responses

@@ -26,7 +26,7 @@ pub use config::{BodyHook, DEFAULT_MAX_RESPONSE_BYTES, Sampling};
 use crate::balance::{Balancer, EndpointStats};
 use crate::error::{BuildError, JudgeError};
 use crate::judgment::Judgment;
-use crate::render::JudgeRequest;
+use crate::render::{JudgeRequest, Masking};
 use builder::DirectLimiter;
 use config::ClientConfig;
 
@@ -122,6 +122,17 @@ impl Client {
             .model
             .as_deref()
             .or_else(|| self.inner.discovered_model.get().map(String::as_str))
+    }
+
+    /// The masking the client applies (the builder's [`masking`](ClientBuilder::masking)).
+    ///
+    /// ```
+    /// use rewardanything_client::{Client, Masking};
+    /// let c = Client::builder().endpoint("http://h/v1").masking(Masking::Seeded(5)).build().unwrap();
+    /// assert_eq!(c.masking(), Masking::Seeded(5));
+    /// ```
+    pub fn masking(&self) -> Masking {
+        self.inner.config.masking
     }
 
     /// The current endpoint base URLs, as given (they may hold credentials: do not log
@@ -247,6 +258,24 @@ impl Client {
     /// # }
     /// ```
     pub async fn judge_detailed(&self, request: &JudgeRequest) -> Result<Judged, JudgeError> {
+        self.judge_masked(request, self.inner.config.masking).await
+    }
+
+    /// Like [`judge_detailed`](Self::judge_detailed), with this call's masking instead
+    /// of the client's (e.g. one seeded order per call, as
+    /// [`judge_ensemble`](Self::judge_ensemble) does).
+    ///
+    /// ```no_run
+    /// # async fn f(client: rewardanything_client::Client, r: rewardanything_client::JudgeRequest) {
+    /// use rewardanything_client::Masking;
+    /// let j = client.judge_masked(&r, Masking::Seeded(3)).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn judge_masked(
+        &self,
+        request: &JudgeRequest,
+        masking: Masking,
+    ) -> Result<Judged, JudgeError> {
         use tracing::field::Empty;
         let span = tracing::debug_span!(
             "judge",
@@ -258,7 +287,11 @@ impl Client {
             completion_tokens = Empty,
             error = Empty,
         );
-        let result = self.inner.judge(request).instrument(span.clone()).await;
+        let result = self
+            .inner
+            .judge(request, masking)
+            .instrument(span.clone())
+            .await;
         match &result {
             Ok(j) => {
                 span.record("endpoint", j.endpoint.as_str());
