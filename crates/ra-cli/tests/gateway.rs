@@ -3,9 +3,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{ChildGuard, Mock, dead_url, free_port, ra_command, s};
+use common::{
+    ChildGuard, Mock, dead_url, gateway_command, ra_command, runtime, s, spawn_gateway,
+    wait_healthy,
+};
 use ra_mock::expected_score;
 use serde_json::{Value, json};
 
@@ -16,44 +19,21 @@ fn the_binary_serves_a_judgment_and_stops_cleanly_on_sigterm() {
     let config = dir.path().join("server_config.json");
     let reference_config = json!({"api_base": mock.url(), "api_key": "dummy", "num_workers": 8});
     std::fs::write(&config, reference_config.to_string()).expect("write config");
-    let port = free_port().to_string();
     let key = "gw-k3y-not-for-logs";
-    let mut cmd = ra_command(&[
-        "gateway",
+    let mut cmd = gateway_command(&[
         "-c",
         config.to_str().expect("utf-8 path"),
-        "--port",
-        &port,
         "--grace",
         "2",
         "--base-output-path",
         s(&dir.path().join("outputs")),
     ]);
     cmd.env("RA_GATEWAY_API_KEY", key).env("RA_LOG", "info");
-    let mut child = ChildGuard::spawn(cmd, None);
-    let base = format!("http://127.0.0.1:{port}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (mut child, base) = spawn_gateway(cmd);
+    let rt = runtime();
     let http = reqwest::Client::new();
     rt.block_on(async {
-        let started = Instant::now();
-        loop {
-            let up = http.get(format!("{base}/health")).send().await;
-            if up.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the gateway did not become healthy"
-            );
-            assert!(
-                child.child.try_wait().expect("try_wait").is_none(),
-                "ra exited"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_healthy(&http, &base, &mut child).await;
         let request = json!({
             "principle": "Prefer the most helpful answer.",
             "prompt": "What is 2+2?",
@@ -89,44 +69,20 @@ fn the_binary_serves_a_judgment_and_stops_cleanly_on_sigterm() {
 #[test]
 fn the_binary_starts_before_its_engine_and_reports_503_meanwhile() {
     let jobs = tempfile::tempdir().expect("tempdir");
-    let port = free_port().to_string();
     let dead = dead_url();
-    let mut child = ChildGuard::spawn(
-        ra_command(&[
-            "gateway",
-            "--endpoint",
-            &dead,
-            "--model",
-            "m",
-            "--port",
-            &port,
-            "--base-output-path",
-            s(jobs.path()),
-        ]),
-        None,
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let http = reqwest::Client::new();
-    rt.block_on(async {
-        let started = Instant::now();
-        let answer = loop {
-            if let Ok(r) = http.get(format!("{base}/health")).send().await {
-                break r;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the gateway did not start"
-            );
-            assert!(
-                child.child.try_wait().expect("try_wait").is_none(),
-                "ra exited"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+    let (child, base) = spawn_gateway(gateway_command(&[
+        "--endpoint",
+        &dead,
+        "--model",
+        "m",
+        "--base-output-path",
+        s(jobs.path()),
+    ]));
+    runtime().block_on(async {
+        // Its engine is dead from the start: the very first answer is a 503.
+        let answer = reqwest::get(format!("{base}/health"))
+            .await
+            .expect("the gateway answers");
         assert_eq!(answer.status(), 503);
         let body: Value = answer.json().await.expect("JSON");
         assert_eq!(body["status"], "unhealthy", "{body}");
@@ -171,4 +127,23 @@ fn a_port_in_use_is_a_clear_error_with_status_2() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn the_gateway_helper_fails_with_the_stderr_of_a_gateway_that_never_listened() {
+    // Refused before it binds: the helper must say so at once, with the reason.
+    let spawned = std::panic::catch_unwind(|| {
+        spawn_gateway(gateway_command(&[
+            "--endpoint",
+            &dead_url(),
+            "--max-jobs",
+            "0",
+        ]))
+    });
+    let message = match spawned {
+        Ok((_, url)) => panic!("a gateway refusing its flags listened on {url}"),
+        Err(e) => e.downcast::<String>().map(|m| *m).expect("a text panic"),
+    };
+    assert!(message.contains("exited before it listened"), "{message}");
+    assert!(message.contains("--max-jobs"), "{message}");
 }

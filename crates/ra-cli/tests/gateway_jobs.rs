@@ -8,50 +8,28 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Mock, free_port, ra_command, s};
+use common::{
+    ChildGuard, Mock, complete_lines, gateway_command, runtime, s, spawn_gateway, wait_healthy,
+};
 use ra_mock::{Latency, expected_score};
 use serde_json::{Value, json};
 
 /// Judgments the gateway keeps in progress (its `--concurrency`, hence its job window).
 const CONCURRENCY: usize = 8;
 
-fn gateway(mock: &Mock, base: &Path, port: u16) -> ChildGuard {
-    let port = port.to_string();
+/// `ra gateway` in front of `mock`, its jobs in `base`, on a port of its own.
+fn gateway(mock: &Mock, base: &Path) -> std::process::Command {
     let concurrency = CONCURRENCY.to_string();
-    let cmd = ra_command(&[
-        "gateway",
+    gateway_command(&[
         "--endpoint",
         &mock.url(),
-        "--port",
-        &port,
         "--concurrency",
         &concurrency,
         "--base-output-path",
         s(base),
         "--grace",
         "30",
-    ]);
-    ChildGuard::spawn(cmd, None)
-}
-
-/// Waits until the gateway answers `/health` with 200 (bounded, so a regression fails).
-async fn wait_healthy(http: &reqwest::Client, base: &str, child: &mut ChildGuard) {
-    let started = Instant::now();
-    loop {
-        let up = http.get(format!("{base}/health")).send().await;
-        if up.is_ok_and(|r| r.status() == 200) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the gateway did not become healthy"
-        );
-        assert!(
-            child.child.try_wait().expect("try_wait").is_none(),
-            "ra exited"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ])
 }
 
 /// Request `i`: masked names whose mock scores depend on `i`.
@@ -75,22 +53,27 @@ fn check(i: usize, result: &Value) {
     assert!(result.get("error").is_none(), "item {i}: {result}");
 }
 
-fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |t| t.matches('\n').count())
+/// Posts a job to the gateway at `url`; (status, JSON answer).
+async fn submit(http: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
+    let r = http
+        .post(format!("{url}/api/batch_request"))
+        .json(body)
+        .send()
+        .await
+        .expect("create");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("JSON"))
 }
 
 async fn wait_lines(path: &Path, at_least: usize, child: &mut ChildGuard) {
     let started = Instant::now();
-    while lines(path) < at_least {
+    while complete_lines(path) < at_least {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "only {} result lines",
-            lines(path)
+            complete_lines(path)
         );
-        assert!(
-            child.child.try_wait().expect("try_wait").is_none(),
-            "ra exited"
-        );
+        child.assert_running();
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -103,28 +86,16 @@ fn a_job_survives_kill_9_and_sigterm_and_completes_without_judging_twice() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let base = dir.path().join("outputs");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let http = reqwest::Client::new();
 
     // 1. Submit, let some results be written, kill -9.
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut first = gateway(&mock, &base, port);
+    let (mut first, url) = spawn_gateway(gateway(&mock, &base));
     let (id, results) = rt.block_on(async {
         wait_healthy(&http, &url, &mut first).await;
         let requests: Vec<Value> = (0..n).map(request).collect();
-        let created: Value = http
-            .post(format!("{url}/api/batch_request"))
-            .json(&json!({"requests": requests}))
-            .send()
-            .await
-            .expect("create")
-            .json()
-            .await
-            .expect("JSON");
+        let (status, created) = submit(&http, &url, &json!({"requests": requests})).await;
+        assert_eq!(status, 200, "{created}");
         assert_eq!(created["requests"], n, "{created}");
         let id = created["batch_request_id"]
             .as_str()
@@ -140,18 +111,16 @@ fn a_job_survives_kill_9_and_sigterm_and_completes_without_judging_twice() {
     first.signal(libc::SIGKILL);
     let killed = first.finish(Duration::from_secs(10));
     assert_eq!(killed.code, -libc::SIGKILL, "{}", killed.stderr);
-    let after_kill = lines(&results);
+    let after_kill = complete_lines(&results);
     assert!(after_kill < n, "killed before the end: {after_kill}");
 
     // 2. Restart: the job resumes; a second gateway on the directory is refused; SIGTERM.
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut second = gateway(&mock, &base, port);
+    let (mut second, url) = spawn_gateway(gateway(&mock, &base));
     rt.block_on(async {
         wait_healthy(&http, &url, &mut second).await;
         wait_lines(&results, after_kill + 30, &mut second).await;
     });
-    let refused = gateway(&mock, &base, free_port()).finish(Duration::from_secs(30));
+    let refused = ChildGuard::spawn(gateway(&mock, &base), None).finish(Duration::from_secs(30));
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(
         refused.stderr.contains(&format!("PID {}", second.pid()))
@@ -162,7 +131,7 @@ fn a_job_survives_kill_9_and_sigterm_and_completes_without_judging_twice() {
     second.signal(libc::SIGTERM);
     let stopped = second.finish(Duration::from_secs(40));
     assert_eq!(stopped.code, 0, "{}", stopped.stderr);
-    let after_term = lines(&results);
+    let after_term = complete_lines(&results);
     assert!(after_term < n, "stopped before the end: {after_term}");
     let state: Value = serde_json::from_str(
         &std::fs::read_to_string(base.join(&id).join("job.json")).expect("job.json"),
@@ -171,9 +140,7 @@ fn a_job_survives_kill_9_and_sigterm_and_completes_without_judging_twice() {
     assert_eq!(state["complete"], false, "{state}");
 
     // 3. Restart again: the job completes; the answer is whole and in order.
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut third = gateway(&mock, &base, port);
+    let (mut third, url) = spawn_gateway(gateway(&mock, &base));
     rt.block_on(async {
         wait_healthy(&http, &url, &mut third).await;
         let r = http
@@ -231,35 +198,16 @@ fn a_job_survives_kill_9_and_sigterm_and_completes_without_judging_twice() {
 fn jobs_default_to_outputs_in_the_working_directory_and_max_jobs_is_a_flag() {
     let mock = Mock::default_mock();
     let cwd = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut cmd = ra_command(&[
-        "gateway",
-        "--endpoint",
-        &mock.url(),
-        "--port",
-        &port.to_string(),
-        "--max-jobs",
-        "1",
-    ]);
+    let mut cmd = gateway_command(&["--endpoint", &mock.url(), "--max-jobs", "1"]);
     cmd.current_dir(cwd.path());
-    let mut child = ChildGuard::spawn(cmd, None);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (mut child, url) = spawn_gateway(cmd);
+    let rt = runtime();
     let http = reqwest::Client::new();
     rt.block_on(async {
         wait_healthy(&http, &url, &mut child).await;
         let body = json!({"requests": [request(0)]});
-        let first = http
-            .post(format!("{url}/api/batch_request"))
-            .json(&body)
-            .send()
-            .await
-            .expect("create");
-        assert_eq!(first.status(), 200);
-        let created: Value = first.json().await.expect("JSON");
+        let (status, created) = submit(&http, &url, &body).await;
+        assert_eq!(status, 200, "{created}");
         let id = created["batch_request_id"].as_str().expect("id");
         assert!(
             cwd.path()
@@ -268,14 +216,8 @@ fn jobs_default_to_outputs_in_the_working_directory_and_max_jobs_is_a_flag() {
                 .join("job.json")
                 .is_file()
         );
-        let second = http
-            .post(format!("{url}/api/batch_request"))
-            .json(&body)
-            .send()
-            .await
-            .expect("create");
-        assert_eq!(second.status(), 503);
-        let answer: Value = second.json().await.expect("JSON");
+        let (status, answer) = submit(&http, &url, &body).await;
+        assert_eq!(status, 503, "{answer}");
         assert_eq!(answer["error"]["kind"], "too_many_jobs", "{answer}");
     });
     child.signal(libc::SIGTERM);

@@ -7,9 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Mock, dead_url, free_port, ra_command, s};
+use common::{ChildGuard, Mock, dead_url, gateway_command, s, spawn_gateway};
 
 fn python() -> PathBuf {
     match std::env::var_os("RA_TEST_PYTHON") {
@@ -27,18 +26,14 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference_client.py")
 }
 
-/// Starts `ra gateway` on a free port in front of `upstream`, its jobs in `jobs`; waits
-/// until it listens.
+/// Starts `ra gateway` on a port of its own in front of `upstream`, its jobs in `jobs`;
+/// returns once it listens.
 fn gateway(upstream: &str, key: Option<&str>, jobs: &Path) -> (ChildGuard, String) {
-    let port = free_port().to_string();
-    let mut cmd = ra_command(&[
-        "gateway",
+    let mut cmd = gateway_command(&[
         "--base-output-path",
         s(jobs),
         "--endpoint",
         upstream,
-        "--port",
-        &port,
         "--concurrency",
         "64",
         "--grace",
@@ -47,21 +42,7 @@ fn gateway(upstream: &str, key: Option<&str>, jobs: &Path) -> (ChildGuard, Strin
     if let Some(key) = key {
         cmd.env("RA_GATEWAY_API_KEY", key);
     }
-    let mut child = ChildGuard::spawn(cmd, None);
-    let addr = format!("127.0.0.1:{port}");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the gateway does not listen on {addr}"
-        );
-        assert!(
-            child.child.try_wait().expect("try_wait").is_none(),
-            "ra gateway exited"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, format!("http://{addr}"))
+    spawn_gateway(cmd)
 }
 
 fn run_script(args: &[&str]) -> String {

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{ChildGuard, Mock, dead_url, free_port, ra, ra_command, s};
+use common::{Mock, dead_url, gateway_command, ra, runtime, s, spawn_gateway, wait_healthy};
 use ra_mock::expected_score;
 use serde_json::{Value, json};
 
@@ -21,13 +21,9 @@ fn the_binary_judges_a_group_of_rollouts_in_one_call() {
     let dir = tempfile::tempdir().expect("tempdir");
     let principle = dir.path().join("principle.txt");
     std::fs::write(&principle, "Prefer correct, concise answers.\n").expect("write");
-    let port = free_port().to_string();
-    let mut cmd = ra_command(&[
-        "gateway",
+    let mut cmd = gateway_command(&[
         "--endpoint",
         &mock.url(),
-        "--port",
-        &port,
         "--principle-file",
         s(&principle),
         "--group-window-ms",
@@ -40,29 +36,13 @@ fn the_binary_judges_a_group_of_rollouts_in_one_call() {
         "2",
     ]);
     cmd.env("RA_LOG", "info");
-    let mut child = ChildGuard::spawn(cmd, None);
-    let base = format!("http://127.0.0.1:{port}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (mut child, base) = spawn_gateway(cmd);
+    let rt = runtime();
     let http = reqwest::Client::new();
     let prompt = chatml("Name a colour.");
     let responses: Vec<String> = (1..=4).map(|i| format!("Colour {i}. score={i}")).collect();
     rt.block_on(async {
-        let started = Instant::now();
-        loop {
-            let up = http.get(format!("{base}/health")).send().await;
-            if up.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "not healthy");
-            assert!(
-                child.child.try_wait().expect("try_wait").is_none(),
-                "ra exited"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_healthy(&http, &base, &mut child).await;
         // Four OpenRLHF 0.11 calls at once, one rollout each: one group of K = 4.
         let calls = responses.iter().map(|r| {
             let body = json!({
@@ -145,39 +125,19 @@ fn the_config_files_principle_is_the_default() {
     let config = dir.path().join("server_config.json");
     let with = json!({"api_base": mock.url(), "principle": "Be helpful."});
     std::fs::write(&config, with.to_string()).expect("write config");
-    let port = free_port().to_string();
-    let mut child = ChildGuard::spawn(
-        ra_command(&["gateway", "-c", s(&config), "--port", &port]),
-        None,
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (child, base) = spawn_gateway(gateway_command(&["-c", s(&config)]));
     let prompt = chatml("Hi?");
     // No principle in the label: only the config's can make this a 200 (else 422).
     let body = json!({"query": [format!("{prompt}Hello. score=5<|im_end|>")], "prompts": [prompt], "labels": [null]});
-    let out: Value = rt.block_on(async {
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = http
-                .post(format!("{base}/get_reward"))
-                .json(&body)
-                .send()
-                .await
-            {
-                assert_eq!(r.status(), 200);
-                break r.json().await.expect("JSON");
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "never up");
-            assert!(
-                child.child.try_wait().expect("try_wait").is_none(),
-                "ra exited"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let out: Value = runtime().block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/get_reward"))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("JSON")
     });
     assert_eq!(out["scores"], json!([5.0]), "{out}");
     child.signal(libc::SIGTERM);

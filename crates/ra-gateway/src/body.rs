@@ -42,12 +42,26 @@ pub fn single(body: &[u8], config: &GatewayConfig) -> Result<JudgeRequest, ApiEr
 /// the whole batch, naming it).
 pub fn batch(body: &[u8], config: &GatewayConfig) -> Result<Vec<JudgeRequest>, ApiError> {
     let requests: Vec<JudgeRequest> = decode(body)?;
+    check_list(&requests, &[], || ApiError::EmptyBatch, config)?;
+    Ok(requests)
+}
+
+/// Checks a list of requests (a batch, or a job's `requests`): not empty, at most
+/// `max_batch` long, every item valid. `at` is where the list stands in the body (so an
+/// item's error names `[at…, i, field]`); `empty` is the error for an empty list, which
+/// differs by route (a batch's is the reference's 400, a job's a 422 naming `requests`).
+fn check_list(
+    requests: &[JudgeRequest],
+    at: &[Value],
+    empty: impl FnOnce() -> ApiError,
+    config: &GatewayConfig,
+) -> Result<(), ApiError> {
     if requests.is_empty() {
-        return Err(ApiError::EmptyBatch);
+        return Err(empty());
     }
     if requests.len() > config.max_batch {
         return Err(invalid(
-            vec![],
+            at.to_vec(),
             format!(
                 "a batch holds at most {} requests, this one has {}",
                 config.max_batch,
@@ -56,10 +70,13 @@ pub fn batch(body: &[u8], config: &GatewayConfig) -> Result<Vec<JudgeRequest>, A
             "too_long",
         ));
     }
+    let mut item = at.to_vec();
     for (i, request) in requests.iter().enumerate() {
-        check(request, &[Value::from(i)], config)?;
+        item.push(Value::from(i));
+        check(request, &item, config)?;
+        item.pop();
     }
-    Ok(requests)
+    Ok(())
 }
 
 /// `POST /api/batch_request`'s body: the requests, and the reference's per-job
@@ -126,28 +143,15 @@ pub fn job(
         requests,
         overrides,
     } = decode(body)?;
-    let at = Value::from("requests");
-    if requests.is_empty() {
-        return Err(invalid(
-            vec![at],
+    let at = [Value::from("requests")];
+    let empty = || {
+        invalid(
+            at.to_vec(),
             "requests must not be empty".into(),
             "value_error",
-        ));
-    }
-    if requests.len() > config.max_batch {
-        return Err(invalid(
-            vec![at],
-            format!(
-                "a batch holds at most {} requests, this one has {}",
-                config.max_batch,
-                requests.len()
-            ),
-            "too_long",
-        ));
-    }
-    for (i, request) in requests.iter().enumerate() {
-        check(request, &[at.clone(), Value::from(i)], config)?;
-    }
+        )
+    };
+    check_list(&requests, &at, empty, config)?;
     Ok((requests, overrides.given()))
 }
 

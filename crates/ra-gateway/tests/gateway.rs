@@ -1,147 +1,31 @@
 //! The gateway's routes against the in-process mock engine, over real HTTP.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{
+    ClientOptions, Gateway, assert_result, http, metrics, mock, numbered, post, sample, slow_mock,
+    wait_for_engine,
+};
 use ra_gateway::GatewayConfig;
-use ra_mock::{Latency, MockHandle, MockServer, expected_score};
-use rewardanything_client::RetryPolicy;
+use ra_mock::{Latency, MockHandle, MockServer};
 use serde_json::{Value, json};
 
-/// A gateway served on 127.0.0.1:0; stopped when dropped (even when a test fails).
-struct Gateway {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
+/// This file's gateway client: 32 in flight, 3 attempts.
+const CLIENT: ClientOptions = ClientOptions {
+    max_in_flight: Some(32),
+    max_attempts: 3,
+};
 
-impl Gateway {
-    async fn start(mock: &MockHandle, config: GatewayConfig) -> Gateway {
-        let client = rewardanything_client::Client::builder()
-            .endpoint(mock.base_url())
-            .model(ra_mock::DEFAULT_MODEL)
-            .max_in_flight(32)
-            .retry(
-                RetryPolicy::default()
-                    .max_attempts(3)
-                    .base_delay(Duration::from_millis(5))
-                    .max_delay(Duration::from_millis(20)),
-            )
-            .build()
-            .expect("client");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(ra_gateway::serve(listener, client, config, async {
-            let _ = rx.await;
-        }));
-        Gateway {
-            url,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    /// Asks for shutdown and waits for `serve` to return.
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.task).await.expect("serve task");
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Waits until a chat request reached the mock (bounded, so a regression fails).
-async fn wait_for_engine(mock: &MockHandle) {
-    let started = std::time::Instant::now();
-    while mock.stats().chat_requests == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never reached the engine"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn mock() -> MockHandle {
-    MockServer::builder().start().await.expect("mock")
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-/// Request `i`: four responses whose mock scores spell `i` in base 5.
-fn numbered(i: usize, extra: &str) -> Value {
-    let names = ["zulu", "alpha", "mike", "bravo"];
-    let mut responses = serde_json::Map::new();
-    let mut k = i;
-    for name in names {
-        let digit = k % 5 + 1;
-        k /= 5;
-        responses.insert(
-            name.into(),
-            format!("answer {i} from {name}, score={digit}").into(),
-        );
-    }
-    json!({
-        "principle": "Prefer the most helpful answer.",
-        "prompt": format!("question {i} {extra}"),
-        "responses": responses,
-        "mask_responses": true,
-    })
-}
-
-/// Panics unless `result` is the mock's verdict on `request`: the caller's names in
-/// the caller's order with the expected scores, and a ranking of those names.
-fn assert_result(request: &Value, result: &Value, what: &str) {
-    let responses = request["responses"].as_object().expect("responses");
-    let want: Vec<(String, f64)> = responses
-        .iter()
-        .map(|(n, t)| (n.clone(), f64::from(expected_score(t.as_str().unwrap()))))
-        .collect();
-    let scores = result["results"]["scores"]
-        .as_object()
-        .unwrap_or_else(|| panic!("{what}: no scores in {result}"));
-    let got: Vec<(String, f64)> = scores
-        .iter()
-        .map(|(n, s)| (n.clone(), s.as_f64().expect("number")))
-        .collect();
-    assert_eq!(got, want, "{what}: scores");
-    let mut ranked: Vec<String> = result["results"]["best-to-worst"]
-        .as_array()
-        .expect("ranking")
-        .iter()
-        .map(|v| v.as_str().expect("name").to_string())
-        .collect();
-    ranked.sort();
-    let mut names: Vec<String> = responses.keys().cloned().collect();
-    names.sort();
-    assert_eq!(ranked, names, "{what}: ranking");
-    assert!(result.get("error").is_none(), "{what}: unexpected error");
-}
-
-async fn post(url: &str, body: &Value) -> (u16, Value) {
-    let r = http().post(url).json(body).send().await.expect("send");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("JSON body"))
+async fn start(mock: &MockHandle, config: GatewayConfig) -> Gateway {
+    Gateway::start(mock, config, CLIENT).await
 }
 
 #[tokio::test]
 async fn judge_returns_the_reference_shape_in_the_callers_order() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let gw = start(&mock, GatewayConfig::default()).await;
     let request = numbered(7, "");
     let r = http()
         .post(gw.at("/api/rewardanything"))
@@ -171,7 +55,7 @@ async fn batch_keeps_input_order_under_random_latency() {
         .start()
         .await
         .unwrap();
-    let gw = Gateway::start(&mock, GatewayConfig::default().batch_window(64)).await;
+    let gw = start(&mock, GatewayConfig::default().batch_window(64)).await;
     let requests: Vec<Value> = (0..300).map(|i| numbered(i, "")).collect();
     let (status, body) = post(
         &gw.at("/api/rewardanything_batch"),
@@ -191,7 +75,7 @@ async fn batch_keeps_input_order_under_random_latency() {
 #[tokio::test]
 async fn failed_batch_items_stay_in_place_and_do_not_fail_the_others() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let gw = start(&mock, GatewayConfig::default()).await;
     let requests = vec![
         numbered(1, ""),
         numbered(2, "[[fault:500]]"),
@@ -226,7 +110,7 @@ async fn failed_batch_items_stay_in_place_and_do_not_fail_the_others() {
 #[tokio::test]
 async fn a_failed_single_judgment_is_an_error_status_naming_the_kind() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let gw = start(&mock, GatewayConfig::default()).await;
     let (status, body) = post(&gw.at("/api/rewardanything"), &numbered(1, "[[fault:503]]")).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["kind"], "http_status");
@@ -247,7 +131,7 @@ async fn assert_422(gw: &Gateway, path: &str, body: &Value, loc: Value, needle: 
 async fn invalid_requests_get_422_naming_the_field() {
     let mock = mock().await;
     let config = GatewayConfig::default().max_batch(3).max_responses(4);
-    let gw = Gateway::start(&mock, config).await;
+    let gw = start(&mock, config).await;
     let one = "/api/rewardanything";
     let many = "/api/rewardanything_batch";
     let missing = json!({"principle": "p", "responses": {"a": "x"}});
@@ -324,7 +208,7 @@ async fn invalid_requests_get_422_naming_the_field() {
 #[tokio::test]
 async fn a_body_over_the_limit_gets_413_json() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, GatewayConfig::default().max_body_bytes(4096)).await;
+    let gw = start(&mock, GatewayConfig::default().max_body_bytes(4096)).await;
     let mut big = numbered(0, "");
     big["prompt"] = "x".repeat(5000).into();
     for path in ["/api/rewardanything", "/api/rewardanything_batch"] {
@@ -341,7 +225,7 @@ async fn a_body_over_the_limit_gets_413_json() {
 #[tokio::test]
 async fn a_configured_key_guards_every_route_but_health() {
     let mock = mock().await;
-    let gw = Gateway::start(
+    let gw = start(
         &mock,
         GatewayConfig::default().api_key(Some("s3cret".into())),
     )
@@ -395,7 +279,7 @@ async fn a_configured_key_guards_every_route_but_health() {
 async fn health_follows_the_upstream() {
     let mock = mock().await;
     let config = GatewayConfig::default().health_interval(Duration::from_millis(50));
-    let gw = Gateway::start(&mock, config).await;
+    let gw = start(&mock, config).await;
     let r = http().get(gw.at("/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -421,19 +305,10 @@ async fn health_follows_the_upstream() {
     assert_eq!(r.status(), 200);
 }
 
-/// The value of the sample line starting with `prefix` (labels included).
-fn sample(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {prefix:?} in\n{text}"))
-}
-
 #[tokio::test]
 async fn metrics_count_requests_judgments_and_tokens() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let gw = start(&mock, GatewayConfig::default()).await;
     let url = gw.at("/api/rewardanything");
     assert_eq!(post(&url, &numbered(1, "")).await.0, 200);
     assert_eq!(post(&url, &numbered(2, "")).await.0, 200);
@@ -444,14 +319,7 @@ async fn metrics_count_requests_judgments_and_tokens() {
         post(&gw.at("/api/rewardanything_batch"), &batch).await.0,
         200
     );
-    let text = http()
-        .get(gw.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(&gw).await;
     let p = "ra_gateway_";
     let count = |labels: &str| sample(&text, &format!("{p}http_requests_total{{{labels}}}"));
     assert_eq!(count("route=\"/api/rewardanything\",status=\"200\""), 2.0);
@@ -479,12 +347,8 @@ async fn metrics_count_requests_judgments_and_tokens() {
 async fn shutdown_lets_a_request_in_flight_finish() {
     // Held 3 s at the engine: surely still in flight when the stop is asked (the grace
     // is 5 s).
-    let mock = MockServer::builder()
-        .latency(Latency::from_millis(3000))
-        .start()
-        .await
-        .unwrap();
-    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let mock = slow_mock(Latency::from_millis(3000)).await;
+    let gw = start(&mock, GatewayConfig::default()).await;
     let url = gw.at("/api/rewardanything");
     let request = numbered(9, "");
     let call = tokio::spawn(async move { post(&url, &request).await });
@@ -501,13 +365,9 @@ async fn shutdown_lets_a_request_in_flight_finish() {
 
 #[tokio::test]
 async fn shutdown_drops_what_outlives_the_grace() {
-    let mock = MockServer::builder()
-        .latency(Latency::from_millis(5_000))
-        .start()
-        .await
-        .unwrap();
+    let mock = slow_mock(Latency::from_millis(5_000)).await;
     let config = GatewayConfig::default().grace(Duration::from_millis(200));
-    let gw = Gateway::start(&mock, config).await;
+    let gw = start(&mock, config).await;
     let url = gw.at("/api/rewardanything");
     let call = tokio::spawn(async move { http().post(&url).json(&numbered(1, "")).send().await });
     wait_for_engine(&mock).await;
@@ -522,7 +382,7 @@ async fn shutdown_drops_what_outlives_the_grace() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let gw = start(&mock, GatewayConfig::default()).await;
     let r = http().get(gw.at("/api/nothing")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let body: Value = r.json().await.unwrap();
@@ -538,19 +398,22 @@ async fn unknown_routes_and_methods_answer_json() {
     assert_eq!(body["error"]["kind"], "method_not_allowed");
 }
 
-#[tokio::test]
-async fn requests_over_the_byte_budget_get_503_overloaded() {
-    let mock = MockServer::builder()
-        .latency(Latency::from_millis(400))
-        .start()
-        .await
-        .unwrap();
+/// A gateway with an 8 KiB byte budget (and body limit) in front of a mock that holds
+/// answers 400 ms, and a request `big` that takes 5 KiB of it.
+async fn budget_gateway() -> (MockHandle, Gateway, Value) {
+    let mock = slow_mock(Latency::from_millis(400)).await;
     let config = GatewayConfig::default()
         .max_body_bytes(8 * 1024)
         .max_buffered_bytes(8 * 1024);
-    let gw = Gateway::start(&mock, config).await;
+    let gw = start(&mock, config).await;
     let mut big = numbered(1, "");
     big["principle"] = "p".repeat(5 * 1024).into();
+    (mock, gw, big)
+}
+
+#[tokio::test]
+async fn requests_over_the_byte_budget_get_503_overloaded() {
+    let (mock, gw, big) = budget_gateway().await;
     let url = gw.at("/api/rewardanything");
     // The first one is held long at the engine, so the second surely meets it there.
     let mut slow_big = big.clone();
@@ -574,17 +437,7 @@ async fn requests_over_the_byte_budget_get_503_overloaded() {
 
 #[tokio::test]
 async fn a_streamed_batch_holds_its_budget_until_its_answer_is_sent() {
-    let mock = MockServer::builder()
-        .latency(Latency::from_millis(400))
-        .start()
-        .await
-        .unwrap();
-    let config = GatewayConfig::default()
-        .max_body_bytes(8 * 1024)
-        .max_buffered_bytes(8 * 1024);
-    let gw = Gateway::start(&mock, config).await;
-    let mut big = numbered(1, "");
-    big["principle"] = "p".repeat(5 * 1024).into();
+    let (mock, gw, big) = budget_gateway().await;
     let mut slow = numbered(2, "");
     slow["prompt"] = format!("{} [[latency-ms:3000]]", slow["prompt"].as_str().unwrap()).into();
     // 5 KiB of principle in the batch: it reserves more than half the budget.
@@ -613,7 +466,7 @@ async fn a_body_that_does_not_arrive_gets_408_and_frees_its_budget() {
         .body_timeout(Duration::from_millis(200))
         .max_body_bytes(4096)
         .max_buffered_bytes(4096);
-    let gw = Gateway::start(&mock, config).await;
+    let gw = start(&mock, config).await;
     let addr = gw.url.trim_start_matches("http://").to_string();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     // Declares 4000 bytes (the whole budget), sends 10.
@@ -652,7 +505,7 @@ async fn a_peer_trickling_headers_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mock = mock().await;
     let config = GatewayConfig::default().header_timeout(Duration::from_millis(200));
-    let gw = Gateway::start(&mock, config).await;
+    let gw = start(&mock, config).await;
     let addr = gw.url.trim_start_matches("http://").to_string();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     stream
@@ -678,7 +531,7 @@ async fn connections_over_the_cap_wait_for_a_slot() {
     let config = GatewayConfig::default()
         .max_connections(1)
         .header_timeout(Duration::from_secs(30));
-    let gw = Gateway::start(&mock, config).await;
+    let gw = start(&mock, config).await;
     let addr = gw.url.trim_start_matches("http://").to_string();
     let mut holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
     holder.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
@@ -697,13 +550,9 @@ async fn connections_over_the_cap_wait_for_a_slot() {
 
 #[tokio::test]
 async fn a_batch_keeps_the_clients_limit_busy_and_no_more() {
-    let mock = MockServer::builder()
-        .latency(Latency::from_millis(500))
-        .start()
-        .await
-        .unwrap();
+    let mock = slow_mock(Latency::from_millis(500)).await;
     // The helper's client allows 32 in flight.
-    let gw = Gateway::start(&mock, GatewayConfig::default().batch_window(64)).await;
+    let gw = start(&mock, GatewayConfig::default().batch_window(64)).await;
     let requests: Vec<Value> = (0..64).map(|i| numbered(i, "")).collect();
     let (status, body) = post(&gw.at("/api/rewardanything_batch"), &Value::from(requests)).await;
     assert_eq!(status, 200, "{body}");
@@ -718,8 +567,8 @@ async fn a_batch_keeps_the_clients_limit_busy_and_no_more() {
 #[tokio::test]
 async fn a_declared_size_over_the_limit_gets_413_before_any_body_is_sent() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mock = MockServer::builder().start().await.unwrap();
-    let gw = Gateway::start(&mock, GatewayConfig::default().max_body_bytes(1024)).await;
+    let mock = mock().await;
+    let gw = start(&mock, GatewayConfig::default().max_body_bytes(1024)).await;
     let addr = gw.url.trim_start_matches("http://").to_string();
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     // Headers only: 100 MB announced, not one byte of it sent.

@@ -1,67 +1,27 @@
 //! Batch jobs (`/api/batch_request`, `/api/list_tasks`, `/api/clear_tasks`) against the
 //! in-process mock engine, over real HTTP, with the jobs on disk in a temporary directory.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{
+    ClientOptions, Gateway, assert_result, get, http, metrics, mock, numbered, post, send,
+    slow_mock, wait_until,
+};
 use ra_gateway::{GatewayConfig, JobStore};
-use ra_mock::{Latency, MockHandle, MockServer, expected_score};
-use rewardanything_client::RetryPolicy;
+use ra_mock::{Latency, MockHandle};
 use serde_json::{Value, json};
 
-/// A gateway served on 127.0.0.1:0; stopped when dropped (even when a test fails).
-struct Gateway {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
+/// This file's gateway client: 8 in flight, 2 attempts.
+const CLIENT: ClientOptions = ClientOptions {
+    max_in_flight: Some(8),
+    max_attempts: 2,
+};
 
-impl Gateway {
-    async fn start(mock: &MockHandle, config: GatewayConfig) -> Gateway {
-        let client = rewardanything_client::Client::builder()
-            .endpoint(mock.base_url())
-            .model(ra_mock::DEFAULT_MODEL)
-            .max_in_flight(8)
-            .retry(
-                RetryPolicy::default()
-                    .max_attempts(2)
-                    .base_delay(Duration::from_millis(5))
-                    .max_delay(Duration::from_millis(20)),
-            )
-            .build()
-            .expect("client");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(ra_gateway::serve(listener, client, config, async {
-            let _ = rx.await;
-        }));
-        Gateway {
-            url,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    /// Asks for shutdown and waits for `serve` to return.
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.task).await.expect("serve task");
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+async fn start(mock: &MockHandle, config: GatewayConfig) -> Gateway {
+    Gateway::start(mock, config, CLIENT).await
 }
 
 fn store(dir: &Path) -> GatewayConfig {
@@ -70,68 +30,8 @@ fn store(dir: &Path) -> GatewayConfig {
         .job_window(8)
 }
 
-/// Request `i`: four responses whose mock scores spell `i` in base 5, names masked.
-fn numbered(i: usize, extra: &str) -> Value {
-    let names = ["zulu", "alpha", "mike", "bravo"];
-    let mut responses = serde_json::Map::new();
-    let mut k = i;
-    for name in names {
-        let digit = k % 5 + 1;
-        k /= 5;
-        responses.insert(
-            name.into(),
-            format!("answer {i} from {name}, score={digit}").into(),
-        );
-    }
-    json!({
-        "principle": "Prefer the most helpful answer.",
-        "prompt": format!("question {i} {extra}"),
-        "responses": responses,
-        "mask_responses": true,
-    })
-}
-
-/// Panics unless `result` is the mock's verdict on `request`, with the caller's names.
-fn assert_result(request: &Value, result: &Value, what: &str) {
-    let responses = request["responses"].as_object().expect("responses");
-    let want: Vec<(String, f64)> = responses
-        .iter()
-        .map(|(n, t)| (n.clone(), f64::from(expected_score(t.as_str().unwrap()))))
-        .collect();
-    let got: Vec<(String, f64)> = result["results"]["scores"]
-        .as_object()
-        .unwrap_or_else(|| panic!("{what}: no scores in {result}"))
-        .iter()
-        .map(|(n, s)| (n.clone(), s.as_f64().expect("number")))
-        .collect();
-    assert_eq!(got, want, "{what}: scores");
-    let mut ranked: Vec<&str> = result["results"]["best-to-worst"]
-        .as_array()
-        .expect("ranking")
-        .iter()
-        .map(|v| v.as_str().expect("name"))
-        .collect();
-    ranked.sort_unstable();
-    assert_eq!(
-        ranked,
-        ["alpha", "bravo", "mike", "zulu"],
-        "{what}: ranking"
-    );
-    assert!(result.get("error").is_none(), "{what}: unexpected error");
-}
-
-async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
-    let r = req.send().await.expect("send");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("JSON body"))
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
 async fn create(gw: &Gateway, body: &Value) -> String {
-    let (status, answer) = send(http().post(gw.at("/api/batch_request")).json(body)).await;
+    let (status, answer) = post(&gw.at("/api/batch_request"), body).await;
     assert_eq!(status, 200, "{answer}");
     answer["batch_request_id"]
         .as_str()
@@ -141,23 +41,16 @@ async fn create(gw: &Gateway, body: &Value) -> String {
 
 #[tokio::test]
 async fn a_job_answers_in_order_with_the_callers_names_and_is_listed() {
-    let mock = MockServer::builder()
-        .latency(Latency::Uniform {
-            min: Duration::from_millis(1),
-            max: Duration::from_millis(30),
-        })
-        .start()
-        .await
-        .expect("mock");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let gw = Gateway::start(&mock, store(dir.path())).await;
-    let requests: Vec<Value> = (0..40).map(|i| numbered(i, "")).collect();
-    let (status, created) = send(
-        http()
-            .post(gw.at("/api/batch_request"))
-            .json(&json!({"requests": requests})),
-    )
+    let mock = slow_mock(Latency::Uniform {
+        min: Duration::from_millis(1),
+        max: Duration::from_millis(30),
+    })
     .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = start(&mock, store(dir.path())).await;
+    let requests: Vec<Value> = (0..40).map(|i| numbered(i, "")).collect();
+    let (status, created) =
+        post(&gw.at("/api/batch_request"), &json!({"requests": requests})).await;
     assert_eq!(status, 200, "{created}");
     assert_eq!(created["requests"], 40);
     let id = created["batch_request_id"]
@@ -166,8 +59,7 @@ async fn a_job_answers_in_order_with_the_callers_names_and_is_listed() {
         .to_string();
     assert!(uuid_like(&id), "{id}");
     let start_time = created["start_time"].as_str().expect("start_time");
-    let (status, results) =
-        send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=60")))).await;
+    let (status, results) = get(&gw.at(&format!("/api/batch_request/{id}?max_timeout=60"))).await;
     assert_eq!(status, 200, "{results}");
     let results = results.as_array().expect("an array");
     assert_eq!(results.len(), 40);
@@ -176,7 +68,7 @@ async fn a_job_answers_in_order_with_the_callers_names_and_is_listed() {
     }
     assert_eq!(mock.stats().chat_requests, 40, "each request judged once");
 
-    let (status, tasks) = send(http().get(gw.at("/api/list_tasks"))).await;
+    let (status, tasks) = get(&gw.at("/api/list_tasks")).await;
     assert_eq!(status, 200);
     let job_dir = dir.path().canonicalize().expect("dir").join(&id);
     assert_eq!(
@@ -192,14 +84,7 @@ async fn a_job_answers_in_order_with_the_callers_names_and_is_listed() {
     for file in ["requests.jsonl", "results.jsonl", "job.json"] {
         assert!(job_dir.join(file).is_file(), "{file} in the job directory");
     }
-    let metrics = http()
-        .get(gw.at("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics(&gw).await;
     assert!(
         metrics.contains("ra_gateway_jobs_created_total 1"),
         "{metrics}"
@@ -217,10 +102,10 @@ fn uuid_like(id: &str) -> bool {
 
 #[tokio::test]
 async fn unknown_or_malformed_ids_are_404_and_a_slow_job_is_408_until_cleared() {
-    let mock = MockServer::builder().start().await.expect("mock");
+    let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = Gateway::start(&mock, store(dir.path())).await;
-    let (status, _) = send(http().get(gw.at("/api/batch_request/.."))).await;
+    let gw = start(&mock, store(dir.path())).await;
+    let (status, _) = get(&gw.at("/api/batch_request/..")).await;
     assert_eq!(status, 404);
     for id in [
         "00000000-0000-4000-8000-000000000000",
@@ -228,22 +113,21 @@ async fn unknown_or_malformed_ids_are_404_and_a_slow_job_is_408_until_cleared() 
         "not-a-uuid",
         "%2e%2e%2fetc",
     ] {
-        let (status, body) = send(http().get(gw.at(&format!("/api/batch_request/{id}")))).await;
+        let (status, body) = get(&gw.at(&format!("/api/batch_request/{id}"))).await;
         assert_eq!(status, 404, "{id}: {body}");
         assert_eq!(body["detail"], "Batch request not found", "{id}");
     }
     let slow: Vec<Value> = (0..3).map(|i| numbered(i, "[[latency-ms:5000]]")).collect();
     let id = create(&gw, &json!({"requests": slow})).await;
     let started = Instant::now();
-    let (status, body) =
-        send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=0")))).await;
+    let (status, body) = get(&gw.at(&format!("/api/batch_request/{id}?max_timeout=0"))).await;
     assert_eq!(status, 408, "{body}");
     assert_eq!(body["detail"], "Request timed out");
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "max_timeout=0 does not wait"
     );
-    let (_, tasks) = send(http().get(gw.at("/api/list_tasks"))).await;
+    let (_, tasks) = get(&gw.at("/api/list_tasks")).await;
     assert_eq!(tasks[&id]["complete"], false, "{tasks}");
     assert_eq!(tasks[&id]["num_requests"], 3);
 
@@ -259,21 +143,21 @@ async fn unknown_or_malformed_ids_are_404_and_a_slow_job_is_408_until_cleared() 
     );
     let (status, _) = waiting.await.expect("waiting GET");
     assert_eq!(status, 404, "a cleared job is gone for its waiters too");
-    let (_, tasks) = send(http().get(gw.at("/api/list_tasks"))).await;
+    let (_, tasks) = get(&gw.at("/api/list_tasks")).await;
     assert_eq!(tasks, json!({}));
     assert!(!dir.path().join(&id).exists(), "its directory is deleted");
-    let (status, _) = send(http().get(gw.at(&format!("/api/batch_request/{id}")))).await;
+    let (status, _) = get(&gw.at(&format!("/api/batch_request/{id}"))).await;
     assert_eq!(status, 404);
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn a_failed_item_stays_in_place_and_overrides_are_ignored() {
-    let mock = MockServer::builder().start().await.expect("mock");
+    let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let evil = elsewhere.path().join("written-by-a-caller");
-    let gw = Gateway::start(&mock, store(dir.path())).await;
+    let gw = start(&mock, store(dir.path())).await;
     let requests = vec![
         numbered(0, ""),
         numbered(1, "[[fault:400]]"),
@@ -291,8 +175,7 @@ async fn a_failed_item_stays_in_place_and_overrides_are_ignored() {
         }),
     )
     .await;
-    let (status, results) =
-        send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=30")))).await;
+    let (status, results) = get(&gw.at(&format!("/api/batch_request/{id}?max_timeout=30"))).await;
     assert_eq!(status, 200, "{results}");
     assert_result(&requests[0], &results[0], "item 0");
     assert_result(&requests[3], &results[3], "item 3");
@@ -308,7 +191,7 @@ async fn a_failed_item_stays_in_place_and_overrides_are_ignored() {
     }
     assert_eq!(results[1]["error"]["kind"], "http_status");
     assert!(!evil.exists(), "output_path is not honoured");
-    let (_, tasks) = send(http().get(gw.at("/api/list_tasks"))).await;
+    let (_, tasks) = get(&gw.at("/api/list_tasks")).await;
     assert_eq!(
         tasks[&id]["has_error"], false,
         "failed items do not fail the job"
@@ -318,9 +201,9 @@ async fn a_failed_item_stays_in_place_and_overrides_are_ignored() {
 
 #[tokio::test]
 async fn invalid_bodies_and_queries_are_422_naming_the_field() {
-    let mock = MockServer::builder().start().await.expect("mock");
+    let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = Gateway::start(&mock, store(dir.path()).max_batch(5).max_responses(4)).await;
+    let gw = start(&mock, store(dir.path()).max_batch(5).max_responses(4)).await;
     let ok = numbered(0, "");
     let mut empty = ok.clone();
     empty["responses"] = json!({});
@@ -343,20 +226,19 @@ async fn invalid_bodies_and_queries_are_422_naming_the_field() {
         ),
     ];
     for (body, loc) in cases {
-        let (status, answer) = send(http().post(gw.at("/api/batch_request")).json(&body)).await;
+        let (status, answer) = post(&gw.at("/api/batch_request"), &body).await;
         assert_eq!(status, 422, "{body}: {answer}");
         assert_eq!(answer["detail"][0]["loc"], loc, "{answer}");
     }
     let id = create(&gw, &json!({"requests": [ok]})).await;
     for bad in ["abc", "-1", "nan", "inf"] {
         let (status, answer) =
-            send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout={bad}")))).await;
+            get(&gw.at(&format!("/api/batch_request/{id}?max_timeout={bad}"))).await;
         assert_eq!(status, 422, "{bad}: {answer}");
         assert_eq!(answer["detail"][0]["loc"], json!(["query", "max_timeout"]));
     }
     // An absurd wait is capped, not refused; the job is done long before.
-    let (status, _) =
-        send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=1e300")))).await;
+    let (status, _) = get(&gw.at(&format!("/api/batch_request/{id}?max_timeout=1e300"))).await;
     assert_eq!(status, 200);
     assert_eq!(mock.stats().chat_requests, 1, "refused jobs judged nothing");
     gw.stop().await;
@@ -364,9 +246,9 @@ async fn invalid_bodies_and_queries_are_422_naming_the_field() {
 
 #[tokio::test]
 async fn every_job_route_needs_the_key() {
-    let mock = MockServer::builder().start().await.expect("mock");
+    let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = Gateway::start(&mock, store(dir.path()).api_key(Some("k3y".into()))).await;
+    let gw = start(&mock, store(dir.path()).api_key(Some("k3y".into()))).await;
     let id = "00000000-0000-4000-8000-000000000000";
     let body = json!({"requests": [numbered(0, "")]});
     let calls = [
@@ -396,33 +278,24 @@ async fn every_job_route_needs_the_key() {
 
 #[tokio::test]
 async fn a_stopped_gateway_leaves_the_job_unfinished_and_the_next_one_finishes_it() {
-    let mock = MockServer::builder()
-        .latency(Latency::Fixed(Duration::from_millis(40)))
-        .start()
-        .await
-        .expect("mock");
+    let mock = slow_mock(Latency::Fixed(Duration::from_millis(40))).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let n = 120;
     let requests: Vec<Value> = (0..n).map(|i| numbered(i, "")).collect();
-    let gw = Gateway::start(&mock, store(dir.path()).grace(Duration::ZERO)).await;
+    let gw = start(&mock, store(dir.path()).grace(Duration::ZERO)).await;
     let id = create(&gw, &json!({"requests": requests})).await;
     let results = dir.path().join(&id).join("results.jsonl");
-    let started = Instant::now();
-    while line_count(&results) < 10 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the job never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the job never started", Duration::from_secs(30), || async {
+        line_count(&results) >= 10
+    })
+    .await;
     gw.stop().await;
     let written = line_count(&results);
     assert!(written < n, "stopped before the end ({written} lines)");
     let sent_before = mock.stats().chat_requests;
     // The lock is released with the stopped gateway: a new one takes the directory.
-    let gw = Gateway::start(&mock, store(dir.path())).await;
-    let (status, answer) =
-        send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=60")))).await;
+    let gw = start(&mock, store(dir.path())).await;
+    let (status, answer) = get(&gw.at(&format!("/api/batch_request/{id}?max_timeout=60"))).await;
     assert_eq!(status, 200, "{answer}");
     let answer = answer.as_array().expect("array");
     assert_eq!(answer.len(), n);
@@ -442,12 +315,11 @@ async fn a_stopped_gateway_leaves_the_job_unfinished_and_the_next_one_finishes_i
     );
     gw.stop().await;
     // A finished job is listed by the next gateway and answered without judging again.
-    let gw = Gateway::start(&mock, store(dir.path())).await;
-    let (_, tasks) = send(http().get(gw.at("/api/list_tasks"))).await;
+    let gw = start(&mock, store(dir.path())).await;
+    let (_, tasks) = get(&gw.at("/api/list_tasks")).await;
     assert_eq!(tasks[&id]["complete"], true, "{tasks}");
     assert_eq!(tasks[&id]["num_requests"], n);
-    let (status, again) =
-        send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=0")))).await;
+    let (status, again) = get(&gw.at(&format!("/api/batch_request/{id}?max_timeout=0"))).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again.as_array().map(Vec::len), Some(n));
     assert_eq!(mock.stats().chat_requests, sent, "nothing judged again");
@@ -460,10 +332,10 @@ fn line_count(path: &Path) -> usize {
 
 #[tokio::test]
 async fn the_job_limits_refuse_or_queue_and_clear_frees_them() {
-    let mock = MockServer::builder().start().await.expect("mock");
+    let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = store(dir.path()).max_jobs(2).max_running_jobs(1);
-    let gw = Gateway::start(&mock, config).await;
+    let gw = start(&mock, config).await;
     let slow = create(
         &gw,
         &json!({"requests": [numbered(0, "[[latency-ms:1500]]")]}),
@@ -471,20 +343,17 @@ async fn the_job_limits_refuse_or_queue_and_clear_frees_them() {
     .await;
     let quick = create(&gw, &json!({"requests": [numbered(1, "")]})).await;
     // One job at a time: the quick one waits for the slow one.
-    let (status, body) =
-        send(http().get(gw.at(&format!("/api/batch_request/{quick}?max_timeout=0.3")))).await;
+    let (status, body) = get(&gw.at(&format!("/api/batch_request/{quick}?max_timeout=0.3"))).await;
     assert_eq!(status, 408, "{body}");
-    let (status, body) = send(
-        http()
-            .post(gw.at("/api/batch_request"))
-            .json(&json!({"requests": [numbered(2, "")]})),
+    let (status, body) = post(
+        &gw.at("/api/batch_request"),
+        &json!({"requests": [numbered(2, "")]}),
     )
     .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["kind"], "too_many_jobs");
     for id in [&slow, &quick] {
-        let (status, body) =
-            send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=30")))).await;
+        let (status, body) = get(&gw.at(&format!("/api/batch_request/{id}?max_timeout=30"))).await;
         assert_eq!(status, 200, "{body}");
     }
     let (status, _) = send(http().post(gw.at("/api/clear_tasks"))).await;
@@ -495,7 +364,7 @@ async fn the_job_limits_refuse_or_queue_and_clear_frees_them() {
 
 #[tokio::test]
 async fn a_job_that_cannot_finish_is_a_500_and_listed_with_an_error() {
-    let mock = MockServer::builder().start().await.expect("mock");
+    let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     // A job left by an earlier gateway whose results no longer match its requests
     // (edited by hand): resuming it must not mix results.
@@ -513,16 +382,15 @@ async fn a_job_that_cannot_finish_is_a_500_and_listed_with_an_error() {
         r#"{"start_time":"2026-01-01T00:00:00Z","num_requests":1,"complete":false}"#,
     )
     .expect("state");
-    let gw = Gateway::start(&mock, store(dir.path())).await;
-    let (status, body) =
-        send(http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=30")))).await;
+    let gw = start(&mock, store(dir.path())).await;
+    let (status, body) = get(&gw.at(&format!("/api/batch_request/{id}?max_timeout=30"))).await;
     assert_eq!(status, 500, "{body}");
     let detail = body["detail"].as_str().expect("detail");
     assert!(
         detail.starts_with("Task failed: ") && detail.contains("changed"),
         "{detail}"
     );
-    let (_, tasks) = send(http().get(gw.at("/api/list_tasks"))).await;
+    let (_, tasks) = get(&gw.at("/api/list_tasks")).await;
     assert_eq!(tasks[id]["complete"], true, "{tasks}");
     assert_eq!(tasks[id]["has_error"], true, "{tasks}");
     assert_eq!(mock.stats().chat_requests, 0);
@@ -535,18 +403,13 @@ async fn a_job_that_cannot_finish_is_a_500_and_listed_with_an_error() {
 
 #[tokio::test]
 async fn a_job_body_over_the_limit_is_413_and_creates_nothing() {
-    let mock = MockServer::builder().start().await.expect("mock");
+    let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = Gateway::start(&mock, store(dir.path()).max_body_bytes(4096)).await;
+    let gw = start(&mock, store(dir.path()).max_body_bytes(4096)).await;
     let big: Vec<Value> = (0..40).map(|i| numbered(i, "")).collect();
-    let (status, body) = send(
-        http()
-            .post(gw.at("/api/batch_request"))
-            .json(&json!({"requests": big})),
-    )
-    .await;
+    let (status, body) = post(&gw.at("/api/batch_request"), &json!({"requests": big})).await;
     assert_eq!(status, 413, "{body}");
-    let (_, tasks) = send(http().get(gw.at("/api/list_tasks"))).await;
+    let (_, tasks) = get(&gw.at("/api/list_tasks")).await;
     assert_eq!(tasks, json!({}));
     let entries: Vec<_> = std::fs::read_dir(dir.path())
         .expect("read dir")

@@ -2,65 +2,24 @@
 //! over real HTTP: template parsing, principles, reward scales, failures, 422s and
 //! group coalescing (what the mock sees).
 
+mod common;
+
 use std::time::Duration;
 
+use common::{ClientOptions, Gateway, http, metrics, mock, sample, send, wait_until};
 use ra_gateway::{GatewayConfig, RewardScale};
-use ra_mock::{MockHandle, MockServer, fnv1a64};
-use rewardanything_client::{JudgeRequest, Masking, RetryPolicy, render};
+use ra_mock::{MockHandle, fnv1a64};
+use rewardanything_client::{JudgeRequest, Masking, render};
 use serde_json::{Value, json};
 
-/// A gateway served on 127.0.0.1:0; stopped when dropped (even when a test fails).
-struct Gateway {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
+/// This file's gateway client: the library's in-flight limit, 2 attempts.
+const CLIENT: ClientOptions = ClientOptions {
+    max_in_flight: None,
+    max_attempts: 2,
+};
 
-impl Gateway {
-    async fn start(mock: &MockHandle, config: GatewayConfig) -> Gateway {
-        let client = rewardanything_client::Client::builder()
-            .endpoint(mock.base_url())
-            .model(ra_mock::DEFAULT_MODEL)
-            .retry(
-                RetryPolicy::default()
-                    .max_attempts(2)
-                    .base_delay(Duration::from_millis(5))
-                    .max_delay(Duration::from_millis(20)),
-            )
-            .build()
-            .expect("client");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(ra_gateway::serve(listener, client, config, async {
-            let _ = rx.await;
-        }));
-        Gateway {
-            url,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    /// Asks for shutdown and waits for `serve` to return.
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.task).await.expect("serve task");
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn mock() -> MockHandle {
-    MockServer::builder().start().await.expect("mock")
+async fn start(mock: &MockHandle, config: GatewayConfig) -> Gateway {
+    Gateway::start(mock, config, CLIENT).await
 }
 
 const PRINCIPLE: &str = "Prefer correct, concise answers.";
@@ -87,15 +46,11 @@ async fn post(gw: &Gateway, body: &Value) -> (u16, Value) {
 }
 
 async fn post_to(url: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
+    let request = http()
         .post(format!("{url}/get_reward"))
         .json(body)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .expect("send");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("json answer"))
+        .timeout(Duration::from_secs(60));
+    send(request).await
 }
 
 /// One OpenRLHF 0.11 call: one rollout.
@@ -125,7 +80,7 @@ fn content_hash(principle: &str, question: &str, texts: &[&str]) -> u64 {
 #[tokio::test]
 async fn chatml_and_llama3_rollouts_get_the_score_of_their_response() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, config()).await;
+    let gw = start(&mock, config()).await;
     let q = "What is the capital of Australia?";
     let (status, out) = post(
         &gw,
@@ -186,7 +141,7 @@ async fn chatml_and_llama3_rollouts_get_the_score_of_their_response() {
 #[tokio::test]
 async fn a_label_principle_reaches_the_judge() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, config()).await;
+    let gw = start(&mock, config()).await;
     let q = "Name a prime.";
     let own = "Answer in one word.";
     // As an object, and as the JSON text of one (datasets often store strings).
@@ -220,7 +175,7 @@ async fn reward_scales_map_the_score() {
         (RewardScale::Unit, [1.0, 0.0, 0.75]),
         (RewardScale::Centered, [1.0, -1.0, 0.5]),
     ] {
-        let gw = Gateway::start(&mock, config().reward_scale(scale)).await;
+        let gw = start(&mock, config().reward_scale(scale)).await;
         let p = chatml("2+2?");
         let body = json!({
             "query": [format!("{p}4 score=5<|im_end|>"), format!("{p}5 score=1<|im_end|>"), format!("{p}four score=4<|im_end|>")],
@@ -238,7 +193,7 @@ async fn reward_scales_map_the_score() {
 #[tokio::test]
 async fn a_failed_judgment_gets_the_failure_reward_and_the_flag() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, config().failure_reward(-2.5).expect("finite")).await;
+    let gw = start(&mock, config().failure_reward(-2.5).expect("finite")).await;
     let ok = chatml("Fine question?");
     // The mock fails every attempt whose prompt carries the marker.
     let bad = chatml("Broken question? [[fault:500]]");
@@ -264,7 +219,7 @@ async fn a_failed_judgment_gets_the_failure_reward_and_the_flag() {
 #[tokio::test]
 async fn bad_calls_get_422_naming_the_field() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, config()).await;
+    let gw = start(&mock, config()).await;
     let p = chatml("q?");
     let q = format!("{p}a<|im_end|>");
     let cases = [
@@ -296,7 +251,7 @@ async fn bad_calls_get_422_naming_the_field() {
     gw.stop().await;
 
     // The body limit holds here too.
-    let gw = Gateway::start(&mock, config().max_body_bytes(1024)).await;
+    let gw = start(&mock, config().max_body_bytes(1024)).await;
     let long = "x".repeat(2048);
     let (status, out) = post(&gw, &call(&p, &long, json!(null))).await;
     assert_eq!(status, 413, "{out}");
@@ -304,7 +259,7 @@ async fn bad_calls_get_422_naming_the_field() {
     gw.stop().await;
 
     // No principle anywhere: 422 naming the label, and nothing sent upstream.
-    let gw = Gateway::start(&mock, GatewayConfig::default()).await;
+    let gw = start(&mock, GatewayConfig::default()).await;
     let (status, out) = post(&gw, &call(&p, "a<|im_end|>", json!("ground truth"))).await;
     assert_eq!(status, 422, "{out}");
     assert_eq!(out["detail"][0]["loc"], json!(["body", "labels", 0]));
@@ -320,6 +275,17 @@ async fn bad_calls_get_422_naming_the_field() {
 
 fn grouped(window: Duration, k: usize) -> GatewayConfig {
     config().group_window(window).max_group_size(k)
+}
+
+/// Panics unless `out` gives `response` the mock's score, judged in a group of `size`.
+fn assert_judged_in_group(out: &Value, response: &str, size: f64, what: &str) {
+    let expected = f64::from(ra_mock::expected_score(response));
+    assert_eq!(floats(&out["scores"]), [expected], "{what}");
+    assert_eq!(
+        floats(&out["extra_logs"]["ra_group_size"]),
+        [size],
+        "{what}"
+    );
 }
 
 /// Sends one single-rollout call per response, all at once; answers in input order.
@@ -339,7 +305,7 @@ async fn concurrent(url: &str, prompt: &str, responses: &[String]) -> Vec<Value>
 async fn eight_callers_sharing_a_prompt_are_judged_in_one_call() {
     let mock = mock().await;
     // The group is sent when it is full, so a long window costs this test nothing.
-    let gw = Gateway::start(&mock, grouped(Duration::from_secs(60), 8)).await;
+    let gw = start(&mock, grouped(Duration::from_secs(60), 8)).await;
     let q = "Explain recursion.";
     // Two identical texts: still two entries, each with its own reward.
     let responses: Vec<String> = (0..8)
@@ -350,13 +316,7 @@ async fn eight_callers_sharing_a_prompt_are_judged_in_one_call() {
         .collect();
     let answers = concurrent(&gw.url, &chatml(q), &responses).await;
     for (i, out) in answers.iter().enumerate() {
-        let expected = f64::from(ra_mock::expected_score(&responses[i]));
-        assert_eq!(floats(&out["scores"]), [expected], "caller {i}");
-        assert_eq!(
-            floats(&out["extra_logs"]["ra_group_size"]),
-            [8.0],
-            "caller {i}"
-        );
+        assert_judged_in_group(out, &responses[i], 8.0, &format!("caller {i}"));
     }
     let attempts = mock.attempts();
     assert_eq!(attempts.len(), 1, "one listwise call for the group");
@@ -367,7 +327,7 @@ async fn eight_callers_sharing_a_prompt_are_judged_in_one_call() {
 #[tokio::test]
 async fn different_prompts_are_not_merged_and_k_caps_a_group() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, grouped(Duration::from_secs(60), 4)).await;
+    let gw = start(&mock, grouped(Duration::from_secs(60), 4)).await;
     let (a, b) = ("First question?", "Second question?");
     let responses: Vec<String> = (0..8)
         .map(|i| format!("r{i} score={}", i % 5 + 1))
@@ -379,13 +339,7 @@ async fn different_prompts_are_not_merged_and_k_caps_a_group() {
         concurrent(&gw.url, &pb, &responses)
     );
     for (i, out) in ans_a.iter().chain(&ans_b).enumerate() {
-        let expected = f64::from(ra_mock::expected_score(&responses[i % 8]));
-        assert_eq!(floats(&out["scores"]), [expected], "caller {i}");
-        assert_eq!(
-            floats(&out["extra_logs"]["ra_group_size"]),
-            [4.0],
-            "caller {i}"
-        );
+        assert_judged_in_group(out, &responses[i % 8], 4.0, &format!("caller {i}"));
     }
     let attempts = mock.attempts();
     assert_eq!(attempts.len(), 4);
@@ -403,7 +357,7 @@ async fn different_prompts_are_not_merged_and_k_caps_a_group() {
 async fn a_group_that_does_not_fill_is_sent_when_its_window_ends() {
     let mock = mock().await;
     let window = Duration::from_millis(150);
-    let gw = Gateway::start(&mock, grouped(window, 8)).await;
+    let gw = start(&mock, grouped(window, 8)).await;
     let answers = concurrent(&gw.url, &chatml("Alone?"), &["Only me. score=3".into()]).await;
     assert_eq!(floats(&answers[0]["scores"]), [3.0]);
     assert_eq!(floats(&answers[0]["extra_logs"]["ra_group_size"]), [1.0]);
@@ -414,39 +368,35 @@ async fn a_group_that_does_not_fill_is_sent_when_its_window_ends() {
 }
 
 /// Reads a gauge's value from /metrics.
-async fn gauge(url: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
+async fn gauge(gw: &Gateway, name: &str) -> f64 {
+    sample(&metrics(gw).await, &format!("{name} "))
 }
 
-async fn wait_for_open_groups(url: &str, n: f64) {
-    let started = std::time::Instant::now();
-    while gauge(url, "ra_gateway_get_reward_open_groups").await != n {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never {n} open groups"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn wait_for_open_groups(gw: &Gateway, n: f64) {
+    wait_until(
+        &format!("never {n} open groups"),
+        Duration::from_secs(20),
+        || async { gauge(gw, "ra_gateway_get_reward_open_groups").await == n },
+    )
+    .await;
+}
+
+/// Posts `body` from a task and returns once its rollout waits in the one open group.
+async fn parked(gw: &Gateway, body: Value) -> tokio::task::JoinHandle<(u16, Value)> {
+    let url = gw.url.clone();
+    let call = tokio::spawn(async move { post_to(&url, &body).await });
+    wait_for_open_groups(gw, 1.0).await;
+    call
 }
 
 #[tokio::test]
 async fn a_caller_that_goes_away_does_not_break_its_group() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, grouped(Duration::from_secs(60), 2)).await;
+    let gw = start(&mock, grouped(Duration::from_secs(60), 2)).await;
     let prompt = chatml("Shared?");
     let body = call(&prompt, "Leaver. score=1<|im_end|>", json!(null));
-    let url = gw.url.clone();
-    let leaver = tokio::spawn(async move { post_to(&url, &body).await });
     // Its rollout waits in an open group; then its connection is dropped.
-    wait_for_open_groups(&gw.url, 1.0).await;
+    let leaver = parked(&gw, body).await;
     leaver.abort();
     let answers = concurrent(&gw.url, &prompt, &["Stayer. score=4".into()]).await;
     assert_eq!(floats(&answers[0]["scores"]), [4.0]);
@@ -458,15 +408,13 @@ async fn a_caller_that_goes_away_does_not_break_its_group() {
 #[tokio::test]
 async fn shutdown_sends_the_open_groups() {
     let mock = mock().await;
-    let gw = Gateway::start(&mock, grouped(Duration::from_secs(600), 8)).await;
+    let gw = start(&mock, grouped(Duration::from_secs(600), 8)).await;
     let body = call(
         &chatml("Waiting?"),
         "Patient. score=5<|im_end|>",
         json!(null),
     );
-    let url = gw.url.clone();
-    let waiter = tokio::spawn(async move { post_to(&url, &body).await });
-    wait_for_open_groups(&gw.url, 1.0).await;
+    let waiter = parked(&gw, body).await;
     // Without the flush this would wait the 600 s window (the test's client gives up at 60 s).
     gw.stop().await;
     let (status, out) = waiter.await.expect("waiter");
@@ -479,19 +427,14 @@ async fn shutdown_sends_the_open_groups() {
 async fn beyond_the_open_group_cap_a_rollout_is_judged_alone() {
     let mock = mock().await;
     let config = grouped(Duration::from_secs(600), 8).max_open_groups(1);
-    let gw = Gateway::start(&mock, config).await;
+    let gw = start(&mock, config).await;
     let body = call(&chatml("First?"), "Waits. score=2<|im_end|>", json!(null));
-    let url = gw.url.clone();
-    let waiter = tokio::spawn(async move { post_to(&url, &body).await });
-    wait_for_open_groups(&gw.url, 1.0).await;
+    let waiter = parked(&gw, body).await;
     // The one group allowed is taken: another prompt's rollout does not wait at all.
     let answers = concurrent(&gw.url, &chatml("Second?"), &["Alone. score=4".into()]).await;
     assert_eq!(floats(&answers[0]["scores"]), [4.0]);
     assert_eq!(floats(&answers[0]["extra_logs"]["ra_group_size"]), [1.0]);
-    assert_eq!(
-        gauge(&gw.url, "ra_gateway_get_reward_open_groups").await,
-        1.0
-    );
+    assert_eq!(gauge(&gw, "ra_gateway_get_reward_open_groups").await, 1.0);
     gw.stop().await;
     let (status, out) = waiter.await.expect("waiter");
     assert_eq!(status, 200, "{out}");

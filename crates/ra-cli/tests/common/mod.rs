@@ -520,3 +520,138 @@ pub fn complete_lines(path: &Path) -> usize {
         .map(|b| b.iter().filter(|&&c| c == b'\n').count())
         .unwrap_or(0)
 }
+
+// --- `ra gateway` on a port it picks itself (the gateway tests' helpers) -------------
+
+/// The start of the line `ra gateway` prints on stderr once its port is bound.
+const GATEWAY_LISTENING: &str = "ra gateway: listening on ";
+
+/// How long a gateway may take to print that line.
+const GATEWAY_START: Duration = Duration::from_secs(30);
+
+/// `ra gateway --port 0 ARGS`: the port is chosen by the system when the gateway binds,
+/// so no other process can take it between a test's choice and the bind.
+pub fn gateway_command(args: &[&str]) -> Command {
+    let mut all = vec!["gateway", "--port", "0"];
+    all.extend_from_slice(args);
+    ra_command(&all)
+}
+
+/// Spawns `cmd` (see [`gateway_command`]) and waits until it prints the address it
+/// listens on; returns the child (killed on drop, even when the test fails) and the
+/// gateway's base URL `http://ADDR`. Its stderr is drained all along (the child never
+/// blocks on a full pipe) and kept: in [`ChildGuard::finish`]'s output, and in the panic
+/// when the gateway exits or says nothing within 30 s.
+pub fn spawn_gateway(mut cmd: Command) -> (ChildGuard, String) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("spawn ra gateway");
+    let mut out = child.stdout.take().expect("stdout piped");
+    let err = child.stderr.take().expect("stderr piped");
+    let stdout = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = {
+        let seen = seen.clone();
+        std::thread::spawn(move || scan_gateway_stderr(err, &seen, tx))
+    };
+    let guard = ChildGuard {
+        child,
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+        started,
+    };
+    match rx.recv_timeout(GATEWAY_START) {
+        Ok(url) => (guard, url),
+        Err(e) => {
+            let said = String::from_utf8_lossy(&lock(&seen)).into_owned();
+            let why = match e {
+                std::sync::mpsc::RecvTimeoutError::Timeout => "is not listening after 30 s",
+                std::sync::mpsc::RecvTimeoutError::Disconnected => "exited before it listened",
+            };
+            panic!("ra gateway {why}; its stderr:\n{said}")
+        }
+    }
+}
+
+/// Reads the gateway's stderr to the end, keeping every line in `seen`, and sends the
+/// URL of the first listening line; returns all of it.
+fn scan_gateway_stderr(
+    pipe: std::process::ChildStderr,
+    seen: &std::sync::Mutex<Vec<u8>>,
+    tx: std::sync::mpsc::Sender<String>,
+) -> Vec<u8> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(pipe);
+    let mut tx = Some(tx);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => lock(seen).extend_from_slice(&line),
+        }
+        if let Some(url) = listening_url(&line) {
+            // The first one only; the receiver may have given up (then nobody waits).
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(url);
+            }
+        }
+    }
+    lock(seen).clone()
+}
+
+/// `http://ADDR` from `ra gateway: listening on http://ADDR (…)`.
+fn listening_url(line: &[u8]) -> Option<String> {
+    let rest = std::str::from_utf8(line)
+        .ok()?
+        .strip_prefix(GATEWAY_LISTENING)?;
+    let url = rest.split_whitespace().next()?;
+    url.starts_with("http://").then(|| url.to_string())
+}
+
+/// The lines kept so far (a panicking reader cannot leave them half-written).
+fn lock(seen: &std::sync::Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    seen.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ChildGuard {
+    /// Panics if the child has exited (a server that should still be running).
+    pub fn assert_running(&mut self) {
+        let status = self.child.try_wait().expect("try_wait");
+        assert!(status.is_none(), "ra exited: {status:?}");
+    }
+}
+
+/// A single-threaded runtime for the HTTP calls of a synchronous test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Waits until the gateway at `base` answers `/health` with 200 while `child` runs
+/// (bounded, so a regression fails).
+pub async fn wait_healthy(http: &reqwest::Client, base: &str, child: &mut ChildGuard) {
+    let started = Instant::now();
+    loop {
+        let up = http.get(format!("{base}/health")).send().await;
+        if up.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the gateway did not become healthy"
+        );
+        child.assert_running();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
