@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    ClientOptions, Gateway, assert_result, get, http, metrics, mock, numbered, post, send,
+    ClientOptions, Gateway, assert_result, get, http, metrics, mock, numbered, post, sample, send,
     slow_mock, wait_until,
 };
 use ra_gateway::{GatewayConfig, JobStore};
@@ -92,6 +92,14 @@ async fn a_job_answers_in_order_with_the_callers_names_and_is_listed() {
     assert!(
         metrics.contains("ra_gateway_jobs_completed_total 1"),
         "{metrics}"
+    );
+    // The job's judgments are counted like the other routes'.
+    assert_eq!(
+        sample(
+            &metrics,
+            "ra_gateway_judgments_total{outcome=\"ok\",kind=\"\"}"
+        ),
+        40.0
     );
     gw.stop().await;
 }
