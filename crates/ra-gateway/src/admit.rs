@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Permits are KiB: a `u32` count of them covers 4 TiB.
 const UNIT: usize = 1024;

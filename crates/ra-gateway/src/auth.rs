@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Whether the `Authorization` header carries `key`, compared in constant time (only
 /// the length can leak). The key is never logged.

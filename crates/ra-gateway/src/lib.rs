@@ -49,6 +49,7 @@ mod metrics;
 mod openrlhf;
 mod routes;
 mod server;
+mod state;
 mod template;
 mod wire;
 

@@ -103,7 +103,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Registers the batch jobs' counters.
-    pub fn register_jobs(&mut self, jobs: &crate::jobs::JobCounters) {
+    pub fn register_jobs(&mut self, jobs: &JobCounters) {
         self.registry
             .register("jobs_created", "Batch jobs accepted", jobs.created.clone());
         self.registry.register(
@@ -186,4 +186,12 @@ impl Metrics {
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
+}
+
+/// Jobs' counters for `/metrics`.
+#[derive(Clone, Default)]
+pub(crate) struct JobCounters {
+    pub created: Counter,
+    pub completed: Counter,
+    pub failed: Counter,
 }

@@ -36,7 +36,7 @@ use crate::coalesce::{self, Coalescer, Verdict};
 use crate::config::GatewayConfig;
 use crate::error::{ApiError, FieldError};
 use crate::metrics::Metrics;
-use crate::routes::AppState;
+use crate::state::AppState;
 use crate::template;
 
 /// How a 1–5 score becomes `rewards[i]` (`--reward`).

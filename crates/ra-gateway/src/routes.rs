@@ -14,11 +14,11 @@ use futures::StreamExt;
 use rewardanything_client::Client;
 use serde_json::json;
 
-use crate::coalesce::Coalescer;
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
 use crate::health::HealthCache;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use crate::wire::{self, JudgeResult};
 use crate::{admit, auth, body, jobs, openrlhf};
 
@@ -36,21 +36,6 @@ const ROUTES: [&str; 8] = [
 
 /// The label of every `GET /api/batch_request/{id}`.
 const JOB_ROUTE: &str = "/api/batch_request/{id}";
-
-/// What every handler shares.
-pub struct AppState {
-    pub client: Client,
-    pub config: GatewayConfig,
-    pub metrics: Arc<Metrics>,
-    pub health: HealthCache,
-    /// Becomes `true` when the shutdown grace ran out: requests still running answer
-    /// 503 at once instead of outliving `serve`.
-    pub cut: tokio::sync::watch::Receiver<bool>,
-    /// The budget of buffered request bytes, in KiB permits.
-    pub budget: Arc<tokio::sync::Semaphore>,
-    /// The open `/get_reward` groups.
-    pub coalescer: Arc<Coalescer>,
-}
 
 /// The router of every route; `cut` ends requests still running (see [`AppState::cut`]);
 /// `stopping` becomes true when shutdown starts.

@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
 use ra_batch::{FileLock, LockError, Stop};
 use rewardanything_client::{Client, JudgeRequest};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::metrics::Metrics;
+use crate::metrics::{JobCounters, Metrics};
 
 pub(crate) use disk::is_job_id;
 
@@ -123,14 +122,6 @@ struct Runner {
     limits: Limits,
     /// One permit per job being judged.
     running: Arc<Semaphore>,
-}
-
-/// Jobs' counters for `/metrics`.
-#[derive(Clone, Default)]
-pub(crate) struct JobCounters {
-    pub created: Counter,
-    pub completed: Counter,
-    pub failed: Counter,
 }
 
 struct Inner {

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{JobStore, Status, is_job_id};
 use crate::body;
 use crate::error::{ApiError, FieldError};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// The reference's default wait of `GET /api/batch_request/{id}`.
 const DEFAULT_MAX_TIMEOUT: Duration = Duration::from_secs(600);

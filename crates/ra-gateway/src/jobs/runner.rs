@@ -9,8 +9,8 @@ use rewardanything_client::Client;
 use tokio::sync::{Semaphore, watch};
 
 use super::disk::{self, REQUESTS, RESULTS};
-use super::{Job, JobCounters, Status};
-use crate::metrics::Metrics;
+use super::{Job, Status};
+use crate::metrics::{JobCounters, Metrics};
 
 /// What a job's run needs from its store.
 pub struct Context {

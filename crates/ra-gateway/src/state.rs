@@ -1,0 +1,27 @@
+//! What every handler shares: the client, the settings, the metrics and the
+//! server-wide limits. Its own module so that the route modules and the middleware
+//! depend on it, not on the router that uses them.
+
+use std::sync::Arc;
+
+use rewardanything_client::Client;
+
+use crate::coalesce::Coalescer;
+use crate::config::GatewayConfig;
+use crate::health::HealthCache;
+use crate::metrics::Metrics;
+
+/// What every handler shares.
+pub struct AppState {
+    pub client: Client,
+    pub config: GatewayConfig,
+    pub metrics: Arc<Metrics>,
+    pub health: HealthCache,
+    /// Becomes `true` when the shutdown grace ran out: requests still running answer
+    /// 503 at once instead of outliving `serve`.
+    pub cut: tokio::sync::watch::Receiver<bool>,
+    /// The budget of buffered request bytes, in KiB permits.
+    pub budget: Arc<tokio::sync::Semaphore>,
+    /// The open `/get_reward` groups.
+    pub coalescer: Arc<Coalescer>,
+}
