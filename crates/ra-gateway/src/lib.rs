@@ -49,7 +49,6 @@ mod metrics;
 mod openrlhf;
 mod routes;
 mod server;
-mod template;
 mod wire;
 
 use std::future::Future;
