@@ -50,7 +50,6 @@ mod openrlhf;
 mod routes;
 mod server;
 mod state;
-mod template;
 mod wire;
 
 use std::future::Future;

@@ -6,7 +6,7 @@
 //! answer, one entry per query, each turned into a tensor (so every value is a number).
 //!
 //! * `query[i]` is split into the user's question and the response
-//!   ([`template`](crate::template)).
+//!   ([`rewardanything_client::rollout::split_rollout`], shared with the Python package).
 //! * The principle is `labels[i]["principle"]` when the label is an object (or the JSON
 //!   text of one) with that key, else the gateway's configured principle; with neither,
 //!   the call is refused 422 naming `labels[i]`. Any other label (a ground-truth answer)
@@ -27,6 +27,7 @@ use axum::Json;
 use axum::extract::{Request, State};
 use rewardanything_client::Client;
 use rewardanything_client::reward::{Normalization, normalize};
+use rewardanything_client::rollout::{self, label_principle, split_rollout};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -37,7 +38,6 @@ use crate::config::GatewayConfig;
 use crate::error::{ApiError, FieldError};
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::template;
 
 /// How a 1–5 score becomes `rewards[i]` (`--reward`).
 ///
@@ -127,7 +127,7 @@ struct ExtraLogs {
 /// One rollout, ready to judge.
 struct Rollout {
     principle: String,
-    split: template::Split,
+    split: rollout::Rollout,
 }
 
 /// `POST /get_reward`.
@@ -236,7 +236,7 @@ fn rollouts(call: GetReward, state: &AppState) -> Result<Vec<Rollout>, ApiError>
         let prompt = call.prompts.as_ref().and_then(|p| p.get(i));
         out.push(Rollout {
             principle,
-            split: template::split(query, prompt.map(String::as_str)),
+            split: split_rollout(query, prompt.map(String::as_str)),
         });
     }
     Ok(out)
@@ -249,23 +249,10 @@ fn principle(label: Option<&Value>, i: usize, default: Option<&str>) -> Result<S
         loc.extend(extra.map(Value::from));
         loc
     };
-    let parsed;
-    let object = match label {
-        Some(Value::Object(o)) => Some(o),
-        // A label may be the JSON text of an object (datasets often store strings).
-        Some(Value::String(s)) if s.trim_start().starts_with('{') => {
-            parsed = serde_json::from_str::<Value>(s).ok();
-            parsed.as_ref().and_then(Value::as_object)
-        }
-        _ => None,
-    };
-    match object.and_then(|o| o.get("principle")) {
-        Some(Value::String(p)) if !p.trim().is_empty() => Ok(p.clone()),
-        Some(_) => Err(invalid(
-            at(Some("principle")),
-            "the label's principle must be a non-empty string".into(),
-        )),
-        None => default.map(str::to_string).ok_or_else(|| {
+    match label.map(label_principle).transpose() {
+        Ok(Some(Some(p))) => Ok(p),
+        Err(e) => Err(invalid(at(Some("principle")), e.to_string())),
+        Ok(None | Some(None)) => default.map(str::to_string).ok_or_else(|| {
             invalid(
                 at(None),
                 "no principle: give one in the label ({\"principle\": \"...\"}) or start \

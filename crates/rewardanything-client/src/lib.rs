@@ -26,6 +26,7 @@ pub mod parse;
 pub mod render;
 mod retry;
 pub mod reward;
+pub mod rollout;
 mod wire;
 
 pub use balance::{BalanceConfig, EndpointStats};

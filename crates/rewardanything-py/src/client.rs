@@ -220,22 +220,13 @@ impl PyClient {
     }
 
     /// A client on the endpoints of `ra-serve`'s endpoints file (its model too, unless
-    /// `model` is given). Other keyword arguments as for `Client(...)`.
+    /// `model` is given). Other keyword arguments as for `Client(...)`, which checks them.
     #[classmethod]
-    #[pyo3(signature = (path, *, api_key=None, model=None, concurrency=256,
-        timeout=600.0, max_retries=3, masking="reference", temperature=0.0, max_tokens=4096))]
-    #[allow(clippy::too_many_arguments)] // Python's keyword arguments.
+    #[pyo3(signature = (path, **options))]
     fn from_endpoints_file<'py>(
         cls: &Bound<'py, PyType>,
         path: PathBuf,
-        api_key: Option<String>,
-        model: Option<String>,
-        concurrency: i64,
-        timeout: f64,
-        max_retries: i64,
-        masking: &str,
-        temperature: f64,
-        max_tokens: i64,
+        options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let file = EndpointsFile::read(&path).map_err(|e| PyValueError::new_err(e.to_string()))?;
         if file.endpoints.is_empty() {
@@ -244,16 +235,13 @@ impl PyClient {
                 path.display()
             )));
         }
-        let py = cls.py();
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("api_key", api_key)?;
-        kwargs.set_item("model", model.or(file.model))?;
-        kwargs.set_item("concurrency", concurrency)?;
-        kwargs.set_item("timeout", timeout)?;
-        kwargs.set_item("max_retries", max_retries)?;
-        kwargs.set_item("masking", masking)?;
-        kwargs.set_item("temperature", temperature)?;
-        kwargs.set_item("max_tokens", max_tokens)?;
+        let kwargs = match options {
+            Some(options) => options.copy()?,
+            None => PyDict::new(cls.py()),
+        };
+        if kwargs.get_item("model")?.is_none_or(|m| m.is_none()) {
+            kwargs.set_item("model", file.model)?;
+        }
         // Through the class, so a subclass (the package's `Client`) gets its own type.
         cls.call((file.endpoints,), Some(&kwargs))
     }

@@ -3,13 +3,15 @@
 //! The Rust side is the native module `rewardanything_rs._native`: a `Client` holding a
 //! [`rewardanything_client::Client`] (one connection pool and one in-flight limit shared
 //! by every call, blocking or `async`), the `RewardResult` it returns and the
-//! `RewardAnythingError` it raises. The reward functions for TRL, veRL and OpenRLHF are
+//! `RewardAnythingError` it raises, and `split_rollout` (with `user_question`,
+//! `strip_end_of_turn`, `label_principle`): the client library's rollout splitting,
+//! shared with the gateway. The reward functions for TRL, veRL and OpenRLHF are
 //! plain Python modules on top of it (`python/rewardanything_rs/`).
 //!
 //! Split by concept: `convert` checks and converts Python input (before any call),
 //! `result` is `RewardResult`, `error` the exception, `wait` the GIL-free,
 //! Ctrl-C-aware blocking wait, `runtime` the per-process (fork-safe) tokio runtime,
-//! `client` the `Client` class.
+//! `client` the `Client` class, `rollout` the rollout splitting.
 //!
 //! Build and install it with `pip install crates/rewardanything-py` (maturin).
 
@@ -17,13 +19,15 @@ mod client;
 mod convert;
 mod error;
 mod result;
+mod rollout;
 mod runtime;
 mod wait;
 
 use pyo3::prelude::*;
 
 /// The `rewardanything_rs._native` module: `Client`, `RewardResult`,
-/// `RewardAnythingError` and `__version__`.
+/// `RewardAnythingError`, `Rollout`, `split_rollout`, `user_question`,
+/// `strip_end_of_turn`, `label_principle` and `__version__`.
 ///
 /// ```no_run
 /// use pyo3::prelude::*;
@@ -39,6 +43,11 @@ use pyo3::prelude::*;
 pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::PyClient>()?;
     m.add_class::<result::RewardResult>()?;
+    m.add_class::<rollout::Rollout>()?;
+    m.add_function(wrap_pyfunction!(rollout::split_rollout, m)?)?;
+    m.add_function(wrap_pyfunction!(rollout::user_question, m)?)?;
+    m.add_function(wrap_pyfunction!(rollout::strip_end_of_turn, m)?)?;
+    m.add_function(wrap_pyfunction!(rollout::label_principle, m)?)?;
     m.add(
         "RewardAnythingError",
         m.py().get_type::<error::RewardAnythingError>(),

@@ -207,6 +207,13 @@ def test_from_endpoints_file(mock, tmp_path):
     assert type(client) is Client  # the package's class, with its async methods
     assert client.model == "from-file" and client.endpoints == [mock.url]
     assert Client.from_endpoints_file(str(path), model="other").model == "other"
+    # Other keyword arguments go to Client(...), which checks them.
+    c = Client.from_endpoints_file(path, model=None, concurrency=3)
+    assert c.concurrency == 3 and c.model == "from-file"
+    with pytest.raises(ValueError, match="concurrency"):
+        Client.from_endpoints_file(path, concurrency=0)
+    with pytest.raises(TypeError):
+        Client.from_endpoints_file(path, bogus=1)
     path.write_text(json.dumps({"endpoints": []}))
     with pytest.raises(ValueError, match="no endpoint"):
         Client.from_endpoints_file(path)

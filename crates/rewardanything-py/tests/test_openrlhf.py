@@ -1,5 +1,6 @@
-"""rewardanything_rs.openrlhf: prompt cutting, and reward_func loaded from a file and
-called as OpenRLHF 0.11 does (spec_from_file_location, then
+"""rewardanything_rs.openrlhf: rollout splitting (the gateway's own code: one table of
+cases checked here and by the Rust client's unit tests), and reward_func loaded from a
+file and called as OpenRLHF 0.11 does (spec_from_file_location, then
 asyncio.to_thread(reward_func, [query], [prompt], [label]))."""
 
 from __future__ import annotations
@@ -7,8 +8,15 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+from pathlib import Path
 
-from rewardanything_rs.openrlhf import cut_response, label_principle, user_question
+import pytest
+
+import rewardanything_rs
+from rewardanything_rs.openrlhf import cut_response, label_principle, split_rollout, strip_end_of_turn, user_question
+
+#: The table the Rust unit tests of `rewardanything_client::rollout` check too.
+CASES = Path(__file__).resolve().parents[2] / "rewardanything-client" / "src" / "rollout" / "cases.json"
 
 CHATML_PROMPT = (
     "<|im_start|>system\nYou are helpful.<|im_end|>\n"
@@ -27,12 +35,32 @@ def test_cutting():
     assert user_question("plain question") == "plain question"
     assert cut_response(CHATML_PROMPT + "4<|im_end|>\n<|endoftext|>", CHATML_PROMPT) == "4"
     assert cut_response(LLAMA3_PROMPT + "Seven.<|eot_id|>", LLAMA3_PROMPT) == "Seven."
-    # The prompt was truncated (not a prefix): the last assistant header decides.
-    assert cut_response("...<|im_start|>assistant\nfour</s>", "different prompt") == "four"
+    # The prompt was truncated (not a prefix): the assistant header after the last
+    # user turn decides; without a user turn there is no template to trust.
+    assert cut_response("...<|im_start|>user\nhi<|im_end|><|im_start|>assistant\nfour</s>", "different prompt") == "four"
+    assert cut_response("...<|im_start|>assistant\nfour</s>", "different prompt") == "...<|im_start|>assistant\nfour"
     assert cut_response("Q: hi A: hello</s></s>", "Q: hi A:") == "hello"
+    # Think blocks are cut, as the gateway cuts them.
+    assert cut_response(CHATML_PROMPT + "<think>\n2+2=4\n</think>\n\n4<|im_end|>", CHATML_PROMPT) == "4"
+    assert strip_end_of_turn("4<|im_end|>\n<|endoftext|> ") == "4"
     assert label_principle('{"principle": "Be kind."}') == "Be kind."
-    assert label_principle({"principle": "X"}) == "X"
+    assert label_principle({"principle": "X", "answer": 4}) == "X"
     assert label_principle("42") is None and label_principle(None) is None
+    assert label_principle({"answer": 4}) is None and label_principle(7) is None
+    for bad in ({"principle": 5}, {"principle": " "}, '{"principle": ""}'):
+        with pytest.raises(ValueError, match="non-empty string"):
+            label_principle(bad)
+    with pytest.raises(TypeError, match="query must be a str"):
+        split_rollout(None)
+
+
+def test_the_gateways_table():
+    cases = json.loads(CASES.read_text(encoding="utf-8"))["cases"]
+    assert len(cases) >= 20
+    for case in cases:
+        r = rewardanything_rs.split_rollout(case["query"], case["prompt"])
+        got = (r.question, r.response, r.unfinished_think)
+        assert got == (case["question"], case["response"], case["unfinished_think"]), case["name"]
 
 
 def load_like_openrlhf(path):
@@ -57,11 +85,26 @@ def test_reward_func_from_a_file(env_client, tmp_path, monkeypatch):
         return await asyncio.gather(*calls)
 
     ok, low, failed = asyncio.run(rollouts())
-    assert ok == {"rewards": [5.0], "scores": [5.0], "extra_logs": {"ra_failed": [0.0], "ra_consistent": [1.0]}}
+    assert ok == {
+        "rewards": [5.0],
+        "scores": [5.0],
+        "extra_logs": {"ra_failed": [0.0], "ra_consistent": [1.0], "ra_unfinished_think": [0.0]},
+    }
     assert low["rewards"] == [1.0] and low["extra_logs"]["ra_failed"] == [0.0]
     assert failed["rewards"] == [0.0] and failed["extra_logs"]["ra_failed"] == [1.0]
     monkeypatch.setenv("RA_NORMALIZE", "unit")
     out = reward_func([CHATML_PROMPT + "a score=3", CHATML_PROMPT + "b score=5"], [CHATML_PROMPT] * 2, ["", ""])
     assert out["rewards"] == [0.5, 1.0] and out["scores"] == [3.0, 5.0]
-    # The two queries sharing a question went in one listwise call.
-    assert env_client.stop()["chat_requests"] == 4
+    # A think block is cut before judging (the mock scores the text it sees); one that
+    # never closed is judged as an empty answer and flagged.
+    out = reward_func(
+        [CHATML_PROMPT + "<think>\nscore=1?\n</think>\n\nscore=4<|im_end|>", CHATML_PROMPT + "<think>\nscore=5 and"],
+        [CHATML_PROMPT] * 2,
+        [{"principle": "Other."}] * 2,
+    )
+    assert out["scores"][0] == 4.0
+    assert out["extra_logs"]["ra_unfinished_think"] == [0.0, 1.0]
+    with pytest.raises(ValueError, match=r"labels\[0\]"):
+        reward_func(["q a"], ["q"], [{"principle": 5}])
+    # The two queries sharing a question went in one listwise call (here and above).
+    assert env_client.stop()["chat_requests"] == 5

@@ -7,7 +7,8 @@
 
 Reward functions in each framework's calling convention live in
 :mod:`rewardanything_rs.trl`, :mod:`rewardanything_rs.verl` and
-:mod:`rewardanything_rs.openrlhf`.
+:mod:`rewardanything_rs.openrlhf`; :func:`split_rollout` splits an RL rollout's text into
+the judge's question and response exactly as the ``ra gateway``'s ``/get_reward`` does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Sequence, Union
 
 from . import _native
-from ._native import RewardAnythingError, RewardResult, __version__
+from ._native import RewardAnythingError, RewardResult, Rollout, __version__, split_rollout
 
 #: ``responses``: name -> text, or a list of texts (named response-1, response-2, ...).
 Responses = Union[Mapping[str, str], Sequence[str]]
@@ -38,4 +39,4 @@ class Client(_native.Client):
 
 Client.__module__ = __name__
 
-__all__ = ["Client", "RewardAnythingError", "RewardResult", "__version__"]
+__all__ = ["Client", "RewardAnythingError", "RewardResult", "Rollout", "split_rollout", "__version__"]

@@ -4,7 +4,7 @@ and reading text out of chat messages."""
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 #: Accepted values of ``normalize``.
 NORMALIZATIONS = ("raw", "unit", "centered")
@@ -138,3 +138,29 @@ def normalize_groups(
         for i, value in zip(idx, normalize_scores([raw[i] for i in idx], normalize)):
             out[i] = value
     return out
+
+
+def judge_groups(
+    get_client: Callable[[], Any],
+    samples: Sequence[Tuple[str, str, str]],
+    normalize: str,
+    max_group_size: int = MAX_GROUP_SIZE,
+) -> Tuple[List[Optional[float]], List[Optional[Any]], List[Optional[float]]]:
+    """Judges ``(principle, prompt, response)`` samples, those sharing a (principle,
+    prompt) together in listwise calls of at most ``max_group_size``, all in one
+    ``judge_batch``. Per sample: its raw score (``None`` when its call failed), its
+    call's result, and its reward normalized over its group. ``get_client`` is called
+    only when there is something to judge."""
+    keys = [(p, q) for p, q, _ in samples]
+    chunks = group_indices(keys, max_group_size)
+    requests = [
+        {
+            "principle": keys[c[0]][0],
+            "prompt": keys[c[0]][1],
+            "responses": {response_name(k): samples[i][2] for k, i in enumerate(c)},
+        }
+        for c in chunks
+    ]
+    results = get_client().judge_batch(requests) if requests else []
+    raw, per_sample = spread(chunks, results, len(samples))
+    return raw, per_sample, normalize_groups(raw, keys, normalize)

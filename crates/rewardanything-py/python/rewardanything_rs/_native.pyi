@@ -1,7 +1,10 @@
 """Type stubs of the native module (the Rust client)."""
 
 from os import PathLike
-from typing import Any, Awaitable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Awaitable, Dict, List, Mapping, Optional, Sequence, Union, final
+
+# Stubs are never run: type checkers ship typing_extensions.
+from typing_extensions import TypedDict, Unpack
 
 __version__: str
 
@@ -16,6 +19,7 @@ class RewardAnythingError(Exception):
     message: str
     attempts: int
 
+@final
 class RewardResult:
     """One judgment (the reference client's attributes, plus what it took)."""
 
@@ -39,35 +43,28 @@ class RewardResult:
     def latency_ms(self) -> int: ...
     def to_dict(self) -> Dict[str, Any]: ...
 
+class _ClientOptions(TypedDict, total=False):
+    """The keyword arguments of ``Client(...)`` and ``Client.from_endpoints_file(...)``;
+    the defaults are in the comments."""
+
+    api_key: Optional[str]  # None: $RA_API_KEY
+    model: Optional[str]  # None: discovered (from_endpoints_file: the file's model)
+    concurrency: int  # 256 judgments in flight
+    timeout: float  # 600.0 seconds per attempt
+    max_retries: int  # 3
+    masking: str  # "reference", "seeded:<int>" or "none"
+    temperature: float  # 0.0
+    max_tokens: int  # 4096
+
 class Client:
     """A RewardAnything client on OpenAI-compatible endpoints (vLLM, llama.cpp)."""
 
     def __init__(
-        self,
-        endpoints: Union[str, Sequence[str], None] = None,
-        *,
-        api_key: Optional[str] = None,
-        model: Optional[str] = None,
-        concurrency: int = 256,
-        timeout: float = 600.0,
-        max_retries: int = 3,
-        masking: str = "reference",
-        temperature: float = 0.0,
-        max_tokens: int = 4096,
+        self, endpoints: Union[str, Sequence[str], None] = None, **options: Unpack[_ClientOptions]
     ) -> None: ...
     @classmethod
     def from_endpoints_file(
-        cls,
-        path: Union[str, "PathLike[str]"],
-        *,
-        api_key: Optional[str] = None,
-        model: Optional[str] = None,
-        concurrency: int = 256,
-        timeout: float = 600.0,
-        max_retries: int = 3,
-        masking: str = "reference",
-        temperature: float = 0.0,
-        max_tokens: int = 4096,
+        cls, path: Union[str, "PathLike[str]"], **options: Unpack[_ClientOptions]
     ) -> "Client": ...
     def judge(
         self, principle: str, prompt: str, responses: Responses, mask_responses: bool = True
@@ -85,3 +82,32 @@ class Client:
     def endpoints(self) -> List[str]: ...
     @property
     def concurrency(self) -> int: ...
+
+@final
+class Rollout:
+    """An RL rollout split into the judge's question and the response."""
+
+    @property
+    def question(self) -> str: ...
+    @property
+    def response(self) -> str: ...
+    @property
+    def unfinished_think(self) -> bool: ...
+
+def split_rollout(query: str, prompt: Optional[str] = None) -> Rollout:
+    """Splits ``query`` (prompt + response, special tokens kept) as the gateway's
+    ``/get_reward`` does: the ``prompt`` prefix (else the chat template's last user turn
+    and assistant header) is cut, then trailing end-of-turn tokens and a leading
+    ``<think>...</think>`` block; a think block that never closed leaves an empty
+    response with ``unfinished_think`` set."""
+
+def user_question(prompt: str) -> str:
+    """The last user turn of a ChatML/Qwen, Llama 3, Gemma or DeepSeek prompt, else
+    the prompt itself, trimmed."""
+
+def strip_end_of_turn(text: str) -> str:
+    """``text`` without its trailing end-of-turn tokens (repeated, with whitespace)."""
+
+def label_principle(label: Any) -> Optional[str]:
+    """The ``"principle"`` of a label that is a dict or the JSON text of one, else
+    ``None``; ``ValueError`` when it is there but not a non-empty str."""

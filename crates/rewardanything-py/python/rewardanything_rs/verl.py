@@ -108,19 +108,7 @@ def compute_score_batch(
     if len(extra_infos) != n:
         raise ValueError(f"{len(extra_infos)} extra_infos for {n} solution_strs")
     samples = [_sample(s, e, f"sample {i}: ") for i, (s, e) in enumerate(zip(solution_strs, extra_infos))]
-    keys = [(p, q) for p, q, _ in samples]
-    chunks = _common.group_indices(keys, max_group)
-    requests = [
-        {
-            "principle": keys[c[0]][0],
-            "prompt": keys[c[0]][1],
-            "responses": {_common.response_name(k): samples[i][2] for k, i in enumerate(c)},
-        }
-        for c in chunks
-    ]
-    results = get_client().judge_batch(requests) if requests else []
-    raw, per_sample = _common.spread(chunks, results, n)
-    rewards = _common.normalize_groups(raw, keys, normalize)
+    raw, per_sample, rewards = _common.judge_groups(get_client, samples, normalize, max_group)
     return [_score_dict(raw[i], rewards[i], per_sample[i], failure) for i in range(n)]
 
 
