@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::openrlhf::{NonFiniteReward, RewardScale};
+use crate::reward_scale::{NonFiniteReward, RewardScale};
 
 /// Default largest request body: 32 MiB (the reference server has no limit).
 ///

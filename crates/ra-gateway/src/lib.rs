@@ -47,6 +47,7 @@ mod health;
 mod jobs;
 mod metrics;
 mod openrlhf;
+mod reward_scale;
 mod routes;
 mod server;
 mod state;
@@ -59,7 +60,7 @@ pub use config::{
     DEFAULT_MAX_JOBS, DEFAULT_MAX_OPEN_GROUPS, DEFAULT_MAX_RESPONSES, GatewayConfig,
 };
 pub use jobs::{JobStore, JobStoreError};
-pub use openrlhf::{NonFiniteReward, RewardScale};
+pub use reward_scale::{NonFiniteReward, RewardScale};
 use rewardanything_client::Client;
 
 /// The gateway's router, for tests or to nest in another axum app.

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::{Request, State};
 use rewardanything_client::Client;
-use rewardanything_client::reward::{Normalization, normalize};
 use rewardanything_client::rollout::{self, label_principle, split_rollout};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,65 +37,6 @@ use crate::config::GatewayConfig;
 use crate::error::{ApiError, FieldError};
 use crate::metrics::Metrics;
 use crate::state::AppState;
-
-/// How a 1–5 score becomes `rewards[i]` (`--reward`).
-///
-/// ```
-/// use ra_gateway::RewardScale;
-/// assert_eq!(RewardScale::Raw.reward(4.0), 4.0);
-/// assert_eq!(RewardScale::Unit.reward(4.0), 0.75);
-/// assert_eq!(RewardScale::Centered.reward(4.0), 0.5);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RewardScale {
-    /// The score itself, 1 to 5 (default).
-    #[default]
-    Raw,
-    /// `(score - 1) / 4`, in `[0, 1]` ([`Normalization::Unit`]).
-    Unit,
-    /// `(score - 3) / 2`, in `[-1, 1]` ([`Normalization::Midpoint`]): a fixed map, not
-    /// the group mean-centering of [`Normalization::Centered`], so a reward never
-    /// depends on which rollouts happened to share its call.
-    Centered,
-}
-
-impl RewardScale {
-    /// The client library's normalization this scale is.
-    ///
-    /// ```
-    /// use rewardanything_client::reward::Normalization;
-    /// assert_eq!(ra_gateway::RewardScale::Centered.normalization(), Normalization::Midpoint);
-    /// ```
-    pub fn normalization(self) -> Normalization {
-        match self {
-            RewardScale::Raw => Normalization::Raw,
-            RewardScale::Unit => Normalization::Unit,
-            RewardScale::Centered => Normalization::Midpoint,
-        }
-    }
-
-    /// The reward of one score.
-    ///
-    /// ```
-    /// assert_eq!(ra_gateway::RewardScale::Unit.reward(1.0), 0.0);
-    /// ```
-    pub fn reward(self, score: f64) -> f64 {
-        normalize(&[score], self.normalization())
-            .first()
-            .copied()
-            .unwrap_or(f64::NAN)
-    }
-}
-
-/// A failure reward that is not a finite number (JSON has no NaN or infinity).
-///
-/// ```
-/// let e = ra_gateway::GatewayConfig::default().failure_reward(f64::NAN).unwrap_err();
-/// assert!(e.to_string().contains("finite"));
-/// ```
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("the failure reward must be a finite number (JSON has no NaN or infinity), got {0}")]
-pub struct NonFiniteReward(pub f64);
 
 /// The request body.
 #[derive(Deserialize)]
@@ -315,15 +255,6 @@ mod tests {
                 loc(principle(Some(&bad), 1, Some("d")).unwrap_err()),
                 [json!("body"), json!("labels"), json!(1), json!("principle")]
             );
-        }
-    }
-
-    #[test]
-    fn scales_match_the_library() {
-        for s in [1.0, 2.0, 3.0, 4.0, 5.0] {
-            assert_eq!(RewardScale::Raw.reward(s), s);
-            assert_eq!(RewardScale::Unit.reward(s), (s - 1.0) / 4.0);
-            assert_eq!(RewardScale::Centered.reward(s), (s - 3.0) / 2.0);
         }
     }
 }
