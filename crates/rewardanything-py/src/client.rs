@@ -271,10 +271,8 @@ impl PyClient {
         requests: &Bound<'_, PyAny>,
     ) -> PyResult<Vec<RewardResult>> {
         let requests = convert::batch(requests)?;
-        block_on(
-            py,
-            judge_all(self.client.clone(), requests, self.concurrency),
-        )
+        let client = self.client()?;
+        block_on(py, judge_all(client, requests, self.concurrency))
     }
 
     /// `await client.ajudge(...)`: like `judge`, on the running asyncio loop.

@@ -333,12 +333,14 @@ FORK_CHILD = textwrap.dedent(
     assert parent.judge("p", "q", ["score=3"]).scores == {"response-1": 3.0}  # runtime started
     pid = os.fork()
     if pid == 0:
-        try:
-            parent.judge("p", "q", ["x"])
-            os._exit(3)
-        except RuntimeError as e:
-            if "another process" not in str(e):
-                os._exit(4)
+        for call in (lambda: parent.judge("p", "q", ["x"]),
+                     lambda: parent.judge_batch([{"principle": "p", "prompt": "q", "responses": ["x"]}])):
+            try:
+                call()
+                os._exit(3)
+            except RuntimeError as e:
+                if "another process" not in str(e):
+                    os._exit(4)
         child = Client(sys.argv[1])
         ok = child.judge("p", "q", ["score=4"]).scores == {"response-1": 4.0}
         ok = ok and asyncio.run(child.ajudge("p", "q", ["score=2"])).scores == {"response-1": 2.0}
