@@ -182,10 +182,12 @@ async fn judge_batch(
             }
         })
         .buffered(window);
-    let body = wire::json_array(results.ready_chunks(64));
+    let chunks = results
+        .ready_chunks(64)
+        .map(Ok::<_, std::convert::Infallible>);
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(body.map(Ok::<_, std::convert::Infallible>)),
+        Body::from_stream(wire::json_array(chunks)),
     )
         .into_response())
 }

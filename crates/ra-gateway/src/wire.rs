@@ -52,50 +52,46 @@ impl JudgeResult {
 
 impl From<Judgment> for JudgeResult {
     fn from(j: Judgment) -> Self {
-        JudgeResult {
-            thoughts: j.reasoning,
-            results: Results::Judged {
-                scores: j.scores,
-                ranking: j.ranking,
-            },
-            error: None,
-        }
+        JudgeResult::judged(j.reasoning, j.scores, j.ranking)
     }
 }
 
 impl From<&JudgeError> for JudgeResult {
     fn from(e: &JudgeError) -> Self {
-        JudgeResult {
-            thoughts: String::new(),
-            results: Results::Failed {},
-            error: Some(ErrorInfo::of(e)),
-        }
+        JudgeResult::failed(ErrorInfo::of(e))
     }
 }
 
 /// A JSON array written as its items come: `[`, the items of each chunk separated by
 /// commas, `]`. One output chunk per input chunk, so that items ready together go out in
-/// one write.
-pub fn json_array<T: Serialize>(chunks: impl Stream<Item = Vec<T>>) -> impl Stream<Item = Bytes> {
+/// one write. An error of the source ends the array there (the caller's body fails: a
+/// cut array is never mistaken for a whole one).
+pub fn json_array<T: Serialize, E>(
+    chunks: impl Stream<Item = Result<Vec<T>, E>>,
+) -> impl Stream<Item = Result<Bytes, E>> {
     let mut first = true;
     let items = chunks.map(move |chunk| {
-        let mut out = Vec::with_capacity(chunk.len() * 2048);
-        for item in &chunk {
-            if !std::mem::take(&mut first) {
-                out.push(b',');
+        chunk.map(|chunk| {
+            let mut out = Vec::with_capacity(chunk.len() * 2048);
+            for item in &chunk {
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
+                }
+                // Strings, numbers and maps of them always serialize; should one ever
+                // fail, its place holds `null` rather than shifting every later result.
+                if let Err(e) = serde_json::to_writer(&mut out, item) {
+                    tracing::error!("a result did not serialize: {e}");
+                    out.extend_from_slice(b"null");
+                }
             }
-            // Strings, numbers and maps of them always serialize; should one ever fail,
-            // its place holds `null` rather than shifting every later result.
-            if let Err(e) = serde_json::to_writer(&mut out, item) {
-                tracing::error!("a batch result did not serialize: {e}");
-                out.extend_from_slice(b"null");
-            }
-        }
-        Bytes::from(out)
+            Bytes::from(out)
+        })
     });
-    futures::stream::once(async { Bytes::from_static(b"[") })
+    futures::stream::once(async { Ok(Bytes::from_static(b"[")) })
         .chain(items)
-        .chain(futures::stream::once(async { Bytes::from_static(b"]") }))
+        .chain(futures::stream::once(async {
+            Ok(Bytes::from_static(b"]"))
+        }))
 }
 
 /// Whole scores as integers (`5`, as Python's json writes the model's `5`), others as
@@ -134,9 +130,11 @@ mod tests {
     }
 
     fn collect(chunks: Vec<Vec<u32>>) -> String {
+        let chunks = chunks.into_iter().map(Ok::<_, std::convert::Infallible>);
         let bytes = futures::executor::block_on(
             json_array(futures::stream::iter(chunks)).collect::<Vec<_>>(),
         );
+        let bytes: Vec<Bytes> = bytes.into_iter().map(|b| b.unwrap()).collect();
         String::from_utf8(bytes.concat()).unwrap()
     }
 

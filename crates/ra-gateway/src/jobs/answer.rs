@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio::io::BufReader;
 
 use crate::error::ErrorInfo;
-use crate::wire::JudgeResult;
+use crate::wire::{self, JudgeResult};
 
 /// The fields of a result line the answer needs (names are the caller's: the client
 /// unmasked them before the line was written).
@@ -60,31 +60,17 @@ fn item(body: &Body, index: usize) -> JudgeResult {
     }
 }
 
-/// The JSON array, chunk by chunk: `[`, then each item (comma-separated), then `]`.
+/// The JSON array, one result line at a time (a read error ends the body there).
 pub fn stream(
     file: tokio::fs::File,
     max_line: usize,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let lines = LineReader::new(BufReader::with_capacity(1 << 16, file), max_line);
-    futures::stream::unfold(Some((lines, 0usize)), |state| async move {
-        let (mut lines, n) = state?;
-        match lines.next_line().await {
-            Ok(Some(line)) => {
-                let mut chunk = Vec::with_capacity(1024);
-                chunk.push(if n == 0 { b'[' } else { b',' });
-                // A JudgeResult is strings, numbers and maps: it always serializes.
-                if let Err(e) = serde_json::to_writer(&mut chunk, &item(&line.body, n)) {
-                    return Some((Err(std::io::Error::other(e)), None));
-                }
-                Some((Ok(Bytes::from(chunk)), Some((lines, n + 1))))
-            }
-            Ok(None) => {
-                let end: &'static [u8] = if n == 0 { b"[]" } else { b"]" };
-                Some((Ok(Bytes::from_static(end)), None))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    })
+    let items = futures::stream::try_unfold((lines, 0usize), |(mut lines, n)| async move {
+        let line = lines.next_line().await?;
+        Ok(line.map(|line| (vec![item(&line.body, n)], (lines, n + 1))))
+    });
+    wire::json_array(items)
 }
 
 #[cfg(test)]
