@@ -88,6 +88,18 @@ impl Line<'_> {
             Err(_) => String::new(),
         }
     }
+
+    /// The output line this run wrote: its JSON, and the error kind and usage the
+    /// summary counts, taken from the line itself.
+    fn written(&self) -> ResultLine {
+        ResultLine {
+            index: self.index,
+            json: self.to_json(),
+            error_kind: self.error.as_ref().map(|e| e.kind.to_string()),
+            usage: self.usage,
+            fresh: true,
+        }
+    }
 }
 
 impl ResultLine {
@@ -107,7 +119,7 @@ impl ResultLine {
         attempts: u32,
         latency_ms: u64,
     ) -> Self {
-        let json = Line {
+        Line {
             index,
             id,
             scores: None,
@@ -121,14 +133,7 @@ impl ResultLine {
             permutations: None,
             input_hash: hash,
         }
-        .to_json();
-        ResultLine {
-            index,
-            json,
-            error_kind: Some(kind.to_string()),
-            usage: None,
-            fresh: true,
-        }
+        .written()
     }
 
     pub fn from_result(
@@ -141,7 +146,7 @@ impl ResultLine {
         match result {
             Ok(judged) => {
                 let j = &judged.judgment;
-                let json = Line {
+                Line {
                     index,
                     id: &id,
                     scores: Some(&j.scores),
@@ -155,14 +160,7 @@ impl ResultLine {
                     permutations: None,
                     input_hash: &hash,
                 }
-                .to_json();
-                ResultLine {
-                    index,
-                    json,
-                    error_kind: None,
-                    usage: judged.usage,
-                    fresh: true,
-                }
+                .written()
             }
             Err(e) => Self::failure(
                 index,
@@ -229,7 +227,7 @@ impl ResultLine {
                 })
                 .collect(),
         };
-        let json = Line {
+        Line {
             index,
             id: &id,
             scores: Some(&e.scores),
@@ -246,14 +244,7 @@ impl ResultLine {
             permutations: Some(orders),
             input_hash: &hash,
         }
-        .to_json();
-        ResultLine {
-            index,
-            json,
-            error_kind: None,
-            usage,
-            fresh: true,
-        }
+        .written()
     }
 
     /// A line kept from a previous run (without its newline), written again as it was.
