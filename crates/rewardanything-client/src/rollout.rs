@@ -308,47 +308,66 @@ fn significant(text: &str, query: bool) -> impl Iterator<Item = (char, usize)> +
 /// characters, provided that end holds the whole prompt or, for a chat template, at
 /// least its last user turn and what follows (so the question is in the query and the
 /// boundary is the prompt's, not one the response wrote). Linear time (Knuth–Morris–
-/// Pratt) and memory of a few bytes per character of the prompt.
+/// Pratt over UTF-8 bytes: a match starts at the query's first character and ends at the
+/// prompt's last, so it covers whole characters) and about six bytes of memory per byte
+/// of the prompt, freed on return.
 fn prompt_end(query: &str, prompt: &str) -> Option<usize> {
-    let p: Vec<char> = significant(prompt, false).map(|(c, _)| c).collect();
+    let utf8 = |text: &str, query: bool| -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4];
+        for (c, _) in significant(text, query) {
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+        out
+    };
+    let p = utf8(prompt, false);
     // The part of the prompt the query must hold: from its last user header on.
     let needed = match last_user_turn(prompt) {
-        Some((_, at)) => significant(&prompt[at..], false).count(),
+        Some((_, at)) => significant(&prompt[at..], false)
+            .map(|(c, _)| c.len_utf8())
+            .sum(),
         None => p.len(),
     };
-    // Only the first p.len() significant characters of the query can match.
-    let q: Vec<char> = significant(query, true)
-        .map(|(c, _)| c)
-        .take(p.len())
-        .collect();
-    // The longest prefix of q that is a suffix of p: q's failure function, then p run
-    // through it.
-    let mut fail = vec![0usize; q.len()];
-    let mut k = 0;
+    // Only the first p.len() significant bytes of the query can match.
+    let mut q = utf8(query, true);
+    q.truncate(p.len());
+    let longest = longest_suffix_prefix(&p, &q)?;
+    if longest == 0 || longest < needed {
+        return None;
+    }
+    let mut seen = 0;
+    significant(query, true).find_map(|(c, end)| {
+        seen += c.len_utf8();
+        (seen == longest).then_some(end)
+    })
+}
+
+/// The length of the longest prefix of `q` that is a suffix of `p`: `q`'s failure
+/// function, then `p` run through it. `None` past 4 GiB (the table holds `u32`s).
+fn longest_suffix_prefix(p: &[u8], q: &[u8]) -> Option<usize> {
+    u32::try_from(q.len()).ok()?;
+    let mut fail = vec![0u32; q.len()];
+    let mut k = 0usize;
     for i in 1..q.len() {
         while k > 0 && q[i] != q[k] {
-            k = fail[k - 1];
+            k = fail[k - 1] as usize;
         }
         if q[i] == q[k] {
             k += 1;
         }
-        fail[i] = k;
+        // k <= i < q.len(), which fits in a u32 (checked above).
+        fail[i] = k as u32;
     }
-    let mut matched = 0;
-    for &c in &p {
+    let mut matched = 0usize;
+    for &c in p {
         while matched > 0 && (matched == q.len() || q[matched] != c) {
-            matched = fail[matched - 1];
+            matched = fail[matched - 1] as usize;
         }
         if matched < q.len() && q[matched] == c {
             matched += 1;
         }
     }
-    if matched == 0 || matched < needed {
-        return None;
-    }
-    significant(query, true)
-        .nth(matched - 1)
-        .map(|(_, end)| end)
+    Some(matched)
 }
 
 /// Where the response starts in a query with no prompt, which must be a single-turn
