@@ -6,15 +6,21 @@
 //! answer, one entry per query, each turned into a tensor (so every value is a number).
 //!
 //! * `query[i]` is split into the user's question and the response
-//!   ([`rewardanything_client::rollout::split_rollout`], shared with the Python package).
+//!   ([`rewardanything_client::rollout::split_rollout`], shared with the Python package):
+//!   the question comes from `prompts[i]`'s own turns, never from the generated text. A
+//!   rollout with no boundary the response could not have written is not judged: it
+//!   gets the failure reward, `ra_failed = 1` and its reason in `ra_error`.
 //! * The principle is `labels[i]["principle"]` when the label is an object (or the JSON
 //!   text of one) with that key, else the gateway's configured principle; with neither,
 //!   the call is refused 422 naming `labels[i]`. Any other label (a ground-truth answer)
 //!   is ignored.
 //! * `scores[i]` is the judge's 1–5 score; `rewards[i]` that score mapped by the
-//!   [`RewardScale`]. A failed judgment gives the failure reward in both, and
-//!   `extra_logs.ra_failed[i] = 1`: the call itself still answers 200, since OpenRLHF
-//!   would otherwise drop the rollout's reward.
+//!   [`RewardScale`]. A failed judgment (or split) gives the failure reward in both,
+//!   `extra_logs.ra_failed[i] = 1` and `ra_error[i]` its reason: the call itself still
+//!   answers 200, since OpenRLHF would otherwise drop the rollout's reward.
+//! * `ra_error` (beside `extra_logs`, whose values OpenRLHF turns into tensors, so no
+//!   text there): `""` for a judged rollout, else the error's kind (`http_status`, …),
+//!   for a failed split `split_<kind>: <reason>`.
 //! * `extra_logs`: `ra_failed` (0/1), `ra_group_size` (rollouts judged in the same
 //!   upstream call), `ra_latency_s` (arrival to judgment, grouping wait included),
 //!   `ra_unfinished_think` (0/1: the response's reasoning never closed, so its answer was
@@ -26,7 +32,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::{Request, State};
 use rewardanything_client::Client;
-use rewardanything_client::rollout::{self, label_principle, split_rollout};
+use rewardanything_client::rollout::{self, SplitError, label_principle, split_rollout};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -54,6 +60,8 @@ pub struct Rewards {
     rewards: Vec<f64>,
     scores: Vec<f64>,
     extra_logs: ExtraLogs,
+    /// Per rollout, `""` or why it failed.
+    ra_error: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -64,10 +72,27 @@ struct ExtraLogs {
     ra_unfinished_think: Vec<f64>,
 }
 
-/// One rollout, ready to judge.
+/// One rollout, ready to judge (or never judged: its split failed).
 struct Rollout {
     principle: String,
-    split: rollout::Rollout,
+    split: Result<rollout::Rollout, SplitError>,
+}
+
+impl Rollout {
+    /// Its verdict; a rollout whose split failed is not sent to the judge.
+    async fn judge(&self, coalescer: &Arc<Coalescer>) -> Verdict {
+        match &self.split {
+            Ok(s) => {
+                coalescer
+                    .judge(&self.principle, &s.question, s.response.clone())
+                    .await
+            }
+            Err(e) => Verdict {
+                score: Err(e.kind()),
+                group_size: 0,
+            },
+        }
+    }
 }
 
 /// `POST /get_reward`.
@@ -82,10 +107,7 @@ pub async fn get_reward(
     let rollouts = rollouts(call, &state)?;
     // Every rollout of the call at once: those sharing a prompt may share a group.
     let verdicts = futures::future::join_all(rollouts.iter().map(|r| async {
-        let verdict = state
-            .coalescer
-            .judge(&r.principle, &r.split.question, r.split.response.clone())
-            .await;
+        let verdict = r.judge(&state.coalescer).await;
         (verdict, arrived.elapsed())
     }))
     .await;
@@ -112,12 +134,18 @@ impl Rewards {
         };
         self.rewards.push(reward);
         self.scores.push(score);
+        self.ra_error.push(match (&rollout.split, verdict.score) {
+            (Err(e), _) => format!("split_{}: {e}", e.kind()),
+            (Ok(_), Err(kind)) => kind.to_string(),
+            (Ok(_), Ok(_)) => String::new(),
+        });
         let logs = &mut self.extra_logs;
         logs.ra_failed.push(flag(failed));
         logs.ra_group_size.push(verdict.group_size as f64);
         logs.ra_latency_s.push(latency.as_secs_f64());
-        logs.ra_unfinished_think
-            .push(flag(rollout.split.unfinished_think));
+        logs.ra_unfinished_think.push(flag(
+            rollout.split.as_ref().is_ok_and(|s| s.unfinished_think),
+        ));
     }
 }
 

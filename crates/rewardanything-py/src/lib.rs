@@ -26,7 +26,7 @@ mod wait;
 use pyo3::prelude::*;
 
 /// The `rewardanything_rs._native` module: `Client`, `RewardResult`,
-/// `RewardAnythingError`, `Rollout`, `split_rollout`, `user_question`,
+/// `RewardAnythingError`, `Rollout`, `split_rollout` (and its `RolloutSplitError`), `user_question`,
 /// `strip_end_of_turn`, `label_principle` and `__version__`.
 ///
 /// ```no_run
@@ -51,6 +51,10 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
         "RewardAnythingError",
         m.py().get_type::<error::RewardAnythingError>(),
+    )?;
+    m.add(
+        "RolloutSplitError",
+        m.py().get_type::<rollout::RolloutSplitError>(),
     )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -10,6 +10,16 @@ use serde_json::Value;
 
 use crate::convert;
 
+pyo3::create_exception!(
+    rewardanything_rs,
+    RolloutSplitError,
+    PyValueError,
+    "A rollout has no boundary between prompt and response that the response could not \
+     have written (the query does not hold its prompt; with no prompt, it is not a \
+     single-turn chat of a known template), so it must not be judged. `.kind` is \
+     `prompt_not_found`, `no_template`, `no_assistant_header` or `not_single_turn`."
+);
+
 /// A rollout split into the judge's question and the response (`split_rollout`).
 #[pyclass(frozen, get_all, eq, module = "rewardanything_rs", name = "Rollout")]
 #[derive(Debug, Clone, PartialEq)]
@@ -39,20 +49,29 @@ impl Rollout {
 }
 
 /// Splits an RL rollout's `query` (prompt + response, special tokens kept) into
-/// question and response, using `prompt` when the query starts with it and the chat
-/// template's markers otherwise; a leading think block is cut.
+/// question and response: the question is `prompt`'s own last user turn and the
+/// response the query after the prompt (found even when a tokenizer round trip changed
+/// whitespace or begin-of-sequence tokens); with no prompt, the query must be a
+/// single-turn chat. Raises `RolloutSplitError` when no trusted boundary exists.
 #[pyfunction]
 #[pyo3(signature = (query, prompt=None))]
 pub(crate) fn split_rollout(
     query: &Bound<'_, PyAny>,
     prompt: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Rollout> {
+    let py = query.py();
     let query = convert::string(query, "query")?;
     let prompt = match prompt.filter(|p| !p.is_none()) {
         Some(p) => Some(convert::string(p, "prompt")?),
         None => None,
     };
-    let r = rollout::split_rollout(&query, prompt.as_deref());
+    let r = rollout::split_rollout(&query, prompt.as_deref()).map_err(|e| {
+        let err = RolloutSplitError::new_err(format!("{}: {e}", e.kind()));
+        // Setting an attribute on a fresh exception cannot fail short of memory
+        // exhaustion; the message still carries the kind.
+        let _ = err.value(py).setattr("kind", e.kind());
+        err
+    })?;
     Ok(Rollout {
         question: r.question,
         response: r.response,

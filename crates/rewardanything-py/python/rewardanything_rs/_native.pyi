@@ -94,12 +94,21 @@ class Rollout:
     @property
     def unfinished_think(self) -> bool: ...
 
+class RolloutSplitError(ValueError):
+    """A rollout has no boundary between prompt and response that the response could
+    not have written, so it must not be judged."""
+
+    kind: str  # prompt_not_found, no_template, no_assistant_header, not_single_turn
+
 def split_rollout(query: str, prompt: Optional[str] = None) -> Rollout:
     """Splits ``query`` (prompt + response, special tokens kept) as the gateway's
-    ``/get_reward`` does: the ``prompt`` prefix (else the chat template's last user turn
-    and assistant header) is cut, then trailing end-of-turn tokens and a leading
-    ``<think>...</think>`` block; a think block that never closed leaves an empty
-    response with ``unfinished_think`` set."""
+    ``/get_reward`` does: the question is ``prompt``'s own last user turn and the
+    response the query after the prompt (found even when a tokenizer round trip changed
+    whitespace or begin-of-sequence tokens); with no prompt, the query must be a
+    single-turn chat (its first assistant header ends the prompt). Then trailing
+    end-of-turn tokens and a leading ``<think>...</think>`` block are cut; a think block
+    that never closed leaves an empty response with ``unfinished_think`` set. Raises
+    ``RolloutSplitError`` when no trusted boundary exists."""
 
 def user_question(prompt: str) -> str:
     """The last user turn of a ChatML/Qwen, Llama 3, Gemma or DeepSeek prompt, else
