@@ -223,8 +223,8 @@ fn hint(e: &anyhow::Error, host: &str) -> Option<String> {
             let free = (port.saturating_add(1)..=port.saturating_add(100))
                 .find(|p| ra_serve::preflight::check_port(host, *p).is_ok());
             Some(format!(
-                "choose other ports with --port{} (replica i listens on --port + i)",
-                free.map(|p| format!(" (e.g. --port {p}, free now)"))
+                "choose other ports with --port{}; replica i listens on --port + i",
+                free.map(|p| format!(", e.g. --port {p} (free now)"))
                     .unwrap_or_default()
             ))
         }

@@ -738,5 +738,8 @@ fn failures_before_serving_exit_2_like_ra() {
     assert_eq!(code, Some(2), "{err}");
     let (code, _, err) = run(ra_serve_cmd(&m).args(["--dry-run", "--grace=-1"]));
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("--grace must be a non-negative number"), "{err}");
+    assert!(
+        err.contains("--grace must be a non-negative number"),
+        "{err}"
+    );
 }
