@@ -2,8 +2,8 @@
 """Drive `ra gateway` with the reference package's own client, `rewardanything.Client` 1.0.1,
 unmodified (installed by scripts/setup-python.sh).
 
-    python reference_client.py check --url http://127.0.0.1:8000 [--api-key KEY]
-    python reference_client.py check-down --url http://127.0.0.1:8000
+    python reference_client.py check --url http://127.0.0.1:8200 [--api-key KEY]
+    python reference_client.py check-down --url http://127.0.0.1:8200
 
 `check` expects a gateway in front of ra-mock (which scores a response `K` when its text
 holds `score=K`, and sleeps `[[latency-ms:N]]` of a prompt) and fails (exit 1) at the first

@@ -20,6 +20,8 @@
 #                          RA_API_KEY unless that is set (keys never go on a command line)
 #   RA_SERVE_LOG           file that receives ra-serve's and the engine's output
 #                          (appended) instead of the terminal
+#   RA_KEEP_SERVER=1       leave the server running once `ra score` has finished (not
+#                          after an interruption), and print its URL and how to stop it
 #
 # Exit status: that of `ra score` (0 all judged, 1 some lines failed, 2 could not
 # proceed); 2 when the server stops before it is ready; 130/143 on Ctrl-C/SIGTERM.
@@ -95,6 +97,17 @@ cleanup() {
         kill -TERM "$score_pid" 2>/dev/null || true
         wait "$score_pid" 2>/dev/null || true
     fi
+    if [[ -n ${RA_KEEP_SERVER:-} && $status -lt 128 && -n $server_pid ]] &&
+        kill -0 "$server_pid" 2>/dev/null; then
+        # Its endpoints file stays, where ra-serve keeps it up to date.
+        local urls
+        urls=$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["endpoints"]))' \
+            "$endpoints" 2>/dev/null || echo "(see $endpoints)")
+        echo "score-batch: the server keeps running (ra-serve pid $server_pid) at $urls" >&2
+        echo "score-batch:   its endpoints file: $endpoints (ra score --endpoints-file …)" >&2
+        echo "score-batch:   stop it with: kill $server_pid" >&2
+        exit "$status"
+    fi
     if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
         echo "score-batch: stopping ra-serve (pid $server_pid)" >&2
         kill -TERM "$server_pid" 2>/dev/null || true
@@ -108,12 +121,17 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 echo "score-batch: starting $serve_bin ${serve_args[*]:-}" >&2
+# A server to keep gets a session of its own: the terminal's Ctrl-C and hang-up are no
+# longer its business once this script has exited.
+detach=()
+[[ -n ${RA_KEEP_SERVER:-} ]] && detach=(setsid)
 if [[ -n ${RA_SERVE_LOG:-} ]]; then
     echo "score-batch: server output goes to $RA_SERVE_LOG" >&2
-    "$serve_bin" --endpoints-file "$endpoints" ${serve_args[@]+"${serve_args[@]}"} \
-        >>"$RA_SERVE_LOG" 2>&1 &
+    ${detach[@]+"${detach[@]}"} "$serve_bin" --endpoints-file "$endpoints" \
+        ${serve_args[@]+"${serve_args[@]}"} >>"$RA_SERVE_LOG" 2>&1 </dev/null &
 else
-    "$serve_bin" --endpoints-file "$endpoints" ${serve_args[@]+"${serve_args[@]}"} &
+    ${detach[@]+"${detach[@]}"} "$serve_bin" --endpoints-file "$endpoints" \
+        ${serve_args[@]+"${serve_args[@]}"} &
 fi
 server_pid=$!
 
@@ -124,10 +142,14 @@ while [[ ! -s $endpoints ]]; do
         status=0
         wait "$server_pid" || status=$?
         server_pid=
-        echo "score-batch: ra-serve exited (status $status) before it was ready" >&2
         if [[ -n ${RA_SERVE_LOG:-} ]]; then
-            echo "score-batch: the end of $RA_SERVE_LOG:" >&2
+            # The cause first (ra-serve's own error lines), then the log's end.
+            grep -a '^ra-serve: ' "$RA_SERVE_LOG" >&2 || true
+            echo "score-batch: ra-serve exited (status $status) before it was ready;" \
+                "the end of $RA_SERVE_LOG:" >&2
             tail -n 20 "$RA_SERVE_LOG" >&2 || true
+        else
+            echo "score-batch: ra-serve exited (status $status) before it was ready" >&2
         fi
         exit 2
     fi

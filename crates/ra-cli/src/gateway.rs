@@ -25,8 +25,9 @@ pub struct GatewayArgs {
     /// Address to listen on (0.0.0.0 exposes the gateway to the network).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// Port to listen on.
-    #[arg(long, default_value_t = 8000)]
+    /// Port to listen on (not 8000: that is the model server's, ra-serve's and vLLM's,
+    /// which the gateway usually sits in front of on the same machine).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
     /// Directory of the batch jobs (/api/batch_request), created if missing: one
     /// subdirectory per job, resumed after a crash. One gateway at a time per directory.
@@ -70,6 +71,9 @@ pub struct GatewayArgs {
     client: ClientArgs,
 }
 
+/// The gateway's port unless `--port` says otherwise.
+const DEFAULT_PORT: u16 = 8200;
+
 /// How long start-up waits for an upstream endpoint before serving anyway.
 const STARTUP_CHECK: Duration = Duration::from_secs(2);
 
@@ -84,7 +88,19 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     // Listen first: a server may start before its engines (/health says 503 meanwhile).
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
-        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "; another process listens there: choose another port with --port"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot listen on {}:{}: {e}{hint}", args.host, args.port)
+        })?;
+    let addr = listener.local_addr().context("no local address")?;
+    // Asking itself for a model would get its own 404, which says nothing of the loop.
+    if let Some(reason) = ra_gateway::self_loop(&connection.client, addr).await {
+        anyhow::bail!("{reason}");
+    }
     // A wrong key or model is the user's to fix now; an engine still loading is not, and
     // is not waited for beyond a short check.
     match tokio::time::timeout(STARTUP_CHECK, connection.client.connect()).await {
@@ -104,7 +120,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .endpoints_file
         .clone()
         .map(|path| endpoints_file::follow(path, client.clone(), Duration::from_secs(1)));
-    let addr = listener.local_addr().context("no local address")?;
     if !addr.ip().is_loopback() && api_key.is_none() {
         tracing::warn!(
             "listening on {addr} without {API_KEY_ENV}: anyone who can reach it can spend \

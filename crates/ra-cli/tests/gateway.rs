@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    ChildGuard, Mock, dead_url, gateway_command, ra_command, runtime, s, spawn_gateway,
-    wait_healthy,
+    ChildGuard, Mock, dead_url, free_port, gateway_command, ra, ra_command, runtime, s,
+    spawn_gateway, wait_healthy,
 };
 use ra_mock::expected_score;
 use serde_json::{Value, json};
@@ -146,4 +146,124 @@ fn the_gateway_helper_fails_with_the_stderr_of_a_gateway_that_never_listened() {
     };
     assert!(message.contains("exited before it listened"), "{message}");
     assert!(message.contains("--max-jobs"), "{message}");
+}
+
+/// Without `--port` the gateway listens on 8200, not on 8000 where the model server it
+/// fronts (ra-serve, vLLM) listens. On 127.0.0.78 (all of 127/8 is loopback on Linux)
+/// so that a gateway a user runs on 127.0.0.1:8200 does not collide with the test.
+#[test]
+fn the_default_port_is_8200_apart_from_the_model_servers_8000() {
+    let jobs = tempfile::tempdir().expect("tempdir");
+    let dead = dead_url();
+    let (gw, base) = spawn_gateway(ra_command(&[
+        "gateway",
+        "--host",
+        "127.0.0.78",
+        "--endpoint",
+        &dead,
+        "--model",
+        "m",
+        "--base-output-path",
+        s(jobs.path()),
+    ]));
+    assert_eq!(base, "http://127.0.0.78:8200");
+    drop(gw);
+}
+
+/// A busy port: exit 2, the cause, then the flag that changes it.
+#[test]
+fn a_busy_port_names_the_flag_to_change() {
+    let jobs = tempfile::tempdir().expect("tempdir");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = held.local_addr().expect("addr").port().to_string();
+    let dead = dead_url();
+    let run = ra(
+        &[
+            "gateway",
+            "--port",
+            &port,
+            "--endpoint",
+            &dead,
+            "--base-output-path",
+            s(jobs.path()),
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let cause = run
+        .stderr
+        .find(&format!("cannot listen on 127.0.0.1:{port}"))
+        .expect(&run.stderr);
+    let fix = run
+        .stderr
+        .find("choose another port with --port")
+        .expect(&run.stderr);
+    assert!(cause < fix, "{}", run.stderr);
+}
+
+/// A gateway pointed at itself would answer /health 503 "HTTP 404" forever: refused at
+/// start, naming the loop and the fix.
+#[test]
+fn an_upstream_that_is_the_gateway_itself_is_refused_at_start() {
+    let jobs = tempfile::tempdir().expect("tempdir");
+    let port = free_port().to_string();
+    let own = format!("http://localhost:{port}/v1");
+    let run = ra(
+        &[
+            "gateway",
+            "--port",
+            &port,
+            "--endpoint",
+            &own,
+            "--base-output-path",
+            s(jobs.path()),
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "the upstream endpoint {own} is this gateway itself"
+        )) && run.stderr.contains("point --endpoint at the model server"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The shipped `examples/gateway-config.json` (what the README's `ra gateway -c` uses):
+/// it names the demo's server (ra-serve's default port), parses, and the gateway judges
+/// with it; `--endpoint` overrides its `api_base` so that the test needs no model.
+#[test]
+fn the_example_config_starts_a_gateway_that_judges() {
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway-config.json");
+    let text = std::fs::read_to_string(&config).expect("examples/gateway-config.json");
+    let parsed: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(parsed["api_base"], "http://127.0.0.1:8000/v1");
+    let mock = Mock::default_mock();
+    let jobs = tempfile::tempdir().expect("tempdir");
+    let (mut child, base) = spawn_gateway(gateway_command(&[
+        "-c",
+        s(&config),
+        "--endpoint",
+        &mock.url(),
+        "--base-output-path",
+        s(jobs.path()),
+    ]));
+    let rt = runtime();
+    let http = reqwest::Client::new();
+    rt.block_on(async {
+        wait_healthy(&http, &base, &mut child).await;
+        let r = http
+            .post(format!("{base}/api/rewardanything"))
+            .json(&json!({"principle": "p", "prompt": "q",
+                          "responses": {"a": "x score=4", "b": "y score=2"}}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.expect("JSON");
+        assert_eq!(body["results"]["best-to-worst"], json!(["a", "b"]));
+    });
+    drop(child);
 }

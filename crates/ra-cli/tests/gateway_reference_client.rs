@@ -84,3 +84,71 @@ fn the_reference_health_check_is_false_without_an_upstream() {
     assert!(stdout.contains("health_check() is False"), "{stdout}");
     drop(gw);
 }
+
+/// The marker before the README's reference-client snippet: the block this test runs.
+const SNIPPET_MARKER: &str = "<!-- tested: reference client snippet -->";
+
+/// The ```python block right after [`SNIPPET_MARKER`] in README.md, verbatim.
+fn readme_snippet() -> String {
+    let readme = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let text = std::fs::read_to_string(&readme).expect("README.md");
+    let after = text
+        .split_once(SNIPPET_MARKER)
+        .unwrap_or_else(|| panic!("README.md has no {SNIPPET_MARKER}"))
+        .1;
+    let block = after
+        .trim_start()
+        .strip_prefix("```python\n")
+        .expect("a ```python block right after the marker");
+    block
+        .split_once("\n```")
+        .expect("the block's closing fence")
+        .0
+        .to_string()
+}
+
+/// The README's snippet for the reference client, run as written by the reference venv's
+/// Python (which has no torch, like the user's machine) against `ra gateway` with a key.
+#[test]
+fn the_readme_reference_client_snippet_runs_as_written_without_torch() {
+    let torch = Command::new(python())
+        .args([
+            "-c",
+            "import importlib.util as u; print(u.find_spec('torch') is None)",
+        ])
+        .output()
+        .expect("run python");
+    assert_eq!(
+        String::from_utf8_lossy(&torch.stdout).trim(),
+        "True",
+        "the reference venv has torch: the snippet would not be tested as a user without it runs it"
+    );
+    let mock = Mock::default_mock();
+    let key = "snippet-k3y";
+    let jobs = tempfile::tempdir().expect("tempdir");
+    let (gw, url) = gateway(&mock.url(), Some(key), jobs.path());
+    let out = Command::new(python())
+        .args(["-c", &readme_snippet()])
+        .env("RA_GATEWAY_URL", &url)
+        .env("RA_GATEWAY_API_KEY", key)
+        .output()
+        .expect("run the snippet");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the README snippet failed:\n{stdout}\n{stderr}"
+    );
+    // judge's scores and ranking, then judge_batch's two rankings in input order.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let (first, last) = (lines[0], lines[lines.len() - 1]);
+    assert!(
+        first.contains("'terse'") && first.contains("'wordy'"),
+        "{stdout}"
+    );
+    assert!(last.starts_with("[['") && last.contains("'b'"), "{stdout}");
+    assert_eq!(mock.chat_requests(), 3);
+    drop(gw);
+}

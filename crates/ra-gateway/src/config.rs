@@ -83,6 +83,8 @@ pub struct GatewayConfig {
     pub(crate) job_window: usize,
     pub(crate) max_jobs: usize,
     pub(crate) max_running_jobs: usize,
+    /// The address `serve` listens on (set by `serve`): an upstream there is a loop.
+    pub(crate) own_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for GatewayConfig {
@@ -110,6 +112,7 @@ impl Default for GatewayConfig {
             job_window: 256,
             max_jobs: DEFAULT_MAX_JOBS,
             max_running_jobs: 2,
+            own_addr: None,
         }
     }
 }

@@ -76,6 +76,23 @@ pub fn router(client: Client, config: GatewayConfig) -> axum::Router {
     routes::router(client, config, cut, stopping)
 }
 
+/// Why `client`'s upstream cannot work when it is this gateway itself, listening on
+/// `own`: `Some(reason naming the endpoint and the fix)` when an endpoint's host and port
+/// reach `own` (checked by `/health` too, for endpoints that change while serving).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let own: std::net::SocketAddr = "127.0.0.1:8200".parse().unwrap();
+/// let looped = rewardanything_client::Client::builder().endpoint("http://localhost:8200/v1").build().unwrap();
+/// assert!(ra_gateway::self_loop(&looped, own).await.unwrap().contains("is this gateway itself"));
+/// let model = rewardanything_client::Client::builder().endpoint("http://127.0.0.1:8000/v1").build().unwrap();
+/// assert!(ra_gateway::self_loop(&model, own).await.is_none());
+/// # });
+/// ```
+pub async fn self_loop(client: &Client, own: std::net::SocketAddr) -> Option<String> {
+    health::self_loop(client, own).await
+}
+
 /// Serves the gateway on `listener` until `shutdown` completes; then stops accepting,
 /// lets requests in flight finish within the configured grace, and returns. After the
 /// grace, requests still running are answered 503 (`shutting_down`), their judgments
@@ -93,9 +110,10 @@ pub fn router(client: Client, config: GatewayConfig) -> axum::Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     client: Client,
-    config: GatewayConfig,
+    mut config: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    config.own_addr = listener.local_addr().ok();
     let limits = server::Limits {
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,

@@ -202,11 +202,21 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         Ok(()) => {
             Json(json!({"status": "healthy", "service": "RewardAnything API"})).into_response()
         }
-        Err(reason) => (
+        Err(reason) => {
+            // Only once unhealthy: a gateway asking itself gets its own 404, which says
+            // nothing of the loop.
+            let reason = match config.own_addr {
+                Some(own) => crate::health::self_loop(&state.client, own)
+                    .await
+                    .unwrap_or(reason),
+                None => reason,
+            };
+            (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unhealthy", "service": "RewardAnything API", "reason": reason})),
         )
-            .into_response(),
+            .into_response()
+        }
     }
 }
 

@@ -588,3 +588,42 @@ async fn a_declared_size_over_the_limit_gets_413_before_any_body_is_sent() {
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     assert_eq!(mock.stats().chat_requests, 0);
 }
+
+/// A gateway whose upstream is itself gets its own 404 when it asks for a model; /health
+/// says so instead of a bare "HTTP 404" (the endpoints can change while serving, e.g.
+/// from ra-serve's endpoints file, so `ra gateway`'s start-up check is not enough).
+#[tokio::test]
+async fn health_names_an_upstream_that_is_this_gateway_itself() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let own = listener.local_addr().unwrap();
+    let client = rewardanything_client::Client::builder()
+        .endpoint(format!("http://localhost:{}/v1", own.port()))
+        .build()
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(ra_gateway::serve(
+        listener,
+        client,
+        GatewayConfig::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let r = http()
+        .get(format!("http://{own}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(
+            "the upstream endpoint http://localhost:{}/v1 is this gateway itself",
+            own.port()
+        )) && reason.contains("point --endpoint at the model server"),
+        "{body}"
+    );
+    let _ = tx.send(());
+    task.await.unwrap();
+}

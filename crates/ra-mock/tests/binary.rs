@@ -108,7 +108,7 @@ async fn serves_then_exits_on_sigterm() {
 
 #[test]
 fn exits_when_stdin_closes() {
-    let (mut g, _) = spawn(&["--exit-on-stdin-eof"]);
+    let (mut g, _) = spawn(&["--port", "0", "--exit-on-stdin-eof"]);
     drop(g.0.stdin.take());
     let status = wait_exit(&mut g, Duration::from_secs(5)).expect("exits on stdin EOF");
     assert!(status.success(), "{status:?}");
@@ -116,7 +116,7 @@ fn exits_when_stdin_closes() {
 
 #[tokio::test]
 async fn fault_flag_applies_to_every_chat_request() {
-    let (_g, base) = spawn(&["--fault", "error-200"]);
+    let (_g, base) = spawn(&["--port", "0", "--fault", "error-200"]);
     let user =
         json!({"principle": "p", "prompt": "q", "responses": {"model-1": "a score=3"}}).to_string();
     let body = json!({"messages": [{"role": "user", "content": user}]});
@@ -179,4 +179,26 @@ async fn position_bias_flag_raises_the_first_shown_response() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// The README's examples name `http://127.0.0.1:8100/v1`: that is where `ra-mock` listens
+/// without `--port`. On 127.0.0.77 (all of 127/8 is loopback on Linux) so that a mock a
+/// user runs on 127.0.0.1:8100 does not collide with the test.
+#[test]
+fn listens_on_port_8100_by_default_and_a_busy_port_names_the_flag() {
+    let (g, base) = spawn(&["--host", "127.0.0.77"]);
+    assert_eq!(base, "http://127.0.0.77:8100/v1");
+    // A second one on the same address cannot bind: the error says which flag to change.
+    let out = Command::new(env!("CARGO_BIN_EXE_ra-mock"))
+        .args(["--host", "127.0.0.77"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ra-mock");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("cannot bind 127.0.0.77:8100") && err.contains("--port"),
+        "{err}"
+    );
+    drop(g);
 }

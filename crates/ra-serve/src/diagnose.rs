@@ -27,7 +27,7 @@ const PATTERNS: &[(&[&str], &str)] = &[
             "errno 98",
             "couldn't bind http server socket",
         ],
-        "the port is already in use by another process",
+        "the port is already in use by another process (taken after ra-serve's own check): choose other ports with --port",
     ),
     (
         &[
@@ -75,7 +75,7 @@ mod tests {
         assert!(
             cause("OSError: [Errno 98] Address already in use")
                 .unwrap()
-                .contains("port")
+                .contains("choose other ports with --port")
         );
         assert!(
             cause("OSError: foo/bar is not a local folder and is not a valid model identifier")

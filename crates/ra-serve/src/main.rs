@@ -179,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("stopped");
             Ok(())
         }
-        Ok(()) => anyhow::bail!("the supervisor stopped unexpectedly"),
+        Ok(()) => Err(StoppedUnexpectedly.into()),
         Err(e) => {
             if let Some(tail) = e.log_tail().filter(|t| !t.is_empty()) {
                 eprintln!("--- last {} engine log lines ---", tail.len());
@@ -193,8 +193,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Exit status, the convention `ra` uses too: 0 a requested stop, 1 the server was up and
+/// then failed, 2 it could not proceed (bad flags, a refused configuration, a busy port,
+/// no engine, an engine that never became ready). clap exits 2 on bad flags by itself.
+const FAILED_WHILE_SERVING: u8 = 1;
+const CANNOT_PROCEED: u8 = 2;
+
+/// Which of the two failures `e` is.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<ra_serve::Error>() {
+        Some(ra_serve::Error::AllReplicasDropped | ra_serve::Error::ShutDown) => {
+            FAILED_WHILE_SERVING
+        }
+        Some(_) => CANNOT_PROCEED,
+        None if e.is::<StoppedUnexpectedly>() => FAILED_WHILE_SERVING,
+        None => CANNOT_PROCEED,
+    }
+}
+
+/// The supervisor ended without an error and without being asked to.
+#[derive(Debug, thiserror::Error)]
+#[error("the supervisor stopped unexpectedly")]
+struct StoppedUnexpectedly;
+
+/// What to do about `e`, when the flags can fix it.
+fn hint(e: &anyhow::Error, host: &str) -> Option<String> {
+    match e.downcast_ref::<ra_serve::Error>()? {
+        ra_serve::Error::PortInUse { port, .. } => {
+            let free = (port.saturating_add(1)..=port.saturating_add(100))
+                .find(|p| ra_serve::preflight::check_port(host, *p).is_ok());
+            Some(format!(
+                "choose other ports with --port{}; replica i listens on --port + i",
+                free.map(|p| format!(", e.g. --port {p} (free now)"))
+                    .unwrap_or_default()
+            ))
+        }
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let host = cli.host.clone();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -212,14 +252,17 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ra-serve: error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(CANNOT_PROCEED);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ra-serve: error: {e:#}");
-            ExitCode::FAILURE
+            if let Some(hint) = hint(&e, &host) {
+                eprintln!("ra-serve: {hint}");
+            }
+            ExitCode::from(exit_code(&e))
         }
     }
 }

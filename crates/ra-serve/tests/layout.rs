@@ -143,7 +143,7 @@ fn impossible_layouts_are_refused_before_anything_starts() {
             .arg(fake_engine())
             .args(["--port", &free_ports(3).to_string()])
             .args(args));
-        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(
             err.contains(expected),
             "{args:?}: expected `{expected}` in\n{err}"
@@ -168,7 +168,7 @@ fn no_gpus_and_missing_engines_give_clear_errors() {
     let (code, _, err) = run(ra_serve_cmd(&m)
         .env("PATH", path_with(fake_nvidia_smi("").path()))
         .arg("--dry-run"));
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("no GPUs found") && err.contains("--engine llama-cpp"),
         "{err}"
@@ -176,7 +176,7 @@ fn no_gpus_and_missing_engines_give_clear_errors() {
 
     let (code, _, err) =
         run(ra_serve_cmd(&m).args(["--gpus", "0", "--vllm-bin", "/nonexistent/vllm"]));
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("/nonexistent/vllm not found: install it with `pip install vllm"),
         "{err}"
@@ -191,15 +191,20 @@ fn no_gpus_and_missing_engines_give_clear_errors() {
         .args(["--engine", "llama-cpp"])
         .arg("--model")
         .arg(&model));
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("llama-server not found") && err.contains("--llama-server-bin"),
+        "{err}"
+    );
+    // The repository's own installer, not a package manager the machine may not have.
+    assert!(
+        err.contains("eval \"$(scripts/setup-llama.sh)\"") && !err.contains("brew"),
         "{err}"
     );
 
     let (code, _, err) =
         run(ra_serve_cmd(&m).args(["--engine", "llama-cpp", "--model", "org/model"]));
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("needs --model to be a local .gguf file"),
         "{err}"
@@ -315,7 +320,7 @@ fn multi_node_ray_leaves_gpu_placement_to_ray() {
         "--pipeline-parallel-size",
         "2",
     ]));
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("does not divide the 8 available GPU(s)"),
         "{err}"
@@ -363,7 +368,7 @@ fn assert_refused(args: &[&str], env: &[(&str, &str)], expected: &str) -> String
         cmd.arg("--model").arg(&model);
     }
     let (code, out, err) = run(cmd.args(args));
-    assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+    assert_eq!(code, Some(2), "{args:?}: {out}{err}");
     assert!(
         err.contains(expected),
         "{args:?}: expected `{expected}` in\n{err}"
@@ -605,7 +610,7 @@ fn a_passthrough_api_key_is_refused_and_never_printed() {
             cmd.arg("--model").arg(&model);
         }
         let (code, out, err) = run(cmd.args(&extra));
-        assert_eq!(code, Some(1), "{out}{err}");
+        assert_eq!(code, Some(2), "{out}{err}");
         assert!(err.contains("RA_SERVE_API_KEY"), "{err}");
         assert!(
             !out.contains(&secret) && !err.contains(&secret),
@@ -619,7 +624,7 @@ fn dry_run_checks_ports_and_the_endpoints_directory_like_a_real_start() {
     let (mut cmd, port) = dry_run(&marker());
     let _held = std::net::TcpListener::bind(("127.0.0.1", port + 1)).unwrap();
     let (code, out, err) = run(cmd.args(["--gpus", "0,1"]));
-    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(code, Some(2), "{out}");
     assert!(
         err.contains(&format!(
             "port {} on 127.0.0.1 is already in use by pid {}",
@@ -628,6 +633,9 @@ fn dry_run_checks_ports_and_the_endpoints_directory_like_a_real_start() {
         )),
         "{err}"
     );
+    // The cause first, then the flag that changes it.
+    let hint = err.find("choose other ports with --port").expect(&err);
+    assert!(err.find("already in use").unwrap() < hint, "{err}");
     assert!(out.is_empty(), "a refused dry run printed commands: {out}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -657,7 +665,7 @@ fn dry_run_checks_ports_and_the_endpoints_directory_like_a_real_start() {
     for (path, expected) in &cases {
         let (mut cmd, _) = dry_run(&marker());
         let (code, _, err) = run(cmd.args(["--gpus", "0"]).arg("--endpoints-file").arg(path));
-        assert_eq!(code, Some(1), "{}: {err}", path.display());
+        assert_eq!(code, Some(2), "{}: {err}", path.display());
         assert!(
             err.contains("could not write the endpoints file") && err.contains(expected.as_str()),
             "{}: expected `{expected}` in {err}",
@@ -705,7 +713,7 @@ fn an_engine_binary_that_cannot_run_is_named_before_spawning() {
             .args(["--gpus", "0", "--port", &free_ports(1).to_string()])
             .arg("--vllm-bin")
             .arg(&bin));
-        assert_eq!(code, Some(1), "{err}");
+        assert_eq!(code, Some(2), "{err}");
         assert!(err.contains(&expected), "expected `{expected}` in {err}");
         // A dry run notes it.
         let (mut cmd, _) = dry_run(&marker());
@@ -717,6 +725,21 @@ fn an_engine_binary_that_cannot_run_is_named_before_spawning() {
     let (code, _, err) = run(ra_serve_cmd(&marker())
         .env("PATH", path_with(dir.path()))
         .args(["--gpus", "0", "--port", &free_ports(1).to_string()]));
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("it is not executable"), "{err}");
+}
+
+/// `ra`'s convention: 2 when nothing could be started (flags clap refuses, values
+/// `ra-serve` refuses itself, preflight failures), as a test of the binary's status.
+#[test]
+fn failures_before_serving_exit_2_like_ra() {
+    let m = marker();
+    let (code, _, err) = run(ra_serve_cmd(&m).args(["--dry-run", "--no-such-flag"]));
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = run(ra_serve_cmd(&m).args(["--dry-run", "--grace=-1"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--grace must be a non-negative number"),
+        "{err}"
+    );
 }

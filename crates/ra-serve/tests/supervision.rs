@@ -136,7 +136,7 @@ fn startup_timeout_kills_the_engine_and_reports_the_likely_cause() {
     let mut rs = RaServe::spawn(cmd, &m);
     let (code, _) = rs.wait_exit(SLOW);
     let err = rs.stderr();
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(2), "gave up after {took:?}");
     assert!(
@@ -164,7 +164,7 @@ fn early_exit_during_startup_is_reported_with_the_log_tail() {
     let mut rs = RaServe::spawn(cmd, &m);
     let (code, _) = rs.wait_exit(SLOW);
     let err = rs.stderr();
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("exited during startup (exit status 3)"),
         "{err}"
@@ -410,7 +410,7 @@ fn a_busy_port_is_refused_before_anything_starts() {
     let mut rs = RaServe::spawn(cmd, &m);
     let (code, _) = rs.wait_exit(SLOW);
     let err = rs.stderr();
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(&format!(
             "port {} on 127.0.0.1 is already in use by pid {}",

@@ -1,4 +1,5 @@
-//! `ra-mock`: the mock RewardAnything server as a standalone process, for benchmarks.
+//! `ra-mock`: the mock RewardAnything server as a standalone process: a fake judge for
+//! trying things without a model, and for benchmarks.
 //!
 //! Prints `listening on http://HOST:PORT/v1` on stdout once bound, then serves
 //! until SIGTERM or SIGINT (or, with `--exit-on-stdin-eof`, until its parent
@@ -24,8 +25,10 @@ struct Args {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
-    /// Port to bind (0: any free port; the chosen one is printed).
-    #[arg(long, default_value_t = 0)]
+    /// Port to bind (0: any free port; the chosen one is printed). The default is fixed so
+    /// that examples can name it, and apart from the model server's 8000 and the
+    /// gateway's 8200.
+    #[arg(long, default_value_t = 8100)]
     port: u16,
     /// Time each answered request is held, in milliseconds.
     #[arg(long, default_value_t = 0)]
@@ -151,7 +154,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(key) = args.api_key {
         b = b.api_key(key);
     }
-    let mock = b.start().await?;
+    let mock = match b.start().await {
+        Err(e @ ra_mock::MockError::Bind { .. }) => {
+            anyhow::bail!("{e} (choose another port with --port; --port 0 picks a free one)")
+        }
+        other => other?,
+    };
     mock.set_forced_fault(args.fault);
     {
         let mut out = std::io::stdout().lock();

