@@ -66,6 +66,13 @@ pub enum ApiError {
     /// This gateway has no job store.
     #[error("batch jobs are not enabled on this gateway (ra gateway --base-output-path)")]
     JobsDisabled,
+    /// The job directory cannot be used now (another gateway holds it, it is not
+    /// writable); the message says why. Tried again on the next job request.
+    #[error(
+        "batch jobs are unavailable: {0}; give this gateway a directory of its own \
+         (ra gateway --base-output-path DIR)"
+    )]
+    JobsUnavailable(String),
     /// A query parameter is not valid (FastAPI's `detail` list, at `["query", name]`).
     #[error("invalid query: {}", .0.first().map(|e| e.msg.as_str()).unwrap_or(""))]
     InvalidQuery(Vec<FieldError>),
@@ -119,7 +126,9 @@ impl ApiError {
             ApiError::JobTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::JobFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::JobsDisabled => StatusCode::NOT_IMPLEMENTED,
-            ApiError::TooManyJobs(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyJobs(_) | ApiError::JobsUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::InvalidQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
@@ -142,6 +151,7 @@ impl ApiError {
             ApiError::JobFailed(_) => "job_failed".into(),
             ApiError::JobsDisabled => "jobs_disabled".into(),
             ApiError::TooManyJobs(_) => "too_many_jobs".into(),
+            ApiError::JobsUnavailable(_) => "jobs_unavailable".into(),
             ApiError::InvalidQuery(_) => "invalid_request".into(),
             ApiError::Internal(_) => "internal".into(),
         }

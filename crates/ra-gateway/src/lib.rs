@@ -98,6 +98,7 @@ pub async fn serve(
 ) {
     let limits = server::Limits {
         header_timeout: config.header_timeout,
+        write_timeout: config.write_timeout,
         max_connections: config.max_connections,
         grace: config.grace,
     };
