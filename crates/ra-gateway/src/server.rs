@@ -3,7 +3,8 @@
 //!
 //! At the connection cap the loop keeps accepting: a new connection takes the place of
 //! the oldest one that has no request in progress (idle, or still sending its headers),
-//! which is closed. So connections that send nothing cannot keep a health probe or a
+//! which is closed; connections that never carried a request go first, so that a kept-
+//! alive client keeps its connection while there are silent ones to close. So connections that send nothing cannot keep a health probe or a
 //! client out; only connections whose requests are being served hold their place (and
 //! those are bounded by the body, judgment and write timeouts).
 //!
@@ -17,7 +18,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -67,6 +68,9 @@ struct Conn {
     /// Requests in progress (from their head until their answer's last byte), or
     /// [`EVICTED`] once chosen to make room (then it takes no request any more).
     busy: AtomicIsize,
+    /// Whether a request ever came on it (a kept-alive client's connection, which is
+    /// closed to make room only when no never-used one is left).
+    used: AtomicBool,
     /// Wakes the connection's task to close it.
     evict: Notify,
 }
@@ -76,6 +80,7 @@ const EVICTED: isize = -1;
 impl Conn {
     /// Counts a request in; false once evicted.
     fn begin(&self) -> bool {
+        self.used.store(true, Ordering::SeqCst);
         self.busy
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n >= 0).then_some(n + 1)
@@ -118,9 +123,17 @@ fn lock(open: &Registry) -> std::sync::MutexGuard<'_, Open> {
     open.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Closes the oldest connection without a request in progress; false if there is none.
+/// Closes the oldest connection without a request in progress, one that never carried
+/// a request first (a flood of silent connections never costs a kept-alive client its
+/// connection); false if there is none.
 fn evict_oldest_idle(open: &Registry) -> bool {
-    lock(open).by_age.values().any(|conn| conn.evict_if_idle())
+    let open = lock(open);
+    let never_used = |conn: &&Arc<Conn>| !conn.used.load(Ordering::SeqCst);
+    open.by_age
+        .values()
+        .filter(never_used)
+        .any(|conn| conn.evict_if_idle())
+        || open.by_age.values().any(|conn| conn.evict_if_idle())
 }
 
 /// Accepts connections (each holding one of `max_connections` slots) until `shutdown`.
@@ -168,6 +181,7 @@ async fn accept_until(
         let Some(slot) = slot else { break };
         let conn = Arc::new(Conn {
             busy: AtomicIsize::new(0),
+            used: AtomicBool::new(false),
             evict: Notify::new(),
         });
         let id = {
