@@ -644,7 +644,7 @@ async fn a_body_is_exactly_one_json_value_on_every_judging_route() {
         ("/api/rewardanything_batch", format!("[{r1}] x")),
         (
             "/get_reward",
-            format!(r#"{{"query": ["q a"]}}{{"query": ["q b", "q c"]}}"#),
+            r#"{"query": ["q a"]}{"query": ["q b", "q c"]}"#.to_string(),
         ),
         ("/get_reward", r#"{"query": ["q a"]}]"#.to_string()),
     ];
