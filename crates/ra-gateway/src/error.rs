@@ -48,6 +48,10 @@ pub enum ApiError {
     /// The budget of buffered request bytes is spent.
     #[error("the gateway is holding as many request bytes as it may; retry shortly")]
     Overloaded,
+    /// The request arrived on a connection just closed to make room for a new one (at
+    /// the connection cap); nothing of it was done.
+    #[error("the connection was closed to make room for another; retry on a new one")]
+    ConnectionClosed,
     /// The shutdown grace ran out before this request finished.
     #[error("the gateway is shutting down and the grace ran out")]
     ShuttingDown,
@@ -118,7 +122,9 @@ impl ApiError {
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::BadBody(_) | ApiError::EmptyBatch => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::ShuttingDown | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::Overloaded | ApiError::ConnectionClosed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Judge(e) => judge_status(e),
@@ -142,6 +148,7 @@ impl ApiError {
             ApiError::EmptyBatch => "empty_batch".into(),
             ApiError::ShuttingDown => "shutting_down".into(),
             ApiError::Overloaded => "overloaded".into(),
+            ApiError::ConnectionClosed => "connection_closed".into(),
             ApiError::NotFound => "not_found".into(),
             ApiError::MethodNotAllowed => "method_not_allowed".into(),
             ApiError::Invalid(_) => "invalid_request".into(),

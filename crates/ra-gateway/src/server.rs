@@ -25,6 +25,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::http::HeaderValue;
+use axum::http::header::CONNECTION;
+use axum::response::IntoResponse;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::Service;
@@ -35,6 +38,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Sleep;
+
+use crate::error::ApiError;
 
 /// How long the answers of requests cut short after the grace may take to be written.
 const CUT_WRITE_LIMIT: Duration = Duration::from_secs(1);
@@ -220,10 +225,11 @@ async fn serve_connection(
         async move {
             let Some(busy) = started else {
                 // Evicted while its head arrived: the connection is being closed.
-                return Ok::<_, Infallible>(hyper::Response::new(Tracked {
-                    body: Body::empty(),
-                    _busy: None,
-                }));
+                let mut refused = ApiError::ConnectionClosed.into_response();
+                refused
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                return Ok::<_, Infallible>(refused.map(|body| Tracked { body, _busy: None }));
             };
             let response = response.await?;
             Ok(response.map(|body| Tracked {
