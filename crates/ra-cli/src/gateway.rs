@@ -29,8 +29,10 @@ pub struct GatewayArgs {
     /// which the gateway usually sits in front of on the same machine).
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
-    /// Directory of the batch jobs (/api/batch_request), created if missing: one
-    /// subdirectory per job, resumed after a crash. One gateway at a time per directory.
+    /// Directory of the batch jobs (/api/batch_request): one subdirectory per job,
+    /// resumed after a crash. Created on the first job request, not at start. One gateway
+    /// at a time per directory: another gateway (or an unwritable directory) leaves the
+    /// job routes answering HTTP 503 until it can be used; every other route serves.
     #[arg(long, value_name = "DIR", default_value = "./outputs")]
     base_output_path: PathBuf,
     /// Most batch jobs kept at once, finished or not; a new one beyond gets HTTP 503
@@ -62,6 +64,18 @@ pub struct GatewayArgs {
     /// Seconds a request body may take to arrive; a slower one gets HTTP 408.
     #[arg(long, default_value = "60", value_name = "SECS", value_parser = validate::seconds)]
     body_timeout: Duration,
+    /// Seconds a request's headers may take to arrive; then the connection is closed.
+    #[arg(long, default_value = "30", value_name = "SECS", value_parser = validate::seconds)]
+    header_timeout: Duration,
+    /// Seconds writing an answer may make no progress (a client that stops reading
+    /// a streamed answer); then the connection is closed and its request's bytes freed.
+    #[arg(long, default_value = "60", value_name = "SECS", value_parser = validate::seconds)]
+    write_timeout: Duration,
+    /// Most connections open at once; at the cap a new connection replaces the oldest
+    /// one with no request in progress (idle connections cannot lock clients out).
+    #[arg(long, value_name = "N", default_value_t = 4096,
+          value_parser = validate::at_least_one::<usize>)]
+    max_connections: usize,
     /// Seconds to let requests in flight finish after Ctrl-C / SIGTERM.
     #[arg(long, default_value = "5", value_name = "SECS", value_parser = validate::seconds_or_zero)]
     grace: Duration,
@@ -83,8 +97,19 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let reward = args
         .reward
         .settings(args.client.config.as_deref(), args.max_responses)?;
-    // Before listening: a directory in use by another gateway is the user's to fix now.
-    let jobs = JobStore::open(&args.base_output_path)?;
+    // Jobs need their directory only when used: it is created on the first job request.
+    // One left by an earlier run is opened now so that its unfinished jobs resume; if
+    // another gateway holds it, this one serves anyway (job routes say 503 until free).
+    let jobs = JobStore::lazy(&args.base_output_path);
+    if args.base_output_path.is_dir()
+        && let Err(e) = jobs.try_open()
+    {
+        tracing::warn!(
+            "batch jobs unavailable for now: {:#}; the job routes answer 503 until it can \
+             be used (give this gateway its own --base-output-path)",
+            anyhow::Error::from(e)
+        );
+    }
     // Listen first: a server may start before its engines (/health says 503 meanwhile).
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -160,6 +185,9 @@ fn gateway_config(
         .api_key(api_key)
         .grace(args.grace)
         .body_timeout(args.body_timeout)
+        .header_timeout(args.header_timeout)
+        .write_timeout(args.write_timeout)
+        .max_connections(args.max_connections)
         // Enough finished results held back to keep every slot of the client busy.
         .batch_window(concurrency.saturating_mul(2))
         // A job keeps the client's slots busy, and a crash redoes at most that many.

@@ -267,3 +267,62 @@ fn the_example_config_starts_a_gateway_that_judges() {
     });
     drop(child);
 }
+
+#[test]
+fn health_answers_promptly_under_a_flood_of_idle_connections() {
+    use std::io::Write;
+    let mock = Mock::default_mock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A cap well below the flood (300 sockets stay within any usual fd limit); headers
+    // may take the default 30 s, so waiting for idle ones to time out would be slow.
+    let (mut child, base) = spawn_gateway(gateway_command(&[
+        "--endpoint",
+        &mock.url(),
+        "--max-connections",
+        "64",
+        "--base-output-path",
+        s(&dir.path().join("outputs")),
+    ]));
+    let rt = runtime();
+    let http = reqwest::Client::new();
+    rt.block_on(wait_healthy(&http, &base, &mut child));
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut flood = Vec::new();
+    for i in 0..300 {
+        let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+        // Some send nothing, some half a request line.
+        if i % 2 == 0 {
+            conn.write_all(b"GET /hea").expect("write");
+        }
+        flood.push(conn);
+    }
+    rt.block_on(async {
+        let started = std::time::Instant::now();
+        let r = http
+            .get(format!("{base}/health"))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .expect("/health answers under the flood");
+        assert_eq!(r.status(), 200);
+        eprintln!(
+            "/health under 300 idle connections: {:?}",
+            started.elapsed()
+        );
+        let r = http
+            .post(format!("{base}/api/rewardanything"))
+            .timeout(Duration::from_secs(15))
+            .json(&json!({
+                "principle": "p", "prompt": "q",
+                "responses": {"a": "x, score=4", "b": "y, score=2"},
+            }))
+            .send()
+            .await
+            .expect("a judgment under the flood");
+        assert_eq!(r.status(), 200);
+    });
+    drop(flood);
+    child.signal(libc::SIGTERM);
+    let run = child.finish(Duration::from_secs(20));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

@@ -1,7 +1,8 @@
 //! `ra gateway`'s batch jobs through the real binary: a job survives `kill -9` and a
 //! SIGTERM, each restart resumes it where it stopped (lines written are not judged
-//! again), the answer comes back complete and in order, and a second gateway on the
-//! same `--base-output-path` is refused naming the first one's PID.
+//! again), the answer comes back complete and in order; a second gateway on the same
+//! `--base-output-path` starts and serves, its job routes answering 503 naming the first
+//! one's PID and the flag; no directory is needed until a job is posted.
 
 mod common;
 
@@ -114,20 +115,30 @@ fn a_job_survives_kill_9_and_sigterm_and_completes_without_judging_twice() {
     let after_kill = complete_lines(&results);
     assert!(after_kill < n, "killed before the end: {after_kill}");
 
-    // 2. Restart: the job resumes; a second gateway on the directory is refused; SIGTERM.
+    // 2. Restart: the job resumes; a second gateway on the directory starts, but its job
+    // routes say who holds the directory and which flag to change; SIGTERM.
     let (mut second, url) = spawn_gateway(gateway(&mock, &base));
     rt.block_on(async {
         wait_healthy(&http, &url, &mut second).await;
         wait_lines(&results, after_kill + 30, &mut second).await;
     });
-    let refused = ChildGuard::spawn(gateway(&mock, &base), None).finish(Duration::from_secs(30));
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(
-        refused.stderr.contains(&format!("PID {}", second.pid()))
-            && refused.stderr.contains("another ra gateway"),
-        "names the holder: {}",
-        refused.stderr
-    );
+    let (mut other, other_url) = spawn_gateway(gateway(&mock, &base));
+    rt.block_on(async {
+        wait_healthy(&http, &other_url, &mut other).await;
+        let (status, answer) = submit(&http, &other_url, &json!({"requests": [request(0)]})).await;
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(answer["error"]["kind"], "jobs_unavailable", "{answer}");
+        let msg = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(&format!("PID {}", second.pid()))
+                && msg.contains("another ra gateway")
+                && msg.contains("--base-output-path"),
+            "names the holder and the flag: {msg}"
+        );
+    });
+    other.signal(libc::SIGTERM);
+    let other = other.finish(Duration::from_secs(30));
+    assert_eq!(other.code, 0, "{}", other.stderr);
     second.signal(libc::SIGTERM);
     let stopped = second.finish(Duration::from_secs(40));
     assert_eq!(stopped.code, 0, "{}", stopped.stderr);
@@ -219,6 +230,86 @@ fn jobs_default_to_outputs_in_the_working_directory_and_max_jobs_is_a_flag() {
         let (status, answer) = submit(&http, &url, &body).await;
         assert_eq!(status, 503, "{answer}");
         assert_eq!(answer["error"]["kind"], "too_many_jobs", "{answer}");
+    });
+    child.signal(libc::SIGTERM);
+    let run = child.finish(Duration::from_secs(30));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn two_gateways_in_one_directory_both_serve_and_jobs_go_to_the_first_that_uses_them() {
+    let mock = Mock::default_mock();
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        let mut cmd = gateway_command(&["--endpoint", &mock.url()]);
+        cmd.current_dir(cwd.path());
+        spawn_gateway(cmd)
+    };
+    let (mut first, first_url) = start();
+    let (mut second, second_url) = start();
+    let outputs = cwd.path().join("outputs");
+    assert!(!outputs.exists(), "created before any job");
+    let rt = runtime();
+    let http = reqwest::Client::new();
+    rt.block_on(async {
+        wait_healthy(&http, &first_url, &mut first).await;
+        wait_healthy(&http, &second_url, &mut second).await;
+        let body = json!({"requests": [request(3)]});
+        // The second one posts first: it takes ./outputs.
+        let (status, created) = submit(&http, &second_url, &body).await;
+        assert_eq!(status, 200, "{created}");
+        assert!(outputs.is_dir());
+        let (status, answer) = submit(&http, &first_url, &body).await;
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(answer["error"]["kind"], "jobs_unavailable", "{answer}");
+        let msg = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("--base-output-path"), "{msg}");
+        // Both judge.
+        for url in [&first_url, &second_url] {
+            let r = http
+                .post(format!("{url}/api/rewardanything"))
+                .json(&request(4))
+                .send()
+                .await
+                .expect("judge");
+            assert_eq!(r.status(), 200);
+        }
+    });
+    for child in [first, second] {
+        child.signal(libc::SIGTERM);
+        let run = child.finish(Duration::from_secs(30));
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+}
+
+#[test]
+fn a_gateway_starts_where_its_job_directory_cannot_be_made_and_says_which_flag() {
+    let mock = Mock::default_mock();
+    let cwd = tempfile::tempdir().expect("tempdir");
+    // `./outputs` is a file: no directory can be made there (even as root).
+    std::fs::write(cwd.path().join("outputs"), b"not a directory").expect("write");
+    let mut cmd = gateway_command(&["--endpoint", &mock.url()]);
+    cmd.current_dir(cwd.path());
+    let (mut child, url) = spawn_gateway(cmd);
+    let rt = runtime();
+    let http = reqwest::Client::new();
+    rt.block_on(async {
+        wait_healthy(&http, &url, &mut child).await;
+        let (status, answer) = submit(&http, &url, &json!({"requests": [request(1)]})).await;
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(answer["error"]["kind"], "jobs_unavailable", "{answer}");
+        let msg = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("outputs") && msg.contains("--base-output-path"),
+            "{msg}"
+        );
+        let r = http
+            .post(format!("{url}/api/rewardanything"))
+            .json(&request(2))
+            .send()
+            .await
+            .expect("judge");
+        assert_eq!(r.status(), 200);
     });
     child.signal(libc::SIGTERM);
     let run = child.finish(Duration::from_secs(30));

@@ -2,32 +2,45 @@
 //! `detail` shape), the size and count limits.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::extract::Request;
+use futures::StreamExt;
 use rewardanything_client::JudgeRequest;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 
+use crate::admit::{self, Reservation};
 use crate::config::GatewayConfig;
 use crate::error::{ApiError, FieldError};
 
 /// Reads the body within `body_timeout` (a peer that declares a body and sends it slowly
 /// or never holds no budget for long): 408 when it does not arrive in time, 413 when it
-/// is over the limit.
+/// is over the limit. Each chunk is counted against the request's byte reservation (see
+/// [`admit`](crate::admit)) as it arrives: 503 `overloaded` when the budget is spent, so
+/// a peer holds only the bytes it has actually sent.
 pub async fn read(req: Request, config: &GatewayConfig) -> Result<Bytes, ApiError> {
-    match tokio::time::timeout(config.body_timeout, Bytes::from_request(req, &())).await {
-        Ok(body) => bytes(body, config.max_body_bytes),
+    let reservation = req.extensions().get::<Reservation>().cloned();
+    let limit = config.max_body_bytes;
+    let declared = admit::declared_length(req.headers()).filter(|&n| n <= limit);
+    let collect = async move {
+        let mut chunks = req.into_body().into_data_stream();
+        // The declared size at once (it fits the limit): no reallocation on the way.
+        let mut out = Vec::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadBody(e.to_string()))?;
+            let total = out.len().saturating_add(chunk.len());
+            if total > limit {
+                return Err(ApiError::TooLarge(limit));
+            }
+            if let Some(reservation) = &reservation {
+                reservation.grow_to(total)?;
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(out))
+    };
+    match tokio::time::timeout(config.body_timeout, collect).await {
+        Ok(body) => body,
         Err(_) => Err(ApiError::BodyTimeout(config.body_timeout)),
-    }
-}
-
-/// The body, or 413 when it is over the limit (axum's own rejection is plain text).
-fn bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
-    match body {
-        Ok(b) => Ok(b),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::TooLarge(limit)),
-        Err(e) => Err(ApiError::BadBody(e.body_text())),
     }
 }
 
@@ -155,11 +168,13 @@ pub fn job(
     Ok((requests, overrides.given()))
 }
 
-/// Decodes a JSON body; a 422 names the field that is missing or mistyped.
+/// Decodes a JSON body; a 422 names the field that is missing or mistyped. The body must
+/// be exactly one JSON value (whitespace may follow): anything after it is refused as
+/// FastAPI does (`json_invalid`, "Extra data"), never silently dropped.
 pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+    let value = match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+        Ok(v) => v,
         Err(e) => {
             let mut loc = path_loc(e.path());
             let inner = e.into_inner();
@@ -175,8 +190,16 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             } else {
                 "value_error"
             };
-            Err(invalid(loc, msg, kind))
+            return Err(invalid(loc, msg, kind));
         }
+    };
+    match de.end() {
+        Ok(()) => Ok(value),
+        Err(e) => Err(invalid(
+            vec![Value::from("body")],
+            format!("Extra data: a body holds one JSON value, more follows it ({e})"),
+            "json_invalid",
+        )),
     }
 }
 

@@ -72,6 +72,7 @@ pub struct GatewayConfig {
     pub(crate) grace: Duration,
     pub(crate) body_timeout: Duration,
     pub(crate) header_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) principle: Option<String>,
     pub(crate) reward_scale: RewardScale,
@@ -101,6 +102,7 @@ impl Default for GatewayConfig {
             grace: Duration::from_secs(5),
             body_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(60),
             max_connections: 4096,
             principle: None,
             reward_scale: RewardScale::Raw,
@@ -131,6 +133,7 @@ impl fmt::Debug for GatewayConfig {
             .field("grace", &self.grace)
             .field("body_timeout", &self.body_timeout)
             .field("header_timeout", &self.header_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("max_connections", &self.max_connections)
             .field("principle", &self.principle)
             .field("reward_scale", &self.reward_scale)
@@ -168,10 +171,10 @@ impl GatewayConfig {
     }
 
     /// Budget of request bytes the judging routes hold at once (default 256 MiB, never
-    /// below `max_body_bytes`): each request reserves its `Content-Length` (or
-    /// `max_body_bytes` when it has none) until it is answered; a request that does not
-    /// fit gets 503 `overloaded` with `Retry-After: 1`. Bounds the memory of many
-    /// concurrent or slowly sent bodies.
+    /// below `max_body_bytes`): each request reserves its body's bytes as they arrive
+    /// and holds them until it is answered; a request that does not fit gets 503
+    /// `overloaded` with `Retry-After: 1`. Bounds the memory of many concurrent or
+    /// slowly sent bodies; an idle peer holds only what it has sent.
     ///
     /// ```
     /// let c = ra_gateway::GatewayConfig::default().max_buffered_bytes(64 << 20);
@@ -275,6 +278,19 @@ impl GatewayConfig {
         self
     }
 
+    /// How long writing an answer may make no progress (default 60 s): a peer that
+    /// stops reading (a large streamed batch answer it never reads) is disconnected then,
+    /// and what its request held (its share of the byte budget) is released. Only
+    /// [`serve`](crate::serve) enforces it.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().write_timeout(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn write_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.write_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
     /// The store of batch jobs (`POST /api/batch_request` …); without one those routes
     /// answer 501. [`serve`](crate::serve) resumes its unfinished jobs, and stops them on
     /// shutdown (they resume on the next start). Needs a tokio runtime when the router
@@ -326,7 +342,10 @@ impl GatewayConfig {
         self
     }
 
-    /// Most connections open at once (default 4,096); more wait in the listen backlog.
+    /// Most connections open at once (default 4,096). At the cap a new connection
+    /// takes the place of the oldest one with no request in progress (idle, or still
+    /// sending its headers), which is closed; when every connection is being served,
+    /// new ones wait in the listen backlog.
     ///
     /// ```
     /// let c = ra_gateway::GatewayConfig::default().max_connections(256);

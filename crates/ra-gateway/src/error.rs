@@ -48,6 +48,10 @@ pub enum ApiError {
     /// The budget of buffered request bytes is spent.
     #[error("the gateway is holding as many request bytes as it may; retry shortly")]
     Overloaded,
+    /// The request arrived on a connection just closed to make room for a new one (at
+    /// the connection cap); nothing of it was done.
+    #[error("the connection was closed to make room for another; retry on a new one")]
+    ConnectionClosed,
     /// The shutdown grace ran out before this request finished.
     #[error("the gateway is shutting down and the grace ran out")]
     ShuttingDown,
@@ -66,6 +70,13 @@ pub enum ApiError {
     /// This gateway has no job store.
     #[error("batch jobs are not enabled on this gateway (ra gateway --base-output-path)")]
     JobsDisabled,
+    /// The job directory cannot be used now (another gateway holds it, it is not
+    /// writable); the message says why. Tried again on the next job request.
+    #[error(
+        "batch jobs are unavailable: {0}; give this gateway a directory of its own \
+         (ra gateway --base-output-path DIR)"
+    )]
+    JobsUnavailable(String),
     /// A query parameter is not valid (FastAPI's `detail` list, at `["query", name]`).
     #[error("invalid query: {}", .0.first().map(|e| e.msg.as_str()).unwrap_or(""))]
     InvalidQuery(Vec<FieldError>),
@@ -111,7 +122,9 @@ impl ApiError {
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::BadBody(_) | ApiError::EmptyBatch => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::ShuttingDown | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::Overloaded | ApiError::ConnectionClosed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Judge(e) => judge_status(e),
@@ -119,7 +132,9 @@ impl ApiError {
             ApiError::JobTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::JobFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::JobsDisabled => StatusCode::NOT_IMPLEMENTED,
-            ApiError::TooManyJobs(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyJobs(_) | ApiError::JobsUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::InvalidQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
@@ -133,6 +148,7 @@ impl ApiError {
             ApiError::EmptyBatch => "empty_batch".into(),
             ApiError::ShuttingDown => "shutting_down".into(),
             ApiError::Overloaded => "overloaded".into(),
+            ApiError::ConnectionClosed => "connection_closed".into(),
             ApiError::NotFound => "not_found".into(),
             ApiError::MethodNotAllowed => "method_not_allowed".into(),
             ApiError::Invalid(_) => "invalid_request".into(),
@@ -142,6 +158,7 @@ impl ApiError {
             ApiError::JobFailed(_) => "job_failed".into(),
             ApiError::JobsDisabled => "jobs_disabled".into(),
             ApiError::TooManyJobs(_) => "too_many_jobs".into(),
+            ApiError::JobsUnavailable(_) => "jobs_unavailable".into(),
             ApiError::InvalidQuery(_) => "invalid_request".into(),
             ApiError::Internal(_) => "internal".into(),
         }

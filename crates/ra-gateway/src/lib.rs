@@ -116,6 +116,7 @@ pub async fn serve(
     config.own_addr = listener.local_addr().ok();
     let limits = server::Limits {
         header_timeout: config.header_timeout,
+        write_timeout: config.write_timeout,
         max_connections: config.max_connections,
         grace: config.grace,
     };

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{
     ClientOptions, Gateway, assert_result, http, metrics, mock, numbered, post, sample, slow_mock,
-    wait_for_engine,
+    wait_for_engine, wait_until,
 };
 use ra_gateway::GatewayConfig;
 use ra_mock::{Latency, MockHandle, MockServer};
@@ -525,27 +525,42 @@ async fn a_peer_trickling_headers_is_disconnected() {
 }
 
 #[tokio::test]
-async fn connections_over_the_cap_wait_for_a_slot() {
-    use tokio::io::AsyncWriteExt;
-    let mock = mock().await;
+async fn at_the_cap_a_new_connection_replaces_an_idle_one_never_a_busy_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = slow_mock(Latency::from_millis(1)).await;
     let config = GatewayConfig::default()
         .max_connections(1)
         .header_timeout(Duration::from_secs(30));
     let gw = start(&mock, config).await;
     let addr = gw.url.trim_start_matches("http://").to_string();
-    let mut holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    holder.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The one slot is taken: this request gets no answer while the holder is open.
+    // A connection with a request being served keeps its place: others wait.
+    let busy = {
+        let url = gw.at("/api/rewardanything");
+        tokio::spawn(async move { post(&url, &numbered(1, "[[latency-ms:1500]]")).await })
+    };
+    wait_for_engine(&mock).await;
     let waiting = http()
         .get(gw.at("/health"))
         .timeout(Duration::from_millis(300))
         .send()
         .await;
     assert!(waiting.is_err(), "{waiting:?}");
-    drop(holder);
-    let r = http().get(gw.at("/health")).send().await.unwrap();
+    let (status, answer) = busy.await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    // A connection that sends nothing (or half its headers) gives its place up.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+    let r = http()
+        .get(gw.at("/health"))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("served in place of the idle connection");
     assert_eq!(r.status(), 200);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was not closed");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
 }
 
 #[tokio::test]
@@ -626,4 +641,246 @@ async fn health_names_an_upstream_that_is_this_gateway_itself() {
     );
     let _ = tx.send(());
     task.await.unwrap();
+}
+
+/// Posts `raw` bytes as JSON to `path`; (status, JSON answer).
+async fn post_raw(gw: &Gateway, path: &str, raw: String) -> (u16, Value) {
+    common::send(
+        http()
+            .post(gw.at(path))
+            .header("content-type", "application/json")
+            .body(raw),
+    )
+    .await
+}
+
+/// Asserts the 422 of a body with more than one JSON value.
+fn assert_extra_data(status: u16, answer: &Value, what: &str) {
+    assert_eq!(status, 422, "{what}: {answer}");
+    assert_eq!(
+        answer["detail"][0]["type"], "json_invalid",
+        "{what}: {answer}"
+    );
+    assert_eq!(
+        answer["detail"][0]["loc"],
+        json!(["body"]),
+        "{what}: {answer}"
+    );
+    let msg = answer["detail"][0]["msg"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("Extra data"), "{what}: {msg:?}");
+}
+
+#[tokio::test]
+async fn a_body_is_exactly_one_json_value_on_every_judging_route() {
+    let mock = mock().await;
+    let config = GatewayConfig::default().principle(Some("Prefer correct answers.".into()));
+    let gw = start(&mock, config).await;
+    let (r1, r2, r3) = (numbered(1, ""), numbered(2, ""), numbered(3, ""));
+    let cases = [
+        ("/api/rewardanything", format!("{r1}garbage")),
+        ("/api/rewardanything", format!("{r1}{r2}")),
+        ("/api/rewardanything_batch", format!("[{r1}][{r2},{r3}]")),
+        ("/api/rewardanything_batch", format!("[{r1}] x")),
+        (
+            "/get_reward",
+            r#"{"query": ["q a"]}{"query": ["q b", "q c"]}"#.to_string(),
+        ),
+        ("/get_reward", r#"{"query": ["q a"]}]"#.to_string()),
+    ];
+    for (path, raw) in cases {
+        let (status, answer) = post_raw(&gw, path, raw.clone()).await;
+        assert_extra_data(status, &answer, &format!("{path} {raw}"));
+    }
+    assert_eq!(mock.stats().chat_requests, 0, "nothing was judged");
+    // Whitespace after the value is not data.
+    let (status, answer) = post_raw(&gw, "/api/rewardanything", format!("{r1} \r\n\t")).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = post_raw(&gw, "/api/rewardanything_batch", format!("[{r2}]\n")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_result(&r2, &answer[0], "batch item");
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let mock = mock().await;
+    let gw = start(&mock, GatewayConfig::default().api_key(Some("k3y".into()))).await;
+    for header in ["bearer k3y", "BEARER k3y", "Bearer  k3y"] {
+        let (status, answer) = send_with(&gw, header).await;
+        assert_eq!(status, 200, "{header}: {answer}");
+    }
+    let (status, answer) = send_with(&gw, "bearer k3Y").await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["error"]["kind"], "unauthorized");
+}
+
+async fn send_with(gw: &Gateway, authorization: &str) -> (u16, Value) {
+    common::send(
+        http()
+            .post(gw.at("/api/rewardanything"))
+            .header("authorization", authorization)
+            .json(&numbered(1, "")),
+    )
+    .await
+}
+
+/// Opens `n` requests to a judging route whose chunked bodies never arrive, and waits
+/// until the gateway serves all of them (they are in flight, past admission).
+async fn idle_chunked_uploads(gw: &Gateway, n: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut streams = Vec::new();
+    for path in ["/api/rewardanything", "/api/rewardanything_batch"]
+        .iter()
+        .cycle()
+        .take(n)
+    {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n\
+             transfer-encoding: chunked\r\n\r\n1\r\n[\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        streams.push(stream);
+    }
+    wait_until(
+        "the idle uploads are not all in flight",
+        Duration::from_secs(30),
+        || async { sample(&metrics(gw).await, "ra_gateway_http_requests_in_flight") > n as f64 },
+    )
+    .await;
+    streams
+}
+
+#[tokio::test]
+async fn idle_chunked_uploads_do_not_lock_out_the_judging_routes() {
+    let mock = mock().await;
+    // The defaults: 32 MiB bodies, a 256 MiB budget, 60 s to send a body.
+    let gw = start(&mock, GatewayConfig::default()).await;
+    let _idle = idle_chunked_uploads(&gw, 12).await;
+    // Each holds the one byte it sent, not a whole body: the others are served at once.
+    let request = numbered(7, "");
+    let (status, answer) = post(&gw.at("/api/rewardanything"), &request).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_result(&request, &answer, "beside idle uploads");
+    let batch = json!([numbered(8, ""), numbered(9, "")]);
+    let (status, answer) = post(&gw.at("/api/rewardanything_batch"), &batch).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer.as_array().map(Vec::len), Some(2), "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_growing_past_the_budget_gets_503_as_it_arrives() {
+    use tokio::io::AsyncWriteExt;
+    let mock = mock().await;
+    let config = GatewayConfig::default()
+        .max_body_bytes(8 * 1024)
+        .max_buffered_bytes(8 * 1024);
+    let gw = start(&mock, config).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    // 6 KiB sent and held (its body is not finished).
+    let mut holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let chunk = format!("[{{\"principle\": \"{}", "p".repeat(6 * 1024));
+    let head = format!(
+        "POST /api/rewardanything HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n",
+        chunk.len()
+    );
+    holder.write_all(head.as_bytes()).await.unwrap();
+    wait_until(
+        "the holder is not in flight",
+        Duration::from_secs(30),
+        || async { sample(&metrics(&gw).await, "ra_gateway_http_requests_in_flight") > 1.0 },
+    )
+    .await;
+    // A small request fits beside it; one of 5 KiB is refused once its bytes are in.
+    let small = numbered(1, "");
+    assert_eq!(post(&gw.at("/api/rewardanything"), &small).await.0, 200);
+    let mut big = numbered(2, "");
+    big["principle"] = "p".repeat(5 * 1024).into();
+    let (status, answer) = post(&gw.at("/api/rewardanything"), &big).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["kind"], "overloaded", "{answer}");
+    // The holder gives up: its bytes return to the budget.
+    drop(holder);
+    wait_until(
+        "the big request never fits",
+        Duration::from_secs(30),
+        || {
+            let (url, big) = (gw.at("/api/rewardanything"), big.clone());
+            async move { post(&url, &big).await.0 == 200 }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_a_streamed_answer_is_cut_and_its_budget_returns() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Every answer carries 8 KiB of reasoning: 1,500 of them are ~12 MB, more than the
+    // socket buffers of both ends hold.
+    let mock = MockServer::builder()
+        .think_bytes(8 * 1024)
+        .latency(Latency::from_millis(100))
+        .start()
+        .await
+        .expect("mock");
+    let batch: Vec<Value> = (0..1500).map(|i| numbered(i, "")).collect();
+    let body = serde_json::to_vec(&batch).unwrap();
+    // The batch leaves 64 KiB of the budget free.
+    let budget = body.len() + 64 * 1024;
+    let config = GatewayConfig::default()
+        .max_body_bytes(budget)
+        .max_buffered_bytes(budget)
+        .write_timeout(Duration::from_secs(2));
+    let gw = start(&mock, config).await;
+    // A client that sends the batch and never reads (a small receive buffer).
+    let addr = gw.url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/rewardanything_batch HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&body).await.unwrap();
+    // A request of 96 KiB does not fit beside the batch's reservation...
+    let mut big = numbered(1000, "");
+    big["principle"] = "p".repeat(96 * 1024).into();
+    let url = gw.at("/api/rewardanything");
+    wait_until(
+        "the batch never held its budget",
+        Duration::from_secs(30),
+        || {
+            let (url, big) = (url.clone(), big.clone());
+            async move { post(&url, &big).await.0 == 503 }
+        },
+    )
+    .await;
+    // ...until the write timeout cuts the client that does not read.
+    wait_until(
+        "the stalled client kept its reservation",
+        Duration::from_secs(60),
+        || {
+            let (url, big) = (url.clone(), big.clone());
+            async move { post(&url, &big).await.0 == 200 }
+        },
+    )
+    .await;
+    // Its answer was cut short: never the end of a whole chunked array.
+    let mut answer = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(30), stalled.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the cut connection stayed open");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..text.len().min(200)]
+    );
+    assert!(
+        !text.ends_with("]\r\n0\r\n\r\n"),
+        "the whole answer was sent"
+    );
 }

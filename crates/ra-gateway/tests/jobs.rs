@@ -428,3 +428,106 @@ async fn a_job_body_over_the_limit_is_413_and_creates_nothing() {
     assert!(entries.is_empty(), "nothing written: {entries:?}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_job_posts_never_exceed_max_jobs() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = start(&mock, store(dir.path()).max_jobs(5)).await;
+    let url = gw.at("/api/batch_request");
+    let posts: Vec<_> = (0..60)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move { post(&url, &json!({"requests": [numbered(i, "")]})).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in posts {
+        let (status, answer) = task.await.expect("post");
+        match status {
+            200 => accepted += 1,
+            503 => assert_eq!(answer["error"]["kind"], "too_many_jobs", "{answer}"),
+            _ => panic!("{status}: {answer}"),
+        }
+    }
+    assert_eq!(accepted, 5, "exactly --max-jobs accepted");
+    let (_, tasks) = get(&gw.at("/api/list_tasks")).await;
+    assert_eq!(tasks.as_object().map(|t| t.len()), Some(5), "{tasks}");
+    let dirs = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().is_dir()))
+        .count();
+    assert_eq!(dirs, 5, "job directories on disk");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_body_is_one_json_value_and_a_repeated_query_parameter_answers_json() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = start(&mock, store(dir.path())).await;
+    let one = json!({"requests": [numbered(1, "")]});
+    let two = json!({"requests": [numbered(2, ""), numbered(3, "")]});
+    let (status, answer) = send(
+        http()
+            .post(gw.at("/api/batch_request"))
+            .header("content-type", "application/json")
+            .body(format!("{one}{two}")),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["detail"][0]["type"], "json_invalid", "{answer}");
+    let msg = answer["detail"][0]["msg"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("Extra data"), "{msg}");
+    let (_, tasks) = get(&gw.at("/api/list_tasks")).await;
+    assert_eq!(tasks, json!({}), "no job was made");
+    let id = create(&gw, &one).await;
+    let r = http()
+        .get(gw.at(&format!(
+            "/api/batch_request/{id}?max_timeout=1&max_timeout=2"
+        )))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 422);
+    let answer: Value = r.json().await.expect("a JSON error");
+    assert_eq!(answer["error"]["kind"], "invalid_request", "{answer}");
+    assert_eq!(answer["detail"][0]["loc"], json!(["query"]), "{answer}");
+    let msg = answer["detail"][0]["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("max_timeout"), "{msg}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_lazy_store_opens_on_first_use_and_says_which_flag_while_another_holds_it() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().join("outputs");
+    let config = GatewayConfig::default().jobs(JobStore::lazy(&base));
+    let gw = start(&mock, config).await;
+    // Nothing is created before a job route is used.
+    let (status, _) = post(&gw.at("/api/rewardanything"), &numbered(1, "")).await;
+    assert_eq!(status, 200);
+    assert!(!base.exists(), "created before use");
+    // Another holder of the directory: job routes say why and which flag, the rest serves.
+    let holder = JobStore::open(&base).expect("the other gateway's store");
+    let body = json!({"requests": [numbered(2, "")]});
+    let (status, answer) = post(&gw.at("/api/batch_request"), &body).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["kind"], "jobs_unavailable", "{answer}");
+    let msg = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("another ra gateway") && msg.contains("--base-output-path"),
+        "{msg}"
+    );
+    let (status, answer) = get(&gw.at("/api/list_tasks")).await;
+    assert_eq!(status, 503, "{answer}");
+    // Once free, the next job request takes it.
+    drop(holder);
+    let id = create(&gw, &body).await;
+    let (status, results) = get(&gw.at(&format!("/api/batch_request/{id}?max_timeout=30"))).await;
+    assert_eq!(status, 200, "{results}");
+    assert_result(&numbered(2, ""), &results[0], "job item");
+    assert!(base.join(&id).join("job.json").is_file());
+    gw.stop().await;
+}

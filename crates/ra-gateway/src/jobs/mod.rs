@@ -8,7 +8,7 @@ mod runner;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use ra_batch::{FileLock, LockError, Stop};
@@ -16,6 +16,7 @@ use rewardanything_client::{Client, JudgeRequest};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::error::ApiError;
 use crate::metrics::{JobCounters, Metrics};
 
 pub(crate) use disk::is_job_id;
@@ -101,7 +102,10 @@ impl Job {
     }
 
     fn take_task(&self) -> Option<JoinHandle<()>> {
-        self.task.lock().ok().and_then(|mut t| t.take())
+        self.task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -124,10 +128,26 @@ struct Runner {
     running: Arc<Semaphore>,
 }
 
-struct Inner {
+/// The base directory once opened: its lock is held as long as the store lives.
+struct Dir {
     base: PathBuf,
     _lock: FileLock,
-    jobs: Mutex<BTreeMap<String, Arc<Job>>>,
+}
+
+/// The jobs known, and the slots taken by jobs being written (counted against
+/// `max_jobs` with the known ones, so that concurrent creations cannot exceed it).
+#[derive(Default)]
+struct Jobs {
+    by_id: BTreeMap<String, Arc<Job>>,
+    being_written: usize,
+}
+
+struct Inner {
+    /// The directory configured (absolute; canonical once opened by [`JobStore::open`]).
+    path: PathBuf,
+    /// Set once the directory is created, locked and read.
+    dir: Mutex<Option<Arc<Dir>>>,
+    jobs: Mutex<Jobs>,
     stop: watch::Sender<Stop>,
     runner: OnceLock<Runner>,
     counters: JobCounters,
@@ -141,7 +161,10 @@ struct Inner {
 /// Opening takes an exclusive lock on the base directory (`.ra-gateway.lock`, holding
 /// the PID), so that two gateways never run the same job; it lists the jobs found there.
 /// Unfinished ones resume when the store is given to a gateway
-/// ([`GatewayConfig::jobs`](crate::GatewayConfig::jobs)) that serves.
+/// ([`GatewayConfig::jobs`](crate::GatewayConfig::jobs)) that serves. A store made with
+/// [`JobStore::lazy`] opens the directory on the first use of a job route instead, and
+/// tries again on the next use while it cannot (the job routes answer 503
+/// `jobs_unavailable` meanwhile, naming the reason).
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
@@ -156,8 +179,18 @@ pub struct JobStore {
 impl std::fmt::Debug for JobStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobStore")
-            .field("base", &self.inner.base)
+            .field("base", &self.inner.path)
             .finish()
+    }
+}
+
+/// The guard of a slot taken by a job being written: gives it back when dropped.
+struct Slot<'a>(&'a Inner);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut jobs = self.0.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        jobs.being_written = jobs.being_written.saturating_sub(1);
     }
 }
 
@@ -171,13 +204,80 @@ impl JobStore {
     /// assert_eq!(store.base(), dir.path().canonicalize().unwrap());
     /// ```
     pub fn open(base: impl AsRef<Path>) -> Result<JobStore, JobStoreError> {
-        let dir = base.as_ref().to_path_buf();
+        let dir = base.as_ref();
         let io = |source| JobStoreError::Io {
-            dir: dir.clone(),
+            dir: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let base = std::fs::canonicalize(&dir).map_err(io)?;
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let store = JobStore::new(std::fs::canonicalize(dir).map_err(io)?);
+        store.try_open()?;
+        Ok(store)
+    }
+
+    /// A store of `base` that touches nothing now: the directory is created, locked and
+    /// read on the first use of a job route (or by [`try_open`](Self::try_open)). A
+    /// gateway that never gets a job never needs the directory; one that cannot have it
+    /// (another gateway holds it, it is not writable) serves every other route.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = ra_gateway::JobStore::lazy(dir.path().join("outputs"));
+    /// assert!(!dir.path().join("outputs").exists());
+    /// store.try_open().unwrap();
+    /// assert!(dir.path().join("outputs").is_dir());
+    /// ```
+    pub fn lazy(base: impl AsRef<Path>) -> JobStore {
+        let base = base.as_ref();
+        JobStore::new(std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf()))
+    }
+
+    fn new(path: PathBuf) -> JobStore {
+        JobStore {
+            inner: Arc::new(Inner {
+                path,
+                dir: Mutex::new(None),
+                jobs: Mutex::new(Jobs::default()),
+                stop: watch::channel(Stop::Run).0,
+                runner: OnceLock::new(),
+                counters: JobCounters::default(),
+            }),
+        }
+    }
+
+    /// Opens the directory now if it is not open yet (creating it if missing, taking
+    /// its lock, reading its jobs and resuming the unfinished ones once serving); an
+    /// open store answers at once. Blocking file I/O.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let first = ra_gateway::JobStore::lazy(dir.path());
+    /// let second = ra_gateway::JobStore::lazy(dir.path());
+    /// first.try_open().unwrap();
+    /// assert!(matches!(second.try_open(), Err(ra_gateway::JobStoreError::Busy { .. })));
+    /// drop(first);
+    /// second.try_open().unwrap();
+    /// ```
+    pub fn try_open(&self) -> Result<(), JobStoreError> {
+        self.open_dir().map(|_| ())
+    }
+
+    fn open_dir(&self) -> Result<Arc<Dir>, JobStoreError> {
+        let mut slot = self
+            .inner
+            .dir
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(dir) = slot.as_ref() {
+            return Ok(Arc::clone(dir));
+        }
+        let path = &self.inner.path;
+        let io = |source| JobStoreError::Io {
+            dir: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(path).map_err(io)?;
+        let base = std::fs::canonicalize(path).map_err(io)?;
         let lock_path = base.join(disk::LOCK);
         let lock = match FileLock::acquire(&lock_path) {
             Ok(lock) => lock,
@@ -190,24 +290,65 @@ impl JobStore {
             }
             Err(e) => return Err(JobStoreError::Lock(e)),
         };
-        let jobs = disk::scan(&base)
+        let found: Vec<Arc<Job>> = disk::scan(&base)
             .map_err(io)?
             .into_iter()
-            .map(|(id, path, state)| (id.clone(), Job::new(id, path, &state)))
+            .map(|(id, path, state)| Job::new(id, path, &state))
             .collect();
-        Ok(JobStore {
-            inner: Arc::new(Inner {
-                base,
-                _lock: lock,
-                jobs: Mutex::new(jobs),
-                stop: watch::channel(Stop::Run).0,
-                runner: OnceLock::new(),
-                counters: JobCounters::default(),
-            }),
+        {
+            let mut jobs = self
+                .inner
+                .jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for job in &found {
+                jobs.by_id.insert(job.id.clone(), Arc::clone(job));
+            }
+        }
+        let dir = Arc::new(Dir { base, _lock: lock });
+        *slot = Some(Arc::clone(&dir));
+        drop(slot);
+        // Resumed now if the gateway serves already (else when it starts).
+        for job in found {
+            if *job.status.borrow() == Status::Running {
+                self.spawn(job);
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Opens the directory if needed, off the async threads; 503 `jobs_unavailable`
+    /// naming the reason when it cannot.
+    pub(crate) async fn ready(&self) -> Result<(), ApiError> {
+        let opened = {
+            let slot = self
+                .inner
+                .dir
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            slot.is_some()
+        };
+        if opened {
+            return Ok(());
+        }
+        let store = self.clone();
+        let result = tokio::task::spawn_blocking(move || store.try_open())
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot open the job directory: {e}")))?;
+        result.map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            tracing::warn!("batch jobs unavailable: {text}");
+            ApiError::JobsUnavailable(text)
         })
     }
 
-    /// The base directory (absolute).
+    /// The base directory (absolute; canonical once opened).
     ///
     /// ```
     /// let dir = tempfile::tempdir().unwrap();
@@ -215,7 +356,7 @@ impl JobStore {
     /// assert!(store.base().is_absolute());
     /// ```
     pub fn base(&self) -> &Path {
-        &self.inner.base
+        &self.inner.path
     }
 
     /// Stops the running jobs: they read no more requests, judgments in flight get
@@ -256,19 +397,18 @@ impl JobStore {
     }
 
     fn all(&self) -> Vec<Arc<Job>> {
+        self.jobs().by_id.values().cloned().collect()
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, Jobs> {
         self.inner
             .jobs
             .lock()
-            .map(|jobs| jobs.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.inner.jobs.lock().map_or(0, |jobs| jobs.len())
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Job>> {
-        self.inner.jobs.lock().ok()?.get(id).cloned()
+        self.jobs().by_id.get(id).cloned()
     }
 
     pub(crate) fn list(&self) -> Vec<Arc<Job>> {
@@ -294,10 +434,15 @@ impl JobStore {
         }
     }
 
+    /// Starts judging `job` (once: a job already started is left alone).
     fn spawn(&self, job: Arc<Job>) {
         let Some(runner) = self.inner.runner.get() else {
             return;
         };
+        let mut slot = job.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            return;
+        }
         let task = tokio::spawn(runner::run(
             Arc::clone(&job),
             runner::Context {
@@ -310,17 +455,27 @@ impl JobStore {
                 metrics: Arc::clone(&runner.metrics),
             },
         ));
-        if let Ok(mut slot) = job.task.lock() {
-            *slot = Some(task);
-        }
+        *slot = Some(task);
     }
 
-    /// Writes a new job and starts it.
+    /// Writes a new job and starts it; 503 `too_many_jobs` when `max_jobs` are kept or
+    /// being written. The slot is taken before anything is written, under the same lock
+    /// as the count: concurrent creations never exceed `max_jobs`.
     pub(crate) async fn create(
         &self,
         requests: Vec<JudgeRequest>,
         start_time: String,
-    ) -> std::io::Result<Arc<Job>> {
+        max_jobs: usize,
+    ) -> Result<Arc<Job>, ApiError> {
+        let _slot = {
+            let mut jobs = self.jobs();
+            if jobs.by_id.len() + jobs.being_written >= max_jobs {
+                return Err(ApiError::TooManyJobs(max_jobs));
+            }
+            jobs.being_written += 1;
+            Slot(&self.inner)
+        };
+        let base = self.open_dir_now().await?.base.clone();
         let id = uuid::Uuid::new_v4().to_string();
         let state = disk::State {
             start_time,
@@ -328,28 +483,39 @@ impl JobStore {
             complete: false,
             error: None,
         };
-        let base = self.inner.base.clone();
         let (id_, state_) = (id.clone(), state.clone());
         let dir =
             tokio::task::spawn_blocking(move || disk::create(&base, &id_, &state_, &requests))
                 .await
-                .map_err(std::io::Error::other)??;
+                .map_err(std::io::Error::other)
+                .and_then(|r| r)
+                .map_err(|e| ApiError::Internal(format!("cannot store the job: {e}")))?;
         let job = Job::new(id.clone(), dir, &state);
-        if let Ok(mut jobs) = self.inner.jobs.lock() {
-            jobs.insert(id, Arc::clone(&job));
-        }
+        // Known before its slot is given back (when `_slot` drops, after this).
+        self.jobs().by_id.insert(id, Arc::clone(&job));
         self.inner.counters.created.inc();
         self.spawn(Arc::clone(&job));
         Ok(job)
     }
 
+    /// The open directory (opening it if needed).
+    async fn open_dir_now(&self) -> Result<Arc<Dir>, ApiError> {
+        self.ready().await?;
+        let slot = self
+            .inner
+            .dir
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        slot.clone()
+            .ok_or_else(|| ApiError::Internal("the job directory is not open".into()))
+    }
+
     /// Cancels every job (judgments in flight are dropped), deletes their directories
     /// and forgets them.
     pub(crate) async fn clear(&self) -> std::io::Result<()> {
-        let jobs: Vec<Arc<Job>> = match self.inner.jobs.lock() {
-            Ok(mut jobs) => std::mem::take(&mut *jobs).into_values().collect(),
-            Err(_) => Vec::new(),
-        };
+        let jobs: Vec<Arc<Job>> = std::mem::take(&mut self.jobs().by_id)
+            .into_values()
+            .collect();
         let mut first_error = None;
         for job in jobs {
             if let Some(task) = job.take_task() {

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -23,8 +24,11 @@ const DEFAULT_MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// The longest wait honoured: a larger `max_timeout` waits this long.
 pub const MAX_TIMEOUT_CAP: Duration = Duration::from_secs(3600);
 
-fn store(state: &AppState) -> Result<&JobStore, ApiError> {
-    state.config.jobs.as_ref().ok_or(ApiError::JobsDisabled)
+/// The job store, its directory open (on the first use of a job route).
+async fn store(state: &AppState) -> Result<&JobStore, ApiError> {
+    let store = state.config.jobs.as_ref().ok_or(ApiError::JobsDisabled)?;
+    store.ready().await?;
+    Ok(store)
 }
 
 fn stopping(store: &JobStore) -> bool {
@@ -37,22 +41,18 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
+    let store = store(&state).await?;
     let bytes = body::read(req, &state.config).await?;
     let (requests, ignored) = body::job(&bytes, &state.config)?;
     drop(bytes);
     if stopping(store) {
         return Err(ApiError::ShuttingDown);
     }
-    if store.len() >= state.config.max_jobs {
-        return Err(ApiError::TooManyJobs(state.config.max_jobs));
-    }
     let n = requests.len();
     let start_time = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
     let job = store
-        .create(requests, start_time)
-        .await
-        .map_err(|e| ApiError::Internal(format!("cannot store the job: {e}")))?;
+        .create(requests, start_time, state.config.max_jobs)
+        .await?;
     if !ignored.is_empty() {
         tracing::warn!(
             job = %job.id,
@@ -70,6 +70,16 @@ pub async fn create(
 #[derive(Deserialize)]
 pub struct WaitQuery {
     max_timeout: Option<String>,
+}
+
+/// A query string that does not deserialize (a parameter given twice, …) in FastAPI's
+/// shape, as every other 4xx of this gateway (axum's own rejection is plain text).
+fn query_error(rejection: QueryRejection) -> ApiError {
+    ApiError::InvalidQuery(vec![FieldError {
+        loc: vec![Value::from("query")],
+        msg: rejection.body_text(),
+        kind: "value_error",
+    }])
 }
 
 /// `max_timeout` in seconds: a number ≥ 0 (default 600), capped at [`MAX_TIMEOUT_CAP`].
@@ -95,10 +105,10 @@ fn max_timeout(query: &WaitQuery) -> Result<Duration, ApiError> {
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Query(query): Query<WaitQuery>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let store = store(&state)?;
-    let wait = max_timeout(&query)?;
+    let store = store(&state).await?;
+    let wait = max_timeout(&query.map_err(query_error)?.0)?;
     // Only a canonical uuid names a job (and a path).
     let job = is_job_id(&id)
         .then(|| store.get(&id))
@@ -145,7 +155,7 @@ async fn results(dir: &std::path::Path, max_body_bytes: usize) -> Result<Respons
 
 /// `{id: {"start_time", "complete", "has_error", "num_requests", "output_path"}}`.
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
+    let store = store(&state).await?;
     let tasks: serde_json::Map<String, Value> = store
         .list()
         .into_iter()
@@ -166,7 +176,8 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
 
 /// Cancels every job of this gateway and deletes its directory.
 pub async fn clear(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    store(&state)?
+    store(&state)
+        .await?
         .clear()
         .await
         .map_err(|e| ApiError::Internal(format!("cannot delete a job directory: {e}")))?;
