@@ -2,11 +2,12 @@
 
 use indexmap::IndexMap;
 use rewardanything_client::JudgeRequest;
-use rewardanything_client::render::deserialize_unique_names;
+use rewardanything_client::render::deserialize_responses;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// One input line: `{"id"?, "principle", "prompt", "responses": {name: text}, "mask_responses"?}`.
+/// One input line: `{"id"?, "principle", "prompt", "responses", "mask_responses"?}`, where
+/// `responses` is `{name: text}` or a list of texts (named `response-1`, … as in Python).
 /// A name given twice in `responses` is refused (JSON allows it; merging would judge a
 /// response the caller did not mean).
 ///
@@ -27,7 +28,7 @@ pub struct RequestInput {
     /// The prompt the responses answer.
     pub prompt: String,
     /// Response name → text, in the caller's order.
-    #[serde(deserialize_with = "deserialize_unique_names")]
+    #[serde(deserialize_with = "deserialize_responses")]
     pub responses: IndexMap<String, String>,
     /// Masking is on unless the line says otherwise (as in the reference).
     #[serde(default)]

@@ -15,6 +15,7 @@ mod lines;
 mod lock;
 mod openrlhf;
 mod parse;
+mod progress;
 mod render;
 mod score;
 mod signals;

@@ -134,6 +134,23 @@ fn rm_bench_figures_equal_the_hand_computed_matrix_in_both_modes() {
         // A self-contained page: inline SVG, nothing fetched.
         let html = std::fs::read_to_string(out.join("report.html")).unwrap();
         assert!(html.contains("<svg") && html.contains("<table>"));
+        assert_report_reads_alone(&html);
+        // Items per domain, and the 4 items of known domains behind the pooled rows.
+        for (row, items) in [
+            ("chat", 1),
+            ("math", 1),
+            ("hard_acc", 4),
+            ("total_avg_acc", 4),
+        ] {
+            assert!(
+                html.contains(&format!("<tr><td>{row}</td><td>{items}</td>")),
+                "{row}: {html}"
+            );
+        }
+        assert!(
+            html.contains("1 item(s) whose domain starts with none of"),
+            "{html}"
+        );
         for forbidden in ["src=", "href=", "<script", "url(", "@import"] {
             assert!(
                 !html.contains(forbidden),
@@ -149,6 +166,56 @@ fn rm_bench_figures_equal_the_hand_computed_matrix_in_both_modes() {
 }
 
 /// Sum of the absolute errors of hard/normal/easy against the unbiased figures.
+/// What every report shows whatever its input: each heatmap has a title above it and a
+/// colour scale under it.
+fn assert_report_reads_alone(html: &str) {
+    assert!(html.contains("<h3>All items, K = 1</h3>"), "{html}");
+    let maps = html.matches("<h3>").count();
+    assert!(maps >= 1, "{html}");
+    assert_eq!(html.matches("(colour scale)").count(), maps, "{html}");
+    assert_eq!(html.matches(">0 %</text>").count(), maps, "{html}");
+    assert_eq!(html.matches(">100 %</text>").count(), maps, "{html}");
+}
+
+#[test]
+fn a_report_without_domains_says_why_it_has_no_domain_rows() {
+    let mock = Mock::start(MockServer::builder());
+    let dir = tempfile::tempdir().unwrap();
+    let mut items = rm_bench_items("");
+    for item in items.as_array_mut().unwrap() {
+        item.as_object_mut().unwrap().remove("domain");
+    }
+    let input = write_json(dir.path(), "no_domain.json", &items);
+    let out = dir.path().join("out");
+    let run = eval(
+        &mock,
+        &[
+            "--format",
+            "rm-bench",
+            "--input",
+            &input,
+            "--output",
+            s(&out),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_report_reads_alone(&html);
+    assert!(
+        html.contains("No per-domain rows and no <code>total_avg_acc</code>")
+            && html.contains("have no <code>domain</code> field"),
+        "{html}"
+    );
+    // All 5 items are behind hard/normal/easy.
+    for row in ["hard_acc", "normal_acc", "easy_acc"] {
+        assert!(
+            html.contains(&format!("<tr><td>{row}</td><td>5</td>")),
+            "{row}: {html}"
+        );
+    }
+    assert!(!html.contains("<td>total_avg_acc</td>"), "{html}");
+}
+
 fn error(got: &Value, truth: &[(&str, f64)]) -> f64 {
     ["hard_acc", "normal_acc", "easy_acc", "total_avg_acc"]
         .iter()

@@ -154,7 +154,7 @@ mod tests {
         let text = serde_json::to_string(&JudgeResult::from(&e)).unwrap();
         assert_eq!(
             text,
-            r#"{"thoughts":"","results":{},"error":{"kind":"no_endpoint","message":"no endpoint configured (after 0 attempts)"}}"#
+            r#"{"thoughts":"","results":{},"error":{"kind":"no_endpoint","message":"no endpoint configured (nothing was sent: no endpoint to send it to)"}}"#
         );
     }
 }

@@ -48,6 +48,12 @@ impl EndpointUrl {
     /// password.
     pub fn parse(url: &str) -> Result<Self, String> {
         let base = url.trim_end_matches('/').to_string();
+        // `127.0.0.1:8000/v1` is "relative" to the URL parser and `localhost:8000/v1`
+        // has the "scheme" `localhost`: either way the user left out the scheme.
+        if !base.contains("://") {
+            let fixed = crate::wire::redact_unparsed(&format!("http://{base}"));
+            return Err(format!("no scheme: add http:// in front ({fixed})"));
+        }
         let parsed = reqwest::Url::parse(&base).map_err(|e| e.to_string())?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("scheme {:?} is not http or https", parsed.scheme()));
@@ -77,6 +83,36 @@ impl EndpointUrl {
     /// `GET {base}/models`.
     pub fn models(&self) -> &reqwest::Url {
         &self.models
+    }
+
+    /// The base URL without a last `/v1` segment: where a reward server (ra gateway,
+    /// `rewardanything serve`) has its routes when it is given as an endpoint.
+    fn root(&self) -> reqwest::Url {
+        let mut root = self.parsed.clone();
+        if root.path_segments().and_then(|mut s| s.next_back()) == Some("v1")
+            && let Ok(mut segments) = root.path_segments_mut()
+        {
+            segments.pop();
+        }
+        root
+    }
+
+    /// `GET {root}/health`, asked to recognise a reward server.
+    pub fn reward_server_health(&self) -> Option<reqwest::Url> {
+        let mut health = self.root();
+        health
+            .path_segments_mut()
+            .ok()?
+            .pop_if_empty()
+            .push("health");
+        Some(health)
+    }
+
+    /// [`Self::root`] with its password and query redacted.
+    pub fn root_shown(&self) -> String {
+        crate::wire::redact_url(&self.root())
+            .trim_end_matches('/')
+            .to_string()
     }
 
     /// The base URL as given.
@@ -434,6 +470,28 @@ mod tests {
                 .contains("ftp")
         );
         assert!(EndpointUrl::parse("not a url").is_err());
+        // Without a scheme, whether the parser sees a relative URL or the host as a
+        // scheme, the fix is named (and a password is not echoed).
+        for url in ["127.0.0.1:8100/v1", "localhost:8100/v1", "u:pw@h:1/v1"] {
+            let e = EndpointUrl::parse(url).unwrap_err();
+            assert!(e.contains("add http://"), "{url}: {e}");
+            assert!(
+                !e.contains("relative URL") && !e.contains("pw"),
+                "{url}: {e}"
+            );
+        }
+        // The reward server's routes are at the base without its /v1.
+        let u = EndpointUrl::parse("http://u:pw@h:1/v1").unwrap();
+        assert_eq!(
+            u.reward_server_health().unwrap().as_str(),
+            "http://u:pw@h:1/health"
+        );
+        assert_eq!(u.root_shown(), "http://u:***@h:1");
+        let u = EndpointUrl::parse("http://h:1/proxy").unwrap();
+        assert_eq!(
+            u.reward_server_health().unwrap().as_str(),
+            "http://h:1/proxy/health"
+        );
     }
 
     #[test]

@@ -13,8 +13,17 @@ use crate::judgment::ParseError;
 /// assert_eq!(e.kind_str(), "timeout");
 /// assert_eq!(e.attempts, 3);
 /// ```
+///
+/// When no request could be sent, the message says so and why instead of counting
+/// zero attempts:
+///
+/// ```
+/// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+/// let e = JudgeError::new(JudgeErrorKind::NoEndpoint, 0);
+/// assert!(e.to_string().contains("nothing was sent"), "{e}");
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{kind} (after {attempts} attempt{s})", s = if *attempts == 1 { "" } else { "s" })]
+#[error("{kind} ({})", attempts_text(kind, *attempts))]
 #[non_exhaustive]
 pub struct JudgeError {
     /// What happened on the last attempt.
@@ -74,6 +83,22 @@ impl JudgeError {
             _ => None,
         }
     }
+}
+
+/// How many attempts were made, or, when none was, why nothing was sent.
+fn attempts_text(kind: &JudgeErrorKind, attempts: u32) -> String {
+    let why = match (attempts, kind) {
+        (1, _) => return "after 1 attempt".into(),
+        (2.., _) => return format!("after {attempts} attempts"),
+        (0, JudgeErrorKind::ModelDiscovery(_)) => {
+            "the model to ask for could not be found out first"
+        }
+        (0, JudgeErrorKind::NoEndpoint) => "no endpoint to send it to",
+        (0, JudgeErrorKind::Cancelled) => "the client was closed before it could start",
+        (0, JudgeErrorKind::Deadline(_)) => "the deadline passed while it waited for a free slot",
+        (0, _) => "it failed before it could be sent",
+    };
+    format!("nothing was sent: {why}")
 }
 
 /// The kinds of [`JudgeError`].

@@ -66,33 +66,94 @@ pub fn deserialize_unique_names<'de, D>(d: D) -> Result<IndexMap<String, String>
 where
     D: serde::Deserializer<'de>,
 {
-    struct UniqueNames;
-    impl<'de> serde::de::Visitor<'de> for UniqueNames {
-        type Value = IndexMap<String, String>;
+    d.deserialize_map(UniqueNames { list: false })
+}
 
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+/// The name of the response given at `index` (from 0) of a list of texts: `response-1`,
+/// `response-2`, … The one rule for responses given without names, wherever a list is
+/// accepted (`ra score` input lines, Python's `judge` and `judge_batch`).
+///
+/// ```
+/// assert_eq!(rewardanything_client::render::positional_name(0), "response-1");
+/// ```
+pub fn positional_name(index: usize) -> String {
+    format!("response-{}", index + 1)
+}
+
+/// Like [`deserialize_unique_names`], but also accepts a JSON array of texts, named by
+/// [`positional_name`] in order; anything else is refused with what to write.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Line {
+///     #[serde(deserialize_with = "rewardanything_client::render::deserialize_responses")]
+///     responses: indexmap::IndexMap<String, String>,
+/// }
+/// let line: Line = serde_json::from_str(r#"{"responses": ["yes", "no"]}"#).unwrap();
+/// assert_eq!(line.responses["response-2"], "no");
+/// let e = serde_json::from_str::<Line>(r#"{"responses": [["a", "yes"]]}"#).err().unwrap();
+/// assert!(e.to_string().contains("a list of texts"), "{e}");
+/// ```
+pub fn deserialize_responses<'de, D>(d: D) -> Result<IndexMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    d.deserialize_any(UniqueNames { list: true })
+}
+
+/// What `responses` may be, for messages.
+const RESPONSES_FORMS: &str = "an object of names to texts ({\"a\": \"…\", \"b\": \"…\"}) \
+     or a list of texts ([\"…\", \"…\"], named response-1, response-2, …)";
+
+/// Names to texts from a JSON object (and, when `list`, texts from an array).
+struct UniqueNames {
+    list: bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueNames {
+    type Value = IndexMap<String, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.list {
+            f.write_str(RESPONSES_FORMS)
+        } else {
             f.write_str("an object of names to texts")
         }
-
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            // The size hint comes from the input: bounded so it cannot reserve much.
-            let mut out = IndexMap::with_capacity(map.size_hint().unwrap_or(0).min(64));
-            while let Some(name) = map.next_key::<String>()? {
-                if out.contains_key(&name) {
-                    return Err(serde::de::Error::custom(format!(
-                        "duplicate name {name:?}: each name must appear once"
-                    )));
-                }
-                let text = map.next_value::<String>()?;
-                out.insert(name, text);
-            }
-            Ok(out)
-        }
     }
-    d.deserialize_map(UniqueNames)
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        if !self.list {
+            return Err(serde::de::Error::invalid_type(
+                serde::de::Unexpected::Seq,
+                &self,
+            ));
+        }
+        let mut out = IndexMap::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        loop {
+            let i = out.len();
+            let text = seq.next_element::<String>().map_err(|e| {
+                serde::de::Error::custom(format!("responses[{i}]: {e}; write {RESPONSES_FORMS}"))
+            })?;
+            let Some(text) = text else { break };
+            out.insert(positional_name(i), text);
+        }
+        Ok(out)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // The size hint comes from the input: bounded so it cannot reserve much.
+        let mut out = IndexMap::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        while let Some(name) = map.next_key::<String>()? {
+            if out.contains_key(&name) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate name {name:?}: each name must appear once"
+                )));
+            }
+            let text = map.next_value::<String>()?;
+            out.insert(name, text);
+        }
+        Ok(out)
+    }
 }
 
 impl JudgeRequest {

@@ -2,7 +2,7 @@
 //! score`: one line per unit in unit order, flushed as it goes, resumable after a kill,
 //! input lines checked by hash on resume), and reading the results back.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
 
@@ -71,14 +71,18 @@ pub async fn judge_units(
             }
         });
     }
-    let progress = progress_bar(total as u64, quiet);
+    let progress = crate::progress::bar(Some(total as u64), quiet);
+    let started = std::time::Instant::now();
     let mut batch = Batch::to_file(results)
         .resume(resume)
         .max_stored_line_bytes(max_stored_line_bytes)
         .window(connection.concurrency.saturating_mul(4).max(64))
         .stop(stop);
     if let Some(bar) = progress.clone() {
-        batch = batch.on_line(Box::new(move |_: &LineDone<'_>| bar.inc(1)));
+        batch = batch.on_line(Box::new(move |done: &LineDone<'_>| {
+            bar.inc(1);
+            bar.set_message(crate::progress::message(done.summary, started.elapsed()));
+        }));
     }
     let prepared = batch.prepare().await?;
     if let Some(bar) = &progress {
@@ -117,18 +121,4 @@ pub fn read_results(path: &Path, units: usize) -> anyhow::Result<Vec<Option<RawA
         }
     }
     Ok(out)
-}
-
-fn progress_bar(total: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
-    if quiet || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} judged calls {per_sec} ETA {eta}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    Some(bar)
 }

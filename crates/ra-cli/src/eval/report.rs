@@ -29,9 +29,9 @@ fn heatmap(title: &str, m: &Matrix) -> String {
     };
     let (cell, left, top) = (90, 120, 40);
     let mut svg = format!(
-        r#"<figure><svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{t}">"#,
+        r#"<figure><h3>{t}</h3><svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{t}">"#,
         w = left + 3 * cell + 10,
-        h = top + 3 * cell + 10,
+        h = top + 3 * cell + 10 + LEGEND_HEIGHT,
         t = esc(title)
     );
     for (j, name) in STYLES.iter().enumerate() {
@@ -50,9 +50,7 @@ fn heatmap(title: &str, m: &Matrix) -> String {
             top + i * cell + cell / 2 + 4
         );
         for (j, v) in f[i].iter().enumerate() {
-            // white (0) to blue (1)
-            let shade = (255.0 - v.clamp(0.0, 1.0) * 190.0) as u8;
-            let ink = if *v > 0.6 { "#fff" } else { "#000" };
+            let (shade, ink) = shade(*v);
             let _ = write!(
                 svg,
                 r##"<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="rgb({shade},{shade},255)" stroke="#888"/><text x="{tx}" y="{ty}" text-anchor="middle" font-size="14" fill="{ink}">{val:.1}</text>"##,
@@ -64,6 +62,7 @@ fn heatmap(title: &str, m: &Matrix) -> String {
             );
         }
     }
+    legend(&mut svg, left, top + 3 * cell + 10, 3 * cell);
     svg.push_str("</svg>");
     let _ = write!(
         svg,
@@ -72,6 +71,38 @@ fn heatmap(title: &str, m: &Matrix) -> String {
         m.items
     );
     svg
+}
+
+/// Height of a heatmap's colour scale, under its cells.
+const LEGEND_HEIGHT: usize = 40;
+
+/// A cell's blue for a fraction (white at 0 to blue at 1) and the ink readable on it.
+fn shade(v: f64) -> (u8, &'static str) {
+    let shade = (255.0 - v.clamp(0.0, 1.0) * 190.0) as u8;
+    (shade, if v > 0.6 { "#fff" } else { "#000" })
+}
+
+/// The colour scale: 11 steps from 0 % to 100 %, labelled at both ends and the middle
+/// (steps, not a gradient: a gradient needs `url(#…)`, and the page references nothing).
+fn legend(svg: &mut String, x: usize, y: usize, width: usize) {
+    const STEPS: usize = 11;
+    let step = width / STEPS;
+    for i in 0..STEPS {
+        let (shade, _) = shade(i as f64 / (STEPS - 1) as f64);
+        let _ = write!(
+            svg,
+            r#"<rect x="{}" y="{y}" width="{step}" height="12" fill="rgb({shade},{shade},255)"/>"#,
+            x + i * step
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<rect x="{x}" y="{y}" width="{w}" height="12" fill="none" stroke="#888"/><text x="{x}" y="{ty}" font-size="11">0 %</text><text x="{mid}" y="{ty}" font-size="11" text-anchor="middle">50 % of items (colour scale)</text><text x="{end}" y="{ty}" font-size="11" text-anchor="end">100 %</text>"##,
+        w = step * STEPS,
+        ty = y + 26,
+        mid = x + step * STEPS / 2,
+        end = x + step * STEPS,
+    );
 }
 
 /// Bars of the mean score at each shown position.
@@ -85,6 +116,15 @@ fn position_chart(fig: &Figures) -> String {
     let mut svg = format!(
         r#"<figure><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="260" role="img" aria-label="mean score by shown position">"#
     );
+    // The score scale, so that the room above short bars reads as "low scores".
+    for score in 1..=5 {
+        let y = base as f64 - f64::from(score) / 5.0 * height;
+        let _ = write!(
+            svg,
+            r##"<line x1="30" y1="{y:.1}" x2="{width}" y2="{y:.1}" stroke="#ddd"/><text x="25" y="{ty:.1}" text-anchor="end" font-size="11">{score}</text>"##,
+            ty = y + 4.0
+        );
+    }
     let _ = write!(
         svg,
         r##"<line x1="30" y1="{base}" x2="{width}" y2="{base}" stroke="#000"/>"##
@@ -127,11 +167,15 @@ fn domain_table(single: &RmBench, ensemble: Option<&RmBench>, k: usize) -> Strin
         let _ = write!(t, "<th>K = {k}</th>");
     }
     t.push_str("</tr>");
+    // hard/normal/easy (and total_avg_acc) are over the items of the domains kept, or
+    // over all items when there are no domains.
+    let pooled = if single.domains.is_empty() {
+        single.overall.items
+    } else {
+        single.domains.values().map(|m| m.items).sum()
+    };
     for key in keys {
-        let items = single
-            .domains
-            .get(key)
-            .map_or(String::new(), |m| m.items.to_string());
+        let items = single.domains.get(key).map_or(pooled, |m| m.items);
         let _ = write!(
             t,
             "<tr><td>{key}</td><td>{items}</td><td>{}</td>",
@@ -147,7 +191,45 @@ fn domain_table(single: &RmBench, ensemble: Option<&RmBench>, k: usize) -> Strin
         t.push_str("</tr>");
     }
     t.push_str("</table>");
+    t.push_str(&domain_note(single));
     t
+}
+
+/// Why the table has the rows it has: no domain means no per-domain rows and no
+/// `total_avg_acc`; items of no RM-Bench domain are left out.
+fn domain_note(r: &RmBench) -> String {
+    if r.domains.is_empty() {
+        return format!(
+            "<p class=note>No per-domain rows and no <code>total_avg_acc</code>: the input's \
+             items have no <code>domain</code> field (RM-Bench's <code>compute_accuracy</code> \
+             splits by domain only when the first item has one). hard, normal and easy \
+             accuracy are over all {} items.</p>",
+            r.overall.items
+        );
+    }
+    let mut note = format!(
+        "<p class=note>Each domain's figure is the mean of its hard, normal and easy \
+         accuracy; hard/normal/easy_acc and <code>total_avg_acc</code> are means over the \
+         {} domain(s) present ({}).",
+        r.domains.len(),
+        DOMAINS
+            .iter()
+            .filter(|d| r.domains.contains_key(**d))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if r.unmatched > 0 {
+        let _ = write!(
+            note,
+            " {} item(s) whose domain starts with none of {} are left out, as RM-Bench \
+             drops them.",
+            r.unmatched,
+            DOMAINS.join(", ")
+        );
+    }
+    note.push_str("</p>");
+    note
 }
 
 /// The whole page.
@@ -224,7 +306,8 @@ pub fn html(info: &RunInfo, fig: &Figures) -> String {
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>ra eval report</title>\
          <style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse;margin:1em 0}}\
          td,th{{border:1px solid #bbb;padding:.3em .7em;text-align:right}}td:first-child{{text-align:left}}\
-         .row{{display:flex;gap:2em;flex-wrap:wrap}}figcaption{{max-width:22em;font-size:.85em}}</style></head>\
+         .row{{display:flex;gap:2em;flex-wrap:wrap}}figure{{margin:1em 0}}figure h3{{margin:0 0 .3em;font-size:1em}}\
+         figcaption{{max-width:22em;font-size:.85em}}.note{{max-width:45em;font-size:.9em;color:#333}}</style></head>\
          <body>{body}</body></html>\n"
     )
 }

@@ -6,7 +6,6 @@
 //! The run goes by phases: [`prepare`] (checks, lock, resume scan, connection), the
 //! batch run, [`conclude`].
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -20,11 +19,12 @@ use tokio::sync::watch;
 use crate::connect::{ClientArgs, Connection};
 use crate::lines::{DEFAULT_MAX_LINE_BYTES, open_input};
 use crate::lock::lock_output;
-use crate::{endpoints_file, exit, validate};
+use crate::{endpoints_file, exit, progress, validate};
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// Input JSON Lines (`-` for stdin): {"id"?, "principle", "prompt", "responses": {…}, "mask_responses"?}.
+    /// Input JSON Lines (`-` for stdin): {"id"?, "principle", "prompt", "responses": {…}, "mask_responses"?};
+    /// `responses` is {name: text} or a list of texts (named response-1, response-2, …).
     #[arg(long, value_name = "PATH")]
     input: String,
     /// Output JSON Lines (`-` for stdout); an existing file is rewritten unless --resume.
@@ -107,7 +107,7 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         batch,
         connection,
         progress,
-    } = prepare(&args).await?;
+    } = prepare(&args, started).await?;
     let client = connection.client.clone();
     let follower = connection
         .endpoints_file
@@ -130,6 +130,7 @@ fn batch_settings(
     concurrency: usize,
     signals: watch::Receiver<Stop>,
     progress: Option<indicatif::ProgressBar>,
+    started: Instant,
 ) -> Batch {
     let batch = if args.output == "-" {
         Batch::to_stdout()
@@ -153,7 +154,8 @@ fn batch_settings(
     match progress {
         Some(bar) => batch.on_line(Box::new(move |done: &LineDone<'_>| {
             bar.inc(1);
-            bar.set_message(format!("{} errors", done.summary.failed_total()));
+            // The summary's own figure: the same count over the same wall time.
+            bar.set_message(progress::message(done.summary, started.elapsed()));
         })),
         None => batch,
     }
@@ -161,7 +163,7 @@ fn batch_settings(
 
 /// Checks flags and paths, locks the output, connects and reads what a resumed output
 /// keeps, in that order: nothing is written before every check passed.
-async fn prepare(args: &ScoreArgs) -> anyhow::Result<Prepared> {
+async fn prepare(args: &ScoreArgs, started: Instant) -> anyhow::Result<Prepared> {
     if args.resume && args.output == "-" {
         anyhow::bail!("--resume needs an output file, not stdout");
     }
@@ -180,12 +182,18 @@ async fn prepare(args: &ScoreArgs) -> anyhow::Result<Prepared> {
     let connection = args.client.connect().await?;
     let signals = watch_signals(args.grace);
     close_on_drain(connection.client.clone(), signals.clone());
-    let progress = progress_bar(total, args.quiet);
+    let progress = progress::bar(total, args.quiet);
     // The resume scan writes nothing; the output is opened when the run starts.
-    let batch = batch_settings(args, connection.concurrency, signals, progress.clone())
-        .prepare()
-        .await
-        .map_err(with_hint)?;
+    let batch = batch_settings(
+        args,
+        connection.concurrency,
+        signals,
+        progress.clone(),
+        started,
+    )
+    .prepare()
+    .await
+    .map_err(with_hint)?;
     if let Some(bar) = &progress {
         bar.set_position(batch.already_done() as u64);
     }
@@ -272,23 +280,6 @@ async fn count_lines(path: &str) -> Option<u64> {
     .flatten()
 }
 
-fn progress_bar(total: Option<u64>, quiet: bool) -> Option<indicatif::ProgressBar> {
-    if quiet || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = match total {
-        Some(t) => indicatif::ProgressBar::new(t),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    let style = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {per_sec} ETA {eta} {msg}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    Some(bar)
-}
-
 fn summary_line(t: &Summary, wall: Duration) -> String {
     let secs = wall.as_secs_f64().max(1e-9);
     let fresh_failed: u64 = t.failed.values().sum();
@@ -307,12 +298,12 @@ fn summary_line(t: &Summary, wall: Duration) -> String {
         String::new()
     };
     format!(
-        "ra score{}: {} judged, {} failed{kinds}{kept}; {:.1} s, {:.1} judgments/s, {:.0} tokens/s ({:.0} generated/s)",
+        "ra score{}: {} judged, {} failed{kinds}{kept}; {:.1} s, {} judgments/s, {:.0} tokens/s ({:.0} generated/s)",
         if t.interrupted { " (interrupted)" } else { "" },
         t.judged,
         fresh_failed,
         secs,
-        (t.judged + fresh_failed) as f64 / secs,
+        progress::rate_text(progress::per_sec(t, wall)),
         (t.prompt_tokens + t.completion_tokens) as f64 / secs,
         t.completion_tokens as f64 / secs,
     )

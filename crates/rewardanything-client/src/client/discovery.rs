@@ -80,14 +80,19 @@ impl Inner {
     /// endpoint's redacted URL.
     async fn first_answering_endpoint(&self) -> Result<(String, Vec<String>), BuildError> {
         let mut last = BuildError::NoEndpoint;
-        for endpoint in self.balancer.endpoints().iter() {
+        let endpoints = self.balancer.endpoints();
+        for (i, endpoint) in endpoints.iter().enumerate() {
             let url = endpoint.url.clone();
             match self.list_models_with_retry(&url).await {
                 Ok(models) => return Ok((url.shown(), models)),
                 // The key is wrong for every replica alike: say so at once.
                 Err(e @ BuildError::Unauthorized { .. }) => return Err(e),
                 Err(e) => {
-                    tracing::warn!(endpoint = %endpoint.shown, error = %e, "endpoint not answering");
+                    // Only when another endpoint is tried next: the last one's failure
+                    // is the error itself, said once by the caller.
+                    if i + 1 < endpoints.len() {
+                        tracing::warn!(endpoint = %endpoint.shown, error = %e, "endpoint not answering; trying the next");
+                    }
                     last = e;
                 }
             }
@@ -97,16 +102,21 @@ impl Inner {
 
     async fn list_models_with_retry(&self, url: &EndpointUrl) -> Result<Vec<String>, BuildError> {
         let mut backoff = self.config.retry.backoff(0);
+        let started = Instant::now();
+        let mut tries = 0u32;
         loop {
+            tries += 1;
             match self.list_models_once(url).await {
                 Ok(models) => return Ok(models),
                 Err((e, false)) => return Err(e),
                 Err((e, true)) => match backoff.next_delay(None) {
                     Some(delay) => {
-                        tracing::warn!(error = %e, ?delay, "model discovery failed; retrying");
+                        // Not a warning: a server down at start would print one per try
+                        // before the error, which says how often it was tried.
+                        tracing::debug!(error = %e, ?delay, "model discovery failed; retrying");
                         tokio::time::sleep(delay).await;
                     }
-                    None => return Err(e),
+                    None => return Err(with_tries(e, tries, started.elapsed())),
                 },
             }
         }
@@ -159,19 +169,92 @@ impl Inner {
                 },
                 false,
             )),
-            404 if !url.as_str().ends_with("/v1") => Err(fail(
-                format!(
-                    "HTTP 404: {} (OpenAI-compatible servers serve under /v1: try {}/v1)",
-                    server_message(&body),
-                    url.shown()
-                ),
-                false,
-            )),
+            404 => {
+                // A reward server (ra gateway, `rewardanything serve`) answers 404 here
+                // with or without /v1: adding /v1 would not help, saying what it is does.
+                let hint = if self.is_reward_server(url).await {
+                    reward_server_hint(url)
+                } else if !url.as_str().ends_with("/v1") {
+                    format!(
+                        " (OpenAI-compatible servers serve under /v1: try {}/v1)",
+                        url.shown()
+                    )
+                } else {
+                    String::new()
+                };
+                Err(fail(
+                    format!("HTTP 404: {}{hint}", server_message(&body)),
+                    false,
+                ))
+            }
             _ => Err(fail(
                 format!("HTTP {status}: {}", server_message(&body)),
                 is_transient_status(status),
             )),
         }
+    }
+}
+
+impl Inner {
+    /// Whether `GET {root}/health` answers like a RewardAnything reward server (the
+    /// reference `rewardanything serve` and `ra gateway` both say `"service":
+    /// "RewardAnything API"`, healthy or not), where `root` is the base without its
+    /// `/v1`. Asked only after a 404 from `/models`; any failure means "no".
+    async fn is_reward_server(&self, url: &EndpointUrl) -> bool {
+        let Some(health) = url.reward_server_health() else {
+            return false;
+        };
+        let probe = async {
+            let response = self
+                .http
+                .get(health)
+                .headers(self.headers.clone())
+                .send()
+                .await
+                .ok()?;
+            read_capped(response, REWARD_SERVER_PROBE_BYTES).await.ok()
+        };
+        let timeout = self.config.attempt_timeout.min(REWARD_SERVER_PROBE_TIMEOUT);
+        let Ok(Some(body)) = tokio::time::timeout(timeout, probe).await else {
+            return false;
+        };
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .is_some_and(|v| v.get("service").and_then(|s| s.as_str()) == Some(REWARD_SERVICE))
+    }
+}
+
+/// The `service` a RewardAnything reward server names in its `/health` answer.
+const REWARD_SERVICE: &str = "RewardAnything API";
+
+/// Longest wait for the reward-server probe (a gateway's /health may ask its upstream).
+const REWARD_SERVER_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest `/health` body read by the probe (the real one is under 200 bytes).
+const REWARD_SERVER_PROBE_BYTES: usize = 64 * 1024;
+
+/// What to do when the endpoint is a reward server rather than a model server.
+fn reward_server_hint(url: &EndpointUrl) -> String {
+    format!(
+        " ({} is a RewardAnything reward server (ra gateway or `rewardanything serve`), not \
+         a model server: its URL is for the reference `rewardanything.Client`; \
+         `rewardanything_rs.Client` and `ra` call the model server itself: give them the \
+         OpenAI-compatible base URL the reward server calls, e.g. http://127.0.0.1:8000/v1)",
+        url.root_shown()
+    )
+}
+
+/// A discovery error after retries, saying how often and how long it was tried.
+fn with_tries(e: BuildError, tries: u32, spent: Duration) -> BuildError {
+    match e {
+        BuildError::ModelDiscovery { url, reason } if tries > 1 => BuildError::ModelDiscovery {
+            url,
+            reason: format!(
+                "{reason} (tried {tries} times over {:.1} s)",
+                spent.as_secs_f64()
+            ),
+        },
+        e => e,
     }
 }
 
