@@ -66,12 +66,33 @@ pub fn deserialize_unique_names<'de, D>(d: D) -> Result<IndexMap<String, String>
 where
     D: serde::Deserializer<'de>,
 {
-    struct UniqueNames;
-    impl<'de> serde::de::Visitor<'de> for UniqueNames {
-        type Value = IndexMap<String, String>;
+    deserialize_unique_map(d)
+}
+
+/// [`deserialize_unique_names`] for any value type (scores by name, …): a JSON object
+/// into an ordered map, refusing a name given twice with an error that names it.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Gold {
+///     #[serde(deserialize_with = "rewardanything_client::render::deserialize_unique_map")]
+///     scores: indexmap::IndexMap<String, f64>,
+/// }
+/// assert_eq!(serde_json::from_str::<Gold>(r#"{"scores": {"a": 1, "b": 2}}"#).unwrap().scores["b"], 2.0);
+/// let e = serde_json::from_str::<Gold>(r#"{"scores": {"a": 1, "a": 2}}"#).err().unwrap();
+/// assert!(e.to_string().contains("duplicate name \"a\""));
+/// ```
+pub fn deserialize_unique_map<'de, D, V>(d: D) -> Result<IndexMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct UniqueNames<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for UniqueNames<V> {
+        type Value = IndexMap<String, V>;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an object of names to texts")
+            f.write_str("an object of names")
         }
 
         fn visit_map<A: serde::de::MapAccess<'de>>(
@@ -86,13 +107,13 @@ where
                         "duplicate name {name:?}: each name must appear once"
                     )));
                 }
-                let text = map.next_value::<String>()?;
-                out.insert(name, text);
+                let value = map.next_value::<V>()?;
+                out.insert(name, value);
             }
             Ok(out)
         }
     }
-    d.deserialize_map(UniqueNames)
+    d.deserialize_map(UniqueNames(std::marker::PhantomData))
 }
 
 impl JudgeRequest {
