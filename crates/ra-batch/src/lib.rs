@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 mod error;
+pub mod files;
 pub mod lines;
 pub mod lock;
 mod output;

@@ -74,8 +74,10 @@ pub struct FileLock {
     file: File,
 }
 
-/// The sidecar's path: the real output's (symlinks and `..` resolved, so that two
-/// spellings of one file share one lock) with `.lock` appended.
+/// The sidecar's path: the output's, its directory resolved (symlinks and `..`, so that
+/// two spellings of one file share one lock), with `.lock` appended. The file name
+/// itself is not resolved: an output that is a symbolic link is refused (see
+/// [`crate::files`]), and resolving it would put the lock file wherever the link points.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
@@ -83,17 +85,14 @@ pub struct FileLock {
 /// assert!(p.to_str().unwrap().ends_with("out.jsonl.lock"));
 /// ```
 pub fn lock_path(output: &Path) -> PathBuf {
-    let real = std::fs::canonicalize(output).unwrap_or_else(|_| {
-        // Not created yet: resolve its directory.
-        let dir = match output.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        match (std::fs::canonicalize(dir), output.file_name()) {
-            (Ok(dir), Some(name)) => dir.join(name),
-            _ => output.to_path_buf(),
-        }
-    });
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let real = match (std::fs::canonicalize(dir), output.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => output.to_path_buf(),
+    };
     let mut path = real.into_os_string();
     path.push(".lock");
     PathBuf::from(path)
@@ -115,13 +114,16 @@ impl FileLock {
         // A holder removes the file before unlocking; a lock taken on a file that was
         // just removed (or replaced) guards nothing, so try again on the new one.
         for _ in 0..16 {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(io)?;
+            // Not through a link: the PID written below would land in its target.
+            let mut file = crate::files::open(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false),
+                path,
+            )
+            .map_err(io)?;
             match FileExt::try_lock(&file) {
                 Ok(()) => {}
                 Err(fs4::TryLockError::WouldBlock) => {
@@ -193,5 +195,26 @@ mod tests {
         drop(first);
         assert!(!path.exists(), "the lock file is removed");
         let _again = FileLock::acquire(&path).expect("free again");
+    }
+
+    #[test]
+    fn a_lock_file_planted_as_a_link_is_refused_and_its_target_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("victim");
+        std::fs::write(&target, "keep").expect("write");
+        let output = dir.path().join("out.jsonl");
+        let path = lock_path(&output);
+        std::os::unix::fs::symlink(&target, &path).expect("symlink");
+        let err = FileLock::acquire(&path).err().expect("refused");
+        let text = format!(
+            "{err}: {}",
+            std::error::Error::source(&err).expect("source")
+        );
+        assert!(text.contains("is a symbolic link"), "{text}");
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep");
+        // An output that is a link keeps its lock beside the link, not its target.
+        std::fs::remove_file(&path).expect("remove");
+        std::os::unix::fs::symlink(&target, &output).expect("symlink");
+        assert_eq!(lock_path(&output), path);
     }
 }

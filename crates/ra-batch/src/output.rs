@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::BatchError;
+use crate::files;
 use crate::resume::ResumeState;
 
 /// One output line, serialized, with what the summary needs.
@@ -274,6 +275,12 @@ pub(crate) struct OutputSink {
     replacement: Option<(PathBuf, PathBuf, usize)>,
 }
 
+/// The output as it is, for writing (appending after a resumed prefix).
+fn open_existing(path: &Path) -> Result<File, BatchError> {
+    files::open(OpenOptions::new().write(true), path)
+        .map_err(BatchError::io("cannot open the output", path))
+}
+
 fn buffered(file: Box<dyn Write + Send>) -> BufWriter<Box<dyn Write + Send>> {
     BufWriter::with_capacity(1 << 16, file)
 }
@@ -296,24 +303,19 @@ impl OutputSink {
             sink.writer = Some(buffered(Box::new(std::io::stdout())));
             return Ok(sink);
         };
+        // No open below follows a link planted at the output's name (see `files`).
         if resume.kept > 0 && retry_failed {
-            let target = path.to_path_buf();
-            let mut temp = target.clone().into_os_string();
-            temp.push(".ra-tmp");
-            let temp = PathBuf::from(temp);
-            let file = File::create(&temp).map_err(BatchError::io("cannot create", &temp))?;
-            sink.replacement = Some((temp, target, resume.kept));
+            let (temp, file) =
+                files::create_temp(path).map_err(BatchError::io("cannot create", path))?;
+            sink.replacement = Some((temp, path.to_path_buf(), resume.kept));
             sink.writer = Some(buffered(Box::new(file)));
         } else if resume.kept > 0 {
             // Fail early if the file cannot be written, without changing it yet.
-            OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(BatchError::io("cannot open the output", path))?;
+            open_existing(path)?;
             sink.deferred_append = Some((path.to_path_buf(), resume.valid_bytes));
         } else {
             let file =
-                File::create(path).map_err(BatchError::io("cannot create the output", path))?;
+                files::create(path).map_err(BatchError::io("cannot create the output", path))?;
             sink.writer = Some(buffered(Box::new(file)));
         }
         Ok(sink)
@@ -321,10 +323,7 @@ impl OutputSink {
 
     fn writer(&mut self) -> Result<&mut BufWriter<Box<dyn Write + Send>>, BatchError> {
         if let Some((path, valid_bytes)) = self.deferred_append.take() {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(BatchError::io("cannot open the output", &path))?;
+            let mut file = open_existing(&path)?;
             // Drop a partial last line (a run killed mid-write), then append.
             file.set_len(valid_bytes)
                 .map_err(BatchError::io("cannot truncate the output", &path))?;
@@ -370,7 +369,7 @@ impl OutputSink {
         self.flush()?;
         if let Some((temp, target, kept)) = self.replacement.take() {
             if complete || self.written >= kept {
-                std::fs::rename(&temp, &target)
+                files::persist(&temp, &target)
                     .map_err(BatchError::io("cannot replace", &target))?;
             } else {
                 std::fs::remove_file(&temp).map_err(BatchError::io("cannot remove", &temp))?;

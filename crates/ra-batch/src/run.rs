@@ -299,6 +299,11 @@ impl Batch {
     /// # Ok(()) }
     /// ```
     pub async fn prepare(self) -> Result<Prepared, BatchError> {
+        if let Some(path) = &self.output {
+            // Refused before anything is read or judged (the opens refuse it again).
+            crate::files::refuse_symlink(path)
+                .map_err(BatchError::io("cannot write the output", path))?;
+        }
         let resume = match (&self.output, self.resume) {
             (None, true) => return Err(BatchError::ResumeStdout),
             (Some(path), true) => ResumeState::scan(path, self.max_stored_line_bytes).await?,

@@ -4,6 +4,10 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+/// Most bytes read from `--config`: endpoints, keys, sampling fields and a principle
+/// (itself at most 1 MiB) fit with room to spare.
+const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 /// A string or a list of strings (`api_base` and `api_key` accept both).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -44,8 +48,11 @@ pub struct ReferenceConfig {
 
 impl ReferenceConfig {
     pub fn load(path: &str) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read --config {path}: {e}"))?;
+        let text = crate::input::read_text_capped(
+            std::path::Path::new(path),
+            MAX_CONFIG_BYTES,
+            "--config",
+        )?;
         serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("invalid --config {path}: {e}"))
     }
 }

@@ -1,7 +1,7 @@
 //! `ra judge`: one request from flags (or one JSON request on stdin), printed readably.
 
-use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::connect::ClientArgs;
 use crate::exit;
-use crate::input::RequestInput;
+use crate::input::{RequestInput, read_capped, read_text_capped};
 
 #[derive(Debug, Args)]
 pub struct JudgeArgs {
@@ -41,6 +41,9 @@ pub struct JudgeArgs {
     client: ClientArgs,
 }
 
+/// Most bytes read from one `--*-file` or from stdin: a request line's limit in `ra score`.
+const MAX_FILE_BYTES: u64 = crate::lines::DEFAULT_MAX_LINE_BYTES as u64;
+
 const USAGE: &str = "give --principle (or --principle-file), --prompt (or --prompt-file) and \
     --response NAME=TEXT (or --response-file NAME=PATH), or pipe one JSON request \
     {\"principle\", \"prompt\", \"responses\": {…}} on stdin";
@@ -60,9 +63,9 @@ fn text_or_file(
 ) -> anyhow::Result<Option<String>> {
     match (text, file) {
         (Some(t), _) => Ok(Some(t.clone())),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map(Some)
-            .with_context(|| format!("cannot read --{flag}-file {}", path.display())),
+        (None, Some(path)) => {
+            read_text_capped(path, MAX_FILE_BYTES, &format!("--{flag}-file")).map(Some)
+        }
         (None, None) => Ok(None),
     }
 }
@@ -99,8 +102,7 @@ impl JudgeArgs {
         }
         for pair in &self.response_files {
             let (name, path) = split_pair(pair, "--response-file")?;
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read --response-file {path}"))?;
+            let text = read_text_capped(Path::new(&path), MAX_FILE_BYTES, "--response-file")?;
             add(name, text, "--response-file")?;
         }
         if responses.is_empty() {
@@ -118,15 +120,12 @@ fn request_from_stdin() -> anyhow::Result<JudgeRequest> {
     if std::io::stdin().is_terminal() {
         anyhow::bail!("no request: {USAGE}");
     }
-    let limit = crate::lines::DEFAULT_MAX_LINE_BYTES;
-    let mut text = String::new();
-    std::io::stdin()
-        .take(limit as u64 + 1)
-        .read_to_string(&mut text)
-        .context("cannot read the request from stdin")?;
-    if text.len() > limit {
-        anyhow::bail!("the request on stdin is longer than {limit} bytes");
-    }
+    let bytes = read_capped(
+        std::io::stdin().lock(),
+        MAX_FILE_BYTES,
+        "the request on stdin",
+    )?;
+    let text = std::str::from_utf8(&bytes).context("the request on stdin is not UTF-8")?;
     let input: RequestInput = serde_json::from_str(text.trim())
         .with_context(|| format!("stdin is not a valid request ({USAGE})"))?;
     Ok(input.into_request())

@@ -241,7 +241,14 @@ fn resume_over_a_huge_garbage_output_line_does_not_hold_it() {
     let mock = Mock::default_mock();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.jsonl");
-    std::fs::write(&out, vec![b'x'; 60 << 20]).expect("write garbage");
+    // Written in chunks: a child forked while this process held 60 MB would count them
+    // in its peak RSS (ru_maxrss keeps the pre-exec image's), failing the other tests.
+    let mut garbage = std::fs::File::create(&out).expect("create");
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..60 {
+        garbage.write_all(&chunk).expect("write garbage");
+    }
+    drop(garbage);
     let inp = dir.path().join("in.jsonl");
     let lines = [
         json!({"principle": "p", "prompt": "q", "responses": {"a": "x score=2"}}),
@@ -270,4 +277,139 @@ fn resume_over_a_huge_garbage_output_line_does_not_hold_it() {
     let got = read_jsonl(&out);
     assert_eq!(got.len(), 2);
     assert!(got[0]["error"].is_null(), "{}", got[0]);
+}
+
+/// The address space a child may map (RLIMIT_AS): a run that reads an endless input
+/// whole dies here instead of taking the machine (before the fix `ra eval --input
+/// /dev/zero` reached 3.25 GB in 3 s), and fails the test by its exit.
+const CHILD_ADDRESS_SPACE: u64 = 3 << 30;
+
+/// Runs `ra ARGS` to the end with its address space capped, stdin an endless pipe of
+/// `a`s (for `/dev/stdin` and stdin requests); returns its exit code, stderr and peak
+/// RSS in KiB.
+fn run_on_endless_input(args: &[&str], dir: &Path) -> (i32, String, u64) {
+    use std::os::unix::process::CommandExt;
+    let err_path = dir.join("stderr.txt");
+    let mut cmd = ra_command(args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"));
+    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: CHILD_ADDRESS_SPACE,
+                rlim_max: CHILD_ADDRESS_SPACE,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = common::ChildGuardRaw(cmd.spawn().expect("spawn ra"));
+    let mut stdin = child.0.stdin.take().expect("stdin");
+    // Ends with EPIPE once the child has exited (and closed its end).
+    let feeder = std::thread::spawn(move || {
+        let chunk = vec![b'a'; 1 << 20];
+        while stdin.write_all(&chunk).is_ok() {}
+    });
+    let (code, peak) = wait_with_peak(child.0.id());
+    feeder.join().expect("feeder");
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    (code, stderr, peak)
+}
+
+#[test]
+fn inputs_that_never_end_are_read_up_to_their_cap_then_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("eval");
+    let dead = common::dead_url();
+    let eval = |input: &'static str| {
+        vec![
+            "eval",
+            "--format",
+            "ranked",
+            "--input",
+            input,
+            "--output",
+            s(&out),
+            "--endpoint",
+            dead.as_str(),
+        ]
+    };
+    let judge = |file_flag: &'static str, value: &'static str| {
+        let mut args = vec!["judge", "--endpoint", dead.as_str(), file_flag, value];
+        if file_flag != "--principle-file" {
+            args.extend(["--principle", "p"]);
+        }
+        if file_flag != "--prompt-file" {
+            args.extend(["--prompt", "q"]);
+        }
+        if file_flag != "--response-file" {
+            args.extend(["--response", "a=1"]);
+        }
+        args
+    };
+    let eval_cap = 256 << 20;
+    let line_cap = 16 << 20;
+    let cases: Vec<(Vec<&str>, String, u64)> = vec![
+        (
+            eval("/dev/zero"),
+            format!("--input /dev/zero is longer than {eval_cap} bytes"),
+            eval_cap,
+        ),
+        (
+            eval("/dev/stdin"),
+            format!("--input /dev/stdin is longer than {eval_cap} bytes"),
+            eval_cap,
+        ),
+        (
+            judge("--response-file", "a=/dev/zero"),
+            format!("--response-file /dev/zero is longer than {line_cap} bytes"),
+            line_cap,
+        ),
+        (
+            judge("--principle-file", "/dev/stdin"),
+            format!("--principle-file /dev/stdin is longer than {line_cap} bytes"),
+            line_cap,
+        ),
+        (
+            judge("--prompt-file", "/dev/zero"),
+            format!("--prompt-file /dev/zero is longer than {line_cap} bytes"),
+            line_cap,
+        ),
+        (
+            vec!["judge", "--endpoint", dead.as_str()],
+            format!("the request on stdin is longer than {line_cap} bytes"),
+            line_cap,
+        ),
+        (
+            vec![
+                "judge",
+                "--config",
+                "/dev/zero",
+                "--principle",
+                "p",
+                "--prompt",
+                "q",
+                "--response",
+                "a=1",
+            ],
+            format!("--config /dev/zero is longer than {} bytes", 4 << 20),
+            4 << 20,
+        ),
+    ];
+    for (args, expected, cap) in cases {
+        let (code, stderr, peak_kib) = run_on_endless_input(&args, dir.path());
+        eprintln!("{args:?}: peak RSS {peak_kib} KiB");
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+        // What was read (cap + 1 bytes, in a buffer reserved once) and the process.
+        let bound_kib = cap / 1024 + 64 * 1024;
+        assert!(
+            peak_kib < bound_kib,
+            "{args:?}: peak RSS {peak_kib} KiB over {bound_kib} KiB"
+        );
+    }
 }

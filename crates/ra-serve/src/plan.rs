@@ -137,6 +137,15 @@ fn check_options(cfg: &mut ServeConfig) -> Result<(), Error> {
     if let Some(n) = cfg.replicas {
         check_port_range(cfg.port, n)?;
     }
+    if let Some(name) = &cfg.served_model_name
+        && name.trim().is_empty()
+    {
+        // vLLM would serve a model nobody can name, and clients would send `""`.
+        return bad(format!(
+            "--served-model-name must name the model, got {name:?} (leave the flag out to \
+             serve it under its model id or file stem)"
+        ));
+    }
     if cfg.api_key.as_deref() == Some("") {
         cfg.api_key = None;
     }

@@ -457,6 +457,31 @@ fn sizes_that_overflow_or_make_no_sense_are_refused_before_anything_starts() {
     }
 }
 
+/// A dry run plans exactly as a start does, and ends either way (a start that was not
+/// refused would serve until killed).
+#[test]
+fn an_empty_or_blank_served_model_name_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.gguf");
+    std::fs::write(&model, b"GGUF").unwrap();
+    for name in ["", "  ", "\t"] {
+        let expected = format!("--served-model-name must name the model, got {name:?}");
+        let (mut vllm, _) = dry_run(&marker());
+        vllm.args(["--gpus", "0", "--vllm-bin", "/bin/true"]);
+        let (mut llama, _) = dry_run(&marker());
+        llama
+            .args(["--engine", "llama-cpp", "--llama-server-bin", "/bin/true"])
+            .arg("--model")
+            .arg(&model);
+        for cmd in [&mut vllm, &mut llama] {
+            let (code, out, err) = run(cmd.args(["--served-model-name", name]));
+            assert_eq!(code, Some(1), "{name:?}: {out}{err}");
+            assert!(err.contains(&expected), "{name:?}: {err}");
+            assert!(commands(&out).is_empty(), "{name:?}: planned {out}");
+        }
+    }
+}
+
 #[test]
 fn duplicate_non_numeric_and_hiding_gpu_ids_are_refused() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);

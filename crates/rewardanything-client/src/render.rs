@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 use std::str::FromStr;
 
 use crate::compat::mt19937;
@@ -66,7 +67,31 @@ pub fn deserialize_unique_names<'de, D>(d: D) -> Result<IndexMap<String, String>
 where
     D: serde::Deserializer<'de>,
 {
-    d.deserialize_map(UniqueNames { list: false })
+    deserialize_unique_map(d)
+}
+
+/// [`deserialize_unique_names`] for any value type (scores by name, …): a JSON object
+/// into an ordered map, refusing a name given twice with an error that names it.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Gold {
+///     #[serde(deserialize_with = "rewardanything_client::render::deserialize_unique_map")]
+///     scores: indexmap::IndexMap<String, f64>,
+/// }
+/// assert_eq!(serde_json::from_str::<Gold>(r#"{"scores": {"a": 1, "b": 2}}"#).unwrap().scores["b"], 2.0);
+/// let e = serde_json::from_str::<Gold>(r#"{"scores": {"a": 1, "a": 2}}"#).err().unwrap();
+/// assert!(e.to_string().contains("duplicate name \"a\""));
+/// ```
+pub fn deserialize_unique_map<'de, D, V>(d: D) -> Result<IndexMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    d.deserialize_map(UniqueNames::<V> {
+        list: false,
+        value: PhantomData,
+    })
 }
 
 /// The name of the response given at `index` (from 0) of a list of texts: `response-1`,
@@ -98,26 +123,31 @@ pub fn deserialize_responses<'de, D>(d: D) -> Result<IndexMap<String, String>, D
 where
     D: serde::Deserializer<'de>,
 {
-    d.deserialize_any(UniqueNames { list: true })
+    d.deserialize_any(UniqueNames::<String> {
+        list: true,
+        value: PhantomData,
+    })
 }
 
 /// What `responses` may be, for messages.
 const RESPONSES_FORMS: &str = "an object of names to texts ({\"a\": \"…\", \"b\": \"…\"}) \
      or a list of texts ([\"…\", \"…\"], named response-1, response-2, …)";
 
-/// Names to texts from a JSON object (and, when `list`, texts from an array).
-struct UniqueNames {
+/// Names to values from a JSON object, each name once (and, when `list`, values from an
+/// array, named by [`positional_name`]).
+struct UniqueNames<V> {
     list: bool,
+    value: PhantomData<V>,
 }
 
-impl<'de> serde::de::Visitor<'de> for UniqueNames {
-    type Value = IndexMap<String, String>;
+impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for UniqueNames<V> {
+    type Value = IndexMap<String, V>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         if self.list {
             f.write_str(RESPONSES_FORMS)
         } else {
-            f.write_str("an object of names to texts")
+            f.write_str("an object of names")
         }
     }
 
@@ -131,11 +161,11 @@ impl<'de> serde::de::Visitor<'de> for UniqueNames {
         let mut out = IndexMap::with_capacity(seq.size_hint().unwrap_or(0).min(64));
         loop {
             let i = out.len();
-            let text = seq.next_element::<String>().map_err(|e| {
+            let value = seq.next_element::<V>().map_err(|e| {
                 serde::de::Error::custom(format!("responses[{i}]: {e}; write {RESPONSES_FORMS}"))
             })?;
-            let Some(text) = text else { break };
-            out.insert(positional_name(i), text);
+            let Some(value) = value else { break };
+            out.insert(positional_name(i), value);
         }
         Ok(out)
     }
@@ -149,8 +179,8 @@ impl<'de> serde::de::Visitor<'de> for UniqueNames {
                     "duplicate name {name:?}: each name must appear once"
                 )));
             }
-            let text = map.next_value::<String>()?;
-            out.insert(name, text);
+            let value = map.next_value::<V>()?;
+            out.insert(name, value);
         }
         Ok(out)
     }

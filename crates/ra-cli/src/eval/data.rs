@@ -58,24 +58,13 @@ struct RawRanked {
     responses: IndexMap<String, String>,
     #[serde(default)]
     ranking: Option<Vec<String>>,
-    #[serde(default)]
+    /// A name given twice is refused (serde's own map keeps the last value silently).
+    #[serde(default, deserialize_with = "crate::input::optional_unique_map")]
     scores: Option<IndexMap<String, f64>>,
 }
 
 fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read --input {}", path.display()))?;
-    if meta.is_dir() {
-        bail!("--input {} is a directory", path.display());
-    }
-    if meta.len() > MAX_INPUT_BYTES {
-        bail!(
-            "--input {} is {} bytes; at most {MAX_INPUT_BYTES} are read",
-            path.display(),
-            meta.len()
-        );
-    }
-    std::fs::read(path).with_context(|| format!("cannot read --input {}", path.display()))
+    crate::input::read_file_capped(path, MAX_INPUT_BYTES, "--input")
 }
 
 /// Reads an RM-Bench file (a JSON array of items).
@@ -96,6 +85,50 @@ pub fn load_rm_bench(path: &Path) -> anyhow::Result<Vec<RmBenchItem>> {
         .enumerate()
         .map(|(i, v)| rm_bench_item(i, v))
         .collect()
+}
+
+/// Whether RM-Bench can score these items by domain, checked before anything is judged.
+/// Domains are used when the first item has one (RM-Bench's rule); then items whose
+/// domain matches none of [`super::rmbench::DOMAINS`] are left out of the figures. All
+/// of them: an error (nothing would be scored). Some: the warning to print.
+pub fn check_rm_bench_domains(items: &[RmBenchItem]) -> anyhow::Result<Option<String>> {
+    use super::rmbench::{DOMAINS, known_domain};
+    if items.first().is_none_or(|i| i.domain.is_none()) {
+        return Ok(None);
+    }
+    let mut unknown: IndexMap<&str, usize> = IndexMap::new();
+    for item in items {
+        let domain = item.domain.as_deref();
+        if domain.and_then(known_domain).is_none() {
+            *unknown.entry(domain.unwrap_or("(none)")).or_default() += 1;
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(None);
+    }
+    const SHOWN: usize = 8;
+    let mut names: Vec<String> = unknown
+        .iter()
+        .take(SHOWN)
+        .map(|(d, n)| format!("{d:?} ({n} item{})", if *n == 1 { "" } else { "s" }))
+        .collect();
+    if unknown.len() > SHOWN {
+        names.push(format!("and {} more", unknown.len() - SHOWN));
+    }
+    let names = names.join(", ");
+    let known = DOMAINS.join(", ");
+    let count: usize = unknown.values().sum();
+    if count == items.len() {
+        bail!(
+            "no item of --input is in an RM-Bench domain, so nothing would be scored: its \
+             domains are {names}; RM-Bench scores domains starting with {known}"
+        );
+    }
+    Ok(Some(format!(
+        "{count} of {} items are in no RM-Bench domain ({names}; RM-Bench scores domains \
+         starting with {known}): they are judged but left out of the rm_bench figures",
+        items.len()
+    )))
 }
 
 fn rm_bench_item(index: usize, value: Value) -> anyhow::Result<RmBenchItem> {

@@ -38,6 +38,13 @@ pub const DEFAULT_PRINCIPLE: &str = "Prefer the response that is correct, helpfu
 /// Most orders per call.
 const MAX_PERMUTATIONS: usize = 64;
 
+const UNITS: &str = "units.jsonl";
+const RESULTS: &str = "results.jsonl";
+const SUMMARY: &str = "summary.json";
+const REPORT: &str = "report.html";
+/// Every file `ra eval` writes in `--output` (besides `results.jsonl.lock`).
+const OUTPUT_FILES: [&str; 4] = [UNITS, RESULTS, SUMMARY, REPORT];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// RM-Bench's JSON array of {"id", "prompt", "chosen": [3], "rejected": [3], "domain"?}.
@@ -84,13 +91,25 @@ pub struct EvalArgs {
 
 pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let items = match args.format {
-        Format::RmBench => Items::RmBench(data::load_rm_bench(&args.input)?),
+        Format::RmBench => {
+            let items = data::load_rm_bench(&args.input)?;
+            if let Some(warning) = data::check_rm_bench_domains(&items)? {
+                eprintln!("ra eval: warning: {warning}");
+            }
+            Items::RmBench(items)
+        }
         Format::Ranked => Items::Ranked(data::load_ranked(&args.input, args.principle.as_deref())?),
     };
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create --output {}", args.output.display()))?;
-    let units_path = args.output.join("units.jsonl");
-    let results_path = args.output.join("results.jsonl");
+    // Refused before judging; each write refuses a link again (see ra_batch::files).
+    for name in OUTPUT_FILES {
+        let path = args.output.join(name);
+        ra_batch::files::refuse_symlink(&path)?;
+        ra_batch::files::refuse_symlink(&ra_batch::files::temp_path(&path))?;
+    }
+    let units_path = args.output.join(UNITS);
+    let results_path = args.output.join(RESULTS);
     // One run per output directory (a second one exits 2 naming the holder's PID).
     let _lock = lock(&results_path)?;
     if args.resume && results_path.exists() && !units_path.exists() {
@@ -177,11 +196,8 @@ fn conclude(
         units_failed: answers.iter().filter(|a| a.is_none()).count() as u64,
     };
     let json = summary::summary_json(&info, &figures);
-    write_file(&args.output.join("summary.json"), &format!("{json:#}\n"))?;
-    write_file(
-        &args.output.join("report.html"),
-        &report::html(&info, &figures),
-    )?;
+    write_file(&args.output.join(SUMMARY), &format!("{json:#}\n"))?;
+    write_file(&args.output.join(REPORT), &report::html(&info, &figures))?;
     if !args.quiet {
         print!("{}", summary::table(&info, &figures));
     }
@@ -194,10 +210,9 @@ fn conclude(
 fn write_units(items: &Items, args: &EvalArgs, path: &Path) -> anyhow::Result<Vec<units::Unit>> {
     let k = usize::from(args.permutations);
     let principle = args.principle.as_deref().unwrap_or(DEFAULT_PRINCIPLE);
-    let tmp = path.with_extension("jsonl.tmp");
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?,
-    );
+    let (tmp, file) = ra_batch::files::create_temp(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
     let units = units::expand(
         items,
         args.mode,
@@ -219,7 +234,8 @@ fn write_units(items: &Items, args: &EvalArgs, path: &Path) -> anyhow::Result<Ve
             path.display()
         );
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    ra_batch::files::persist(&tmp, path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(units)
 }
 
@@ -244,7 +260,8 @@ fn same_contents(a: &Path, b: &Path) -> std::io::Result<bool> {
 }
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    ra_batch::files::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Takes the run's lock (`results.jsonl.lock`, holding the PID), or fails at once

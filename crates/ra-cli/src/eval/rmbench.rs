@@ -18,6 +18,12 @@ use serde::Serialize;
 /// RM-Bench's domains, in its order (`split_dataset_by_domain`).
 pub const DOMAINS: [&str; 4] = ["chat", "math", "code", "safety"];
 
+/// The RM-Bench domain an item's `domain` falls in: the first of [`DOMAINS`] it starts
+/// with, as RM-Bench splits its data; `None` when it matches none (RM-Bench drops it).
+pub fn known_domain(domain: &str) -> Option<&'static str> {
+    DOMAINS.iter().copied().find(|d| domain.starts_with(d))
+}
+
 /// One item's outcomes: `wins[i][j]` is chosen i beat rejected j.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemOutcome {
@@ -127,8 +133,7 @@ pub fn compute_accuracy(items: &[ItemOutcome]) -> Option<RmBench> {
     let mut domains: IndexMap<String, Matrix> = IndexMap::new();
     let mut unmatched = 0;
     for item in items {
-        let domain = item.domain.as_deref().unwrap_or("");
-        match DOMAINS.iter().find(|d| domain.starts_with(*d)) {
+        match known_domain(item.domain.as_deref().unwrap_or("")) {
             Some(d) => domains.entry(d.to_string()).or_default().add(&item.wins),
             None => unmatched += 1,
         }
