@@ -10,7 +10,7 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
@@ -61,4 +61,13 @@ pub async fn reserve(State(state): State<Arc<AppState>>, req: Request, next: Nex
             chunk
         }))
     })
+}
+
+/// Reserves `bytes` more of the budget for what a request expands to once decoded, on
+/// top of its body (held until the permit is dropped); 503 `overloaded` when they do
+/// not fit now.
+pub fn reserve_more(state: &AppState, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+    Arc::clone(&state.budget)
+        .try_acquire_many_owned(units(bytes))
+        .map_err(|_| ApiError::Overloaded)
 }
