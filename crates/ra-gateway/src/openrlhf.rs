@@ -154,7 +154,24 @@ fn judging_window(
         .min(state.config.batch_window)
         .min(rollouts.len())
         .max(1);
-    let held = admit::reserve_more(state, window.saturating_mul(per).saturating_add(wire))?;
+    let bytes = window.saturating_mul(per).saturating_add(wire);
+    // Waiting would never help a call that needs more than the whole budget: say why.
+    let whole = state
+        .config
+        .max_buffered_bytes
+        .max(state.config.max_body_bytes);
+    if bytes.saturating_add(wire) > whole {
+        return Err(invalid(
+            vec!["query".into()],
+            format!(
+                "judging this call holds about {bytes} bytes besides its body (its largest \
+                 rollout, principle included, is {largest} bytes, held {COPIES_IN_FLIGHT} \
+                 times while judged), over the gateway's byte budget of {whole} \
+                 (--max-buffered-bytes)"
+            ),
+        ));
+    }
+    let held = admit::reserve_more(state, bytes)?;
     Ok((window, held))
 }
 
