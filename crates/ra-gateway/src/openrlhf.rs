@@ -317,8 +317,8 @@ mod tests {
 
     #[test]
     fn label_principles_override_the_default() {
-        let d: Arc<str> = Arc::from("d");
-        let d = Some(&d);
+        let default: Arc<str> = Arc::from("d");
+        let d = Some(&default);
         let obj = json!({"principle": "Be brief.", "answer": "4"});
         assert_eq!(text(principle(Some(&obj), 0, d)), "Be brief.");
         let label = Value::from(r#"{"principle": "Be kind."}"#);
@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(text(principle(None, 0, d)), "d");
         // The default is shared, not copied.
         let shared = principle(None, 0, d).unwrap();
-        assert!(Arc::ptr_eq(&shared, d.unwrap()));
+        assert!(Arc::ptr_eq(&shared, &default));
     }
 
     #[test]
