@@ -109,3 +109,12 @@ pub async fn reserve(State(state): State<Arc<AppState>>, mut req: Request, next:
         }))
     })
 }
+
+/// Reserves `bytes` more of the budget for what a request expands to once decoded, on
+/// top of its body (held until the permit is dropped); 503 `overloaded` when they do
+/// not fit now.
+pub fn reserve_more(state: &AppState, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+    Arc::clone(&state.budget)
+        .try_acquire_many_owned(units(bytes))
+        .map_err(|_| ApiError::Overloaded)
+}

@@ -47,8 +47,9 @@ pub struct Settings {
     pub max_open: usize,
 }
 
-/// A group is keyed by what the judge sees besides the responses.
-type Key = (String, String);
+/// A group is keyed by what the judge sees besides the responses (the principle shared,
+/// not copied: it may be a large configured one).
+type Key = (Arc<str>, String);
 
 struct Member {
     text: String,
@@ -114,11 +115,16 @@ impl Coalescer {
     }
 
     /// Judges one rollout, grouped with others when grouping is on.
-    pub async fn judge(self: &Arc<Self>, principle: &str, question: &str, text: String) -> Verdict {
+    pub async fn judge(
+        self: &Arc<Self>,
+        principle: &Arc<str>,
+        question: &str,
+        text: String,
+    ) -> Verdict {
         if self.settings.window.is_zero() || *self.stopping.borrow() {
             return self.alone(principle, question, text).await;
         }
-        let key = (principle.to_string(), question.to_string());
+        let key = (Arc::clone(principle), question.to_string());
         let (reply, answer) = oneshot::channel();
         match self.join(key.clone(), Member { text, reply }) {
             Joined::Waiting => {}
@@ -214,7 +220,7 @@ impl Coalescer {
         let client = self.client.clone();
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
-            let mut request = JudgeRequest::new(principle, question);
+            let mut request = JudgeRequest::new(&*principle, question);
             let mut replies = Vec::with_capacity(group.members.len());
             for (i, member) in group.members.into_iter().enumerate() {
                 request = request.response(name(i), member.text);

@@ -25,24 +25,33 @@
 //!   upstream call), `ra_latency_s` (arrival to judgment, grouping wait included),
 //!   `ra_unfinished_think` (0/1: the response's reasoning never closed, so its answer was
 //!   empty).
+//! * Memory: the configured principle is held once per call, shared by its rollouts
+//!   (10,000 rollouts of a 50 KB principle do not make 10,000 copies), and the rollouts
+//!   are judged through a window: at most `min(batch_window, (max_buffered_bytes / 8) /
+//!   (3 × largest rollout))` at once, each holding about three copies of its principle,
+//!   question and response (the request, the rendered prompt, the body sent). Besides
+//!   its body (reserved on arrival) a call reserves that window's bytes and its body's
+//!   size once more (the decoded rollouts) from the gateway's byte budget, or is
+//!   refused 503 `overloaded`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Request, State};
+use futures::StreamExt;
 use rewardanything_client::Client;
 use rewardanything_client::rollout::{self, SplitError, label_principle, split_rollout};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use crate::body;
 use crate::coalesce::{self, Coalescer, Verdict};
 use crate::config::GatewayConfig;
 use crate::error::{ApiError, FieldError};
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::{admit, body};
 
 /// The request body.
 #[derive(Deserialize)]
@@ -72,27 +81,21 @@ struct ExtraLogs {
     ra_unfinished_think: Vec<f64>,
 }
 
+/// Bytes a judgment in flight holds per byte of its principle, question and response:
+/// the request, its rendered prompt and the body sent (JSON escaping adds little to
+/// ordinary text).
+const COPIES_IN_FLIGHT: usize = 3;
+
+/// One call's judgments in flight take at most this fraction (1/N) of the gateway's
+/// byte budget, so a few large calls share it.
+const WINDOW_SHARE: usize = 8;
+
 /// One rollout, ready to judge (or never judged: its split failed).
 struct Rollout {
-    principle: String,
+    /// Shared by every rollout with the same source (the configured principle is one
+    /// allocation for the whole call).
+    principle: Arc<str>,
     split: Result<rollout::Rollout, SplitError>,
-}
-
-impl Rollout {
-    /// Its verdict; a rollout whose split failed is not sent to the judge.
-    async fn judge(&self, coalescer: &Arc<Coalescer>) -> Verdict {
-        match &self.split {
-            Ok(s) => {
-                coalescer
-                    .judge(&self.principle, &s.question, s.response.clone())
-                    .await
-            }
-            Err(e) => Verdict {
-                score: Err(e.kind()),
-                group_size: 0,
-            },
-        }
-    }
 }
 
 /// `POST /get_reward`.
@@ -102,20 +105,96 @@ pub async fn get_reward(
 ) -> Result<Json<Rewards>, ApiError> {
     let arrived = Instant::now();
     let body = body::read(req, &state.config).await?;
+    let wire = body.len();
     let call: GetReward = body::decode(&body)?;
     drop(body);
     let rollouts = rollouts(call, &state)?;
-    // Every rollout of the call at once: those sharing a prompt may share a group.
-    let verdicts = futures::future::join_all(rollouts.iter().map(|r| async {
-        let verdict = r.judge(&state.coalescer).await;
-        (verdict, arrived.elapsed())
-    }))
-    .await;
+    let (window, _held) = judging_window(&state, &rollouts, wire)?;
+    // A window of rollouts at once, in any order (results are put back in order): those
+    // sharing a prompt arrive together in OpenRLHF's batches, so they still share a group.
+    // Each judgment owns its inputs (the principle shared): the copies exist only while
+    // it is in the window. A rollout whose split failed is never sent to the judge.
+    // (By index: an iterator of references here trips rustc's `Send` check of handlers.)
+    let all = &rollouts;
+    let inputs = (0..all.len()).map(move |i| {
+        let r = &all[i];
+        let owned = r.split.as_ref().map_err(SplitError::kind).map(|s| {
+            (
+                Arc::clone(&r.principle),
+                s.question.clone(),
+                s.response.clone(),
+            )
+        });
+        (i, owned)
+    });
+    let coalescer = &state.coalescer;
+    let mut verdicts: Vec<(usize, Verdict, Duration)> = futures::stream::iter(inputs)
+        .map(|(i, owned)| async move {
+            let verdict = match owned {
+                Ok((principle, question, response)) => {
+                    coalescer.judge(&principle, &question, response).await
+                }
+                Err(kind) => Verdict {
+                    score: Err(kind),
+                    group_size: 0,
+                },
+            };
+            (i, verdict, arrived.elapsed())
+        })
+        .buffer_unordered(window)
+        .collect()
+        .await;
+    verdicts.sort_unstable_by_key(|(i, _, _)| *i);
     let mut out = Rewards::default();
-    for (rollout, (verdict, latency)) in rollouts.iter().zip(verdicts) {
+    for (rollout, (_, verdict, latency)) in rollouts.iter().zip(verdicts) {
         out.push(&state.config, rollout, &verdict, latency);
     }
     Ok(Json(out))
+}
+
+/// How many rollouts of a call are judged at once, and that window's share of the byte
+/// budget (see the module's "Memory"): the largest rollout's copies in flight times the
+/// window, plus the body's size again for the decoded rollouts.
+fn judging_window(
+    state: &AppState,
+    rollouts: &[Rollout],
+    wire: usize,
+) -> Result<(usize, OwnedSemaphorePermit), ApiError> {
+    let largest = rollouts
+        .iter()
+        .map(|r| {
+            r.principle.len()
+                + r.split
+                    .as_ref()
+                    .map_or(0, |s| s.question.len() + s.response.len())
+        })
+        .max()
+        .unwrap_or(0);
+    let per = largest.saturating_mul(COPIES_IN_FLIGHT).max(1);
+    let share = state.config.max_buffered_bytes / WINDOW_SHARE;
+    let window = (share / per)
+        .min(state.config.batch_window)
+        .min(rollouts.len())
+        .max(1);
+    let bytes = window.saturating_mul(per).saturating_add(wire);
+    // Waiting would never help a call that needs more than the whole budget: say why.
+    let whole = state
+        .config
+        .max_buffered_bytes
+        .max(state.config.max_body_bytes);
+    if bytes.saturating_add(wire) > whole {
+        return Err(invalid(
+            vec!["query".into()],
+            format!(
+                "judging this call holds about {bytes} bytes besides its body (its largest \
+                 rollout, principle included, is {largest} bytes, held {COPIES_IN_FLIGHT} \
+                 times while judged), over the gateway's byte budget of {whole} \
+                 (--max-buffered-bytes)"
+            ),
+        ));
+    }
+    let held = admit::reserve_more(state, bytes)?;
+    Ok((window, held))
 }
 
 impl Rewards {
@@ -197,10 +276,12 @@ fn rollouts(call: GetReward, state: &AppState) -> Result<Vec<Rollout>, ApiError>
             ));
         }
     }
+    // One copy of the configured principle for the whole call, shared by its rollouts.
+    let default: Option<Arc<str>> = state.config.principle.as_deref().map(Arc::from);
     let mut out = Vec::with_capacity(n);
     for (i, query) in call.query.iter().enumerate() {
         let label = call.labels.as_ref().and_then(|l| l.get(i));
-        let principle = principle(label, i, state.config.principle.as_deref())?;
+        let principle = principle(label, i, default.as_ref())?;
         let prompt = call.prompts.as_ref().and_then(|p| p.get(i));
         out.push(Rollout {
             principle,
@@ -210,17 +291,22 @@ fn rollouts(call: GetReward, state: &AppState) -> Result<Vec<Rollout>, ApiError>
     Ok(out)
 }
 
-/// The label's principle, else the configured one, else a 422 naming `labels[i]`.
-fn principle(label: Option<&Value>, i: usize, default: Option<&str>) -> Result<String, ApiError> {
+/// The label's principle, else the configured one (shared, not copied), else a 422
+/// naming `labels[i]`.
+fn principle(
+    label: Option<&Value>,
+    i: usize,
+    default: Option<&Arc<str>>,
+) -> Result<Arc<str>, ApiError> {
     let at = |extra: Option<&str>| {
         let mut loc = vec![Value::from("labels"), Value::from(i)];
         loc.extend(extra.map(Value::from));
         loc
     };
     match label.map(label_principle).transpose() {
-        Ok(Some(Some(p))) => Ok(p),
+        Ok(Some(Some(p))) => Ok(Arc::from(p)),
         Err(e) => Err(invalid(at(Some("principle")), e.to_string())),
-        Ok(None | Some(None)) => default.map(str::to_string).ok_or_else(|| {
+        Ok(None | Some(None)) => default.cloned().ok_or_else(|| {
             invalid(
                 at(None),
                 "no principle: give one in the label ({\"principle\": \"...\"}) or start \
@@ -253,12 +339,18 @@ mod tests {
         }
     }
 
+    fn text(p: Result<Arc<str>, ApiError>) -> String {
+        p.unwrap().to_string()
+    }
+
     #[test]
     fn label_principles_override_the_default() {
+        let default: Arc<str> = Arc::from("d");
+        let d = Some(&default);
         let obj = json!({"principle": "Be brief.", "answer": "4"});
-        assert_eq!(principle(Some(&obj), 0, Some("d")).unwrap(), "Be brief.");
-        let text = Value::from(r#"{"principle": "Be kind."}"#);
-        assert_eq!(principle(Some(&text), 0, None).unwrap(), "Be kind.");
+        assert_eq!(text(principle(Some(&obj), 0, d)), "Be brief.");
+        let label = Value::from(r#"{"principle": "Be kind."}"#);
+        assert_eq!(text(principle(Some(&label), 0, None)), "Be kind.");
         // Ground-truth labels are not principles.
         for label in [
             json!("42"),
@@ -267,20 +359,24 @@ mod tests {
             json!(7),
             json!({"answer": 1}),
         ] {
-            assert_eq!(principle(Some(&label), 0, Some("d")).unwrap(), "d");
+            assert_eq!(text(principle(Some(&label), 0, d)), "d");
         }
-        assert_eq!(principle(None, 0, Some("d")).unwrap(), "d");
+        assert_eq!(text(principle(None, 0, d)), "d");
+        // The default is shared, not copied.
+        let shared = principle(None, 0, d).unwrap();
+        assert!(Arc::ptr_eq(&shared, &default));
     }
 
     #[test]
     fn a_missing_or_bad_principle_names_the_label() {
+        let d: Arc<str> = Arc::from("d");
         assert_eq!(
             loc(principle(Some(&json!("42")), 3, None).unwrap_err()),
             [json!("body"), json!("labels"), json!(3)]
         );
         for bad in [json!({"principle": 5}), json!({"principle": "  "})] {
             assert_eq!(
-                loc(principle(Some(&bad), 1, Some("d")).unwrap_err()),
+                loc(principle(Some(&bad), 1, Some(&d)).unwrap_err()),
                 [json!("body"), json!("labels"), json!(1), json!("principle")]
             );
         }

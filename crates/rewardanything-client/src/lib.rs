@@ -31,7 +31,8 @@ mod wire;
 
 pub use balance::{BalanceConfig, EndpointStats};
 pub use client::{
-    BodyHook, Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Judged, Sampling, Usage,
+    BodyHook, Client, ClientBuilder, DEFAULT_MAX_BUFFERED_RESPONSE_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES, Judged, ResponseBuffer, Sampling, Usage,
 };
 pub use error::{BuildError, JudgeError, JudgeErrorKind};
 pub use judgment::{Judgment, ParseError, ParseErrorKind};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::client::budget::{Reservation, ResponseBudget};
 use crate::parse::Completion;
 use crate::render::Message;
 
@@ -133,32 +134,72 @@ impl Answer {
     }
 }
 
+/// A body read whole, with its share of the client's answer budget (released when this
+/// is dropped, so keep it until the body has been decoded).
+pub(crate) struct Buffered {
+    bytes: Vec<u8>,
+    _reservation: Reservation,
+}
+
+impl std::ops::Deref for Buffered {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// Reads a body chunk by chunk, refusing one longer than `cap` as soon as that is known
 /// (from `Content-Length`, or when the running total passes it), so memory stays bounded
-/// whatever the server sends.
+/// whatever the server sends. Before the first byte is buffered the body's size is
+/// reserved in `budget`, shared by every request in flight (the rule is in
+/// [`crate::client::budget`]).
 pub(crate) async fn read_capped(
     mut response: reqwest::Response,
     cap: usize,
-) -> Result<bytes::Bytes, AttemptError> {
-    let too_large = || {
-        AttemptError::BadResponse(format!(
-            "response body larger than the {cap}-byte limit (max_response_bytes)"
-        ))
+    budget: &ResponseBudget,
+) -> Result<Buffered, AttemptError> {
+    let cap = cap as u64;
+    let whole = budget.bytes();
+    let too_large = |limit: u64| {
+        AttemptError::BadResponse(if limit < cap {
+            format!(
+                "response body larger than the client's whole {limit}-byte answer budget \
+                 (max_buffered_response_bytes)"
+            )
+        } else {
+            format!("response body larger than the {cap}-byte limit (max_response_bytes)")
+        })
     };
+    let limit = cap.min(whole);
     let declared = response.content_length();
-    if declared.is_some_and(|n| n > cap as u64) {
-        return Err(too_large());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
     }
-    // The server chose the Content-Length: reserve a modest start, grow as bytes arrive.
-    let mut body =
-        bytes::BytesMut::with_capacity(declared.map_or(8192, |n| n.min(64 << 10) as usize));
+    let mut reservation = budget.reserve(declared.unwrap_or(limit)).await;
+    let reserved = reservation.bytes();
+    // The reserved size is the most this buffer may hold: a declared size is allocated
+    // at once, an undeclared body grows by doubling up to its reservation.
+    let start = declared.unwrap_or(8192).min(reserved);
+    let mut body = Vec::with_capacity(start as usize);
+    reservation.track(body.capacity());
     while let Some(chunk) = response.chunk().await.map_err(AttemptError::transport)? {
-        if body.len() + chunk.len() > cap {
-            return Err(too_large());
+        let needed = body.len() as u64 + chunk.len() as u64;
+        if needed > reserved {
+            // A declared body longer than declared is cut like an undeclared one.
+            return Err(too_large(limit));
+        }
+        if needed > body.capacity() as u64 {
+            let grown = needed.max(body.capacity() as u64 * 2).min(reserved);
+            body.reserve_exact(grown as usize - body.len());
+            reservation.track(body.capacity());
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok(Buffered {
+        bytes: body,
+        _reservation: reservation,
+    })
 }
 
 /// Decodes a 2xx chat completion. A 200 whose body is an error object (some proxies and

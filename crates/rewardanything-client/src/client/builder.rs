@@ -316,6 +316,25 @@ impl ClientBuilder {
         self
     }
 
+    /// Most answer bytes buffered at once across every request in flight (default 64
+    /// MiB, [`DEFAULT_MAX_BUFFERED_RESPONSE_BYTES`](crate::DEFAULT_MAX_BUFFERED_RESPONSE_BYTES)). Each answer reserves its size (its
+    /// `Content-Length`, else `min(max_response_bytes, this)`) before its first byte is
+    /// read and keeps it until it is parsed; an answer that does not fit waits, holding
+    /// nothing, first come first served, so waiting cannot deadlock. An answer larger
+    /// than the whole budget fails with a `bad_response` error. The client's answer
+    /// buffers then stay under this many bytes whatever the servers send and however
+    /// many requests are in flight ([`Client::response_buffer`] shows them).
+    ///
+    /// ```
+    /// let b = rewardanything_client::Client::builder().endpoint("http://h/v1");
+    /// assert!(b.clone().max_buffered_response_bytes(16 << 20).build().is_ok());
+    /// assert!(b.max_buffered_response_bytes(0).build().is_err());
+    /// ```
+    pub fn max_buffered_response_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_buffered_response_bytes = bytes;
+        self
+    }
+
     /// Endpoint ejection and back-pressure settings.
     ///
     /// ```
@@ -372,6 +391,7 @@ impl ClientBuilder {
             discovered_model: OnceCell::new(),
             discovery_failure: std::sync::Mutex::new(None),
             in_flight: Semaphore::new(config.max_in_flight),
+            response_budget: super::budget::ResponseBudget::new(config.max_buffered_response_bytes),
             rate_limiter,
             config,
         };

@@ -147,6 +147,7 @@ pub(crate) struct ClientConfig {
     pub balance: BalanceConfig,
     pub parse_options: ParseOptions,
     pub max_response_bytes: usize,
+    pub max_buffered_response_bytes: usize,
     pub http: Option<reqwest::Client>,
 }
 
@@ -172,6 +173,7 @@ impl Default for ClientConfig {
             balance: BalanceConfig::default(),
             parse_options: ParseOptions::strict(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_buffered_response_bytes: super::budget::DEFAULT_MAX_BUFFERED_RESPONSE_BYTES,
             http: None,
         }
     }
@@ -205,6 +207,9 @@ impl ClientConfig {
         }
         if self.max_response_bytes == 0 {
             return Err("max_response_bytes must be at least 1".into());
+        }
+        if self.max_buffered_response_bytes == 0 {
+            return Err("max_buffered_response_bytes must be at least 1".into());
         }
         self.sampling.check()
     }

@@ -146,7 +146,12 @@ impl Inner {
             let status = response.status().as_u16();
             Ok::<_, AttemptError>((
                 status,
-                read_capped(response, self.config.max_response_bytes).await?,
+                read_capped(
+                    response,
+                    self.config.max_response_bytes,
+                    &self.response_budget,
+                )
+                .await?,
             ))
         };
         let timeout = self.config.attempt_timeout.min(MODELS_TIMEOUT);

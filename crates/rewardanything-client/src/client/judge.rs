@@ -19,8 +19,8 @@ use crate::parse::{ParseOptions, parse_completion_with};
 use crate::render::{JudgeRequest, Masking, RenderedPrompt, content_hash, render};
 use crate::retry::{AttemptState, Backoff, Decision, classify};
 use crate::wire::{
-    Answer, AttemptError, AttemptSampling, chat_body, decode_completion, parse_retry_after,
-    read_capped, server_message,
+    Answer, AttemptError, AttemptSampling, Buffered, chat_body, decode_completion,
+    parse_retry_after, read_capped, server_message,
 };
 
 /// Temperature of a re-ask of a malformed answer when sampling is greedy.
@@ -46,11 +46,12 @@ struct Call<'a> {
     reasked: bool,
 }
 
-/// The answer of one attempt, read but not decoded.
+/// The answer of one attempt, read but not decoded; it holds its share of the client's
+/// answer budget until dropped.
 struct RawAnswer {
     status: u16,
     retry_after: Option<Duration>,
-    body: bytes::Bytes,
+    body: Buffered,
 }
 
 impl Inner {
@@ -177,7 +178,12 @@ impl Inner {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
-            let body = read_capped(response, self.config.max_response_bytes).await?;
+            let body = read_capped(
+                response,
+                self.config.max_response_bytes,
+                &self.response_budget,
+            )
+            .await?;
             Ok(RawAnswer {
                 status,
                 retry_after,
@@ -327,7 +333,7 @@ impl<'a> Call<'a> {
     /// costs more than the parse.)
     async fn decode_and_parse(
         &self,
-        body: bytes::Bytes,
+        body: Buffered,
     ) -> Result<(Judgment, Option<Usage>), Undecoded> {
         tokio::task::yield_now().await;
         let names = self

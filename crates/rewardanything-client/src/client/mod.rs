@@ -5,6 +5,7 @@
 //! judgment's attempts; the wire format is [`crate::wire`], the retry decision
 //! [`crate::retry`].
 
+pub(crate) mod budget;
 mod builder;
 mod config;
 mod discovery;
@@ -20,6 +21,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use tracing::Instrument;
 
 pub use crate::wire::Usage;
+pub use budget::{DEFAULT_MAX_BUFFERED_RESPONSE_BYTES, ResponseBuffer};
 pub use builder::ClientBuilder;
 pub use config::{BodyHook, DEFAULT_MAX_RESPONSE_BYTES, Sampling};
 
@@ -66,6 +68,8 @@ struct Inner {
     /// rather than each running its own retry loop against a dead server.
     discovery_failure: std::sync::Mutex<Option<(std::time::Instant, Arc<BuildError>)>>,
     in_flight: Semaphore,
+    /// Answer bodies buffered at once, across every request in flight.
+    response_budget: budget::ResponseBudget,
     rate_limiter: Option<DirectLimiter>,
 }
 
@@ -166,6 +170,21 @@ impl Client {
             .iter()
             .map(|e| e.stats())
             .collect()
+    }
+
+    /// The answer bytes this client (and its clones) buffer now and buffered at most,
+    /// and their budget ([`ClientBuilder::max_buffered_response_bytes`]).
+    ///
+    /// ```
+    /// let c = rewardanything_client::Client::builder()
+    ///     .endpoint("http://h/v1")
+    ///     .max_buffered_response_bytes(1 << 20)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(c.response_buffer().budget_bytes, 1 << 20);
+    /// ```
+    pub fn response_buffer(&self) -> ResponseBuffer {
+        self.inner.response_budget.snapshot()
     }
 
     /// Replaces the endpoints while running (e.g. replicas restarted by `ra-serve`).
