@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -81,15 +80,14 @@ fn is_closed(event_loop: &Bound<'_, PyAny>) -> bool {
 /// Hands `work` to the running asyncio loop: returns an asyncio future for
 /// `finish(work's output)`, which runs where the result is delivered, with the GIL held
 /// (so an exception is made there, never on a runtime worker).
-pub(crate) fn awaitable<'py, F, W, T>(
+pub(crate) fn awaitable<'py, F, W>(
     py: Python<'py>,
     work: F,
-    finish: fn(Python<'_>, W) -> PyResult<T>,
+    finish: fn(Python<'_>, W) -> PyResult<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = W> + Send + 'static,
     W: Send + 'static,
-    T: for<'a> IntoPyObject<'a>,
 {
     let handle = runtime::handle()
         .map_err(|e| PyRuntimeError::new_err(format!("cannot start the tokio runtime: {e}")))?;
@@ -125,14 +123,12 @@ where
 
 /// Sets the future's outcome on its loop, unless the interpreter is exiting or the loop
 /// closed (then the outcome is dropped silently: nobody can receive it).
-fn deliver<W, T>(
+fn deliver<W>(
     event_loop: Py<PyAny>,
     future: Py<PyAny>,
     output: W,
-    finish: fn(Python<'_>, W) -> PyResult<T>,
-) where
-    T: for<'a> IntoPyObject<'a>,
-{
+    finish: fn(Python<'_>, W) -> PyResult<Py<PyAny>>,
+) {
     if runtime::exiting() {
         return;
     }
@@ -145,7 +141,7 @@ fn deliver<W, T>(
         if is_closed(event_loop) {
             return;
         }
-        let (ok, value) = match finish(py, output).and_then(|v| v.into_py_any(py)) {
+        let (ok, value) = match finish(py, output) {
             Ok(value) => (true, value),
             Err(e) => (false, e.into_value(py).into_any()),
         };

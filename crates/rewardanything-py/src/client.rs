@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use indexmap::IndexMap;
+use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
@@ -307,7 +308,9 @@ impl PyClient {
         let client = self.client()?;
         // The exception is made on delivery, with the GIL held there: the runtime's
         // workers never take the GIL.
-        crate::bridge::awaitable(py, judge_one(client, request), |_, r| r.into_result())
+        crate::bridge::awaitable(py, judge_one(client, request), |py, r| {
+            r.into_result()?.into_py_any(py)
+        })
     }
 
     /// `await client.ajudge_batch(requests)`: like `judge_batch`, on the running loop.
@@ -319,7 +322,9 @@ impl PyClient {
         let requests = convert::batch(requests)?;
         let client = self.client()?;
         let limit = self.concurrency;
-        crate::bridge::awaitable(py, judge_all(client, requests, limit), |_, r| Ok(r))
+        crate::bridge::awaitable(py, judge_all(client, requests, limit), |py, r| {
+            r.into_py_any(py)
+        })
     }
 
     /// Checks that an endpoint answers and serves the model; returns the model name.

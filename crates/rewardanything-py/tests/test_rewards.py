@@ -168,7 +168,7 @@ def test_two_keys_with_equal_text_are_refused(mock):
     responses = {Distinct("a"): "score=1", Distinct("a"): "score=5"}
     assert len(responses) == 2
     client = Client(mock.url)
-    with pytest.raises(ValueError, match="two keys with the text "a""):
+    with pytest.raises(ValueError, match='two keys with the text "a"'):
         client.judge("p", "q", responses)
     with pytest.raises(ValueError, match=r"requests\[0\]\.responses has two keys"):
         client.judge_batch([{"principle": "p", "prompt": "q", "responses": responses}])
