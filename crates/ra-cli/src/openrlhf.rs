@@ -23,14 +23,27 @@ pub enum Scale {
     /// (score - 3) / 2, in [-1, 1] (a fixed map: a reward never depends on which
     /// rollouts shared its group).
     Centered,
+    /// Group-mean centering: refused with a reason (accepted by the parser only so the
+    /// error can say why and what to use instead).
+    #[value(hide = true)]
+    Group,
 }
 
-impl From<Scale> for RewardScale {
-    fn from(s: Scale) -> Self {
+impl TryFrom<Scale> for RewardScale {
+    type Error = anyhow::Error;
+
+    fn try_from(s: Scale) -> anyhow::Result<Self> {
         match s {
-            Scale::Raw => RewardScale::Raw,
-            Scale::Unit => RewardScale::Unit,
-            Scale::Centered => RewardScale::Centered,
+            Scale::Raw => Ok(RewardScale::Raw),
+            Scale::Unit => Ok(RewardScale::Unit),
+            Scale::Centered => Ok(RewardScale::Centered),
+            Scale::Group => anyhow::bail!(
+                "--reward group (unit score minus the group's mean) is not offered by \
+                 /get_reward: OpenRLHF sends one rollout per request, so a reward would \
+                 depend on which rollouts happened to be coalesced together, and a rollout \
+                 judged alone would always get 0; use --reward centered (the fixed \
+                 (s-3)/2) or unit"
+            ),
         }
     }
 }
@@ -94,7 +107,7 @@ impl RewardArgs {
         }
         Ok(RewardSettings {
             principle: self.principle(config_path)?,
-            scale: self.scale.into(),
+            scale: self.scale.try_into()?,
             failure_reward: self.failure_reward,
             window: self.group_window_ms,
             max_group_size: self.max_group_size,

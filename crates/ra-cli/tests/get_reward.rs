@@ -110,6 +110,9 @@ fn absurd_reward_flags_are_refused_with_status_2() {
             "cannot be used with",
         ),
         (vec!["--reward", "zscore"], "invalid value"),
+        // `group` means group-mean centering everywhere; /get_reward has no group to
+        // centre on, so it says so instead of accepting it (or taking it for `centered`).
+        (vec!["--reward", "group"], "--reward group"),
     ] {
         let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
         let run = ra(&args, b"");

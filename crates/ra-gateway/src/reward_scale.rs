@@ -18,9 +18,10 @@ pub enum RewardScale {
     Raw,
     /// `(score - 1) / 4`, in `[0, 1]` ([`Normalization::Unit`]).
     Unit,
-    /// `(score - 3) / 2`, in `[-1, 1]` ([`Normalization::Midpoint`]): a fixed map, not
-    /// the group mean-centering of [`Normalization::Centered`], so a reward never
-    /// depends on which rollouts happened to share its call.
+    /// `(score - 3) / 2`, in `[-1, 1]` ([`Normalization::Centered`]): a fixed map, so a
+    /// reward never depends on which rollouts happened to share its call. Group-mean
+    /// centering ([`Normalization::Group`]) is deliberately not offered: coalesced groups
+    /// are whoever arrived together, and a rollout judged alone has no group.
     Centered,
 }
 
@@ -29,13 +30,13 @@ impl RewardScale {
     ///
     /// ```
     /// use rewardanything_client::reward::Normalization;
-    /// assert_eq!(ra_gateway::RewardScale::Centered.normalization(), Normalization::Midpoint);
+    /// assert_eq!(ra_gateway::RewardScale::Centered.normalization(), Normalization::Centered);
     /// ```
     pub fn normalization(self) -> Normalization {
         match self {
             RewardScale::Raw => Normalization::Raw,
             RewardScale::Unit => Normalization::Unit,
-            RewardScale::Centered => Normalization::Midpoint,
+            RewardScale::Centered => Normalization::Centered,
         }
     }
 
@@ -45,9 +46,10 @@ impl RewardScale {
     /// assert_eq!(ra_gateway::RewardScale::Unit.reward(1.0), 0.0);
     /// ```
     pub fn reward(self, score: f64) -> f64 {
+        // Every scale is a fixed map, defined on a single score.
         normalize(&[score], self.normalization())
-            .first()
-            .copied()
+            .ok()
+            .and_then(|r| r.first().copied())
             .unwrap_or(f64::NAN)
     }
 }

@@ -13,7 +13,12 @@ use crate::error::{JudgeError, JudgeErrorKind};
 use crate::judgment::{ParseError, ParseErrorKind};
 use crate::render::JudgeRequest;
 
-/// How raw 1–5 scores become rewards.
+/// How raw 1–5 scores become rewards. Each name means one map everywhere (this
+/// library, `ra gateway --reward`, the Python package's `normalize`/`RA_NORMALIZE`).
+///
+/// `Midpoint` was renamed [`Centered`](Self::Centered) (the same fixed `(s - 3) / 2`);
+/// what used to be `Centered` (unit minus the group's mean) is now
+/// [`Group`](Self::Group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -23,14 +28,89 @@ pub enum Normalization {
     /// `(score - 1) / 4`, in `[0, 1]` (default).
     #[default]
     Unit,
-    /// `(score - 1) / 4` minus the group's mean of that, so a group sums to 0 (a single
-    /// response always gets 0).
+    /// `(score - 3) / 2`, in `[-1, 1]`: the scale's midpoint is 0. A fixed map: a
+    /// response's reward never depends on which other responses shared its call.
     Centered,
-    /// `(score - 3) / 2`, in `[-1, 1]`: the scale's midpoint is 0. A fixed map, unlike
-    /// [`Centered`](Self::Centered): a response's reward never depends on which other
-    /// responses shared its call (what a reward server that groups independent callers
-    /// needs).
-    Midpoint,
+    /// `(score - 1) / 4` minus the group's mean of that, so a group sums to 0. Needs a
+    /// group of at least two responses: a group of one is refused
+    /// ([`NormalizeError::NoGroup`]) rather than given a constant 0.
+    Group,
+}
+
+impl Normalization {
+    /// Every normalization's name, as parsed and printed: `raw`, `unit`, `centered`,
+    /// `group`.
+    pub const NAMES: [&'static str; 4] = ["raw", "unit", "centered", "group"];
+
+    /// The name (as in `RA_NORMALIZE` and the serde form).
+    ///
+    /// ```
+    /// use rewardanything_client::reward::Normalization;
+    /// assert_eq!(Normalization::Group.name(), "group");
+    /// assert_eq!("centered".parse::<Normalization>().unwrap(), Normalization::Centered);
+    /// assert!("midpoint".parse::<Normalization>().is_err());
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalization::Raw => "raw",
+            Normalization::Unit => "unit",
+            Normalization::Centered => "centered",
+            Normalization::Group => "group",
+        }
+    }
+}
+
+impl std::fmt::Display for Normalization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A normalization name that is not one of [`Normalization::NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown normalization {0:?}: expected raw, unit, centered (the fixed (s-3)/2) or group (unit minus the group's mean)"
+)]
+pub struct UnknownNormalization(pub String);
+
+impl std::str::FromStr for Normalization {
+    type Err = UnknownNormalization;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Normalization::Raw,
+            Normalization::Unit,
+            Normalization::Centered,
+            Normalization::Group,
+        ]
+        .into_iter()
+        .find(|n| n.name() == s)
+        .ok_or_else(|| UnknownNormalization(s.to_string()))
+    }
+}
+
+/// A normalization that cannot apply to the scores given.
+///
+/// ```
+/// use rewardanything_client::reward::{normalize, Normalization, NormalizeError};
+/// let e = normalize(&[4.0], Normalization::Group).unwrap_err();
+/// assert_eq!(e, NormalizeError::NoGroup { responses: 1 });
+/// assert!(e.to_string().contains("group"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NormalizeError {
+    /// [`Normalization::Group`] on fewer than two responses: the group mean of one
+    /// response is itself, so every reward would be 0 whatever the score.
+    #[error(
+        "normalization `group` (unit score minus the group's mean) needs a group of at least 2 \
+         responses judged together, got {responses}: every reward would be 0; use `centered` \
+         (the fixed (s-3)/2) or `unit` for single responses"
+    )]
+    NoGroup {
+        /// How many responses there were.
+        responses: usize,
+    },
 }
 
 /// The reward given when a judgment fails.
@@ -57,14 +137,44 @@ impl OnFailure {
     }
 }
 
+/// Why a group got no rewards: its judgment failed, or its scores could not be
+/// normalized as configured.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RewardError {
+    /// The judgment failed.
+    #[error(transparent)]
+    Judge(#[from] JudgeError),
+    /// The normalization does not apply to this group (e.g. `group` on one response);
+    /// nothing was sent to the judge.
+    #[error(transparent)]
+    Normalize(#[from] NormalizeError),
+}
+
+impl RewardError {
+    /// The judgment's error, if that is what failed.
+    ///
+    /// ```
+    /// use rewardanything_client::reward::{RewardError, NormalizeError};
+    /// let e = RewardError::Normalize(NormalizeError::NoGroup { responses: 1 });
+    /// assert!(e.judge().is_none());
+    /// ```
+    pub fn judge(&self) -> Option<&JudgeError> {
+        match self {
+            RewardError::Judge(e) => Some(e),
+            RewardError::Normalize(_) => None,
+        }
+    }
+}
+
 /// The rewards of one group, in the order the responses were given.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupRewards {
     /// One reward per response; on failure, the [`OnFailure`] value for each.
     pub rewards: Vec<Option<f64>>,
-    /// Why the judgment failed, if it did.
+    /// Why the group got no rewards, if it did not.
     #[serde(skip)]
-    pub error: Option<JudgeError>,
+    pub error: Option<RewardError>,
 }
 
 impl GroupRewards {
@@ -134,7 +244,8 @@ impl Rewarder {
 
     /// The reward of a single response (a one-response listwise call). On failure, the
     /// failure value, `OnFailure::None` being NaN here; use
-    /// [`reward_flagged`](Self::reward_flagged) to know whether it failed.
+    /// [`reward_flagged`](Self::reward_flagged) to know whether it failed. With
+    /// [`Normalization::Group`] it always fails (there is no group): nothing is sent.
     pub async fn reward(&self, principle: &str, prompt: &str, response: &str) -> f64 {
         self.reward_flagged(principle, prompt, response).await.0
     }
@@ -152,7 +263,8 @@ impl Rewarder {
     }
 
     /// Scores a group of responses in one listwise call; one reward per response, in
-    /// input order.
+    /// input order. With [`Normalization::Group`] a group of fewer than two responses
+    /// fails with [`NormalizeError::NoGroup`] before anything is sent.
     pub async fn group_rewards<S: AsRef<str>>(
         &self,
         principle: &str,
@@ -160,12 +272,28 @@ impl Rewarder {
         responses: &[S],
     ) -> GroupRewards {
         let request = group_request(principle, prompt, responses);
+        if let Err(e) = self.check_group(&request) {
+            return self.failed(&request, e.into());
+        }
         let result = self.client.judge(&request).await;
         self.to_rewards(&request, result)
     }
 
+    /// Whether the normalization applies to a group of this size, before judging it.
+    fn check_group(&self, request: &JudgeRequest) -> Result<(), NormalizeError> {
+        check_group_size(request.responses.len(), self.normalization)
+    }
+
+    fn failed(&self, request: &JudgeRequest, error: RewardError) -> GroupRewards {
+        GroupRewards {
+            rewards: vec![self.on_failure.value(); request.responses.len()],
+            error: Some(error),
+        }
+    }
+
     /// Scores many groups concurrently (up to the client's in-flight limit); results in
-    /// input order.
+    /// input order. A group the normalization does not apply to fails alone (see
+    /// [`group_rewards`](Self::group_rewards)) and is not sent.
     pub async fn group_rewards_many<I, S>(&self, groups: I) -> Vec<GroupRewards>
     where
         I: IntoIterator<Item = (String, String, Vec<S>)>,
@@ -175,15 +303,30 @@ impl Rewarder {
             .into_iter()
             .map(|(principle, prompt, responses)| group_request(&principle, &prompt, &responses))
             .collect();
-        let results: Vec<_> = self
+        let sendable: Vec<JudgeRequest> = requests
+            .iter()
+            .filter(|r| self.check_group(r).is_ok())
+            .cloned()
+            .collect();
+        let mut results = self
             .client
-            .judge_many_ordered(requests.clone(), None)
-            .collect()
-            .await;
+            .judge_many_ordered(sendable, None)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter();
         requests
             .iter()
-            .zip(results)
-            .map(|(request, result)| self.to_rewards(request, result))
+            .map(|request| match self.check_group(request) {
+                Err(e) => self.failed(request, e.into()),
+                // One result per request sent, in order.
+                Ok(()) => match results.next() {
+                    Some(result) => self.to_rewards(request, result),
+                    None => self.failed(
+                        request,
+                        JudgeError::new(JudgeErrorKind::Cancelled, 0).into(),
+                    ),
+                },
+            })
             .collect()
     }
 
@@ -210,25 +353,20 @@ impl Rewarder {
                 )),
             }
         });
-        match result {
-            Ok(judgment) => {
-                let raw: Vec<f64> = request
-                    .responses
-                    .keys()
-                    .map(|name| judgment.scores.get(name).copied().unwrap_or(f64::NAN))
-                    .collect();
-                GroupRewards {
-                    rewards: normalize(&raw, self.normalization)
-                        .into_iter()
-                        .map(Some)
-                        .collect(),
-                    error: None,
-                }
-            }
-            Err(error) => GroupRewards {
-                rewards: vec![self.on_failure.value(); request.responses.len()],
-                error: Some(error),
+        let raw: Vec<f64> = match result {
+            Ok(judgment) => request
+                .responses
+                .keys()
+                .map(|name| judgment.scores.get(name).copied().unwrap_or(f64::NAN))
+                .collect(),
+            Err(error) => return self.failed(request, error.into()),
+        };
+        match normalize(&raw, self.normalization) {
+            Ok(rewards) => GroupRewards {
+                rewards: rewards.into_iter().map(Some).collect(),
+                error: None,
             },
+            Err(error) => self.failed(request, error.into()),
         }
     }
 }
@@ -241,23 +379,44 @@ fn group_request<S: AsRef<str>>(principle: &str, prompt: &str, responses: &[S]) 
     request
 }
 
-/// Applies a [`Normalization`] to raw 1–5 scores.
+/// Whether `normalization` applies to a group of `responses` responses:
+/// [`Normalization::Group`] needs at least two, the fixed maps any number.
+///
+/// ```
+/// use rewardanything_client::reward::{check_group_size, Normalization};
+/// assert!(check_group_size(1, Normalization::Centered).is_ok());
+/// assert!(check_group_size(1, Normalization::Group).is_err());
+/// assert!(check_group_size(2, Normalization::Group).is_ok());
+/// ```
+pub fn check_group_size(
+    responses: usize,
+    normalization: Normalization,
+) -> Result<(), NormalizeError> {
+    match normalization {
+        Normalization::Group if responses < 2 => Err(NormalizeError::NoGroup { responses }),
+        _ => Ok(()),
+    }
+}
+
+/// Applies a [`Normalization`] to the raw 1–5 scores of one group.
 ///
 /// ```
 /// use rewardanything_client::reward::{normalize, Normalization};
-/// assert_eq!(normalize(&[1.0, 5.0], Normalization::Unit), [0.0, 1.0]);
-/// assert_eq!(normalize(&[1.0, 5.0], Normalization::Centered), [-0.5, 0.5]);
-/// assert_eq!(normalize(&[1.0, 3.0, 4.0], Normalization::Midpoint), [-1.0, 0.0, 0.5]);
+/// assert_eq!(normalize(&[1.0, 5.0], Normalization::Unit).unwrap(), [0.0, 1.0]);
+/// assert_eq!(normalize(&[1.0, 3.0, 4.0], Normalization::Centered).unwrap(), [-1.0, 0.0, 0.5]);
+/// assert_eq!(normalize(&[1.0, 5.0], Normalization::Group).unwrap(), [-0.5, 0.5]);
+/// assert!(normalize(&[5.0], Normalization::Group).is_err()); // no group: never a constant 0
 /// ```
-pub fn normalize(raw: &[f64], normalization: Normalization) -> Vec<f64> {
+pub fn normalize(raw: &[f64], normalization: Normalization) -> Result<Vec<f64>, NormalizeError> {
+    check_group_size(raw.len(), normalization)?;
     let unit = |s: f64| (s - 1.0) / 4.0;
-    match normalization {
+    Ok(match normalization {
         Normalization::Raw => raw.to_vec(),
         Normalization::Unit => raw.iter().map(|&s| unit(s)).collect(),
-        Normalization::Midpoint => raw.iter().map(|&s| (s - 3.0) / 2.0).collect(),
-        Normalization::Centered => {
-            let mean = raw.iter().map(|&s| unit(s)).sum::<f64>() / raw.len().max(1) as f64;
+        Normalization::Centered => raw.iter().map(|&s| (s - 3.0) / 2.0).collect(),
+        Normalization::Group => {
+            let mean = raw.iter().map(|&s| unit(s)).sum::<f64>() / raw.len() as f64;
             raw.iter().map(|&s| unit(s) - mean).collect()
         }
-    }
+    })
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use client_common::{NAMES, assert_judgment, builder, expected, numbered};
 use futures::StreamExt;
 use ra_mock::{DEFAULT_MODEL, Latency, MockServer, Outcome, ReasoningShape};
-use rewardanything_client::reward::{Normalization, OnFailure, Rewarder, normalize};
+use rewardanything_client::reward::{
+    Normalization, NormalizeError, OnFailure, RewardError, Rewarder, normalize,
+};
 use rewardanything_client::{BuildError, Client, JudgeErrorKind, JudgeRequest, RetryPolicy};
 
 fn random_latency() -> Latency {
@@ -432,8 +434,10 @@ async fn group_rewards_in_input_order_for_each_normalization() {
     let cases = [
         (Normalization::Raw, vec![5.0, 2.0, 4.0, 1.0]),
         (Normalization::Unit, vec![1.0, 0.25, 0.75, 0.0]),
+        // The fixed (s - 3) / 2.
+        (Normalization::Centered, vec![1.0, -0.5, 0.5, -1.0]),
         // Unit values minus their mean 0.5.
-        (Normalization::Centered, vec![0.5, -0.25, 0.25, -0.5]),
+        (Normalization::Group, vec![0.5, -0.25, 0.25, -0.5]),
     ];
     for (normalization, want) in cases {
         let rewarder = Rewarder::new(client.clone()).normalization(normalization);
@@ -443,14 +447,56 @@ async fn group_rewards_in_input_order_for_each_normalization() {
         assert!(group.is_ok(), "{:?}", group.error);
         let got: Vec<f64> = group.rewards.iter().map(|r| r.unwrap()).collect();
         assert_eq!(got, want, "{normalization:?}");
-        assert_eq!(got, normalize(&raw, normalization));
+        assert_eq!(got, normalize(&raw, normalization).unwrap());
     }
-    // One response: reward() is its unit score.
+    // One response: reward() is its unit score, or its fixed centered score.
     let rewarder = Rewarder::new(client.clone());
     let r = rewarder.reward("p", "q", "lonely answer score=4").await;
     assert_eq!(r, 0.75);
-    // The group was sent as one listwise call each time (3 groups + 1 single).
-    assert_eq!(mock.stats().chat_requests, 4);
+    let centered = Rewarder::new(client.clone()).normalization(Normalization::Centered);
+    assert_eq!(
+        centered.reward("p", "q", "lonely answer score=1").await,
+        -1.0
+    );
+    // The group was sent as one listwise call each time (4 groups + 2 singles).
+    assert_eq!(mock.stats().chat_requests, 6);
+    // `group` with no group is refused, never a constant 0, and nothing is sent.
+    let group = Rewarder::new(client.clone())
+        .normalization(Normalization::Group)
+        .on_failure(OnFailure::Fixed(0.0));
+    let (value, ok) = group
+        .reward_flagged("p", "q", "lonely answer score=5")
+        .await;
+    assert!(!ok, "a group of one must fail, got reward {value}");
+    let single = group.group_rewards("p", "q", &["alone score=5"]).await;
+    assert!(
+        matches!(
+            single.error,
+            Some(RewardError::Normalize(NormalizeError::NoGroup {
+                responses: 1
+            }))
+        ),
+        "{:?}",
+        single.error
+    );
+    // In a batch only the group of one fails; the others are judged.
+    let many = group
+        .group_rewards_many(vec![
+            (
+                "p".to_string(),
+                "q".to_string(),
+                vec!["alone score=5".to_string()],
+            ),
+            ("p".to_string(), "q".to_string(), texts.clone()),
+        ])
+        .await;
+    assert!(many[0].error.is_some());
+    assert_eq!(many[1].to_f64(), [0.5, -0.25, 0.25, -0.5]);
+    assert_eq!(
+        mock.stats().chat_requests,
+        7,
+        "only the real group was sent"
+    );
     mock.shutdown().await;
 }
 
@@ -486,7 +532,13 @@ async fn group_rewards_failure_values() {
     let nan = Rewarder::new(client.clone()).on_failure(OnFailure::Nan);
     let g = nan.group_rewards("p", prompt, &texts).await;
     assert!(!g.is_ok());
-    assert_eq!(g.error.as_ref().and_then(|e| e.status()), Some(400));
+    assert_eq!(
+        g.error
+            .as_ref()
+            .and_then(RewardError::judge)
+            .and_then(|e| e.status()),
+        Some(400)
+    );
     assert_eq!(g.rewards.len(), 4);
     assert!(g.rewards.iter().all(|r| r.is_some_and(f64::is_nan)));
     assert!(nan.reward("p", prompt, "x").await.is_nan());

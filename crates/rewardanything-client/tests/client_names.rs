@@ -138,6 +138,7 @@ async fn a_lenient_client_never_turns_a_missing_score_into_a_silent_reward() {
         .error
         .as_ref()
         .expect("a missing score is a failed reward");
+    let error = error.judge().expect("a judgment error");
     assert_eq!(error.kind_str(), "incomplete", "{error}");
     assert!(
         group.to_f64().iter().all(|r| *r == 0.0),

@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use indexmap::IndexMap;
+use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use rewardanything_client::endpoints_file::EndpointsFile;
+use rewardanything_client::render::render;
 use rewardanything_client::{Client, JudgeRequest, Masking, RetryPolicy, Sampling};
 
 use crate::convert;
@@ -111,24 +114,51 @@ fn bounded(value: i64, field: &str, min: i64, max: i64) -> PyResult<i64> {
     }
 }
 
-/// Seconds as a duration: finite, above 0, at most a year.
+/// The shortest timeout accepted, as by `ra`: a millisecond (shorter ones round to zero
+/// on the way to a timer, so every call would fail).
+const MIN_SECONDS: f64 = 0.001;
+
+/// The longest timeout accepted, as by `ra`: a week (larger values are surely a mistake,
+/// and far larger ones overflow the clock).
+const MAX_SECONDS: f64 = 7.0 * 86_400.0;
+
+/// Seconds as a duration: finite, from a millisecond to a week (the rule of `ra`'s
+/// `--timeout`).
 fn seconds(value: f64, field: &str) -> PyResult<Duration> {
-    const YEAR: f64 = 365.0 * 86_400.0;
-    if value.is_finite() && value > 0.0 && value <= YEAR {
+    if value.is_finite() && (MIN_SECONDS..=MAX_SECONDS).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(PyValueError::new_err(format!(
-            "{field} must be a number of seconds above 0 and at most a year, not {value}"
+            "{field} must be a number of seconds from {MIN_SECONDS} (a millisecond) to \
+             {MAX_SECONDS} (a week), not {value}"
         )))
+    }
+}
+
+/// Each response's name → the name the judge is shown it under with this masking,
+/// taken from the client library's own rendering (the one owner of the shuffle).
+fn shown_as(request: &JudgeRequest, masking: Masking) -> IndexMap<String, String> {
+    match render(request, masking).masked2real {
+        Some(masked2real) => masked2real
+            .into_iter()
+            .map(|(masked, real)| (real, masked))
+            .collect(),
+        None => request
+            .responses
+            .keys()
+            .map(|name| (name.clone(), name.clone()))
+            .collect(),
     }
 }
 
 /// Judges one request; a failure is a result with `error` set, never a panic.
 async fn judge_one(client: Client, request: JudgeRequest) -> RewardResult {
     let started = Instant::now();
+    // `judge_detailed` renders with the client's masking: the same mapping.
+    let shown = shown_as(&request, client.masking());
     match client.judge_detailed(&request).await {
-        Ok(judged) => RewardResult::judged(judged),
-        Err(e) => RewardResult::failed(&e, started.elapsed()),
+        Ok(judged) => RewardResult::judged(judged, shown),
+        Err(e) => RewardResult::failed(&e, started.elapsed(), shown),
     }
 }
 
@@ -168,17 +198,6 @@ impl PyClient {
             ));
         }
         Ok(self.client.clone())
-    }
-
-    /// Hands `work` to asyncio on this process's runtime.
-    fn awaitable<'py, F, T>(py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
-    where
-        F: std::future::Future<Output = PyResult<T>> + Send + 'static,
-        T: for<'a> pyo3::IntoPyObject<'a> + Send + 'static,
-    {
-        crate::runtime::handle()
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the tokio runtime: {e}")))?;
-        pyo3_async_runtimes::generic::future_into_py::<crate::runtime::ForkSafe, _, T>(py, work)
     }
 }
 
@@ -287,10 +306,11 @@ impl PyClient {
     ) -> PyResult<Bound<'py, PyAny>> {
         let request = convert::request(principle, prompt, responses, mask_responses, "")?;
         let client = self.client()?;
-        Self::awaitable(
-            py,
-            async move { judge_one(client, request).await.into_result() },
-        )
+        // The exception is made on delivery, with the GIL held there: the runtime's
+        // workers never take the GIL.
+        crate::bridge::awaitable(py, judge_one(client, request), |py, r| {
+            r.into_result()?.into_py_any(py)
+        })
     }
 
     /// `await client.ajudge_batch(requests)`: like `judge_batch`, on the running loop.
@@ -302,10 +322,9 @@ impl PyClient {
         let requests = convert::batch(requests)?;
         let client = self.client()?;
         let limit = self.concurrency;
-        Self::awaitable(
-            py,
-            async move { Ok(judge_all(client, requests, limit).await) },
-        )
+        crate::bridge::awaitable(py, judge_all(client, requests, limit), |py, r| {
+            r.into_py_any(py)
+        })
     }
 
     /// Checks that an endpoint answers and serves the model; returns the model name.
@@ -363,7 +382,17 @@ mod tests {
         assert!(bounded(0, "n", 1, 5).is_err());
         assert!(bounded(6, "n", 1, 5).is_err());
         assert_eq!(seconds(1.5, "t").ok(), Some(Duration::from_millis(1500)));
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
+        assert_eq!(seconds(0.001, "t").ok(), Some(Duration::from_millis(1)));
+        for bad in [
+            0.0,
+            1e-9,
+            0.000_999,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            1e30,
+            8.0 * 86_400.0,
+        ] {
             assert!(seconds(bad, "t").is_err(), "{bad}");
         }
     }

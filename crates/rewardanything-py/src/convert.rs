@@ -47,6 +47,14 @@ fn responses(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<IndexMap<String, S
         for (key, value) in dict.iter() {
             let name = string(&key, &format!("{field} key"))?;
             let text = string(&value, &format!("{field}[{name:?}]"))?;
+            // Distinct key objects with equal text (a `str` subclass with its own
+            // `__hash__`) would otherwise overwrite one another: a response lost.
+            if out.contains_key(&name) {
+                return Err(PyValueError::new_err(format!(
+                    "{field} has two keys with the text {name:?} (distinct str objects, \
+                     e.g. a str subclass with its own __hash__): each response needs its own name"
+                )));
+            }
             out.insert(name, text);
         }
     } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {

@@ -10,14 +10,17 @@
 //!
 //! Split by concept: `convert` checks and converts Python input (before any call),
 //! `result` is `RewardResult`, `error` the exception, `wait` the GIL-free,
-//! Ctrl-C-aware blocking wait, `runtime` the per-process (fork-safe) tokio runtime,
-//! `client` the `Client` class, `rollout` the rollout splitting.
+//! Ctrl-C-aware blocking wait, `runtime` the per-process (fork-safe) tokio runtime shut
+//! down at interpreter exit, `bridge` the asyncio side of `ajudge`, `client` the
+//! `Client` class, `rollout` the rollout splitting, `normalize` the reward maps.
 //!
 //! Build and install it with `pip install crates/rewardanything-py` (maturin).
 
+mod bridge;
 mod client;
 mod convert;
 mod error;
+mod normalize;
 mod result;
 mod rollout;
 mod runtime;
@@ -26,8 +29,9 @@ mod wait;
 use pyo3::prelude::*;
 
 /// The `rewardanything_rs._native` module: `Client`, `RewardResult`,
-/// `RewardAnythingError`, `Rollout`, `split_rollout` (and its `RolloutSplitError`), `user_question`,
-/// `strip_end_of_turn`, `label_principle` and `__version__`.
+/// `RewardAnythingError`, `Rollout`, `split_rollout` (and its `RolloutSplitError`),
+/// `user_question`, `strip_end_of_turn`, `label_principle`, `normalize`, `NORMALIZATIONS`,
+/// the asyncio bridge's `_shutdown` (registered with `atexit`) and `__version__`.
 ///
 /// ```no_run
 /// use pyo3::prelude::*;
@@ -48,6 +52,12 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rollout::user_question, m)?)?;
     m.add_function(wrap_pyfunction!(rollout::strip_end_of_turn, m)?)?;
     m.add_function(wrap_pyfunction!(rollout::label_principle, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize::normalize, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::_shutdown, m)?)?;
+    m.add(
+        "NORMALIZATIONS",
+        pyo3::types::PyTuple::new(m.py(), normalize::names())?,
+    )?;
     m.add(
         "RewardAnythingError",
         m.py().get_type::<error::RewardAnythingError>(),

@@ -16,12 +16,14 @@ pub(crate) struct RewardResult {
     consistent: bool,
     /// `(kind, message)` of a failed judgment.
     pub(crate) error: Option<(String, String)>,
+    /// Caller's name → the name the judge was shown (`model-k` when masked).
+    shown_as: IndexMap<String, String>,
     attempts: u32,
     latency_ms: u64,
 }
 
 impl RewardResult {
-    pub(crate) fn judged(judged: Judged) -> Self {
+    pub(crate) fn judged(judged: Judged, shown_as: IndexMap<String, String>) -> Self {
         let j = judged.judgment;
         RewardResult {
             scores: j.scores,
@@ -30,13 +32,21 @@ impl RewardResult {
             raw_output: Some(j.raw_output),
             consistent: j.consistent,
             error: None,
+            shown_as,
             attempts: judged.attempts,
             latency_ms: millis(judged.latency),
         }
     }
 
-    pub(crate) fn failed(error: &JudgeError, latency: std::time::Duration) -> Self {
-        Self::failure(error.kind_str(), error.to_string(), error.attempts, latency)
+    pub(crate) fn failed(
+        error: &JudgeError,
+        latency: std::time::Duration,
+        shown_as: IndexMap<String, String>,
+    ) -> Self {
+        let mut result =
+            Self::failure(error.kind_str(), error.to_string(), error.attempts, latency);
+        result.shown_as = shown_as;
+        result
     }
 
     pub(crate) fn failure(
@@ -52,6 +62,7 @@ impl RewardResult {
             raw_output: None,
             consistent: false,
             error: Some((kind.to_string(), message)),
+            shown_as: IndexMap::new(),
             attempts,
             latency_ms: millis(latency),
         }
@@ -88,6 +99,18 @@ impl RewardResult {
     #[getter]
     fn ranking(&self) -> Vec<String> {
         self.ranking.clone()
+    }
+
+    /// Response name → the name the judge was shown it under (`model-3` when masked,
+    /// the name itself when not), in the caller's order: what the reasoning's names
+    /// refer to. Known for a failed judgment too (empty only when nothing was sent).
+    #[getter]
+    fn shown_as<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (name, shown) in &self.shown_as {
+            dict.set_item(name, shown)?;
+        }
+        Ok(dict)
     }
 
     /// The judge's reasoning (its think section); empty on failure.
@@ -144,6 +167,7 @@ impl RewardResult {
         dict.set_item("scores", self.scores(py)?)?;
         dict.set_item("ranking", self.ranking())?;
         dict.set_item("reasoning", self.reasoning())?;
+        dict.set_item("shown_as", self.shown_as(py)?)?;
         dict.set_item("raw_output", self.raw_output())?;
         dict.set_item("consistent", self.consistent)?;
         dict.set_item("error", self.error(py)?)?;

@@ -115,12 +115,14 @@ def test_failures_and_normalization(mock):
     logs = Logs()
     assert trl_call(reward_function(client, "p"), prompts, completions, logs) == [5.0, 1.0, 0.0, 0.0]
     assert logs.metrics["ra_error_rate"] == [0.5]
-    assert logs.extra["ra_reasoning"][2].startswith("error: http_status")
+    assert logs.extra["ra_reasoning"][2].split("\n")[1].startswith("error: http_status")
     assert trl_call(reward_function(client, "p", failure_reward=None), prompts, completions) == [5.0, 1.0, None, None]
     nan = trl_call(reward_function(client, "p", failure_reward=float("nan")), prompts, completions)
     assert math.isnan(nan[2])
     assert trl_call(reward_function(client, "p", normalize="unit"), prompts[:2], completions[:2]) == [1.0, 0.0]
-    assert trl_call(reward_function(client, "p", normalize="centered"), prompts[:2], completions[:2]) == [0.5, -0.5]
+    # centered: the fixed (s-3)/2; group: unit minus the group's mean.
+    assert trl_call(reward_function(client, "p", normalize="centered"), prompts[:2], completions[:2]) == [1.0, -1.0]
+    assert trl_call(reward_function(client, "p", normalize="group"), prompts[:2], completions[:2]) == [0.5, -0.5]
     # Without log_extra/log_metric (older TRL), nothing is logged and nothing breaks.
     f = reward_function(client, "p")
     assert f(prompts[:2], completions[:2]) == [5.0, 1.0]

@@ -18,9 +18,16 @@ def info(prompt="Q", principle="P", **extra):
     return d
 
 
+def without_reasoning(out):
+    out = dict(out)
+    reasoning = out.pop("ra_reasoning")
+    assert reasoning.startswith("[shown as model-1]\n"), reasoning
+    return out
+
+
 def test_compute_score(env_client):
     out = verl.compute_score(data_source="ds", solution_str="ans score=4", ground_truth="gt", extra_info=info())
-    assert out == {"score": 4.0, "ra_consistent": True, "ra_error": ""}
+    assert without_reasoning(out) == {"score": 4.0, "ra_consistent": True, "ra_error": ""}
     # "question" instead of "prompt", the principle from RA_PRINCIPLE, a chat prompt.
     import os
 
@@ -43,7 +50,7 @@ def test_compute_score(env_client):
 def test_failure_and_normalization(env_client, monkeypatch):
     monkeypatch.setenv("RA_FAILURE_REWARD", "-1")
     out = verl.compute_score("ds", "x", None, info(prompt="[[fault:400]]"))
-    assert out == {"score": -1.0, "ra_consistent": False, "ra_error": "http_status"}
+    assert without_reasoning(out) == {"score": -1.0, "ra_consistent": False, "ra_error": "http_status"}
     monkeypatch.setenv("RA_NORMALIZE", "unit")
     assert verl.compute_score("ds", "score=5", None, info())["score"] == 1.0
 
@@ -85,4 +92,6 @@ def test_compute_score_async_failure(env_client):
         return await asyncio.gather(*[verl.compute_score_async("ds", "x", None, info(prompt="[[fault:400]]")) for _ in range(2)])
 
     for o in asyncio.run(main()):
+        reasoning = o.pop("ra_reasoning")
+        assert reasoning.startswith("[shown as model-") and "error: http_status" in reasoning, reasoning
         assert o == {"score": 0.0, "ra_consistent": False, "ra_error": "http_status"}

@@ -13,10 +13,15 @@ the judge's question and response exactly as the ``ra gateway``'s ``/get_reward`
 
 from __future__ import annotations
 
+import atexit
 from typing import Any, List, Mapping, Sequence, Union
 
 from . import _native
 from ._native import RewardAnythingError, RewardResult, Rollout, __version__, split_rollout
+
+# The tokio runtime is stopped while Python is still whole: its tasks must never touch
+# the interpreter once it finalizes (that aborted or panicked at exit).
+atexit.register(_native._shutdown)
 
 #: ``responses``: name -> text, or a list of texts (named response-1, response-2, ...).
 Responses = Union[Mapping[str, str], Sequence[str]]
@@ -29,7 +34,9 @@ class Client(_native.Client):
         self, principle: str, prompt: str, responses: Responses, mask_responses: bool = True
     ) -> RewardResult:
         """``judge`` for asyncio: ``await client.ajudge(...)``. Raises
-        ``RewardAnythingError`` on failure; calls share the client's concurrency limit."""
+        ``RewardAnythingError`` on failure; calls share the client's concurrency limit.
+        Cancelling it (``asyncio.wait_for``, ``task.cancel()``) or closing its event loop
+        cancels the judgment."""
         return await super().ajudge(principle, prompt, responses, mask_responses)
 
     async def ajudge_batch(self, requests: Sequence[Mapping[str, Any]]) -> List[RewardResult]:

@@ -1,21 +1,47 @@
 """What the reward functions share: score normalization, grouping into listwise calls,
-and reading text out of chat messages."""
+reading text out of chat messages, and the reasoning logged per completion.
+
+Normalizations (the Rust client's ``Normalization``, the same names as ``ra gateway
+--reward``): ``raw`` the 1-5 score, ``unit`` (s-1)/4, ``centered`` the fixed (s-3)/2,
+``group`` (s-1)/4 minus the mean of its group (the completions of one prompt judged in
+the same batch). ``group`` needs a group: a per-sample function refuses it
+(``ValueError``), and in a batch a completion whose group has fewer than two scores
+fails (``NO_GROUP``) rather than getting a constant 0.
+"""
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-#: Accepted values of ``normalize``.
-NORMALIZATIONS = ("raw", "unit", "centered")
+from ._native import NORMALIZATIONS
+from ._native import normalize as _normalize
 
 #: Largest number of responses judged together in one listwise call.
 MAX_GROUP_SIZE = 8
 
+#: The error kind of a completion refused by ``group`` normalization for lack of a group.
+NO_GROUP = "no_group"
 
-def check_normalize(normalize: str) -> str:
+
+def check_normalize(normalize: str, setting: str = "normalize") -> str:
+    """``normalize`` if it is a known name, else ``ValueError`` naming ``setting``."""
     if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, not {normalize!r}")
+        raise ValueError(
+            f"{setting} must be one of {NORMALIZATIONS} (centered is the fixed (s-3)/2, "
+            f"group the unit score minus its group's mean), not {normalize!r}"
+        )
+    return normalize
+
+
+def check_per_sample(normalize: str, setting: str, function: str) -> str:
+    """Refuses ``group`` for a function that judges one completion per call."""
+    check_normalize(normalize, setting)
+    if normalize == "group":
+        raise ValueError(
+            f"{setting}=group cannot apply to {function}: it judges one completion per call, "
+            "so there is no group to take the mean of and every reward would be 0. Use "
+            "centered (the fixed (s-3)/2) or unit, or a function that judges groups"
+        )
     return normalize
 
 
@@ -27,17 +53,19 @@ def check_failure_reward(value: Optional[float], field: str = "failure_reward") 
     return float(value)
 
 
-def normalize_scores(raw: Sequence[Optional[float]], normalize: str) -> List[Optional[float]]:
-    """``raw``: the 1-5 score; ``unit``: (s-1)/4; ``centered``: (s-1)/4 minus the mean of
-    the group's successful scores. ``None`` (a failed judgment) stays ``None``."""
-    if normalize == "raw":
-        return list(raw)
-    unit = [None if s is None else (s - 1.0) / 4.0 for s in raw]
-    if normalize == "unit":
-        return unit
-    ok = [u for u in unit if u is not None]
-    mean = math.fsum(ok) / len(ok) if ok else 0.0
-    return [None if u is None else u - mean for u in unit]
+def normalize_scores(raw: Sequence[Optional[float]], normalize: str) -> Tuple[List[Optional[float]], Optional[str]]:
+    """The rewards of one group's scores, by the Rust client's ``normalize``; ``None`` (a
+    failed judgment) stays ``None``, and ``group`` takes the mean of the scored ones.
+    Also the reason the group was refused (``group`` with fewer than two scores: then
+    every reward is ``None``), else ``None``."""
+    scored = [s for s in raw if s is not None]
+    if not scored:
+        return [None] * len(raw), None
+    try:
+        values = iter(_normalize(scored, normalize))
+    except ValueError as e:
+        return [None] * len(raw), str(e)
+    return [None if s is None else next(values) for s in raw], None
 
 
 def group_indices(keys: Sequence[Hashable], max_group_size: int = MAX_GROUP_SIZE) -> List[List[int]]:
@@ -114,30 +142,80 @@ def error_text(result: Any) -> str:
 
 def spread(
     chunks: Iterable[List[int]], results: Iterable[Any], n: int
-) -> Tuple[List[Optional[float]], List[Optional[Any]]]:
-    """Per sample: its raw score (``None`` when its call failed) and its call's result."""
+) -> Tuple[List[Optional[float]], List[Optional[Any]], List[str]]:
+    """Per sample: its raw score (``None`` when its call failed), its call's result and
+    its response name in that call."""
     raw: List[Optional[float]] = [None] * n
     per_sample: List[Optional[Any]] = [None] * n
+    names: List[str] = [""] * n
     for chunk, result in zip(chunks, results):
         scores = result.scores if result.ok else {}
         for k, i in enumerate(chunk):
             raw[i] = scores.get(response_name(k))
             per_sample[i] = result
-    return raw, per_sample
+            names[i] = response_name(k)
+    return raw, per_sample, names
 
 
 def normalize_groups(
     raw: Sequence[Optional[float]], keys: Sequence[Hashable], normalize: str
-) -> List[Optional[float]]:
-    """Normalizes per group of samples sharing a key (a GRPO group)."""
+) -> Tuple[List[Optional[float]], List[Optional[str]]]:
+    """Normalizes per group of samples sharing a key (a GRPO group). Per sample: its
+    reward (``None`` when it has none) and why a scored sample got none (``group`` on a
+    group with fewer than two scores), else ``None``."""
     out: List[Optional[float]] = [None] * len(raw)
+    errors: List[Optional[str]] = [None] * len(raw)
     members: Dict[Hashable, List[int]] = {}
     for i, key in enumerate(keys):
         members.setdefault(key, []).append(i)
     for idx in members.values():
-        for i, value in zip(idx, normalize_scores([raw[i] for i in idx], normalize)):
+        values, error = normalize_scores([raw[i] for i in idx], normalize)
+        for i, value in zip(idx, values):
             out[i] = value
-    return out
+            if error is not None and raw[i] is not None:
+                errors[i] = error
+    return out, errors
+
+
+def logged_reasoning(result: Any, name: str, error: Optional[str] = None) -> str:
+    """The text logged for one completion: a first line naming the masked name it was
+    shown to the judge as (``[shown as model-3]``, from the masking of that very call),
+    so the reasoning's ``model-k`` can be matched to it; then the error, if any, and the
+    judge's reasoning."""
+    if result is None:
+        return ""
+    lines = []
+    shown = result.shown_as.get(name)
+    if shown is not None:
+        lines.append(f"[shown as {shown}]")
+    if not result.ok:
+        lines.append("error: " + error_text(result))
+    elif error is not None:
+        lines.append(f"error: {NO_GROUP}: {error}")
+    if result.ok:
+        lines.append(result.reasoning)
+    return "\n".join(lines)
+
+
+class Judged(NamedTuple):
+    """What :func:`judge_groups` gives per sample."""
+
+    #: The 1-5 score, ``None`` when its call failed.
+    raw: List[Optional[float]]
+    #: Its call's result (``None`` when nothing was judged).
+    results: List[Optional[Any]]
+    #: Its reward normalized over its group, ``None`` when it has none.
+    rewards: List[Optional[float]]
+    #: Why a scored sample has no reward (``group`` without a group), else ``None``.
+    errors: List[Optional[str]]
+    #: Its response name in its call (``response-k``).
+    names: List[str]
+
+    def failed(self, i: int) -> bool:
+        return self.raw[i] is None or self.errors[i] is not None
+
+    def reasoning(self, i: int) -> str:
+        return logged_reasoning(self.results[i], self.names[i], self.errors[i])
 
 
 def judge_groups(
@@ -145,12 +223,10 @@ def judge_groups(
     samples: Sequence[Tuple[str, str, str]],
     normalize: str,
     max_group_size: int = MAX_GROUP_SIZE,
-) -> Tuple[List[Optional[float]], List[Optional[Any]], List[Optional[float]]]:
+) -> Judged:
     """Judges ``(principle, prompt, response)`` samples, those sharing a (principle,
     prompt) together in listwise calls of at most ``max_group_size``, all in one
-    ``judge_batch``. Per sample: its raw score (``None`` when its call failed), its
-    call's result, and its reward normalized over its group. ``get_client`` is called
-    only when there is something to judge."""
+    ``judge_batch``. ``get_client`` is called only when there is something to judge."""
     keys = [(p, q) for p, q, _ in samples]
     chunks = group_indices(keys, max_group_size)
     requests = [
@@ -162,5 +238,6 @@ def judge_groups(
         for c in chunks
     ]
     results = get_client().judge_batch(requests) if requests else []
-    raw, per_sample = spread(chunks, results, len(samples))
-    return raw, per_sample, normalize_groups(raw, keys, normalize)
+    raw, per_sample, names = spread(chunks, results, len(samples))
+    rewards, errors = normalize_groups(raw, keys, normalize)
+    return Judged(raw, per_sample, rewards, errors, names)

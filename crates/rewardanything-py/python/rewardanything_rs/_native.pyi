@@ -1,12 +1,17 @@
 """Type stubs of the native module (the Rust client)."""
 
 from os import PathLike
-from typing import Any, Awaitable, Dict, List, Mapping, Optional, Sequence, Union, final
+from typing import Any, Awaitable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, final
 
 # Stubs are never run: type checkers ship typing_extensions.
 from typing_extensions import TypedDict, Unpack
 
 __version__: str
+
+#: The reward normalizations, as the Rust client and ``ra gateway --reward`` name them:
+#: ``raw`` (1-5), ``unit`` ((s-1)/4), ``centered`` (the fixed (s-3)/2), ``group``
+#: ((s-1)/4 minus the group's mean; needs at least two scores).
+NORMALIZATIONS: Tuple[str, ...]
 
 Responses = Union[Mapping[str, str], Sequence[str]]
 
@@ -27,6 +32,10 @@ class RewardResult:
     def scores(self) -> Dict[str, float]: ...
     @property
     def ranking(self) -> List[str]: ...
+    @property
+    def shown_as(self) -> Dict[str, str]:
+        """Response name -> the name the judge was shown it under (``model-3`` when
+        masked, the name itself when not): what the reasoning's names refer to."""
     @property
     def reasoning(self) -> str: ...
     @property
@@ -50,7 +59,7 @@ class _ClientOptions(TypedDict, total=False):
     api_key: Optional[str]  # None: $RA_API_KEY
     model: Optional[str]  # None: discovered (from_endpoints_file: the file's model)
     concurrency: int  # 256 judgments in flight
-    timeout: float  # 600.0 seconds per attempt
+    timeout: float  # 600.0 seconds per attempt; 0.001 (a millisecond) to 604800 (a week)
     max_retries: int  # 3
     masking: str  # "reference", "seeded:<int>" or "none"
     temperature: float  # 0.0
@@ -116,6 +125,13 @@ def user_question(prompt: str) -> str:
 
 def strip_end_of_turn(text: str) -> str:
     """``text`` without its trailing end-of-turn tokens (repeated, with whitespace)."""
+
+def normalize(scores: Sequence[float], normalization: str) -> List[float]:
+    """One group's 1-5 scores as rewards (see ``NORMALIZATIONS``); ``ValueError`` for an
+    unknown name, or for ``group`` on fewer than two scores (never a constant 0)."""
+
+def _shutdown() -> None:
+    """Stops the tokio runtime (run by ``atexit``): later calls raise ``RuntimeError``."""
 
 def label_principle(label: Any) -> Optional[str]:
     """The ``"principle"`` of a label that is a dict or the JSON text of one, else

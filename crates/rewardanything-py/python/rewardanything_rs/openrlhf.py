@@ -9,9 +9,16 @@ and ``extra_logs`` (lists, one entry per query) from the returned dict. A file s
 
 is all that is needed. The client comes from ``RA_ENDPOINT``/``RA_API_KEY`` (made once
 per process); the principle from a label that is a dict (or JSON text of one) with a
-``"principle"`` key, else ``RA_PRINCIPLE``. ``RA_NORMALIZE`` (raw, unit, centered; default
-raw) maps the 1-5 score to the reward and ``RA_FAILURE_REWARD`` (default 0.0) is given
-for a failed judgment, flagged in ``extra_logs["ra_failed"]``.
+``"principle"`` key, else ``RA_PRINCIPLE``. ``RA_NORMALIZE`` (raw, unit, centered = the
+fixed (s-3)/2 as ``ra gateway --reward centered``; default raw) maps the 1-5 score to the
+reward and ``RA_FAILURE_REWARD`` (default 0.0) is given for a failed judgment, flagged in
+``extra_logs["ra_failed"]``. ``group`` (unit minus the group's mean) is refused when a
+call holds one query, as OpenRLHF 0.11 sends them.
+
+OpenRLHF's ``.py`` route calls ``reward_func`` with one rollout at a time (checked in
+0.11.2's ``SingleTurnAgentExecutor``), so it can never judge a GRPO group together: for
+that, run ``ra gateway`` and point ``--remote_rm_url`` at its ``/get_reward`` with
+``--group-window-ms`` (rollouts of one prompt arriving together are judged in one call).
 
 Queries are split by the very code the gateway's ``/get_reward`` runs
 (:func:`rewardanything_rs.split_rollout`, from the Rust client library). The judge's
@@ -31,12 +38,15 @@ there), like a failed judgment (whose ``ra_error`` is its kind).
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import _common
 from ._native import RolloutSplitError, label_principle, split_rollout, strip_end_of_turn, user_question
 from .verl import get_client
+
+_log = logging.getLogger(__name__)
 
 
 def cut_response(query: str, prompt: str) -> str:
@@ -79,23 +89,32 @@ def _samples(
     return samples, unfinished, errors
 
 
-def _judge_split(samples: Sequence[Optional[Tuple[str, str, str]]], normalize: str) -> Tuple[List[Optional[float]], List[Optional[Any]], List[Optional[float]]]:
-    """``_common.judge_groups`` over the samples that were split; ``None`` for the others."""
+def _judge_split(samples: Sequence[Optional[Tuple[str, str, str]]], normalize: str) -> _common.Judged:
+    """``_common.judge_groups`` over the samples that were split; for the others nothing
+    was judged (every field ``None``, name ``""``)."""
     n = len(samples)
     judged = [i for i, s in enumerate(samples) if s is not None]
-    raw_j, per_j, rewards_j = _common.judge_groups(get_client, [samples[i] for i in judged], normalize)
+    j = _common.judge_groups(get_client, [samples[i] for i in judged], normalize)
     raw: List[Optional[float]] = [None] * n
-    per_sample: List[Optional[Any]] = [None] * n
+    results: List[Optional[Any]] = [None] * n
     rewards: List[Optional[float]] = [None] * n
+    errors: List[Optional[str]] = [None] * n
+    names: List[str] = [""] * n
     for k, i in enumerate(judged):
-        raw[i], per_sample[i], rewards[i] = raw_j[k], per_j[k], rewards_j[k]
-    return raw, per_sample, rewards
+        raw[i], results[i], rewards[i], errors[i], names[i] = j.raw[k], j.results[k], j.rewards[k], j.errors[k], j.names[k]
+    return _common.Judged(raw, results, rewards, errors, names)
 
 
-def _error(split_error: str, score: Optional[float], result: Any) -> str:
-    """A rollout's ``ra_error``: why its split failed, else its judgment's error kind, else ``""``."""
-    if split_error or score is not None:
+def _error(split_error: str, j: _common.Judged, i: int) -> str:
+    """A rollout's ``ra_error``: why its split failed, else why its group could not be
+    normalized (``no_group``), else its judgment's error kind, else ``""``."""
+    if split_error:
         return split_error
+    if j.errors[i] is not None:
+        return _common.NO_GROUP
+    if j.raw[i] is not None:
+        return ""
+    result = j.results[i]
     return (result.error or {}).get("kind", "incomplete") if result is not None else "incomplete"
 
 
@@ -103,20 +122,39 @@ def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Optional
     """OpenRLHF's ``reward_func``: ``{"rewards": [...], "scores": [...], "extra_logs":
     {"ra_failed": [...], "ra_consistent": [...], "ra_unfinished_think": [...]},
     "ra_error": [...]}``, one entry per query. Queries that share a (principle, question)
-    are judged together, listwise; a query that cannot be split is not judged."""
-    normalize = _common.check_normalize(os.environ.get("RA_NORMALIZE", "raw"))
+    are judged together, listwise: OpenRLHF 0.11 sends one query per call, so each
+    rollout is judged alone (for GRPO groups use ``ra gateway``'s ``/get_reward`` with
+    ``--group-window-ms``). A query that cannot be split is not judged.
+
+    ``RA_NORMALIZE=group`` needs queries of one question in the same call: a call with
+    one query raises ``ValueError``; in a larger call a query without another scored one
+    of its question fails (``ra_failed`` 1, ``ra_error`` ``no_group``, the reason logged
+    as a warning). Extra logs are numbers (OpenRLHF averages them), so the judge's
+    reasoning goes to the ``rewardanything_rs.openrlhf`` logger at DEBUG level, each text
+    starting with ``[shown as model-k]``."""
+    normalize = _common.check_normalize(os.environ.get("RA_NORMALIZE", "raw"), "RA_NORMALIZE")
+    if len(queries) == 1:
+        _common.check_per_sample(normalize, "RA_NORMALIZE", "openrlhf.reward_func called with one query (OpenRLHF 0.11)")
     failure = float(os.environ.get("RA_FAILURE_REWARD", "0.0"))
-    samples, unfinished, errors = _samples(queries, prompts, labels)
-    raw, per_sample, rewards = _judge_split(samples, normalize)
+    samples, unfinished, split_errors = _samples(queries, prompts, labels)
+    j = _judge_split(samples, normalize)
+    for i in range(len(samples)):
+        if j.errors[i] is not None:
+            _log.warning("query %d: %s: %s", i, _common.NO_GROUP, j.errors[i])
+        if _log.isEnabledFor(logging.DEBUG) and j.results[i] is not None:
+            _log.debug("query %d: %s", i, j.reasoning(i))
     return {
-        "rewards": [failure if r is None else r for r in rewards],
-        "scores": [failure if s is None else s for s in raw],
+        "rewards": [failure if r is None else r for r in j.rewards],
+        "scores": [failure if s is None else s for s in j.raw],
         "extra_logs": {
-            "ra_failed": [0.0 if s is not None else 1.0 for s in raw],
-            "ra_consistent": [1.0 if s is not None and r is not None and r.consistent else 0.0 for s, r in zip(raw, per_sample)],
+            "ra_failed": [1.0 if j.failed(i) else 0.0 for i in range(len(samples))],
+            "ra_consistent": [
+                1.0 if not j.failed(i) and j.results[i] is not None and j.results[i].consistent else 0.0
+                for i in range(len(samples))
+            ],
             "ra_unfinished_think": [1.0 if u else 0.0 for u in unfinished],
         },
-        "ra_error": [_error(e, s, r) for e, s, r in zip(errors, raw, per_sample)],
+        "ra_error": [_error(e, j, i) for i, e in enumerate(split_errors)],
     }
 
 

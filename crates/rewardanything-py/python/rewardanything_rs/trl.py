@@ -67,18 +67,18 @@ def _plan(default_principle: Optional[str], prompts: Any, completions: Any, kwar
 
 
 def _finish(plan: _Plan, results: Sequence[Any], normalize: str, failure_reward: Optional[float], kwargs: dict) -> List[Optional[float]]:
-    raw, per_sample = _common.spread(plan.chunks, results, plan.n)
-    rewards = _common.normalize_groups(raw, plan.keys, normalize)
+    raw, per_sample, names = _common.spread(plan.chunks, results, plan.n)
+    rewards, errors = _common.normalize_groups(raw, plan.keys, normalize)
     out = [failure_reward if r is None else r for r in rewards]
     log_extra = kwargs.get("log_extra")
     if callable(log_extra):
         log_extra(
             "ra_reasoning",
-            [(r.reasoning if r.ok else "error: " + _common.error_text(r)) if r is not None else "" for r in per_sample],
+            [_common.logged_reasoning(r, name, e) for r, name, e in zip(per_sample, names, errors)],
         )
     log_metric = kwargs.get("log_metric")
     if callable(log_metric) and plan.n:
-        failed = sum(1 for s in raw if s is None)
+        failed = sum(1 for r in rewards if r is None)
         log_metric("ra_error_rate", failed / plan.n)
         if results:
             log_metric("ra_latency_ms", math.fsum(r.latency_ms for r in results) / len(results))
@@ -103,11 +103,15 @@ def reward_function(
       call (chunks of at most ``max_group_size``, default 8); each gets its own score.
     * A ``principle`` dataset column (TRL passes columns as keyword arguments)
       overrides ``principle`` per sample.
-    * ``normalize``: ``"raw"`` (1-5), ``"unit"`` ((s-1)/4), ``"centered"`` (unit minus the
-      group's mean). ``failure_reward`` is returned for a failed judgment (``None``: TRL
-      turns it into NaN and ignores it).
+    * ``normalize``: ``"raw"`` (1-5), ``"unit"`` ((s-1)/4), ``"centered"`` (the fixed
+      (s-3)/2) or ``"group"`` ((s-1)/4 minus the mean of the completions of the same
+      prompt in the batch). ``failure_reward`` is returned for a failed judgment
+      (``None``: TRL turns it into NaN and ignores it), and with ``"group"`` for a
+      completion whose prompt has fewer than two scored completions (never a constant 0).
     * With TRL's ``log_extra``/``log_metric``, logs the judge's reasoning per completion
-      (column ``ra_reasoning``) and the metrics ``ra_error_rate`` and ``ra_latency_ms``.
+      (column ``ra_reasoning``, its first line ``[shown as model-k]``: the masked name
+      the judge saw that completion under) and the metrics ``ra_error_rate`` and
+      ``ra_latency_ms``.
     * ``asynchronous=True`` returns an ``async def`` function (TRL awaits it on its loop).
 
     The function's ``__name__`` is ``name``, so TRL logs the reward under it.

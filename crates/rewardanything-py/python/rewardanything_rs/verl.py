@@ -13,16 +13,31 @@ Calling conventions followed (veRL 0.8-0.9):
       compute_score_batch(data_sources=..., solution_strs=..., ground_truths=...,
                           extra_infos=..., **kw) -> list
 
-Each returns veRL's dict form ``{"score": s, "ra_consistent": bool, "ra_error": str}``
-(``ra_error`` is ``""`` when the judgment succeeded, else its kind; veRL logs the extras
-and skips string columns in its metrics).
+Which to use, by veRL version:
+
+* veRL 0.9 (checked with 0.9.1): the reward loop awaits ``compute_score_async``, which
+  coalesces concurrent calls of one prompt into one listwise call; ``compute_score``
+  works with the per-sample managers. ``load_reward_manager`` no longer knows ``batch``
+  (``ValueError: Unknown reward manager: batch``), so ``compute_score_batch`` cannot be
+  used there.
+* veRL 0.8 and earlier: ``compute_score_batch`` with the legacy ``BatchRewardManager``
+  (``reward_model.reward_manager=batch``) judges each GRPO group together.
+
+Each returns veRL's dict form ``{"score": s, "ra_consistent": bool, "ra_error": str,
+"ra_reasoning": str}`` (``ra_error`` is ``""`` when the judgment succeeded, else its
+kind, ``no_group`` for ``group`` normalization without a group; ``ra_reasoning`` starts
+with ``[shown as model-k]``, the masked name the judge saw the sample under; veRL logs
+the extras and skips string columns in its metrics).
 
 veRL passes no prompt: it comes from ``extra_info["prompt"]`` (or ``"question"``), a str
 or a list of chat messages; the principle from ``extra_info["principle"]``, else the
 ``RA_PRINCIPLE`` environment variable. The client is made once per process from
 ``RA_ENDPOINT``, ``RA_API_KEY`` (and ``RA_MODEL`` if set). ``RA_NORMALIZE`` (raw, unit,
-centered; default raw), ``RA_FAILURE_REWARD`` (default 0.0), ``RA_COALESCE_MS`` (default
-50) and ``RA_MAX_GROUP_SIZE`` (default 8) tune the rest.
+centered = the fixed (s-3)/2, group = unit minus the group's mean; default raw),
+``RA_FAILURE_REWARD`` (default 0.0), ``RA_COALESCE_MS`` (default 50) and
+``RA_MAX_GROUP_SIZE`` (default 8) tune the rest. ``group`` is refused by
+``compute_score`` (one sample per call: ``ValueError``); in the other two a sample whose
+group has fewer than two scores fails (``ra_error: "no_group"``).
 """
 
 from __future__ import annotations
@@ -49,7 +64,7 @@ def get_client() -> Client:
 
 
 def _settings() -> Tuple[str, float, float, int]:
-    normalize = _common.check_normalize(os.environ.get("RA_NORMALIZE", "raw"))
+    normalize = _common.check_normalize(os.environ.get("RA_NORMALIZE", "raw"), "RA_NORMALIZE")
     failure = float(os.environ.get("RA_FAILURE_REWARD", "0.0"))
     window = float(os.environ.get("RA_COALESCE_MS", "50")) / 1000.0
     group = int(os.environ.get("RA_MAX_GROUP_SIZE", str(_common.MAX_GROUP_SIZE)))
@@ -74,24 +89,38 @@ def _sample(solution_str: Any, extra_info: Any, field: str) -> Tuple[str, str, s
     return principle, _common.prompt_text(prompt, f"{field}extra_info['prompt']"), solution_str
 
 
-def _score_dict(raw: Optional[float], reward: Optional[float], result: Any, failure: float) -> Dict[str, Any]:
-    ok = raw is not None
+def _score_dict(
+    raw: Optional[float], reward: Optional[float], result: Any, failure: float, name: str, error: Optional[str] = None
+) -> Dict[str, Any]:
+    """``error``: why a scored sample got no reward (``group`` without a group)."""
+    ok = raw is not None and error is None
+    if ok:
+        kind = ""
+    elif error is not None:
+        kind = _common.NO_GROUP
+    elif result is not None:
+        kind = (result.error or {}).get("kind", "incomplete")
+    else:
+        kind = "cancelled"
     return {
         "score": reward if ok and reward is not None else failure,
         "ra_consistent": bool(ok and result.consistent),
-        "ra_error": "" if ok else ((result.error or {}).get("kind", "incomplete") if result is not None else "cancelled"),
+        "ra_error": kind,
+        "ra_reasoning": _common.logged_reasoning(result, name, error),
     }
 
 
 def compute_score(data_source: Any, solution_str: str, ground_truth: Any, extra_info: Optional[dict] = None, **kwargs: Any) -> Dict[str, Any]:
-    """One sample, judged alone (blocking; the GIL is released while waiting)."""
+    """One sample, judged alone (blocking; the GIL is released while waiting).
+    ``RA_NORMALIZE=group`` is refused (``ValueError``): there is no group."""
     normalize, failure, _, _ = _settings()
+    _common.check_per_sample(normalize, "RA_NORMALIZE", "verl.compute_score")
     principle, prompt, response = _sample(solution_str, extra_info, "")
-    result = get_client().judge_batch(
-        [{"principle": principle, "prompt": prompt, "responses": {_common.response_name(0): response}}]
-    )[0]
-    raw = result.scores.get(_common.response_name(0)) if result.ok else None
-    return _score_dict(raw, _common.normalize_scores([raw], normalize)[0], result, failure)
+    name = _common.response_name(0)
+    result = get_client().judge_batch([{"principle": principle, "prompt": prompt, "responses": {name: response}}])[0]
+    raw = result.scores.get(name) if result.ok else None
+    rewards, error = _common.normalize_scores([raw], normalize)
+    return _score_dict(raw, rewards[0], result, failure, name, error)
 
 
 def compute_score_batch(
@@ -108,8 +137,8 @@ def compute_score_batch(
     if len(extra_infos) != n:
         raise ValueError(f"{len(extra_infos)} extra_infos for {n} solution_strs")
     samples = [_sample(s, e, f"sample {i}: ") for i, (s, e) in enumerate(zip(solution_strs, extra_infos))]
-    raw, per_sample, rewards = _common.judge_groups(get_client, samples, normalize, max_group)
-    return [_score_dict(raw[i], rewards[i], per_sample[i], failure) for i in range(n)]
+    j = _common.judge_groups(get_client, samples, normalize, max_group)
+    return [_score_dict(j.raw[i], j.rewards[i], j.results[i], failure, j.names[i], j.errors[i]) for i in range(n)]
 
 
 class _Group:
@@ -190,7 +219,8 @@ _coalescer: Optional[Coalescer] = None
 async def compute_score_async(data_source: Any, solution_str: str, ground_truth: Any, extra_info: Optional[dict] = None, **kwargs: Any) -> Dict[str, Any]:
     """``compute_score`` for veRL's reward loop (awaited). Concurrent calls that share a
     prompt within ``RA_COALESCE_MS`` are judged together (listwise, up to
-    ``RA_MAX_GROUP_SIZE``); ``centered`` normalizes over that coalesced group."""
+    ``RA_MAX_GROUP_SIZE``); ``group`` normalizes over that coalesced group, and a sample
+    that was judged alone fails with ``ra_error: "no_group"``."""
     global _coalescer
     normalize, failure, window, max_group = _settings()
     principle, prompt, response = _sample(solution_str, extra_info, "")
@@ -200,10 +230,10 @@ async def compute_score_async(data_source: Any, solution_str: str, ground_truth:
     name = _common.response_name(index)
     raw = result.scores.get(name) if result.ok else None
     if raw is None:
-        return _score_dict(None, None, result, failure)
+        return _score_dict(None, None, result, failure, name)
     group_raw = [result.scores.get(_common.response_name(k)) for k in range(len(result.scores))]
-    reward = _common.normalize_scores(group_raw, normalize)[index]
-    return _score_dict(raw, reward, result, failure)
+    rewards, error = _common.normalize_scores(group_raw, normalize)
+    return _score_dict(raw, rewards[index], result, failure, name, error)
 
 
 __all__ = ["compute_score", "compute_score_async", "compute_score_batch", "get_client", "Coalescer"]
