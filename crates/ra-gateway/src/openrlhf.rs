@@ -90,6 +90,9 @@ const COPIES_IN_FLIGHT: usize = 3;
 /// byte budget, so a few large calls share it.
 const WINDOW_SHARE: usize = 8;
 
+/// A rollout's inputs as one judgment owns them (`None`: its split failed).
+type Owned = Option<(Arc<str>, String, String)>;
+
 /// One rollout, ready to judge (or never judged: its split failed).
 struct Rollout {
     /// Shared by every rollout with the same source (the configured principle is one
@@ -118,7 +121,7 @@ pub async fn get_reward(
     let all = &rollouts;
     let inputs = (0..all.len()).map(move |i| {
         let r = &all[i];
-        let owned = r.split.as_ref().map_err(SplitError::kind).map(|s| {
+        let owned: Owned = r.split.as_ref().ok().map(|s| {
             (
                 Arc::clone(&r.principle),
                 s.question.clone(),
@@ -129,13 +132,14 @@ pub async fn get_reward(
     });
     let coalescer = &state.coalescer;
     let mut verdicts: Vec<(usize, Verdict, Duration)> = futures::stream::iter(inputs)
-        .map(|(i, owned)| async move {
+        .map(|(i, owned): (usize, Owned)| async move {
             let verdict = match owned {
-                Ok((principle, question, response)) => {
+                Some((principle, question, response)) => {
                     coalescer.judge(&principle, &question, response).await
                 }
-                Err(kind) => Verdict {
-                    score: Err(kind),
+                // Never judged; its `ra_error` comes from the split itself.
+                None => Verdict {
+                    score: Err("split"),
                     group_size: 0,
                 },
             };

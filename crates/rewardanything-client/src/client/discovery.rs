@@ -217,7 +217,9 @@ impl Inner {
                 .send()
                 .await
                 .ok()?;
-            read_capped(response, REWARD_SERVER_PROBE_BYTES).await.ok()
+            read_capped(response, REWARD_SERVER_PROBE_BYTES, &self.response_budget)
+                .await
+                .ok()
         };
         let timeout = self.config.attempt_timeout.min(REWARD_SERVER_PROBE_TIMEOUT);
         let Ok(Some(body)) = tokio::time::timeout(timeout, probe).await else {
