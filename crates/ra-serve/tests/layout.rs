@@ -475,7 +475,7 @@ fn an_empty_or_blank_served_model_name_is_refused_before_anything_starts() {
             .arg(&model);
         for cmd in [&mut vllm, &mut llama] {
             let (code, out, err) = run(cmd.args(["--served-model-name", name]));
-            assert_eq!(code, Some(1), "{name:?}: {out}{err}");
+            assert_eq!(code, Some(2), "{name:?}: {out}{err}");
             assert!(err.contains(&expected), "{name:?}: {err}");
             assert!(commands(&out).is_empty(), "{name:?}: planned {out}");
         }
