@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{
     ClientOptions, Gateway, assert_result, http, metrics, mock, numbered, post, sample, slow_mock,
-    wait_for_engine,
+    wait_for_engine, wait_until,
 };
 use ra_gateway::GatewayConfig;
 use ra_mock::{Latency, MockHandle, MockServer};
@@ -287,8 +287,13 @@ async fn health_follows_the_upstream() {
         json!({"status": "healthy", "service": "RewardAnything API"})
     );
     mock.kill_and_wait().await;
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    let r = http().get(gw.at("/health")).send().await.unwrap();
+    // The health task notices on its next round (every 50 ms, on a busy machine later).
+    let health = || async { http().get(gw.at("/health")).send().await.unwrap() };
+    wait_until("/health never turned 503", Duration::from_secs(20), || async {
+        health().await.status() == 503
+    })
+    .await;
+    let r = health().await;
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], "unhealthy");
@@ -300,9 +305,10 @@ async fn health_follows_the_upstream() {
         "{body}"
     );
     mock.restart().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    let r = http().get(gw.at("/health")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    wait_until("/health never recovered", Duration::from_secs(20), || async {
+        health().await.status() == 200
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -535,16 +541,19 @@ async fn connections_over_the_cap_wait_for_a_slot() {
     let addr = gw.url.trim_start_matches("http://").to_string();
     let mut holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
     holder.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The one slot is taken: this request gets no answer while the holder is open.
-    let waiting = http()
-        .get(gw.at("/health"))
-        .timeout(Duration::from_millis(300))
-        .send()
-        .await;
-    assert!(waiting.is_err(), "{waiting:?}");
+    // No wait needed: the holder's connect returned first, so it is ahead in the kernel's
+    // accept queue (FIFO) and takes the one slot; this request queues behind it.
+    let mut waiting = tokio::spawn(http().get(gw.at("/health")).send());
+    // A broken cap answers at once; 300 ms only bounds how long we watch for that.
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut waiting).await;
+    assert!(early.is_err(), "answered while the one slot was taken: {early:?}");
     drop(holder);
-    let r = http().get(gw.at("/health")).send().await.unwrap();
+    // The same request (not refused, only held back) is served once the slot is free.
+    let r = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the waiting request was never served")
+        .expect("task")
+        .expect("the waiting request");
     assert_eq!(r.status(), 200);
 }
 
