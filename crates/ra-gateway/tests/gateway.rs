@@ -289,9 +289,11 @@ async fn health_follows_the_upstream() {
     mock.kill_and_wait().await;
     // The health task notices on its next round (every 50 ms, on a busy machine later).
     let health = || async { http().get(gw.at("/health")).send().await.unwrap() };
-    wait_until("/health never turned 503", Duration::from_secs(20), || async {
-        health().await.status() == 503
-    })
+    wait_until(
+        "/health never turned 503",
+        Duration::from_secs(20),
+        || async { health().await.status() == 503 },
+    )
     .await;
     let r = health().await;
     assert_eq!(r.status(), 503);
@@ -305,9 +307,11 @@ async fn health_follows_the_upstream() {
         "{body}"
     );
     mock.restart().await.unwrap();
-    wait_until("/health never recovered", Duration::from_secs(20), || async {
-        health().await.status() == 200
-    })
+    wait_until(
+        "/health never recovered",
+        Duration::from_secs(20),
+        || async { health().await.status() == 200 },
+    )
     .await;
 }
 
@@ -546,7 +550,10 @@ async fn connections_over_the_cap_wait_for_a_slot() {
     let mut waiting = tokio::spawn(http().get(gw.at("/health")).send());
     // A broken cap answers at once; 300 ms only bounds how long we watch for that.
     let early = tokio::time::timeout(Duration::from_millis(300), &mut waiting).await;
-    assert!(early.is_err(), "answered while the one slot was taken: {early:?}");
+    assert!(
+        early.is_err(),
+        "answered while the one slot was taken: {early:?}"
+    );
     drop(holder);
     // The same request (not refused, only held back) is served once the slot is free.
     let r = tokio::time::timeout(Duration::from_secs(20), waiting)

@@ -145,9 +145,11 @@ async fn unknown_or_malformed_ids_are_404_and_a_slow_job_is_408_until_cleared() 
     let waiting = tokio::spawn(send(
         http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=30"))),
     ));
-    wait_until("the GET never started waiting", Duration::from_secs(20), || async {
-        sample(&metrics(&gw).await, "ra_gateway_http_requests_in_flight") == 2.0
-    })
+    wait_until(
+        "the GET never started waiting",
+        Duration::from_secs(20),
+        || async { sample(&metrics(&gw).await, "ra_gateway_http_requests_in_flight") == 2.0 },
+    )
     .await;
     let (status, body) = send(http().post(gw.at("/api/clear_tasks"))).await;
     assert_eq!(
@@ -155,7 +157,10 @@ async fn unknown_or_malformed_ids_are_404_and_a_slow_job_is_408_until_cleared() 
         (200, json!({"message": "All tasks cleared"}))
     );
     let (status, body) = waiting.await.expect("waiting GET");
-    assert_eq!(status, 404, "a cleared job is gone for its waiters too: {body}");
+    assert_eq!(
+        status, 404,
+        "a cleared job is gone for its waiters too: {body}"
+    );
     let (_, tasks) = get(&gw.at("/api/list_tasks")).await;
     assert_eq!(tasks, json!({}));
     assert!(!dir.path().join(&id).exists(), "its directory is deleted");
