@@ -40,7 +40,7 @@ const MAX_PERMUTATIONS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// RM-Bench's JSON array of {"id", "prompt", "chosen": [3], "rejected": [3], "domain"?}.
+    /// RM-Bench's JSON array of `{"id", "prompt", "chosen": [3], "rejected": [3], "domain"?}`.
     RmBench,
     /// JSON Lines of {"principle", "prompt", "responses": {name: text}, "ranking" | "scores"}.
     Ranked,
