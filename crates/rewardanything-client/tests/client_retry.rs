@@ -112,8 +112,8 @@ async fn retries_stop_at_the_limit() {
         before + 1,
         "a late retry arrived"
     );
-    for i in 0..specs.len() {
-        assert_eq!(attempts_of(&mock, &failing(i)).len(), 4, "{}", specs[i]);
+    for (i, spec) in specs.iter().enumerate() {
+        assert_eq!(attempts_of(&mock, &failing(i)).len(), 4, "{spec}");
     }
     mock.shutdown().await;
 }
