@@ -54,7 +54,7 @@ pub struct ClientArgs {
     /// Retries after the first attempt, for transient failures only (default 4).
     #[arg(long, value_name = "N", value_parser = crate::validate::retries)]
     pub max_retries: Option<u32>,
-    /// How masked requests are permuted: reference, seeded:<u64> or none.
+    /// How masked requests are permuted: reference, `seeded:<u64>` or none.
     #[arg(long, default_value = "reference")]
     pub masking: Masking,
     /// Most tokens to generate (default 4096; the thinking needs room).

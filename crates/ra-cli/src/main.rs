@@ -42,7 +42,7 @@ struct Cli {
 enum Command {
     /// Render JSON Lines requests (stdin) into the exact chat messages (stdout).
     Render {
-        /// How masked lines are permuted: reference, seeded:<u64> or none. Without it,
+        /// How masked lines are permuted: reference, `seeded:<u64>` or none. Without it,
         /// each line's `mask_responses` decides and masked lines follow the reference.
         #[arg(long)]
         masking: Option<Masking>,

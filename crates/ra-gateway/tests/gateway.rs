@@ -287,8 +287,15 @@ async fn health_follows_the_upstream() {
         json!({"status": "healthy", "service": "RewardAnything API"})
     );
     mock.kill_and_wait().await;
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    let r = http().get(gw.at("/health")).send().await.unwrap();
+    // The health task notices on its next round (every 50 ms, on a busy machine later).
+    let health = || async { http().get(gw.at("/health")).send().await.unwrap() };
+    wait_until(
+        "/health never turned 503",
+        Duration::from_secs(20),
+        || async { health().await.status() == 503 },
+    )
+    .await;
+    let r = health().await;
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], "unhealthy");
@@ -300,9 +307,12 @@ async fn health_follows_the_upstream() {
         "{body}"
     );
     mock.restart().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    let r = http().get(gw.at("/health")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    wait_until(
+        "/health never recovered",
+        Duration::from_secs(20),
+        || async { health().await.status() == 200 },
+    )
+    .await;
 }
 
 #[tokio::test]

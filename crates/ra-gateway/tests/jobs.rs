@@ -139,18 +139,28 @@ async fn unknown_or_malformed_ids_are_404_and_a_slow_job_is_408_until_cleared() 
     assert_eq!(tasks[&id]["complete"], false, "{tasks}");
     assert_eq!(tasks[&id]["num_requests"], 3);
 
-    // A waiting GET learns of the clear at once.
+    // A waiting GET learns of the clear at once. It must be waiting first (else it finds
+    // the job gone and answers 404 without waiting): the /metrics request and it are
+    // the two in flight. Unwoken, it would answer 408 after its 30 s.
     let waiting = tokio::spawn(send(
         http().get(gw.at(&format!("/api/batch_request/{id}?max_timeout=30"))),
     ));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until(
+        "the GET never started waiting",
+        Duration::from_secs(20),
+        || async { sample(&metrics(&gw).await, "ra_gateway_http_requests_in_flight") == 2.0 },
+    )
+    .await;
     let (status, body) = send(http().post(gw.at("/api/clear_tasks"))).await;
     assert_eq!(
         (status, body),
         (200, json!({"message": "All tasks cleared"}))
     );
-    let (status, _) = waiting.await.expect("waiting GET");
-    assert_eq!(status, 404, "a cleared job is gone for its waiters too");
+    let (status, body) = waiting.await.expect("waiting GET");
+    assert_eq!(
+        status, 404,
+        "a cleared job is gone for its waiters too: {body}"
+    );
     let (_, tasks) = get(&gw.at("/api/list_tasks")).await;
     assert_eq!(tasks, json!({}));
     assert!(!dir.path().join(&id).exists(), "its directory is deleted");

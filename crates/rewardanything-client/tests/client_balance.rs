@@ -325,12 +325,19 @@ async fn dropping_the_stream_cancels_outstanding_work() {
             mock.stats().in_flight
         );
         let sent = mock.stats().chat_requests;
-        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(sent, 8, "ordered={ordered}: only the first 8 were sent");
+        // No attempt after the drop, checked without a sleep: the client's slots are
+        // handed out in order (a fair semaphore), so any request the dropped stream left
+        // queued would be sent (and hang) before this one could run.
+        let probe = numbered(100, "");
+        let judged = tokio::time::timeout(Duration::from_secs(20), client.judge(&probe))
+            .await
+            .unwrap_or_else(|_| panic!("ordered={ordered}: work left behind holds the slots"));
+        assert_judgment(&probe, &judged.unwrap(), "after the drop");
         assert_eq!(
             mock.stats().chat_requests,
-            sent,
-            "no attempt after the drop"
+            sent + 1,
+            "ordered={ordered}: no attempt after the drop but the probe"
         );
     }
     mock.shutdown().await;

@@ -74,8 +74,10 @@ async fn retries_stop_at_the_limit() {
         .retry(client_common::fast_retry().max_attempts(4))
         .build()
         .unwrap();
-    for (i, spec) in ["503", "429", "drop", "500"].iter().enumerate() {
-        let request = numbered(40 + i, &format!("[[fault:{spec}]]"));
+    let specs = ["503", "429", "drop", "500"];
+    let failing = |i: usize| numbered(40 + i, &format!("[[fault:{}]]", specs[i]));
+    for (i, spec) in specs.iter().enumerate() {
+        let request = failing(i);
         let err = client.judge(&request).await.unwrap_err();
         assert_eq!(err.attempts, 4, "{spec}: {err}");
         match *spec {
@@ -87,10 +89,15 @@ async fn retries_stop_at_the_limit() {
         }
         assert_eq!(attempts_of(&mock, &request).len(), 4, "{spec}");
     }
-    // Nothing arrives after the error was returned.
+    // Nothing arrives after the error was returned: the mock finishes what it got, the
+    // only later arrival is the request below, and the four above still have exactly 4
+    // attempts each at the end of the test.
+    assert!(
+        client_common::eventually(Duration::from_secs(5), || mock.stats().in_flight == 0).await,
+        "still in flight: {}",
+        mock.stats().in_flight
+    );
     let before = mock.stats().chat_requests;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(mock.stats().chat_requests, before);
 
     // No retries at all with RetryPolicy::none().
     let once = builder(&[&mock])
@@ -100,6 +107,14 @@ async fn retries_stop_at_the_limit() {
     let request = numbered(49, "[[fault:503]]");
     assert_eq!(once.judge(&request).await.unwrap_err().attempts, 1);
     assert_eq!(attempts_of(&mock, &request).len(), 1);
+    assert_eq!(
+        mock.stats().chat_requests,
+        before + 1,
+        "a late retry arrived"
+    );
+    for (i, spec) in specs.iter().enumerate() {
+        assert_eq!(attempts_of(&mock, &failing(i)).len(), 4, "{spec}");
+    }
     mock.shutdown().await;
 }
 

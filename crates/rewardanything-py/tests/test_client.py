@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import importlib.metadata
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -255,22 +259,47 @@ def test_ajudge_raises_and_batch_errors_in_place(mock):
     assert bad.error["kind"] == "no_json_object" and good.scores == {"response-1": 5.0}
 
 
-def test_the_gil_is_released_while_waiting(start_mock):
-    mock = start_mock("--latency-ms", "2000")
-    client = Client(mock.url)
-    started = threading.Event()
+class _PythonEngine(http.server.BaseHTTPRequestHandler):
+    """A chat-completions endpoint written in Python: it can only answer while the
+    calling thread has released the GIL."""
 
-    def work():
-        started.set()
-        client.judge_batch([{"principle": "p", "prompt": "q", "responses": ["x"]}])
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        answer = '<think>ok</think>{"scores": {"response-1": 4}, "best-to-worst": ["response-1"]}'
+        body = json.dumps(
+            {
+                "id": "c",
+                "object": "chat.completion",
+                "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-    t = threading.Thread(target=work)
-    t.start()
-    started.wait()
-    time.sleep(0.1)
-    # Were the GIL held for the whole batch, this line would only run after it ended.
-    assert t.is_alive()
-    t.join()
+    def log_message(self, *args):
+        pass
+
+
+def test_the_gil_is_released_while_waiting():
+    # The engine runs on a Python thread of this process: were the GIL held while
+    # judge_batch waits, it could never answer and the attempt would time out.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PythonEngine)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        client = Client(url, model="m", masking="none", timeout=20.0, max_retries=0)
+        (result,) = client.judge_batch([{"principle": "p", "prompt": "q", "responses": ["x"]}])
+        assert result.ok, result.error
+        assert result.scores == {"response-1": 4.0}
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 CHILD = textwrap.dedent(
@@ -310,7 +339,12 @@ def test_ctrl_c_cancels_a_blocking_batch(start_mock):
 
 
 def test_version():
-    assert rewardanything_rs.__version__
+    # The one version: the workspace's Cargo.toml, which maturin also gives the wheel.
+    cargo = (Path(__file__).resolve().parents[3] / "Cargo.toml").read_text()
+    workspace = re.search(r'^\[workspace\.package\][^\[]*?^version = "([^"]+)"', cargo, re.M | re.S)
+    assert workspace, "no [workspace.package] version in Cargo.toml"
+    assert rewardanything_rs.__version__ == workspace.group(1)
+    assert importlib.metadata.version("rewardanything-rs") == workspace.group(1)
 
 
 def test_cancelling_an_ajudge_frees_its_slot(mock):

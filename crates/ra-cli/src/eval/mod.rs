@@ -47,7 +47,7 @@ const OUTPUT_FILES: [&str; 4] = [UNITS, RESULTS, SUMMARY, REPORT];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// RM-Bench's JSON array of {"id", "prompt", "chosen": [3], "rejected": [3], "domain"?}.
+    /// RM-Bench's JSON array of `{"id", "prompt", "chosen": [3], "rejected": [3], "domain"?}`.
     RmBench,
     /// JSON Lines of {"principle", "prompt", "responses": {name: text}, "ranking" | "scores"}.
     Ranked,

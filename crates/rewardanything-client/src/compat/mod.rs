@@ -5,7 +5,7 @@
 //!   nesting limit), which the reference's parser and metrics use.
 //! * [`mt19937`]: CPython's Mersenne Twister and `random.shuffle`, for the reference's
 //!   masking permutation (`random.seed(42)`).
-//! * [`reference`]: the reference's `parse_rewardanything_output`, quirks included.
+//! * [`reference`](mod@reference): the reference's `parse_rewardanything_output`, quirks included.
 //! * The reference's metrics (`format_reward_reference` and friends) are in
 //!   [`crate::metrics`], beside the evaluation metrics they share code with.
 //!

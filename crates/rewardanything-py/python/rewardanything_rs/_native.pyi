@@ -4,7 +4,22 @@ from os import PathLike
 from typing import Any, Awaitable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, final
 
 # Stubs are never run: type checkers ship typing_extensions.
-from typing_extensions import TypedDict, Unpack
+from typing_extensions import TypedDict, Unpack, disjoint_base
+
+__all__ = [
+    "Client",
+    "RewardResult",
+    "Rollout",
+    "split_rollout",
+    "user_question",
+    "strip_end_of_turn",
+    "label_principle",
+    "RewardAnythingError",
+    "RolloutSplitError",
+    "normalize",
+    "NORMALIZATIONS",
+    "__version__",
+]
 
 __version__: str
 
@@ -13,7 +28,7 @@ __version__: str
 #: ((s-1)/4 minus the group's mean; needs at least two scores).
 NORMALIZATIONS: Tuple[str, ...]
 
-Responses = Union[Mapping[str, str], Sequence[str]]
+_Responses = Union[Mapping[str, str], Sequence[str]]
 
 class RewardAnythingError(Exception):
     """A judgment failed. ``kind`` as ``ra score`` writes it (``transport``,
@@ -65,22 +80,23 @@ class _ClientOptions(TypedDict, total=False):
     temperature: float  # 0.0
     max_tokens: int  # 4096
 
+@disjoint_base
 class Client:
     """A RewardAnything client on OpenAI-compatible endpoints (vLLM, llama.cpp)."""
 
-    def __init__(
-        self, endpoints: Union[str, Sequence[str], None] = None, **options: Unpack[_ClientOptions]
-    ) -> None: ...
+    def __new__(
+        cls, endpoints: Union[str, Sequence[str], None] = None, **options: Unpack[_ClientOptions]
+    ) -> "Client": ...
     @classmethod
     def from_endpoints_file(
         cls, path: Union[str, "PathLike[str]"], **options: Unpack[_ClientOptions]
     ) -> "Client": ...
     def judge(
-        self, principle: str, prompt: str, responses: Responses, mask_responses: bool = True
+        self, principle: str, prompt: str, responses: _Responses, mask_responses: Optional[bool] = None
     ) -> RewardResult: ...
     def judge_batch(self, requests: Sequence[Mapping[str, Any]]) -> List[RewardResult]: ...
     def ajudge(
-        self, principle: str, prompt: str, responses: Responses, mask_responses: bool = True
+        self, principle: str, prompt: str, responses: _Responses, mask_responses: Optional[bool] = None
     ) -> Awaitable[RewardResult]: ...
     def ajudge_batch(self, requests: Sequence[Mapping[str, Any]]) -> Awaitable[List[RewardResult]]: ...
     def connect(self) -> str: ...

@@ -2,7 +2,7 @@
 //! response gets one reward, in input order. Failed judgments give NaN (TRL masks them).
 //!
 //! ```sh
-//! RA_ENDPOINT=http://127.0.0.1:8000/v1 cargo run --example grpo_rewards
+//! RA_ENDPOINT=http://127.0.0.1:8000/v1 cargo run -p rewardanything-client --example grpo_rewards
 //! ```
 
 use rewardanything_client::Client;

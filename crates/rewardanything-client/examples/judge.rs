@@ -1,7 +1,7 @@
 //! Judge one request against a running server.
 //!
 //! ```sh
-//! RA_ENDPOINT=http://127.0.0.1:8000/v1 cargo run --example judge
+//! RA_ENDPOINT=http://127.0.0.1:8000/v1 cargo run -p rewardanything-client --example judge
 //! ```
 
 use rewardanything_client::{Client, JudgeRequest};
