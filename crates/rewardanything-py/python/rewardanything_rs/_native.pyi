@@ -18,6 +18,7 @@ __all__ = [
     "RolloutSplitError",
     "normalize",
     "NORMALIZATIONS",
+    "_shutdown",
     "__version__",
 ]
 
