@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use ra_gateway::{DEFAULT_MAX_GROUP_SIZE, DEFAULT_MAX_OPEN_GROUPS, GatewayConfig, RewardScale};
 
@@ -61,10 +60,10 @@ pub struct RewardArgs {
     #[arg(long = "reward", value_enum, default_value = "raw")]
     scale: Scale,
     /// /get_reward: the reward (and score) of a rollout whose judgment failed; flagged
-    /// ra_failed in extra_logs.
-    #[arg(long, value_name = "F", default_value = "0.0", allow_hyphen_values = true,
-          value_parser = validate::finite)]
-    failure_reward: f64,
+    /// ra_failed in extra_logs. Default: 0.0, or the scale's lowest reward when that is
+    /// below 0 (-1.0 for centered), so failing never pays more than the worst answer.
+    #[arg(long, value_name = "F", allow_hyphen_values = true, value_parser = validate::finite)]
+    failure_reward: Option<f64>,
     /// /get_reward: judge rollouts of the same principle and prompt that arrive within
     /// this many milliseconds together, in one listwise call (0: off).
     #[arg(long, value_name = "MS", default_value = "0", value_parser = validate::window_ms)]
@@ -105,10 +104,11 @@ impl RewardArgs {
                 self.max_group_size
             );
         }
+        let scale: RewardScale = self.scale.try_into()?;
         Ok(RewardSettings {
             principle: self.principle(config_path)?,
-            scale: self.scale.try_into()?,
-            failure_reward: self.failure_reward,
+            scale,
+            failure_reward: failure_reward(self.failure_reward, scale),
             window: self.group_window_ms,
             max_group_size: self.max_group_size,
             max_open_groups: self.max_open_groups,
@@ -146,16 +146,30 @@ impl RewardArgs {
     }
 }
 
-fn read_principle(path: &std::path::Path) -> anyhow::Result<String> {
-    let what = || format!("cannot read --principle-file {}", path.display());
-    let len = std::fs::metadata(path).with_context(what)?.len();
-    if len > MAX_PRINCIPLE_BYTES {
-        anyhow::bail!(
-            "--principle-file {} has {len} bytes; a principle has at most {MAX_PRINCIPLE_BYTES}",
-            path.display()
+/// The failure reward: the flag's, else 0.0 or the scale's lowest reward when that is
+/// below 0. A failure reward above the lowest reward of a judged rollout is warned
+/// about: a policy could then earn more by making its judgment fail (a turn it wrote
+/// that fails the split, an answer that breaks the judge's JSON) than by its worst answer.
+fn failure_reward(flag: Option<f64>, scale: RewardScale) -> f64 {
+    let lowest = scale.reward(1.0);
+    let Some(value) = flag else {
+        return lowest.min(0.0);
+    };
+    if value > lowest {
+        tracing::warn!(
+            "--failure-reward {value} is above the lowest reward of a judged rollout \
+             ({lowest}): a policy can earn more by making its judgment fail than by its \
+             worst answer; use {} or less",
+            lowest.min(0.0)
         );
     }
-    let text = std::fs::read_to_string(path).with_context(what)?;
+    value
+}
+
+/// The principle file's text, read through the capped reader (a FIFO or /dev/zero is
+/// refused at the cap, not read whole).
+fn read_principle(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = crate::input::read_text_capped(path, MAX_PRINCIPLE_BYTES, "--principle-file")?;
     Ok(text.trim().to_string())
 }
 
@@ -175,5 +189,45 @@ impl RewardSettings {
             .max_group_size(self.max_group_size)
             .max_open_groups(self.max_open_groups)
             .failure_reward(self.failure_reward)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        reward: RewardArgs,
+    }
+
+    fn failure(args: &[&str]) -> f64 {
+        let cli = Cli::try_parse_from(std::iter::once("ra").chain(args.iter().copied())).unwrap();
+        cli.reward.settings(None, 64).unwrap().failure_reward
+    }
+
+    #[test]
+    fn failing_never_pays_more_than_the_worst_answer_by_default() {
+        // The lowest judged rewards: raw 1, unit 0, centered -1.
+        assert_eq!(failure(&["--reward", "raw"]), 0.0);
+        assert_eq!(failure(&["--reward", "unit"]), 0.0);
+        assert_eq!(failure(&["--reward", "centered"]), -1.0);
+        // An explicit value is kept (warned about when it pays to fail).
+        assert_eq!(
+            failure(&["--reward", "centered", "--failure-reward", "0.5"]),
+            0.5
+        );
+        assert_eq!(
+            failure(&["--reward", "centered", "--failure-reward", "-2"]),
+            -2.0
+        );
+    }
+
+    #[test]
+    fn a_principle_file_that_never_ends_is_refused_at_the_cap() {
+        let err = read_principle(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("--principle-file"), "{err:#}");
     }
 }

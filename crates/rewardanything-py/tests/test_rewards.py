@@ -61,6 +61,36 @@ def test_centered_is_the_fixed_map_on_one_rollout_at_a_time(env_client, tmp_path
     assert got == [-1.0, 0.5, 1.0]
 
 
+def test_a_failed_judgment_never_pays_more_than_the_worst_answer(env_client, tmp_path, monkeypatch):
+    """With centered, a failure reward of 0.0 (the midpoint) would pay a policy to break
+    its judgment: the default is the lowest reward, a larger one is warned about."""
+    reward_func = openrlhf_reward_func(tmp_path)
+    monkeypatch.setenv("RA_PRINCIPLE", "Be correct.")
+    monkeypatch.setenv("RA_NORMALIZE", "centered")
+    monkeypatch.delenv("RA_FAILURE_REWARD", raising=False)
+    # The mock fails a judgment whose question carries the marker.
+    faulty = CHATML_PROMPT.replace("What is 2+2?", "What is 2+2? [[fault:400]]")
+
+    def fail_once():
+        return reward_func([faulty + "b<|im_end|>"], [faulty], [None])
+
+    (worst,) = one_rollout_each(reward_func, ["a score=1"])
+    assert worst["rewards"] == [-1.0] and worst["extra_logs"]["ra_failed"] == [0.0]
+    failed = fail_once()
+    assert failed["extra_logs"]["ra_failed"] == [1.0], failed
+    assert failed["rewards"] == [-1.0], failed
+    got = verl.compute_score("ds", "b", None, {"prompt": "Q [[fault:400]]", "principle": "P"})
+    assert got["score"] == -1.0 and got["ra_error"], got
+    monkeypatch.setenv("RA_FAILURE_REWARD", "0.5")
+    with pytest.warns(RuntimeWarning, match="RA_FAILURE_REWARD=0.5 is above the lowest reward"):
+        failed = fail_once()
+    assert failed["rewards"] == [0.5]
+    # TRL: the default follows the normalization; an explicit larger value is warned about.
+    client = Client(env_client.url)
+    with pytest.warns(RuntimeWarning, match="failure_reward=0.0 is above"):
+        reward_function(client, "P", normalize="centered", failure_reward=0.0)
+
+
 def test_group_is_refused_where_there_is_no_group(env_client, tmp_path, monkeypatch):
     reward_func = openrlhf_reward_func(tmp_path)
     monkeypatch.setenv("RA_PRINCIPLE", "Be correct.")

@@ -11,6 +11,9 @@ fails (``NO_GROUP``) rather than getting a constant 0.
 
 from __future__ import annotations
 
+import os
+import warnings
+
 from typing import Any, Callable, Dict, Hashable, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from ._native import NORMALIZATIONS
@@ -43,6 +46,54 @@ def check_per_sample(normalize: str, setting: str, function: str) -> str:
             "centered (the fixed (s-3)/2) or unit, or a function that judges groups"
         )
     return normalize
+
+
+def lowest_reward(normalize: str) -> float:
+    """The lowest reward ``normalize`` gives a judged response (the Rust client's map of a
+    score of 1; ``group`` tends to -1 as its group grows)."""
+    check_normalize(normalize)
+    return -1.0 if normalize == "group" else _normalize([1.0], normalize)[0]
+
+
+def default_failure_reward(normalize: str) -> float:
+    """The reward of a failed judgment when none is set: never above the lowest reward of
+    a judged response (0.0, or that lowest reward when it is below 0: -1.0 for
+    ``centered`` and ``group``), so a policy never earns more by making its judgment fail
+    (an injected chat turn, an answer that breaks the judge's JSON) than by its worst
+    answer."""
+    return min(0.0, lowest_reward(normalize))
+
+
+def warn_if_failure_pays(failure: Optional[float], normalize: str, setting: str) -> None:
+    """Warns (once per setting and value) when a failed judgment earns more than the worst
+    judged response: then a policy can learn to fail its judgments."""
+    if failure is None:
+        return
+    lowest = lowest_reward(normalize)
+    if failure > lowest:
+        warnings.warn(
+            f"{setting}={failure} is above the lowest reward of a judged response under "
+            f"{normalize!r} ({lowest}): a policy can earn more by making its judgment fail "
+            f"than by its worst answer; use {default_failure_reward(normalize)} or less",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def env_failure_reward(normalize: str) -> float:
+    """``RA_FAILURE_REWARD`` (warned about when it pays to fail), else
+    :func:`default_failure_reward`."""
+    text = os.environ.get("RA_FAILURE_REWARD")
+    if text is None or not text.strip():
+        return default_failure_reward(normalize)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"RA_FAILURE_REWARD must be a number, not {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"RA_FAILURE_REWARD must be finite, not {text!r}")
+    warn_if_failure_pays(value, normalize, "RA_FAILURE_REWARD")
+    return value
 
 
 def check_failure_reward(value: Optional[float], field: str = "failure_reward") -> Optional[float]:

@@ -11,7 +11,8 @@ is all that is needed. The client comes from ``RA_ENDPOINT``/``RA_API_KEY`` (mad
 per process); the principle from a label that is a dict (or JSON text of one) with a
 ``"principle"`` key, else ``RA_PRINCIPLE``. ``RA_NORMALIZE`` (raw, unit, centered = the
 fixed (s-3)/2 as ``ra gateway --reward centered``; default raw) maps the 1-5 score to the
-reward and ``RA_FAILURE_REWARD`` (default 0.0) is given for a failed judgment, flagged in
+reward and ``RA_FAILURE_REWARD`` (default: 0.0, or -1.0 for centered and group: never
+above the worst judged reward, so failing never pays) is given for a failed judgment, flagged in
 ``extra_logs["ra_failed"]``. ``group`` (unit minus the group's mean) is refused when a
 call holds one query, as OpenRLHF 0.11 sends them.
 
@@ -135,7 +136,7 @@ def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Optional
     normalize = _common.check_normalize(os.environ.get("RA_NORMALIZE", "raw"), "RA_NORMALIZE")
     if len(queries) == 1:
         _common.check_per_sample(normalize, "RA_NORMALIZE", "openrlhf.reward_func called with one query (OpenRLHF 0.11)")
-    failure = float(os.environ.get("RA_FAILURE_REWARD", "0.0"))
+    failure = _common.env_failure_reward(normalize)
     samples, unfinished, split_errors = _samples(queries, prompts, labels)
     j = _judge_split(samples, normalize)
     for i in range(len(samples)):

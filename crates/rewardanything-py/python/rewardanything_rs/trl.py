@@ -12,7 +12,7 @@ functions (``async def``) are awaited concurrently on TRL's own event loop.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from . import _common
 from . import Client
@@ -90,7 +90,7 @@ def reward_function(
     principle: Optional[str] = None,
     *,
     normalize: str = "raw",
-    failure_reward: Optional[float] = 0.0,
+    failure_reward: Union[float, None, str] = "lowest",
     asynchronous: bool = False,
     max_group_size: int = _common.MAX_GROUP_SIZE,
     name: str = "rewardanything",
@@ -106,7 +106,9 @@ def reward_function(
     * ``normalize``: ``"raw"`` (1-5), ``"unit"`` ((s-1)/4), ``"centered"`` (the fixed
       (s-3)/2) or ``"group"`` ((s-1)/4 minus the mean of the completions of the same
       prompt in the batch). ``failure_reward`` is returned for a failed judgment
-      (``None``: TRL turns it into NaN and ignores it), and with ``"group"`` for a
+      (``None``: TRL turns it into NaN and ignores it; ``"lowest"``, the default: 0.0, or
+      -1.0 for centered and group, never above the worst judged reward, so a policy
+      never earns more by failing its judgment; a larger value is warned about), and with ``"group"`` for a
       completion whose prompt has fewer than two scored completions (never a constant 0).
     * With TRL's ``log_extra``/``log_metric``, logs the judge's reasoning per completion
       (column ``ra_reasoning``, its first line ``[shown as model-k]``: the masked name
@@ -121,7 +123,10 @@ def reward_function(
     if principle is not None and not isinstance(principle, str):
         raise TypeError(f"principle must be a str or None, not {type(principle).__name__}")
     _common.check_normalize(normalize)
+    if failure_reward == "lowest":
+        failure_reward = _common.default_failure_reward(normalize)
     failure_reward = _common.check_failure_reward(failure_reward)
+    _common.warn_if_failure_pays(failure_reward, normalize, "failure_reward")
     if isinstance(max_group_size, bool) or not isinstance(max_group_size, int) or max_group_size < 1:
         raise ValueError(f"max_group_size must be an int >= 1, not {max_group_size!r}")
 

@@ -34,7 +34,8 @@ or a list of chat messages; the principle from ``extra_info["principle"]``, else
 ``RA_PRINCIPLE`` environment variable. The client is made once per process from
 ``RA_ENDPOINT``, ``RA_API_KEY`` (and ``RA_MODEL`` if set). ``RA_NORMALIZE`` (raw, unit,
 centered = the fixed (s-3)/2, group = unit minus the group's mean; default raw),
-``RA_FAILURE_REWARD`` (default 0.0), ``RA_COALESCE_MS`` (default 50) and
+``RA_FAILURE_REWARD`` (default 0.0, or -1.0 for centered and group: never above the
+worst judged reward), ``RA_COALESCE_MS`` (default 50) and
 ``RA_MAX_GROUP_SIZE`` (default 8) tune the rest. ``group`` is refused by
 ``compute_score`` (one sample per call: ``ValueError``); in the other two a sample whose
 group has fewer than two scores fails (``ra_error: "no_group"``).
@@ -65,7 +66,7 @@ def get_client() -> Client:
 
 def _settings() -> Tuple[str, float, float, int]:
     normalize = _common.check_normalize(os.environ.get("RA_NORMALIZE", "raw"), "RA_NORMALIZE")
-    failure = float(os.environ.get("RA_FAILURE_REWARD", "0.0"))
+    failure = _common.env_failure_reward(normalize)
     window = float(os.environ.get("RA_COALESCE_MS", "50")) / 1000.0
     group = int(os.environ.get("RA_MAX_GROUP_SIZE", str(_common.MAX_GROUP_SIZE)))
     if group < 1 or not window >= 0:
