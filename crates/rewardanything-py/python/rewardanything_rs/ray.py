@@ -39,10 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _common, _native
 from . import Client
+
+if TYPE_CHECKING:  # ray[data] is needed only where this module is used
+    import pyarrow
+    from ray.data import Dataset
 
 #: The columns :class:`Judge` adds, in order.
 OUTPUT_COLUMNS = ("scores", "ranking", "reasoning", "consistent", "error_kind", "error", "attempts", "latency_ms")
@@ -112,7 +116,7 @@ def responses_of(value: Any) -> Dict[str, str]:
     return out
 
 
-def _columns(batch: Any):
+def _columns(batch: Any) -> "pyarrow.Table":
     """The batch as a pyarrow Table (the format :func:`judge_dataset` asks for; pandas
     and numpy batches are converted as Ray Data converts them)."""
     pa = _pa()
@@ -156,7 +160,7 @@ class Judge:
         else:
             self.client = Client(endpoints, **client_options)
 
-    def _requests(self, table: Any) -> Tuple[List[Optional[dict]], List[Optional[str]]]:
+    def _requests(self, table: "pyarrow.Table") -> Tuple[List[Optional[dict]], List[Optional[str]]]:
         n = table.num_rows
         names = table.column_names
         for column in OUTPUT_COLUMNS:
@@ -211,7 +215,7 @@ class Judge:
             out.append(p if isinstance(p, BadRow) else (await p)[0])
         return out
 
-    def __call__(self, batch: Any) -> Any:
+    def __call__(self, batch: Any) -> "pyarrow.Table":
         pa = _pa()
         table = _columns(batch)
         requests, errors = self._requests(table)
@@ -247,7 +251,7 @@ class Judge:
 
 
 def judge_dataset(
-    ds: Any,
+    ds: "Dataset",
     principle: Optional[str] = None,
     *,
     endpoints: Union[str, Sequence[str], None] = None,
@@ -257,7 +261,7 @@ def judge_dataset(
     num_cpus: float = 0.5,
     max_concurrency: int = 2,
     **client_options: Any,
-) -> Any:
+) -> "Dataset":
     """``ds`` with the judge's columns (see the module's doc): ``ds.map_batches(Judge,
     ...)`` on ``actors`` actors of ``num_cpus`` each, batches of ``batch_size`` rows,
     ``max_concurrency`` batches judged at once per actor (so one batch's slowest row does

@@ -32,7 +32,9 @@ the extras and skips string columns in its metrics).
 veRL passes no prompt: it comes from ``extra_info["prompt"]`` (or ``"question"``), a str
 or a list of chat messages; the principle from ``extra_info["principle"]``, else the
 ``RA_PRINCIPLE`` environment variable. The client is made once per process from
-``RA_ENDPOINT``, ``RA_API_KEY`` (and ``RA_MODEL`` if set). ``RA_NORMALIZE`` (raw, unit,
+``RA_ENDPOINT``, ``RA_API_KEY`` (and ``RA_MODEL`` if set); when veRL deploys the reward
+model itself it passes ``reward_router_address`` and the judge is
+``http://{reward_router_address}/v1`` instead. ``RA_NORMALIZE`` (raw, unit,
 centered = the fixed (s-3)/2, group = unit minus the group's mean; default raw),
 ``RA_FAILURE_REWARD`` (default 0.0, or -1.0 for centered and group: never above the
 worst judged reward), ``RA_COALESCE_MS`` (default 50) and
