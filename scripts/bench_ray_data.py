@@ -3,11 +3,13 @@
 judge_dataset beside ray.data.llm's HttpRequestProcessorConfig posting the same chat
 requests (RewardAnything's prompt, rendered by the Rust client) to the same ra-mock.
 
-Rows/s once running: measured on the output stream between a quarter and three quarters
-of the rows (start-up, actor creation and model discovery, and the tail aside), as a share
-of the mock's capacity (slots / latency). CPU per row: the user+system time of every Ray
-process (the driver and its descendants: GCS, raylet, workers; the mock excluded) over the
-same window, per row (the whole run's in brackets).
+Rows/s once running: the rows judged between a quarter and three quarters of the rows
+were done (start-up, actor creation and model discovery, and the tail aside), as a share
+of the mock's capacity (slots / latency); ours from each batch's completion time taken in
+the actor (output reaches the driver in bursts), the peer's from its output's arrival.
+CPU per row: the user+system time of every Ray process (the driver and its descendants:
+GCS, raylet, workers; the mock excluded) between a quarter and three quarters of the
+output, per row (the whole run's in brackets).
 
 Usage (ray[data] 2.60 in the venv; the peer needs aiohttp and pydantic too, which
 ray[llm] pulls in with vLLM):
@@ -86,8 +88,11 @@ class Window:
         self.n, self.exclude, self.seen, self.marks = n, exclude, 0, []
 
     def consume(self, batches):
+        self.done_at = []
         for b in batches:
             self.seen += len(next(iter(b.values())))
+            if "done_at" in b:
+                self.done_at.extend(b["done_at"].tolist())
             while len(self.marks) < 2 and self.seen >= self.n * (1 + 2 * len(self.marks)) / 4:
                 self.marks.append((self.seen, time.monotonic(), cpu_seconds(descendants(os.getpid()), self.exclude)))
         return self.seen
@@ -101,11 +106,30 @@ def items(n):
 
 
 def run_ours(ray, mock, args, n, window):
-    from rewardanything_rs.ray import judge_dataset
+    import rewardanything_rs.ray as rr
 
-    ds = ray.data.from_items(items(n), override_num_blocks=max(8, n // 2000))
+    judge = rr.Judge
+
+    # The time each batch's judgments were done, taken in the actor: output reaches the
+    # driver in bursts (Ray Data buffers it), so arrival times would overstate the rate.
+    class TimedJudge(judge):
+        def __call__(self, batch):
+            out = super().__call__(batch)
+            return out.append_column("done_at", __import__("pyarrow").array([time.time()] * out.num_rows))
+
+    rr.Judge = TimedJudge  # judge_dataset's own map_batches, with this class
+    try:
+        return _run_ours(ray, mock, args, n, window, rr.judge_dataset)
+    finally:
+        rr.Judge = judge
+
+
+def _run_ours(ray, mock, args, n, window, judge_dataset):
+
+    ds = ray.data.from_items(items(n), override_num_blocks=max(8, n // args.batch_size))
     out = judge_dataset(
-        ds, PRINCIPLE, endpoints=mock.url, actors=args.actors, batch_size=args.batch_size, num_cpus=args.actor_cpus
+        ds, PRINCIPLE, endpoints=mock.url, actors=args.actors, batch_size=args.batch_size, num_cpus=args.actor_cpus,
+        max_concurrency=args.max_concurrency
     )
     return window.consume(out.iter_batches(batch_size=None, batch_format="numpy"))
 
@@ -161,7 +185,12 @@ def measure(ray, run, n, cpus, slots, latency_ms):
     if seen != n:
         raise SystemExit(f"{n} rows in, {seen} out")
     (r1, t1, c1), (r2, t2, c2) = window.marks
-    return wall, cpu, (r2 - r1) / (t2 - t1), (c2 - c1) / (r2 - r1)
+    rate = (r2 - r1) / (t2 - t1)
+    if window.done_at:
+        done = sorted(window.done_at)
+        q1, q3 = done[n // 4], done[3 * n // 4]
+        rate = (3 * n // 4 - n // 4) / (q3 - q1)
+    return wall, cpu, rate, (c2 - c1) / (r2 - r1)
 
 
 def main():
@@ -174,6 +203,7 @@ def main():
     p.add_argument("--actors", type=int, default=2)
     p.add_argument("--actor-cpus", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--max-concurrency", type=int, default=4, help="batches judged at once per actor")
     p.add_argument("--peer-batch-size", type=int, default=64)
     p.add_argument("--peer", default="4:none,16:none", help="concurrency:qps pairs for ray.data.llm (qps none: its default)")
     p.add_argument("--skip-ours", action="store_true")
@@ -185,7 +215,7 @@ def main():
     runs = []
     if not args.skip_ours:
         runs.append(
-            ("rewardanything_rs.ray.judge_dataset", f"actors={args.actors}x{args.actor_cpus}cpu batch={args.batch_size}", lambda m, n, w: run_ours(ray, m, args, n, w), args.rows)
+            ("rewardanything_rs.ray.judge_dataset", f"actors={args.actors}x{args.actor_cpus}cpu batch={args.batch_size}x{args.max_concurrency}", lambda m, n, w: run_ours(ray, m, args, n, w), args.rows)
         )
     for spec in filter(None, args.peer.split(",")):
         c, q = spec.split(":")

@@ -259,7 +259,7 @@ def judge_dataset(
     actors: int = 2,
     batch_size: int = 256,
     num_cpus: float = 0.5,
-    max_concurrency: int = 2,
+    max_concurrency: int = 4,
     **client_options: Any,
 ) -> "Dataset":
     """``ds`` with the judge's columns (see the module's doc): ``ds.map_batches(Judge,
