@@ -24,11 +24,11 @@ _REPORT = re.compile(
 class Mock:
     """A running ra-mock process."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, host: str = "127.0.0.1"):
         if not MOCK_BIN.exists():
             raise RuntimeError(f"{MOCK_BIN} not found: run `cargo build -p ra-mock` (or set RA_MOCK_BIN)")
         self.proc = subprocess.Popen(
-            [str(MOCK_BIN), "--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof", *args],
+            [str(MOCK_BIN), "--host", host, "--port", "0", "--exit-on-stdin-eof", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -82,11 +82,12 @@ class Mock:
 
 @pytest.fixture
 def start_mock():
-    """`start_mock(*flags) -> Mock`; every mock started is killed at teardown."""
+    """`start_mock(*flags, host="127.0.0.1") -> Mock`; every mock started is killed at
+    teardown."""
     started: List[Mock] = []
 
-    def start(*args: str) -> Mock:
-        mock = Mock(*args)
+    def start(*args: str, host: str = "127.0.0.1") -> Mock:
+        mock = Mock(*args, host=host)
         started.append(mock)
         return mock
 
@@ -110,6 +111,6 @@ def env_client(monkeypatch, mock):
     monkeypatch.delenv("RA_API_KEY", raising=False)
     for name in ("RA_PRINCIPLE", "RA_NORMALIZE", "RA_FAILURE_REWARD", "RA_COALESCE_MS", "RA_MAX_GROUP_SIZE", "RA_MODEL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(verl, "_client", None)
+    monkeypatch.setattr(verl, "_clients", None)
     monkeypatch.setattr(verl, "_coalescer", None)
     return mock

@@ -32,7 +32,9 @@ the extras and skips string columns in its metrics).
 veRL passes no prompt: it comes from ``extra_info["prompt"]`` (or ``"question"``), a str
 or a list of chat messages; the principle from ``extra_info["principle"]``, else the
 ``RA_PRINCIPLE`` environment variable. The client is made once per process from
-``RA_ENDPOINT``, ``RA_API_KEY`` (and ``RA_MODEL`` if set). ``RA_NORMALIZE`` (raw, unit,
+``RA_ENDPOINT``, ``RA_API_KEY`` (and ``RA_MODEL`` if set); when veRL deploys the reward
+model itself it passes ``reward_router_address`` and the judge is
+``http://{reward_router_address}/v1`` instead. ``RA_NORMALIZE`` (raw, unit,
 centered = the fixed (s-3)/2, group = unit minus the group's mean; default raw),
 ``RA_FAILURE_REWARD`` (default 0.0, or -1.0 for centered and group: never above the
 worst judged reward), ``RA_COALESCE_MS`` (default 50) and
@@ -44,24 +46,73 @@ group has fewer than two scores fails (``ra_error: "no_group"``).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import re
 import threading
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import _common
 from . import Client
 
 _lock = threading.Lock()
-_client: Optional[Tuple[int, Client]] = None
+# (pid, {router address or None: client}), least recently used first. Bounded: a process
+# that is handed many addresses (a restarted router) keeps only the last few clients; a
+# dropped one finishes the calls that still hold it.
+_clients: Optional[Tuple[int, "OrderedDict[Optional[str], Client]"]] = None
+
+#: Clients kept per process, one per reward router address (plus the ``RA_ENDPOINT`` one).
+MAX_CLIENTS = 8
 
 
-def get_client() -> Client:
-    """The process's client (made on first use; a forked child makes its own)."""
-    global _client
+def router_endpoint(address: str) -> str:
+    """The endpoint of veRL's reward router at ``address`` (``host:port``, as veRL passes
+    ``reward_router_address``): ``http://{address}/v1``. An IPv6 host must be bracketed
+    (``[::1]:8000``, as veRL writes it); a bare one (``::1``, ``fe80::1:8000``) is refused,
+    since its port could not be told from its last group."""
+    if not isinstance(address, str):
+        raise TypeError(f"reward_router_address must be a str (host:port), not {type(address).__name__}")
+    if re.search(r"[/@?#%\s]", address):
+        raise ValueError(f"reward_router_address must be host:port (no scheme, path or zone), not {address!r}")
+    bracketed = re.fullmatch(r"\[([^\]]*)\](?::(\d{1,5}))?", address)
+    if bracketed is not None:
+        host, port = bracketed.group(1), bracketed.group(2)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"reward_router_address {address!r}: {host!r} is not an IPv6 address") from None
+    else:
+        host, colon, port = address.partition(":")
+        if ":" in port:
+            raise ValueError(
+                f"reward_router_address {address!r} looks like a bare IPv6 address: bracket it "
+                "([addr]:port, as veRL does), else its port cannot be told from its last group"
+            )
+        if not re.fullmatch(r"[\w.-]+", host) or (colon and not port.isdigit()):
+            raise ValueError(f"reward_router_address must be host:port (or [ipv6]:port), not {address!r}")
+    if port and not 0 < int(port) < 65536:
+        raise ValueError(f"reward_router_address {address!r}: port {port} is out of range")
+    return f"http://{address}/v1"
+
+
+def get_client(reward_router_address: Optional[str] = None) -> Client:
+    """The process's client for veRL's reward router at ``reward_router_address``, or on
+    ``RA_ENDPOINT`` when it is ``None`` (made on first use; a forked child makes its own)."""
+    global _clients
+    endpoint = None if reward_router_address is None else router_endpoint(reward_router_address)
     with _lock:
-        if _client is None or _client[0] != os.getpid():
-            _client = (os.getpid(), Client(model=os.environ.get("RA_MODEL") or None))
-        return _client[1]
+        if _clients is None or _clients[0] != os.getpid():
+            _clients = (os.getpid(), OrderedDict())
+        clients = _clients[1]
+        client = clients.get(endpoint)
+        if client is None:
+            client = Client(endpoint, model=os.environ.get("RA_MODEL") or None)
+            clients[endpoint] = client
+            while len(clients) > MAX_CLIENTS:
+                clients.popitem(last=False)
+        clients.move_to_end(endpoint)
+        return client
 
 
 def _settings() -> Tuple[str, float, float, int]:
@@ -111,14 +162,25 @@ def _score_dict(
     }
 
 
-def compute_score(data_source: Any, solution_str: str, ground_truth: Any, extra_info: Optional[dict] = None, **kwargs: Any) -> Dict[str, Any]:
+def compute_score(
+    data_source: Any,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: Optional[dict] = None,
+    reward_router_address: Optional[str] = None,
+    reward_model_tokenizer: Any = None,
+    **kwargs: Any,
+) -> Dict[str, Any]:
     """One sample, judged alone (blocking; the GIL is released while waiting).
-    ``RA_NORMALIZE=group`` is refused (``ValueError``): there is no group."""
+    ``RA_NORMALIZE=group`` is refused (``ValueError``): there is no group. With
+    ``reward_router_address`` (veRL's own reward-model servers) the judge is
+    ``http://{reward_router_address}/v1``; ``reward_model_tokenizer`` is not needed (the
+    server applies the chat template)."""
     normalize, failure, _, _ = _settings()
     _common.check_per_sample(normalize, "RA_NORMALIZE", "verl.compute_score")
     principle, prompt, response = _sample(solution_str, extra_info, "")
     name = _common.response_name(0)
-    result = get_client().judge_batch([{"principle": principle, "prompt": prompt, "responses": {name: response}}])[0]
+    result = get_client(reward_router_address).judge_batch([{"principle": principle, "prompt": prompt, "responses": {name: response}}])[0]
     raw = result.scores.get(name) if result.ok else None
     rewards, error = _common.normalize_scores([raw], normalize)
     return _score_dict(raw, rewards[0], result, failure, name, error)
@@ -217,8 +279,17 @@ class Coalescer:
 _coalescer: Optional[Coalescer] = None
 
 
-async def compute_score_async(data_source: Any, solution_str: str, ground_truth: Any, extra_info: Optional[dict] = None, **kwargs: Any) -> Dict[str, Any]:
-    """``compute_score`` for veRL's reward loop (awaited). Concurrent calls that share a
+async def compute_score_async(
+    data_source: Any,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: Optional[dict] = None,
+    reward_router_address: Optional[str] = None,
+    reward_model_tokenizer: Any = None,
+    **kwargs: Any,
+) -> Dict[str, Any]:
+    """``compute_score`` for veRL's reward loop (awaited; ``reward_router_address`` as
+    there). Concurrent calls that share a
     prompt within ``RA_COALESCE_MS`` are judged together (listwise, up to
     ``RA_MAX_GROUP_SIZE``); ``group`` normalizes over that coalesced group, and a sample
     that was judged alone fails with ``ra_error: "no_group"``."""
@@ -227,7 +298,8 @@ async def compute_score_async(data_source: Any, solution_str: str, ground_truth:
     principle, prompt, response = _sample(solution_str, extra_info, "")
     if _coalescer is None or (_coalescer.window, _coalescer.max_group) != (window, max_group):
         _coalescer = Coalescer(window, max_group)
-    result, index = await _coalescer.judge(get_client(), principle, prompt, response)
+    client = get_client(reward_router_address)
+    result, index = await _coalescer.judge(client, principle, prompt, response)
     name = _common.response_name(index)
     raw = result.scores.get(name) if result.ok else None
     if raw is None:
@@ -237,4 +309,4 @@ async def compute_score_async(data_source: Any, solution_str: str, ground_truth:
     return _score_dict(raw, rewards[index], result, failure, name, error)
 
 
-__all__ = ["compute_score", "compute_score_async", "compute_score_batch", "get_client", "Coalescer"]
+__all__ = ["compute_score", "compute_score_async", "compute_score_batch", "get_client", "router_endpoint", "Coalescer"]
