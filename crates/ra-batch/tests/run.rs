@@ -71,6 +71,17 @@ fn check(lines: &[Value]) {
     }
 }
 
+/// A fresh run of `inp` into `out`, to its end.
+async fn run_to_end(out: &Path, inp: &Path, mock: &MockHandle) -> ra_batch::Summary {
+    Batch::to_file(out)
+        .prepare()
+        .await
+        .expect("prepare")
+        .run(input(inp).await, client(mock))
+        .await
+        .expect("run")
+}
+
 #[tokio::test]
 async fn a_run_writes_every_line_in_order_and_a_resume_judges_only_the_rest() {
     let mock = MockServer::builder().start().await.expect("mock");
@@ -154,13 +165,7 @@ async fn a_changed_input_is_refused_and_a_stop_leaves_a_resumable_prefix() {
         .expect("run");
     drop(tx);
     assert!(summary.interrupted, "stopped before reading the input");
-    Batch::to_file(&out)
-        .prepare()
-        .await
-        .expect("prepare")
-        .run(input(&inp).await, client(&mock))
-        .await
-        .expect("full run");
+    run_to_end(&out, &inp, &mock).await;
     let before = std::fs::read(&out).expect("read");
     std::fs::write(
         &inp,
@@ -272,13 +277,7 @@ async fn a_resume_names_the_first_line_it_does_not_keep() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (inp, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
     write_input(&inp);
-    Batch::to_file(&out)
-        .prepare()
-        .await
-        .expect("prepare")
-        .run(input(&inp).await, client(&mock))
-        .await
-        .expect("run");
+    run_to_end(&out, &inp, &mock).await;
     let whole = std::fs::read_to_string(&out).expect("read");
     let prepared = Batch::to_file(&out)
         .resume(true)
