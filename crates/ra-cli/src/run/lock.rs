@@ -1,12 +1,14 @@
-//! One writer per output file: `ra score` holds `ra_batch::FileLock` on a sidecar
-//! `OUTPUT.lock` for its whole run (see `ra_batch::lock` for why a sidecar).
+//! One writer per output: `ra score` and `ra eval` hold `ra_batch::FileLock` on a
+//! sidecar `OUTPUT.lock` for their whole run (see `ra_batch::lock` for why a sidecar).
 
 use std::path::Path;
 
 use ra_batch::{FileLock, LockError};
 
-/// Takes the lock for `output`, or fails at once naming the PID that holds it.
-pub fn lock_output(output: &Path) -> anyhow::Result<FileLock> {
+/// Takes the lock for the results file `output`, or fails at once naming the PID that
+/// holds it. `command` (`ra score`) and `shown` (the `--output` the user gave) word the
+/// message.
+pub fn lock_output(output: &Path, shown: &Path, command: &str) -> anyhow::Result<FileLock> {
     let path = ra_batch::lock::lock_path(output);
     match FileLock::acquire(&path) {
         Ok(lock) => Ok(lock),
@@ -16,9 +18,9 @@ pub fn lock_output(output: &Path) -> anyhow::Result<FileLock> {
                 None => "PID not yet written".to_string(),
             };
             anyhow::bail!(
-                "--output {} is being written by another ra score ({holder}, lock file {}); \
+                "--output {} is being written by another {command} ({holder}, lock file {}); \
                  wait for it to finish or choose another --output",
-                output.display(),
+                shown.display(),
                 path.display()
             )
         }
