@@ -48,15 +48,10 @@ pub enum BatchError {
         /// Lines kept in the output.
         kept: usize,
     },
-    /// A kept output line could not be read again (another process wrote it).
-    #[error("output line {line} changed while running")]
-    OutputChanged {
-        /// The line, counted from 0 like `index`.
-        line: usize,
-        /// Why it could not be read.
-        #[source]
-        source: serde_json::Error,
-    },
+    /// A kept output line could not be read again (another process wrote it); the
+    /// source names the line.
+    #[error("the output changed while running")]
+    OutputChanged(#[source] crate::results::ResultLineError),
     /// Stdout cannot be resumed.
     #[error("resuming needs an output file, not stdout")]
     ResumeStdout,

@@ -270,7 +270,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(body: &Body) -> Result<T, String> 
 
 /// serde_json's message with its position as a column: every input is one line, so its
 /// "line 1" would contradict the line number of the message.
-fn json_error(e: &serde_json::Error) -> String {
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
     let text = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());
     match text.strip_suffix(&suffix) {

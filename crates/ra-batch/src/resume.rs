@@ -2,11 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 
 use crate::error::BatchError;
-use crate::lines::{Body, LineReader};
+use crate::results::{ResultLineError, ResultReader};
 
 /// What a previous run left.
 pub(crate) struct ResumeState {
@@ -14,14 +13,8 @@ pub(crate) struct ResumeState {
     pub kept: usize,
     /// Their length in bytes; anything after is cut.
     pub valid_bytes: u64,
-}
-
-#[derive(Deserialize)]
-struct Head {
-    index: usize,
-    input_hash: String,
-    #[serde(default)]
-    error: Option<serde::de::IgnoredAny>,
+    /// Why the kept lines end before the end of the output (the first line not kept).
+    pub cut: Option<ResultLineError>,
 }
 
 /// One kept line, read again while the input is read.
@@ -36,6 +29,7 @@ impl ResumeState {
         ResumeState {
             kept: 0,
             valid_bytes: 0,
+            cut: None,
         }
     }
 
@@ -44,41 +38,42 @@ impl ResumeState {
         if retry_failed { 0 } else { self.kept }
     }
 
-    /// Reads the output: its newline-ended lines that are result objects numbered 0, 1,
-    /// 2, … are kept; the first line that is not (a partial last line, garbage, a line
-    /// over `max_line` bytes, which is never held) and everything after it is dropped.
+    /// Reads the output: its lines up to the first one the [`ResultReader`] refuses (a
+    /// partial last line, garbage, a line over `max_line` bytes, which is never held)
+    /// are kept; that line and everything after it is dropped.
     pub async fn scan(path: &Path, max_line: usize) -> Result<Self, BatchError> {
         let file = match tokio::fs::File::open(path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::fresh()),
             Err(e) => return Err(BatchError::io("cannot read the output", path)(e)),
         };
-        let mut lines = LineReader::new(BufReader::with_capacity(1 << 16, file), max_line);
+        let mut lines = ResultReader::new(BufReader::with_capacity(1 << 16, file), max_line);
         let mut state = Self::fresh();
-        while let Some(line) = lines
-            .next_line()
-            .await
-            .map_err(BatchError::io("cannot read the output", path))?
-        {
-            let Body::Bytes(bytes) = &line.body else {
-                break;
-            };
-            if !line.terminated {
-                break;
-            }
-            match serde_json::from_slice::<Head>(bytes) {
-                Ok(head) if head.index == state.kept && !head.input_hash.is_empty() => {
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) => {
                     state.kept += 1;
                     state.valid_bytes += line.raw_len;
                 }
-                _ => break,
+                Ok(None) => break,
+                Err(ResultLineError::Io(e)) => {
+                    return Err(BatchError::io("cannot read the output", path)(e));
+                }
+                Err(cut) => {
+                    state.cut = Some(cut);
+                    break;
+                }
             }
         }
         Ok(state)
     }
 
     /// A reader of the kept lines, in order (none when nothing is kept).
-    pub async fn stored_reader(&self, path: &Path) -> Result<Option<StoredReader>, BatchError> {
+    pub async fn stored_reader(
+        &self,
+        path: &Path,
+        max_line: usize,
+    ) -> Result<Option<StoredReader>, BatchError> {
         if self.kept == 0 {
             return Ok(None);
         }
@@ -86,7 +81,7 @@ impl ResumeState {
             .await
             .map_err(BatchError::io("cannot read the output", path))?;
         Ok(Some(StoredReader {
-            reader: BufReader::with_capacity(1 << 16, file),
+            reader: ResultReader::new(BufReader::with_capacity(1 << 16, file), max_line),
             read: 0,
             path: path.to_path_buf(),
         }))
@@ -94,7 +89,7 @@ impl ResumeState {
 }
 
 pub(crate) struct StoredReader {
-    reader: BufReader<tokio::fs::File>,
+    reader: ResultReader<BufReader<tokio::fs::File>>,
     read: usize,
     path: PathBuf,
 }
@@ -104,25 +99,29 @@ impl StoredReader {
         self.read
     }
 
+    /// The next kept line, which the scan read already: anything else means another
+    /// process changed the output meanwhile.
     pub async fn next(&mut self) -> Result<StoredLine, BatchError> {
-        let mut raw = String::new();
-        self.reader
-            .read_line(&mut raw)
-            .await
-            .map_err(BatchError::io("cannot read the output again", &self.path))?;
-        if raw.ends_with('\n') {
-            raw.pop();
-        }
-        let head: Head =
-            serde_json::from_str(&raw).map_err(|source| BatchError::OutputChanged {
-                line: self.read,
-                source,
-            })?;
+        let line = match self.reader.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                return Err(BatchError::OutputChanged(ResultLineError::Unterminated {
+                    line: self.read + 1,
+                }));
+            }
+            Err(ResultLineError::Io(e)) => {
+                return Err(BatchError::io("cannot read the output again", &self.path)(
+                    e,
+                ));
+            }
+            Err(e) => return Err(BatchError::OutputChanged(e)),
+        };
         self.read += 1;
         Ok(StoredLine {
-            input_hash: head.input_hash,
-            failed: head.error.is_some(),
-            raw,
+            input_hash: line.result.input_hash,
+            failed: line.result.outcome.is_err(),
+            // The scan read it as UTF-8 JSON.
+            raw: String::from_utf8_lossy(&line.bytes).into_owned(),
         })
     }
 }

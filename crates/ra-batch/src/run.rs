@@ -40,17 +40,17 @@ pub enum Stop {
     Now,
 }
 
-/// The callback [`Batch::on_line`] takes.
-pub type LineHook = Box<dyn FnMut(&LineDone<'_>) + Send>;
+/// The callback [`Batch::on_line`] takes, boxed.
+type LineHook = Box<dyn FnMut(&LineDone<'_>) + Send>;
 
 /// What the per-line hook sees after each line is written.
 ///
 /// ```
-/// let batch = ra_batch::Batch::to_file("out.jsonl").on_line(Box::new(|done: &ra_batch::LineDone<'_>| {
+/// let batch = ra_batch::Batch::to_file("out.jsonl").on_line(|done: &ra_batch::LineDone<'_>| {
 ///     if let Some(kind) = done.error_kind {
 ///         eprintln!("line {} failed: {kind} ({} failures so far)", done.index, done.summary.failed_total());
 ///     }
-/// }));
+/// });
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
@@ -140,6 +140,8 @@ pub struct Batch {
     window: usize,
     flush_every: Duration,
     stop: Option<watch::Receiver<Stop>>,
+    /// See [`Batch::close_on_drain`].
+    drain_grace: Option<Duration>,
     on_line: Option<LineHook>,
     permutations: usize,
 }
@@ -175,6 +177,7 @@ impl Batch {
             window: 1024,
             flush_every: Duration::from_millis(100),
             stop: None,
+            drain_grace: None,
             on_line: None,
             permutations: 1,
         }
@@ -277,15 +280,37 @@ impl Batch {
         self
     }
 
+    /// A graceful stop for a run that owns its client (a command line stopped by a
+    /// signal): at [`Stop::Drain`] the client given to [`Prepared::run`] is closed, so
+    /// judgments still waiting for one of its slots are not sent (writing stops before
+    /// the first of them and the output stays a prefix that resumes), those on the wire
+    /// get `grace` to finish and be written, and then the run stops as at
+    /// [`Stop::Now`]. Without it (the default) a drain waits for every judgment sent,
+    /// however long, and leaves the client open: right for a client shared with other
+    /// work.
+    ///
+    /// ```
+    /// let (tx, rx) = tokio::sync::watch::channel(ra_batch::Stop::Run);
+    /// let batch = ra_batch::Batch::to_file("results.jsonl")
+    ///     .stop(rx)
+    ///     .close_on_drain(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn close_on_drain(mut self, grace: Duration) -> Self {
+        self.drain_grace = Some(grace);
+        self
+    }
+
     /// Called after each line is written (progress bars, notifications).
     ///
     /// ```
-    /// let batch = ra_batch::Batch::to_file("results.jsonl").on_line(Box::new(|d: &ra_batch::LineDone<'_>| {
+    /// let mut written = 0;
+    /// let batch = ra_batch::Batch::to_file("results.jsonl").on_line(move |d: &ra_batch::LineDone<'_>| {
+    ///     written += 1;
     ///     let _ = d.index;
-    /// }));
+    /// });
     /// ```
-    pub fn on_line(mut self, hook: LineHook) -> Self {
-        self.on_line = Some(hook);
+    pub fn on_line(mut self, hook: impl FnMut(&LineDone<'_>) + Send + 'static) -> Self {
+        self.on_line = Some(Box::new(hook));
         self
     }
 
@@ -360,6 +385,23 @@ impl Prepared {
         self.resume.kept_in_place(self.batch.retry_failed)
     }
 
+    /// Why a resumed output's kept lines end before its end: the first line not kept
+    /// (cut short by a killed run, not a result line, or too long), naming it. It and
+    /// the lines after it are judged again and rewritten. `None` when every line is
+    /// kept or the run is fresh.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), ra_batch::BatchError> {
+    /// let prepared = ra_batch::Batch::to_file("results.jsonl").resume(true).prepare().await?;
+    /// if let Some(cut) = prepared.cut() {
+    ///     eprintln!("resuming before {cut}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn cut(&self) -> Option<&crate::results::ResultLineError> {
+        self.resume.cut.as_ref()
+    }
+
     /// Opens the output and judges every input line not kept, writing one result line
     /// per input line in input order, until the end of the input or a [`Stop`]. A
     /// failing line is an error line, not an error; an `Err` is a run that could not go
@@ -379,7 +421,7 @@ impl Prepared {
         let path = batch.output.as_deref();
         let mut sink = OutputSink::open(path, &resume, batch.retry_failed)?;
         let stored = match path {
-            Some(p) => resume.stored_reader(p).await?,
+            Some(p) => resume.stored_reader(p, batch.max_stored_line_bytes).await?,
             None => None,
         };
         let exhausted = Arc::new(AtomicBool::new(false));
@@ -392,7 +434,7 @@ impl Prepared {
             exhausted: Arc::clone(&exhausted),
         };
         // Without a channel, a closed one: it never stops the run.
-        let mut stop = batch
+        let stop = batch
             .stop
             .take()
             .unwrap_or_else(|| watch::channel(Stop::Run).1);
@@ -400,6 +442,11 @@ impl Prepared {
             kept: resume.kept as u64,
             ..Summary::default()
         };
+        // Built once: its grace starts at the drain, not at each line written.
+        let stop_now = pin!(stop_now(
+            stop.clone(),
+            batch.drain_grace.map(|grace| (client.clone(), grace)),
+        ));
         let results = judgments(source, client, batch.window, &stop);
         let mut writer = Writer {
             sink: &mut sink,
@@ -407,7 +454,7 @@ impl Prepared {
             on_line: batch.on_line.as_mut(),
             flush_every: batch.flush_every,
         };
-        let outcome = writer.write_all(results, &mut stop).await;
+        let outcome = writer.write_all(results, stop_now).await;
         if let Some(fatal) = outcome.fatal {
             sink.abandon()?;
             return Err(fatal);
@@ -423,6 +470,20 @@ async fn wait_level(rx: &mut watch::Receiver<Stop>, level: Stop) {
     // A closed channel means no more stops can come: wait forever.
     if rx.wait_for(|&l| l >= level).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// Completes when writing must stop: at [`Stop::Now`], or with a drain grace at the
+/// end of the grace after [`Stop::Drain`] (closing the client at the drain).
+async fn stop_now(mut rx: watch::Receiver<Stop>, drain: Option<(Client, Duration)>) {
+    let Some((client, grace)) = drain else {
+        return wait_level(&mut rx, Stop::Now).await;
+    };
+    wait_level(&mut rx, Stop::Drain).await;
+    client.close();
+    tokio::select! {
+        _ = wait_level(&mut rx, Stop::Now) => {}
+        _ = tokio::time::sleep(grace) => {}
     }
 }
 
@@ -489,7 +550,7 @@ impl Writer<'_> {
     async fn write_all(
         &mut self,
         results: impl Stream<Item = Result<Step, BatchError>>,
-        stop: &mut watch::Receiver<Stop>,
+        mut stop_now: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> Outcome {
         let mut results = pin!(results);
         let mut last_flush = Instant::now();
@@ -497,7 +558,7 @@ impl Writer<'_> {
         loop {
             let item = tokio::select! {
                 biased;
-                _ = wait_level(stop, Stop::Now) => return ended(None, true),
+                _ = &mut stop_now => return ended(None, true),
                 item = results.next() => item,
                 _ = tokio::time::sleep_until((last_flush + self.flush_every).into()), if self.sink.dirty() => {
                     if let Err(e) = self.sink.flush() {

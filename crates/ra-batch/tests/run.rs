@@ -71,6 +71,17 @@ fn check(lines: &[Value]) {
     }
 }
 
+/// A fresh run of `inp` into `out`, to its end.
+async fn run_to_end(out: &Path, inp: &Path, mock: &MockHandle) -> ra_batch::Summary {
+    Batch::to_file(out)
+        .prepare()
+        .await
+        .expect("prepare")
+        .run(input(inp).await, client(mock))
+        .await
+        .expect("run")
+}
+
 #[tokio::test]
 async fn a_run_writes_every_line_in_order_and_a_resume_judges_only_the_rest() {
     let mock = MockServer::builder().start().await.expect("mock");
@@ -81,9 +92,9 @@ async fn a_run_writes_every_line_in_order_and_a_resume_judges_only_the_rest() {
     let (tx, rx) = std::sync::mpsc::channel();
     let summary = Batch::to_file(&out)
         .window(4)
-        .on_line(Box::new(move |d: &ra_batch::LineDone<'_>| {
+        .on_line(move |d: &ra_batch::LineDone<'_>| {
             let _ = tx.send(d.index);
-        }))
+        })
         .prepare()
         .await
         .expect("prepare")
@@ -154,13 +165,7 @@ async fn a_changed_input_is_refused_and_a_stop_leaves_a_resumable_prefix() {
         .expect("run");
     drop(tx);
     assert!(summary.interrupted, "stopped before reading the input");
-    Batch::to_file(&out)
-        .prepare()
-        .await
-        .expect("prepare")
-        .run(input(&inp).await, client(&mock))
-        .await
-        .expect("full run");
+    run_to_end(&out, &inp, &mock).await;
     let before = std::fs::read(&out).expect("read");
     std::fs::write(
         &inp,
@@ -185,5 +190,124 @@ async fn a_changed_input_is_refused_and_a_stop_leaves_a_resumable_prefix() {
         std::fs::read(&out).expect("read"),
         before,
         "the output is untouched"
+    );
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+async fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    cond()
+}
+
+#[tokio::test]
+async fn close_on_drain_stops_sending_finishes_within_the_grace_and_keeps_a_prefix() {
+    let mock = MockServer::builder().start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (inp, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    // Line 3 never gets an answer: a drain without a grace would wait for it forever.
+    let text: String = (0..40)
+        .map(|i| {
+            let mut r = request(i);
+            if i == 3 {
+                r["prompt"] = json!("question 3 [[fault:hang]]");
+            }
+            format!("{r}\n")
+        })
+        .collect();
+    std::fs::write(&inp, text).expect("write input");
+    let client = rewardanything_client::Client::builder()
+        .endpoint(mock.base_url())
+        .model(ra_mock::DEFAULT_MODEL)
+        .max_in_flight(2)
+        .build()
+        .expect("client");
+    let (tx, rx) = tokio::sync::watch::channel(Stop::Run);
+    let lines = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&lines);
+    let run = tokio::spawn(
+        Batch::to_file(&out)
+            .flush_every(std::time::Duration::ZERO)
+            .stop(rx)
+            .close_on_drain(std::time::Duration::from_millis(300))
+            .on_line(move |_| {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+            .prepare()
+            .await
+            .expect("prepare")
+            .run(input(&inp).await, client),
+    );
+    // Lines 0..3 are written and line 3 hangs: the one other slot keeps judging lines
+    // that wait behind it.
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || mock.stats().hung
+            >= 1
+            && lines.load(std::sync::atomic::Ordering::SeqCst) >= 3)
+        .await
+    );
+    tx.send(Stop::Drain).expect("send");
+    let sent_at_drain = mock.stats().chat_requests;
+    let summary = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+        .await
+        .expect("the grace ends the run although line 3 never answers")
+        .expect("task")
+        .expect("run");
+    assert!(summary.interrupted);
+    assert!(
+        mock.stats().chat_requests <= sent_at_drain + 2,
+        "at most the requests already leaving are sent after the drain"
+    );
+    let written = read_lines(&out);
+    assert_eq!(written.len(), 3, "lines up to the hung one, none after");
+    for (i, line) in written.iter().enumerate() {
+        assert_eq!(line["index"], i);
+    }
+    drop(tx);
+}
+
+#[tokio::test]
+async fn a_resume_names_the_first_line_it_does_not_keep() {
+    let mock = MockServer::builder().start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (inp, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    write_input(&inp);
+    run_to_end(&out, &inp, &mock).await;
+    let whole = std::fs::read_to_string(&out).expect("read");
+    let prepared = Batch::to_file(&out)
+        .resume(true)
+        .prepare()
+        .await
+        .expect("prepare");
+    assert_eq!(
+        (prepared.kept(), prepared.cut().map(ToString::to_string)),
+        (20, None)
+    );
+    let mut lines: Vec<&str> = whole.lines().collect();
+    lines[3] = "{\"index\": 3, \"scores\": ";
+    std::fs::write(&out, lines.join("\n") + "\n").expect("write");
+    let prepared = Batch::to_file(&out)
+        .resume(true)
+        .prepare()
+        .await
+        .expect("prepare");
+    assert_eq!(prepared.kept(), 3);
+    let cut = prepared.cut().expect("a cut");
+    assert!(
+        matches!(
+            cut,
+            ra_batch::results::ResultLineError::Malformed { line: 4, .. }
+        ),
+        "{cut}"
+    );
+    assert!(
+        cut.to_string()
+            .starts_with("result line 4: not a result line: "),
+        "{cut}"
     );
 }

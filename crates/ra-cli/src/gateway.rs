@@ -196,6 +196,6 @@ fn gateway_config(
 
 /// Completes on the first Ctrl-C or SIGTERM.
 async fn stop_signal() {
-    crate::signals::StopSignals::new().next().await;
+    crate::run::signals::StopSignals::new().next().await;
     eprintln!("ra gateway: stopping: finishing requests in flight");
 }

@@ -12,13 +12,11 @@ mod gateway;
 mod input;
 mod judge;
 mod lines;
-mod lock;
 mod openrlhf;
 mod parse;
-mod progress;
 mod render;
+mod run;
 mod score;
-mod signals;
 mod validate;
 
 use std::io::IsTerminal;

@@ -1,124 +1,117 @@
 //! Judging the units file into `results.jsonl` with `ra-batch` (the engine of `ra
 //! score`: one line per unit in unit order, flushed as it goes, resumable after a kill,
-//! input lines checked by hash on resume), and reading the results back.
+//! input lines checked by hash on resume, a graceful stop on signals), and reading the
+//! results back with `ra_batch::results`.
 
-use std::io::BufRead;
 use std::path::Path;
-use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::Context;
 use indexmap::IndexMap;
-use ra_batch::{Batch, LineDone, Stop};
-use serde::Deserialize;
-use tokio::sync::watch;
+use ra_batch::Batch;
+use ra_batch::results::ResultReader;
 
-use crate::connect::Connection;
+use super::EvalArgs;
+use crate::run::{BatchRun, stored_line_bytes};
 
 /// A unit's answer as stored: scores and ranking by masked name (`model-k`).
 pub type RawAnswer = (IndexMap<String, f64>, Vec<String>);
 
-/// One results line as read back (ra score's line format; other fields ignored).
-#[derive(Deserialize)]
-struct StoredLine {
-    index: usize,
-    #[serde(default)]
-    scores: Option<IndexMap<String, f64>>,
-    #[serde(default)]
-    ranking: Option<Vec<String>>,
-}
-
-/// How the judging ended.
-pub struct Outcome {
-    pub interrupted: bool,
-}
-
-/// Stop levels from Ctrl-C / SIGTERM: the first drains (in-flight calls finish within
-/// `grace`), a second one or the end of the grace stops at once.
-fn watch_signals(grace: Duration) -> watch::Receiver<Stop> {
-    let (tx, rx) = watch::channel(Stop::Run);
-    tokio::spawn(async move {
-        let mut signals = crate::signals::StopSignals::new();
-        signals.next().await;
-        eprintln!("ra eval: stopping: finishing calls in flight (again to stop now)");
-        let _ = tx.send(Stop::Drain);
-        tokio::select! {
-            _ = signals.next() => {}
-            _ = tokio::time::sleep(grace) => {}
-        }
-        let _ = tx.send(Stop::Now);
-    });
-    rx
-}
-
-/// Judges every unit not yet in `results`, writing lines in unit order.
+/// Connects (nothing is judged when no endpoint serves the model) and judges every unit
+/// not yet in `results`, writing lines in unit order. Returns whether a signal
+/// interrupted it.
 pub async fn judge_units(
+    args: &EvalArgs,
     units: &Path,
     total: usize,
     results: &Path,
-    resume: bool,
-    connection: &Connection,
-    quiet: bool,
-    max_stored_line_bytes: usize,
-) -> anyhow::Result<Outcome> {
-    let stop = watch_signals(Duration::from_secs(5));
-    {
-        // Calls still waiting for a slot must not leave after a stop signal.
-        let client = connection.client.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            if stop.wait_for(|&l| l >= Stop::Drain).await.is_ok() {
-                client.close();
-            }
-        });
-    }
-    let progress = crate::progress::bar(Some(total as u64), quiet);
-    let started = std::time::Instant::now();
-    let mut batch = Batch::to_file(results)
-        .resume(resume)
-        .max_stored_line_bytes(max_stored_line_bytes)
-        .window(connection.concurrency.saturating_mul(4).max(64))
-        .stop(stop);
-    if let Some(bar) = progress.clone() {
-        batch = batch.on_line(Box::new(move |done: &LineDone<'_>| {
-            bar.inc(1);
-            bar.set_message(crate::progress::message(done.summary, started.elapsed()));
-        }));
-    }
-    let prepared = batch.prepare().await?;
-    if let Some(bar) = &progress {
-        bar.set_position(prepared.already_done() as u64);
-    }
+) -> anyhow::Result<bool> {
+    let connection = args.client.connect().await?;
+    let run = BatchRun::new(
+        "ra eval",
+        &connection,
+        Some(total as u64),
+        args.quiet,
+        Instant::now(),
+    );
+    let prepared = run
+        .prepare(
+            Batch::to_file(results).resume(args.resume),
+            args.grace.grace,
+            args.client.max_response_bytes,
+        )
+        .await?;
     let input = tokio::io::BufReader::new(
         tokio::fs::File::open(units)
             .await
             .with_context(|| format!("cannot read {}", units.display()))?,
     );
-    let summary = prepared.run(input, connection.client.clone()).await?;
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
-    Ok(Outcome {
-        interrupted: summary.interrupted,
-    })
+    Ok(run.run(prepared, input).await?.interrupted)
 }
 
-/// Reads results back: for each unit, its scores and ranking (by `model-k`), or `None`
-/// when it failed or is missing.
-pub fn read_results(path: &Path, units: usize) -> anyhow::Result<Vec<Option<RawAnswer>>> {
-    let mut out = vec![None; units];
-    let reader = std::io::BufReader::new(
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
+/// Reads the results of a finished run back: for each unit, its scores and ranking (by
+/// `model-k`), or `None` when it failed. A line that cannot be read, or a count of lines
+/// other than `units`, is an error naming the file (and the line): the file changed
+/// after the run wrote it, and figures from it would be wrong.
+pub async fn read_results(
+    path: &Path,
+    units: usize,
+    max_response_bytes: usize,
+) -> anyhow::Result<Vec<Option<RawAnswer>>> {
+    let what = || format!("cannot read {}", path.display());
+    let file = tokio::fs::File::open(path).await.with_context(what)?;
+    let mut lines = ResultReader::new(
+        tokio::io::BufReader::with_capacity(1 << 16, file),
+        stored_line_bytes(max_response_bytes),
     );
-    for line in reader.lines() {
-        let line = line?;
-        let Ok(s) = serde_json::from_str::<StoredLine>(&line) else {
-            continue;
-        };
-        if let (Some(slot), Some(scores), Some(ranking)) =
-            (out.get_mut(s.index), s.scores, s.ranking)
-        {
-            *slot = Some((scores, ranking));
-        }
+    let mut out = Vec::with_capacity(units);
+    while let Some(line) = lines.next().await.with_context(what)? {
+        out.push(line.outcome.ok().map(|j| (j.scores, j.ranking)));
+    }
+    if out.len() != units {
+        anyhow::bail!(
+            "{} holds {} lines for {units} units: it changed after the run; run again with \
+             --resume",
+            path.display(),
+            out.len()
+        );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn results_are_read_by_ra_batch_and_a_bad_line_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("results.jsonl");
+        let lines = [
+            r#"{"index":0,"id":null,"scores":{"model-2":2.0,"model-1":5.0},"ranking":["model-1","model-2"],"reasoning":"r","input_hash":"a"}"#,
+            r#"{"index":1,"id":null,"error":{"kind":"timeout","message":"slow"},"input_hash":"b"}"#,
+        ];
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        let got = read_results(&path, 2, 1 << 20).await.expect("read");
+        let (scores, ranking) = got[0].clone().expect("judged");
+        assert_eq!(scores.keys().collect::<Vec<_>>(), ["model-2", "model-1"]);
+        assert_eq!(ranking, ["model-1", "model-2"]);
+        assert!(got[1].is_none(), "a failed unit");
+
+        let e = read_results(&path, 3, 1 << 20)
+            .await
+            .expect_err("a line missing");
+        assert!(e.to_string().contains("holds 2 lines for 3 units"), "{e:#}");
+
+        std::fs::write(&path, format!("{}\n{{\"index\":1,\n", lines[0])).expect("write");
+        let e = read_results(&path, 2, 1 << 20)
+            .await
+            .expect_err("a bad line");
+        assert!(
+            format!("{e:#}").ends_with(
+                "result line 2: not a result line: EOF while parsing a value at column 11"
+            ),
+            "{e:#}"
+        );
+    }
 }

@@ -19,13 +19,14 @@ mod units;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::connect::ClientArgs;
 use crate::exit;
+use crate::run::lock::lock_output;
+use crate::run::{GraceArgs, MAX_PERMUTATIONS};
 use aggregate::Compare;
 use units::{Items, Mode};
 
@@ -34,9 +35,6 @@ use units::{Items, Mode};
 pub const DEFAULT_PRINCIPLE: &str = "Prefer the response that is correct, helpful and safe: judge \
      substance (factual accuracy, sound reasoning, working code, refusing harmful requests) over \
      style, length or formatting.";
-
-/// Most orders per call.
-const MAX_PERMUTATIONS: usize = 64;
 
 const UNITS: &str = "units.jsonl";
 const RESULTS: &str = "results.jsonl";
@@ -77,14 +75,16 @@ pub struct EvalArgs {
     principle: Option<String>,
     /// Judge each call under K distinct seeded orders and report K = 1 and K side by side.
     #[arg(long, default_value_t = 1, value_name = "K",
-          value_parser = clap::value_parser!(u16).range(1..=MAX_PERMUTATIONS as i64))]
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_PERMUTATIONS)))]
     permutations: u16,
     /// Keep the judged lines of an existing DIR/results.jsonl and judge only the rest.
     #[arg(long)]
     resume: bool,
-    /// No progress bar and no table.
+    /// No progress bar, no table and no warnings.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    grace: GraceArgs,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -111,7 +111,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let units_path = args.output.join(UNITS);
     let results_path = args.output.join(RESULTS);
     // One run per output directory (a second one exits 2 naming the holder's PID).
-    let _lock = lock(&results_path)?;
+    let _lock = lock_output(&results_path, &args.output, "ra eval")?;
     if args.resume && results_path.exists() && !units_path.exists() {
         anyhow::bail!(
             "{} exists without the units.jsonl it answers; refusing to resume (use a new \
@@ -120,57 +120,23 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let units = write_units(&items, &args, &units_path)?;
-    let interrupted = judge_phase(&args, &units_path, units.len(), &results_path).await?;
+    let interrupted = judge::judge_units(&args, &units_path, units.len(), &results_path).await?;
     if interrupted {
         eprintln!("ra eval: interrupted; run the same command with --resume to finish");
         return Ok(ExitCode::from(exit::CANNOT_PROCEED));
     }
-    conclude(&args, &items, &units, &results_path)
-}
-
-/// Connects (nothing is judged when no endpoint serves the model) and judges the units
-/// into `results`, following the endpoints file meanwhile. Returns whether a signal
-/// interrupted it.
-async fn judge_phase(
-    args: &EvalArgs,
-    units: &Path,
-    total: usize,
-    results: &Path,
-) -> anyhow::Result<bool> {
-    let connection = args.client.connect().await?;
-    // Replicas that ra-serve restarts are followed while the run lasts.
-    let follower = connection.endpoints_file.clone().map(|path| {
-        crate::endpoints_file::follow(path, connection.client.clone(), Duration::from_secs(1))
-    });
-    let outcome = judge::judge_units(
-        units,
-        total,
-        results,
-        args.resume,
-        &connection,
-        args.quiet,
-        // A result line holds at most a response body's worth of reasoning, escaped.
-        args.client
-            .max_response_bytes
-            .saturating_mul(2)
-            .max(16 << 20),
-    )
-    .await;
-    if let Some(f) = follower {
-        f.abort();
-    }
-    Ok(outcome?.interrupted)
+    conclude(&args, &items, &units, &results_path).await
 }
 
 /// Reads the results back, computes the figures, writes summary.json and report.html,
 /// prints the table, and gives the exit status.
-fn conclude(
+async fn conclude(
     args: &EvalArgs,
     items: &Items,
     units: &[units::Unit],
     results: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let raw = judge::read_results(results, units.len())?;
+    let raw = judge::read_results(results, units.len(), args.client.max_response_bytes).await?;
     let answers = aggregate::answers(items, units, &raw);
     let figures = aggregate::figures(items, units, &answers, args.compare);
     let info = summary::RunInfo {
@@ -262,23 +228,4 @@ fn same_contents(a: &Path, b: &Path) -> std::io::Result<bool> {
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     ra_batch::files::write_atomic(path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Takes the run's lock (`results.jsonl.lock`, holding the PID), or fails at once
-/// naming the holder.
-fn lock(results: &Path) -> anyhow::Result<ra_batch::FileLock> {
-    let path = ra_batch::lock::lock_path(results);
-    match ra_batch::FileLock::acquire(&path) {
-        Ok(lock) => Ok(lock),
-        Err(ra_batch::LockError::Held { path, pid }) => {
-            let holder = pid.map_or("PID not yet written".to_string(), |p| format!("PID {p}"));
-            anyhow::bail!(
-                "--output {} is being written by another ra eval ({holder}, lock file {}); \
-                 wait for it to finish or choose another --output",
-                results.parent().unwrap_or(results).display(),
-                path.display()
-            )
-        }
-        Err(e) => Err(e.into()),
-    }
 }

@@ -1,7 +1,7 @@
 //! `ra score`: high-throughput JSON Lines batch scoring, a command line over
 //! `ra_batch` (which judges the input into the ordered, resumable output). Here: the
-//! flags, the checks before anything is written, the lock, the connection, signals, the
-//! progress bar, the summary and the exit status.
+//! flags, the checks before anything is written, the summary and the exit status; the
+//! lock, signals and progress bar are [`crate::run`]'s, shared with `ra eval`.
 //!
 //! The run goes by phases: [`prepare`] (checks, lock, resume scan, connection), the
 //! batch run, [`conclude`].
@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use ra_batch::{Batch, BatchError, FileLock, LineDone, Stop, Summary};
+use ra_batch::{Batch, BatchError, FileLock, Summary};
 use tokio::io::AsyncBufRead;
-use tokio::sync::watch;
 
-use crate::connect::{ClientArgs, Connection};
+use crate::connect::ClientArgs;
 use crate::lines::{DEFAULT_MAX_LINE_BYTES, open_input};
-use crate::lock::lock_output;
-use crate::{endpoints_file, exit, progress, validate};
+use crate::run::lock::lock_output;
+use crate::run::{BatchRun, GraceArgs, MAX_PERMUTATIONS, progress};
+use crate::{exit, validate};
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
@@ -40,9 +40,8 @@ pub struct ScoreArgs {
     /// No progress bar, no summary and no warnings (errors are still printed).
     #[arg(long)]
     pub quiet: bool,
-    /// Seconds to let in-flight requests finish after Ctrl-C / SIGTERM.
-    #[arg(long, default_value = "5", value_name = "SECS", value_parser = validate::seconds_or_zero)]
-    grace: Duration,
+    #[command(flatten)]
+    grace: GraceArgs,
     /// Longest input line read; a longer one becomes a `bad_input` line without being
     /// held in memory.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES,
@@ -53,40 +52,10 @@ pub struct ScoreArgs {
     /// judgment under `permutations`; at most N! orders for N responses. Resume with
     /// the same K.
     #[arg(long, default_value_t = 1, value_name = "K",
-          value_parser = clap::value_parser!(u16).range(1..=64))]
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_PERMUTATIONS)))]
     permutations: u16,
     #[command(flatten)]
     client: ClientArgs,
-}
-
-/// The first signal drains (stop reading, finish what is in flight), the second one or
-/// the end of the grace stops at once.
-fn watch_signals(grace: Duration) -> watch::Receiver<Stop> {
-    let (tx, rx) = watch::channel(Stop::Run);
-    tokio::spawn(async move {
-        let mut signals = crate::signals::StopSignals::new();
-        signals.next().await;
-        eprintln!("ra score: stopping: finishing requests in flight (again to stop now)");
-        let _ = tx.send(Stop::Drain);
-        tokio::select! {
-            _ = signals.next() => {}
-            _ = tokio::time::sleep(grace) => {}
-        }
-        let _ = tx.send(Stop::Now);
-    });
-    rx
-}
-
-/// After a signal, judgments still waiting for a slot of the client must not be sent:
-/// closing the client fails them at once with `cancelled`, the batch counts them as not
-/// started (writing stops there, the output stays a prefix), and those already on the
-/// wire finish within the grace.
-fn close_on_drain(client: rewardanything_client::Client, mut stop: watch::Receiver<Stop>) {
-    tokio::spawn(async move {
-        if stop.wait_for(|&l| l >= Stop::Drain).await.is_ok() {
-            client.close();
-        }
-    });
 }
 
 /// Everything a run needs once it is sure to start.
@@ -95,8 +64,7 @@ struct Prepared {
     lock: Option<FileLock>,
     input: Box<dyn AsyncBufRead + Unpin + Send>,
     batch: ra_batch::Prepared,
-    connection: Connection,
-    progress: Option<indicatif::ProgressBar>,
+    run: BatchRun,
 }
 
 pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
@@ -105,60 +73,24 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         lock: _lock,
         input,
         batch,
-        connection,
-        progress,
+        run,
     } = prepare(&args, started).await?;
-    let client = connection.client.clone();
-    let follower = connection
-        .endpoints_file
-        .clone()
-        .map(|path| endpoints_file::follow(path, client.clone(), Duration::from_secs(1)));
-    let result = batch.run(input, client).await;
-    if let Some(f) = follower {
-        f.abort();
-    }
-    if let Some(bar) = &progress {
-        bar.finish_and_clear();
-    }
+    let result = run.run(batch, input).await;
     conclude(&args, result, started)
 }
 
-/// The batch's settings from the flags: its stop channel follows the signals, its
-/// progress hook the bar.
-fn batch_settings(
-    args: &ScoreArgs,
-    concurrency: usize,
-    signals: watch::Receiver<Stop>,
-    progress: Option<indicatif::ProgressBar>,
-    started: Instant,
-) -> Batch {
+/// The batch's settings from the flags (the rest are [`BatchRun::prepare`]'s).
+fn batch_settings(args: &ScoreArgs) -> Batch {
     let batch = if args.output == "-" {
         Batch::to_stdout()
     } else {
         Batch::to_file(&args.output)
     };
-    let batch = batch
+    batch
         .resume(args.resume)
         .retry_failed(args.retry_failed)
         .max_line_bytes(args.max_line_bytes)
-        // A result line holds at most a response body's worth of reasoning, escaped.
-        .max_stored_line_bytes(
-            args.client
-                .max_response_bytes
-                .saturating_mul(2)
-                .max(DEFAULT_MAX_LINE_BYTES),
-        )
-        .window(concurrency.saturating_mul(4).max(64))
         .permutations(usize::from(args.permutations))
-        .stop(signals);
-    match progress {
-        Some(bar) => batch.on_line(Box::new(move |done: &LineDone<'_>| {
-            bar.inc(1);
-            // The summary's own figure: the same count over the same wall time.
-            bar.set_message(progress::message(done.summary, started.elapsed()));
-        })),
-        None => batch,
-    }
 }
 
 /// Checks flags and paths, locks the output, connects and reads what a resumed output
@@ -173,36 +105,28 @@ async fn prepare(args: &ScoreArgs, started: Instant) -> anyhow::Result<Prepared>
     let lock = match args.output.as_str() {
         "-" => None,
         path if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) => None,
-        path => Some(lock_output(Path::new(path))?),
+        path => Some(lock_output(Path::new(path), Path::new(path), "ra score")?),
     };
     let total = count_lines(&args.input).await;
     let input = open_input(&args.input)
         .await
         .with_context(|| format!("cannot read --input {}", args.input))?;
     let connection = args.client.connect().await?;
-    let signals = watch_signals(args.grace);
-    close_on_drain(connection.client.clone(), signals.clone());
-    let progress = progress::bar(total, args.quiet);
+    let run = BatchRun::new("ra score", &connection, total, args.quiet, started);
     // The resume scan writes nothing; the output is opened when the run starts.
-    let batch = batch_settings(
-        args,
-        connection.concurrency,
-        signals,
-        progress.clone(),
-        started,
-    )
-    .prepare()
-    .await
-    .map_err(with_hint)?;
-    if let Some(bar) = &progress {
-        bar.set_position(batch.already_done() as u64);
-    }
+    let batch = run
+        .prepare(
+            batch_settings(args),
+            args.grace.grace,
+            args.client.max_response_bytes,
+        )
+        .await
+        .map_err(with_hint)?;
     Ok(Prepared {
         lock,
         input,
         batch,
-        connection,
-        progress,
+        run,
     })
 }
 

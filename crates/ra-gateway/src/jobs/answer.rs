@@ -4,59 +4,27 @@
 
 use axum::body::Bytes;
 use futures::Stream;
-use indexmap::IndexMap;
-use ra_batch::lines::{Body, LineReader};
-use serde::Deserialize;
+use ra_batch::results::{ResultLineError, ResultReader, StoredResult};
 use tokio::io::BufReader;
 
 use crate::error::ErrorInfo;
 use crate::wire::{self, JudgeResult};
 
-/// The fields of a result line the answer needs (names are the caller's: the client
-/// unmasked them before the line was written).
-#[derive(Deserialize)]
-struct Stored {
-    #[serde(default)]
-    scores: Option<IndexMap<String, f64>>,
-    #[serde(default)]
-    ranking: Option<Vec<String>>,
-    #[serde(default)]
-    reasoning: Option<String>,
-    #[serde(default)]
-    error: Option<StoredError>,
-}
-
-#[derive(Deserialize)]
-struct StoredError {
-    kind: String,
-    message: String,
-}
-
-/// One item of the answer from one result line; an unreadable line (the file was
-/// edited) is a failed item in its place, so the array keeps one item per request.
-fn item(body: &Body, index: usize) -> JudgeResult {
-    let unreadable = |why: String| {
-        JudgeResult::failed(ErrorInfo {
-            kind: "internal".into(),
-            message: format!("result {index} cannot be read: {why}"),
-        })
-    };
-    let Body::Bytes(bytes) = body else {
-        return unreadable("too long".into());
-    };
-    match serde_json::from_slice::<Stored>(bytes) {
-        Ok(Stored { error: Some(e), .. }) => JudgeResult::failed(ErrorInfo {
+/// One item of the answer from one result line (names are the caller's: the client
+/// unmasked them before the line was written); a line `ra_batch` cannot read (the file
+/// was edited) is a failed item in its place naming the line, so the array keeps one
+/// item per request.
+fn item(line: Result<StoredResult, ResultLineError>) -> JudgeResult {
+    match line.map(|l| l.outcome) {
+        Ok(Ok(j)) => JudgeResult::judged(j.reasoning, j.scores, j.ranking),
+        Ok(Err(e)) => JudgeResult::failed(ErrorInfo {
             kind: e.kind,
             message: e.message,
         }),
-        Ok(Stored {
-            scores: Some(scores),
-            ranking: Some(ranking),
-            reasoning,
-            ..
-        }) => JudgeResult::judged(reasoning.unwrap_or_default(), scores, ranking),
-        Ok(_) => unreadable("neither a judgment nor an error".into()),
-        Err(e) => unreadable(e.to_string()),
+        Err(e) => JudgeResult::failed(ErrorInfo {
+            kind: "internal".into(),
+            message: e.to_string(),
+        }),
     }
 }
 
@@ -65,10 +33,15 @@ pub fn stream(
     file: tokio::fs::File,
     max_line: usize,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    let lines = LineReader::new(BufReader::with_capacity(1 << 16, file), max_line);
-    let items = futures::stream::try_unfold((lines, 0usize), |(mut lines, n)| async move {
-        let line = lines.next_line().await?;
-        Ok(line.map(|line| (vec![item(&line.body, n)], (lines, n + 1))))
+    let lines = ResultReader::new(BufReader::with_capacity(1 << 16, file), max_line);
+    let items = futures::stream::try_unfold(lines, |mut lines| async move {
+        let line = match lines.next().await {
+            Ok(None) => return Ok(None),
+            Err(ResultLineError::Io(e)) => return Err(e),
+            Ok(Some(line)) => Ok(line),
+            Err(e) => Err(e),
+        };
+        Ok(Some((vec![item(line)], lines)))
     });
     wire::json_array(items)
 }
@@ -83,8 +56,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("results.jsonl");
         let lines = [
-            r#"{"index":0,"id":null,"scores":{"zulu":5.0,"alpha":2.5},"ranking":["zulu","alpha"],"reasoning":"r","consistent":true,"error":null}"#,
-            r#"{"index":1,"id":null,"scores":null,"ranking":null,"reasoning":null,"consistent":null,"error":{"kind":"timeout","message":"slow"}}"#,
+            r#"{"index":0,"id":null,"scores":{"zulu":5.0,"alpha":2.5},"ranking":["zulu","alpha"],"reasoning":"r","consistent":true,"error":null,"input_hash":"a"}"#,
+            r#"{"index":1,"id":null,"scores":null,"ranking":null,"reasoning":null,"consistent":null,"error":{"kind":"timeout","message":"slow"},"input_hash":"b"}"#,
             "not json",
         ];
         std::fs::write(&path, lines.join("\n") + "\n").expect("write");
@@ -109,6 +82,10 @@ mod tests {
             serde_json::json!({"thoughts": "", "results": {}, "error": {"kind": "timeout", "message": "slow"}})
         );
         assert_eq!(value[2]["error"]["kind"], "internal");
+        assert_eq!(
+            value[2]["error"]["message"],
+            "result line 3: not a result line: expected ident at column 2"
+        );
         assert_eq!(value.as_array().map(Vec::len), Some(3));
     }
 

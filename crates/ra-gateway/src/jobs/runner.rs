@@ -83,11 +83,11 @@ async fn judge(job: &Job, cx: &Context) -> Result<bool, String> {
         .flush_every(Duration::ZERO)
         .window(cx.window)
         .stop(cx.stop.clone())
-        .on_line(Box::new(move |done: &LineDone<'_>| {
+        .on_line(move |done: &LineDone<'_>| {
             if done.fresh {
                 metrics.batch_line(done.error_kind);
             }
-        }))
+        })
         .prepare()
         .await
         .map_err(|e| error_text(&e))?
