@@ -25,6 +25,8 @@ pub const ENDPOINT: &str = "RA_ENDPOINT";
 pub const API_KEY: &str = "RA_API_KEY";
 /// The OpenAI key, read only on request (see [`openai_api_key`]).
 pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+/// The key `ra gateway` requires of its own clients (read by its `--gateway-api-key`).
+pub const GATEWAY_API_KEY: &str = "RA_GATEWAY_API_KEY";
 /// The served model name (the Python reward functions' client).
 pub const MODEL: &str = "RA_MODEL";
 /// The principle when a sample gives none (the Python veRL and OpenRLHF functions).
@@ -188,6 +190,50 @@ fn endpoints_or_default_from(
     Ok(endpoints_from(get)?.unwrap_or_else(|| vec![DEFAULT_ENDPOINT.to_string()]))
 }
 
+/// A key (`--api-key`, `RA_API_KEY`, `RA_GATEWAY_API_KEY`) whose `Debug` never shows it,
+/// so a settings struct holding one can derive `Debug`. Parsed from any string (clap's
+/// `value_parser`), an empty one included: the caller decides what empty means.
+///
+/// ```
+/// let key: rewardanything_client::env::ApiKey = "sk-secret".parse().unwrap();
+/// assert_eq!(format!("{key:?}"), "ApiKey(<redacted>)");
+/// assert_eq!(key.expose(), "sk-secret");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// The key itself, to send; never to log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the key is empty (an empty variable: no key).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ApiKey(s.to_string()))
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(key: String) -> Self {
+        ApiKey(key)
+    }
+}
+
 /// [`API_KEY`], if set and not empty. The key is never logged: keep it out of `Debug`
 /// output and messages.
 pub fn api_key() -> Option<String> {
@@ -247,7 +293,7 @@ impl RewardEnv {
                 invalid(
                     NORMALIZE,
                     &v,
-                    "raw, unit, centered (the fixed (s-3)/2) or group (unit minus the group's mean)",
+                    "one of raw, unit, centered (the fixed (s-3)/2) or group (unit minus the group's mean)",
                 )
             })?,
         };

@@ -60,18 +60,13 @@ def get_client() -> Client:
     global _client
     with _lock:
         if _client is None or _client[0] != os.getpid():
-            _client = (os.getpid(), Client(model=os.environ.get("RA_MODEL") or None))
+            _client = (os.getpid(), Client(model=_common.reward_env(warn=False).model))
         return _client[1]
 
 
 def _settings() -> Tuple[str, float, float, int]:
-    normalize = _common.check_normalize(os.environ.get("RA_NORMALIZE", "raw"), "RA_NORMALIZE")
-    failure = _common.env_failure_reward(normalize)
-    window = float(os.environ.get("RA_COALESCE_MS", "50")) / 1000.0
-    group = int(os.environ.get("RA_MAX_GROUP_SIZE", str(_common.MAX_GROUP_SIZE)))
-    if group < 1 or not window >= 0:
-        raise ValueError("RA_MAX_GROUP_SIZE must be >= 1 and RA_COALESCE_MS >= 0")
-    return normalize, failure, window, group
+    env = _common.reward_env()
+    return env.normalize, env.failure_reward, env.coalesce_window, env.max_group_size
 
 
 def _sample(solution_str: Any, extra_info: Any, field: str) -> Tuple[str, str, str]:
@@ -82,7 +77,7 @@ def _sample(solution_str: Any, extra_info: Any, field: str) -> Tuple[str, str, s
     prompt = info.get("prompt", info.get("question"))
     if prompt is None:
         raise ValueError(f'{field}extra_info has no "prompt" (or "question"): the judge needs the prompt')
-    principle = info.get("principle") or os.environ.get("RA_PRINCIPLE")
+    principle = info.get("principle") or _common.reward_env(warn=False).principle
     if not principle:
         raise ValueError(f'{field}extra_info has no "principle" and RA_PRINCIPLE is not set')
     if not isinstance(principle, str):
