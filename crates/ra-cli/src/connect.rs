@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use rewardanything_client::env::{self, ApiKey};
 use rewardanything_client::error::BuildError;
 use rewardanything_client::grammar::{GrammarOptions, rewardanything_gbnf};
 use rewardanything_client::{
@@ -14,9 +15,6 @@ use rewardanything_client::{
 use crate::config::ReferenceConfig;
 use crate::endpoints_file::EndpointsFile;
 use crate::validate;
-
-/// The default endpoint when no flag, config or `RA_ENDPOINT` names one.
-const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8000/v1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Constrain {
@@ -28,8 +26,9 @@ pub enum Constrain {
 
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// OpenAI-compatible base URL (repeat for several). Default: RA_ENDPOINT, then
-    /// http://127.0.0.1:8000/v1.
+    /// OpenAI-compatible base URL (repeat, or separate with commas, for several).
+    /// Default: the endpoints file's, the config's api_base, RA_ENDPOINT (comma-separated),
+    /// then http://127.0.0.1:8000/v1.
     #[arg(long = "endpoint", value_name = "URL")]
     pub endpoints: Vec<String>,
     /// Read endpoints (and the model) from the file ra-serve writes; followed while running.
@@ -39,9 +38,10 @@ pub struct ClientArgs {
     /// model the endpoint lists.
     #[arg(long)]
     pub model: Option<String>,
-    /// API key (prefer the RA_API_KEY environment variable: flags show in `ps`).
-    #[arg(long, value_name = "KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    /// API key (prefer the RA_API_KEY environment variable: flags show in `ps`). Then
+    /// the config's api_key.
+    #[arg(long, value_name = "KEY", env = env::API_KEY, hide_env_values = true)]
+    pub api_key: Option<ApiKey>,
     /// Requests in flight at once (default 256, or the config's num_workers).
     #[arg(long, value_name = "N", value_parser = validate::at_least_one::<usize>)]
     pub concurrency: Option<usize>,
@@ -127,7 +127,7 @@ impl ClientArgs {
             .or_else(|| from_file.as_ref().and_then(|f| f.model.clone()))
             .or_else(|| config.api_model.clone());
         let mut builder = Client::builder()
-            .endpoints(self.endpoint_list(&config, from_file.as_ref()))
+            .endpoints(self.endpoint_list(&config, from_file.as_ref())?)
             .masking(self.masking)
             .max_response_bytes(self.max_response_bytes);
         if let Some(model) = &model {
@@ -151,39 +151,42 @@ impl ClientArgs {
     }
 
     /// --endpoint, else the endpoints file, the config, RA_ENDPOINT, the default.
-    fn endpoint_list(&self, config: &ReferenceConfig, file: Option<&EndpointsFile>) -> Vec<String> {
-        if !self.endpoints.is_empty() {
-            self.endpoints.clone()
+    fn endpoint_list(
+        &self,
+        config: &ReferenceConfig,
+        file: Option<&EndpointsFile>,
+    ) -> anyhow::Result<Vec<String>> {
+        let given = if !self.endpoints.is_empty() {
+            let mut urls = Vec::new();
+            for value in &self.endpoints {
+                urls.extend(env::parse_endpoint_list("--endpoint", value)?);
+            }
+            urls
         } else if let Some(file) = file {
             file.endpoints.clone()
         } else if let Some(base) = config.api_base.clone() {
             base.into_vec()
-        } else if let Ok(env) = std::env::var("RA_ENDPOINT") {
-            env.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
         } else {
-            vec![DEFAULT_ENDPOINT.to_string()]
-        }
+            Vec::new()
+        };
+        Ok(env::endpoints_or_default(given)?)
     }
 
-    /// Precedence: --api-key, then RA_API_KEY (read by the client), then the config's
-    /// first key (the reference's example ships a dummy one, which must not mask a real
-    /// key from the environment). OPENAI_API_KEY is never read: it would be sent to
-    /// whatever endpoint is configured.
+    /// Precedence: --api-key, then RA_API_KEY (clap reads it into `api_key`), then the
+    /// config's first key (the reference's example ships a dummy one, which must not
+    /// mask a real key from the environment). OPENAI_API_KEY is never read: it would be
+    /// sent to whatever endpoint is configured.
     fn api_key(&self, config: &ReferenceConfig) -> Option<String> {
-        let env_key = std::env::var("RA_API_KEY").is_ok_and(|k| !k.is_empty());
-        self.api_key.clone().or_else(|| {
-            if env_key {
-                return None;
+        match self.api_key.as_ref().filter(|k| !k.is_empty()) {
+            Some(key) => Some(key.expose().to_string()),
+            None => {
+                let keys = config.api_key.clone()?.into_vec();
+                if keys.len() > 1 {
+                    tracing::warn!("the config lists {} API keys; using the first", keys.len());
+                }
+                keys.into_iter().next()
             }
-            let keys = config.api_key.clone()?.into_vec();
-            if keys.len() > 1 {
-                tracing::warn!("the config lists {} API keys; using the first", keys.len());
-            }
-            keys.into_iter().next()
-        })
+        }
     }
 
     /// Concurrency, timeouts, retries and the config's rate limit.

@@ -16,7 +16,7 @@ use crate::openrlhf::RewardArgs;
 use crate::{endpoints_file, exit, validate};
 
 /// The bearer key clients must send; an environment variable so that it stays out of `ps`.
-const API_KEY_ENV: &str = "RA_GATEWAY_API_KEY";
+const API_KEY_ENV: &str = rewardanything_client::env::GATEWAY_API_KEY;
 
 #[derive(Debug, Args)]
 // `-c` as the reference's `rewardanything serve -c config.json` has it.
@@ -79,6 +79,10 @@ pub struct GatewayArgs {
     /// Seconds to let requests in flight finish after Ctrl-C / SIGTERM.
     #[arg(long, default_value = "5", value_name = "SECS", value_parser = validate::seconds_or_zero)]
     grace: Duration,
+    /// The bearer key every route but /health requires of the gateway's clients (prefer
+    /// the RA_GATEWAY_API_KEY environment variable: flags show in `ps`).
+    #[arg(long, value_name = "KEY", env = API_KEY_ENV, hide_env_values = true)]
+    gateway_api_key: Option<rewardanything_client::env::ApiKey>,
     #[command(flatten)]
     reward: RewardArgs,
     #[command(flatten)]
@@ -92,7 +96,11 @@ const DEFAULT_PORT: u16 = 8200;
 const STARTUP_CHECK: Duration = Duration::from_secs(2);
 
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
-    let api_key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty());
+    let api_key = args
+        .gateway_api_key
+        .as_ref()
+        .filter(|k| !k.is_empty())
+        .map(|k| k.expose().to_string());
     let connection = args.client.build()?;
     let reward = args
         .reward

@@ -146,22 +146,17 @@ impl RewardArgs {
     }
 }
 
-/// The failure reward: the flag's, else 0.0 or the scale's lowest reward when that is
-/// below 0. A failure reward above the lowest reward of a judged rollout is warned
-/// about: a policy could then earn more by making its judgment fail (a turn it wrote
-/// that fails the split, an answer that breaks the judge's JSON) than by its worst answer.
+/// The failure reward: the flag's, else the scale's default (the client's rule: never
+/// above the lowest reward of a judged rollout). A larger one is warned about: a policy
+/// could then earn more by making its judgment fail (a turn it wrote that fails the
+/// split, an answer that breaks the judge's JSON) than by its worst answer.
 fn failure_reward(flag: Option<f64>, scale: RewardScale) -> f64 {
-    let lowest = scale.reward(1.0);
+    let normalization = scale.normalization();
     let Some(value) = flag else {
-        return lowest.min(0.0);
+        return normalization.default_failure_reward();
     };
-    if value > lowest {
-        tracing::warn!(
-            "--failure-reward {value} is above the lowest reward of a judged rollout \
-             ({lowest}): a policy can earn more by making its judgment fail than by its \
-             worst answer; use {} or less",
-            lowest.min(0.0)
-        );
+    if let Some(warning) = normalization.failure_pays(value, "--failure-reward") {
+        tracing::warn!("{warning}");
     }
     value
 }

@@ -1224,3 +1224,106 @@ fn score_survives_a_replica_dying_mid_run() {
         b.chat_requests()
     );
 }
+
+/// The message both `ra` and the Python package give for a bad RA_ENDPOINT entry (the
+/// client library's `env` module words it once; the Python test pins the same text).
+const BAD_SECOND_ENTRY: &str = "RA_ENDPOINT: entry 2 (nope) is not an endpoint: no scheme";
+
+#[test]
+fn score_ra_endpoint_is_a_comma_separated_list() {
+    let (a, b) = (Mock::default_mock(), Mock::default_mock());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inp = small_input(dir.path(), 6, |_| "");
+    let out = dir.path().join("out.jsonl");
+    let mut cmd =
+        common::ra_command(&["score", "--input", s(&inp), "--output", s(&out), "--quiet"]);
+    // Whitespace around entries and a trailing comma are tolerated.
+    cmd.env("RA_ENDPOINT", format!(" {} ,\t{}, ", a.url(), b.url()));
+    let run = common::ChildGuard::spawn(cmd, None).finish(Duration::from_secs(30));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Both endpoints served: the list was split, not taken as one URL.
+    assert!(a.chat_requests() > 0 && b.chat_requests() > 0);
+    assert_eq!(a.chat_requests() + b.chat_requests(), 6);
+}
+
+#[test]
+fn a_bad_ra_endpoint_entry_is_named_and_a_flag_overrides_the_variable() {
+    let mock = Mock::default_mock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inp = small_input(dir.path(), 2, |_| "");
+    let out = dir.path().join("out.jsonl");
+    let args = ["score", "--input", s(&inp), "--output", s(&out), "--quiet"];
+    let mut cmd = common::ra_command(&args);
+    cmd.env("RA_ENDPOINT", format!("{},nope", mock.url()));
+    let run = common::ChildGuard::spawn(cmd, None).finish(Duration::from_secs(30));
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains(BAD_SECOND_ENTRY), "{}", run.stderr);
+    assert_eq!(
+        mock.chat_requests(),
+        0,
+        "nothing is judged on a bad setting"
+    );
+
+    // Precedence: --endpoint, else RA_ENDPOINT (never read when the flag is given, so
+    // a broken one does not matter), else the default.
+    let out2 = dir.path().join("out2.jsonl");
+    let url = mock.url();
+    let mut cmd = common::ra_command(&[
+        "score",
+        "--input",
+        s(&inp),
+        "--output",
+        s(&out2),
+        "--quiet",
+        "--endpoint",
+        &url,
+    ]);
+    cmd.env("RA_ENDPOINT", "nope");
+    let run = common::ChildGuard::spawn(cmd, None).finish(Duration::from_secs(30));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(mock.chat_requests(), 2);
+}
+
+#[test]
+fn an_endpoint_flag_takes_a_comma_separated_list_too() {
+    let (a, b) = (Mock::default_mock(), Mock::default_mock());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inp = small_input(dir.path(), 6, |_| "");
+    let out = dir.path().join("out.jsonl");
+    let list = format!("{}, {}", a.url(), b.url());
+    let run = ra(
+        &[
+            "score",
+            "--input",
+            s(&inp),
+            "--output",
+            s(&out),
+            "--quiet",
+            "--endpoint",
+            &list,
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(a.chat_requests() > 0 && b.chat_requests() > 0);
+    let other = dir.path().join("other.jsonl");
+    let run = ra(
+        &[
+            "score",
+            "--input",
+            s(&inp),
+            "--output",
+            s(&other),
+            "--endpoint",
+            "http://x/v1,nope",
+        ],
+        b"",
+    );
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("--endpoint: entry 2 (nope) is not an endpoint"),
+        "{}",
+        run.stderr
+    );
+}

@@ -18,6 +18,7 @@ mod client;
 pub mod compat;
 pub mod endpoints_file;
 pub mod ensemble;
+pub mod env;
 pub mod error;
 pub mod grammar;
 pub mod judgment;

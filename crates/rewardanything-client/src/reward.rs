@@ -58,6 +58,89 @@ impl Normalization {
             Normalization::Group => "group",
         }
     }
+
+    /// The lowest reward a judged response can get: the map of a score of 1 (raw 1,
+    /// unit 0, centered -1); for [`Group`](Self::Group) -1, which its lowest tends to as
+    /// the group grows.
+    ///
+    /// ```
+    /// use rewardanything_client::reward::Normalization;
+    /// assert_eq!(Normalization::Raw.lowest_reward(), 1.0);
+    /// assert_eq!(Normalization::Group.lowest_reward(), -1.0);
+    /// ```
+    pub fn lowest_reward(self) -> f64 {
+        match self {
+            Normalization::Group => -1.0,
+            // A fixed map: defined on a single score, so `normalize` cannot refuse it.
+            fixed => normalize(&[1.0], fixed)
+                .ok()
+                .and_then(|r| r.first().copied())
+                .unwrap_or(-1.0),
+        }
+    }
+
+    /// The reward of a failed judgment when none is set: failing never pays, so never
+    /// above the lowest judged reward (0.0, or that lowest reward when it is below 0:
+    /// -1.0 for `centered` and `group`). A policy then never earns more by making its
+    /// judgment fail (an injected chat turn, an answer that breaks the judge's JSON)
+    /// than by its worst answer.
+    ///
+    /// ```
+    /// use rewardanything_client::reward::Normalization;
+    /// assert_eq!(Normalization::Unit.default_failure_reward(), 0.0);
+    /// assert_eq!(Normalization::Centered.default_failure_reward(), -1.0);
+    /// ```
+    pub fn default_failure_reward(self) -> f64 {
+        self.lowest_reward().min(0.0)
+    }
+
+    /// Whether a failure reward pays more than the worst judged response (then a policy
+    /// can learn to fail its judgments); `setting` names where it was set, for the
+    /// warning.
+    ///
+    /// ```
+    /// use rewardanything_client::reward::Normalization;
+    /// let w = Normalization::Centered.failure_pays(0.0, "--failure-reward").unwrap();
+    /// assert!(w.to_string().starts_with("--failure-reward=0.0 is above"));
+    /// assert!(Normalization::Centered.failure_pays(-1.0, "--failure-reward").is_none());
+    /// ```
+    pub fn failure_pays(self, failure_reward: f64, setting: &str) -> Option<FailurePays> {
+        (failure_reward > self.lowest_reward()).then(|| FailurePays {
+            setting: setting.to_string(),
+            failure_reward,
+            normalization: self,
+        })
+    }
+}
+
+/// A failure reward above the lowest reward of a judged response
+/// ([`Normalization::failure_pays`]); its `Display` is the warning to give.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct FailurePays {
+    /// Where the failure reward was set (`--failure-reward`, `RA_FAILURE_REWARD`).
+    pub setting: String,
+    /// The failure reward.
+    pub failure_reward: f64,
+    /// The normalization it was checked against.
+    pub normalization: Normalization,
+}
+
+impl std::fmt::Display for FailurePays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.normalization;
+        write!(
+            f,
+            "{}={:?} is above the lowest reward of a judged response under {:?} ({:?}): a \
+             policy can earn more by making its judgment fail than by its worst answer; use \
+             {:?} or less",
+            self.setting,
+            self.failure_reward,
+            n.name(),
+            n.lowest_reward(),
+            n.default_failure_reward()
+        )
+    }
 }
 
 impl std::fmt::Display for Normalization {

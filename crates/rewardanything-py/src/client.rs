@@ -12,15 +12,13 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use rewardanything_client::endpoints_file::EndpointsFile;
+use rewardanything_client::env;
 use rewardanything_client::render::render;
 use rewardanything_client::{Client, JudgeRequest, Masking, RetryPolicy, Sampling};
 
 use crate::convert;
 use crate::result::RewardResult;
 use crate::wait::block_on;
-
-/// The endpoint used when none is given and `RA_ENDPOINT` is unset.
-const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8000/v1";
 
 /// A RewardAnything client on OpenAI-compatible endpoints (vLLM, llama.cpp, SGLang).
 // `subclass`: the Python package's `Client` adds `async def` wrappers, so `ajudge` is a
@@ -77,13 +75,12 @@ impl Settings {
     }
 }
 
-/// `endpoints`: a URL, a list of URLs, or `None` (then `RA_ENDPOINT`, then the default).
+/// `endpoints`: a URL, a list of URLs, or `None` (then `RA_ENDPOINT`, comma-separated,
+/// then the default: the client library's [`env::endpoints_or_default`], as in `ra`).
 fn endpoints(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
-        let from_env = std::env::var("RA_ENDPOINT")
-            .ok()
-            .filter(|e| !e.trim().is_empty());
-        return Ok(vec![from_env.unwrap_or_else(|| DEFAULT_ENDPOINT.into())]);
+        return env::endpoints_or_default(Vec::new())
+            .map_err(|e| PyValueError::new_err(e.to_string()));
     };
     if obj.is_instance_of::<PyString>() {
         return Ok(vec![convert::string(obj, "endpoints")?]);
@@ -220,9 +217,8 @@ impl PyClient {
     ) -> PyResult<Self> {
         Settings {
             endpoints: self::endpoints(endpoints)?,
-            api_key: api_key
-                .filter(|k| !k.is_empty())
-                .or_else(|| std::env::var("RA_API_KEY").ok().filter(|k| !k.is_empty())),
+            // None: the client library reads RA_API_KEY when it builds.
+            api_key: api_key.filter(|k| !k.is_empty()),
             model: model.filter(|m| !m.is_empty()),
             concurrency: bounded(concurrency, "concurrency", 1, 1 << 20)? as usize,
             timeout: seconds(timeout, "timeout")?,

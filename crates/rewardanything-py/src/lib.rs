@@ -12,13 +12,15 @@
 //! `result` is `RewardResult`, `error` the exception, `wait` the GIL-free,
 //! Ctrl-C-aware blocking wait, `runtime` the per-process (fork-safe) tokio runtime shut
 //! down at interpreter exit, `bridge` the asyncio side of `ajudge`, `client` the
-//! `Client` class, `rollout` the rollout splitting, `normalize` the reward maps.
+//! `Client` class, `rollout` the rollout splitting, `normalize` the reward maps, `env`
+//! the environment and the failure-reward rule.
 //!
 //! Build and install it with `pip install crates/rewardanything-py` (maturin).
 
 mod bridge;
 mod client;
 mod convert;
+mod env;
 mod error;
 mod normalize;
 mod result;
@@ -31,6 +33,7 @@ use pyo3::prelude::*;
 /// The `rewardanything_rs._native` module: `Client`, `RewardResult`,
 /// `RewardAnythingError`, `Rollout`, `split_rollout` (and its `RolloutSplitError`),
 /// `user_question`, `strip_end_of_turn`, `label_principle`, `normalize`, `NORMALIZATIONS`,
+/// `reward_env`, `lowest_reward`, `default_failure_reward`, `failure_pays`,
 /// the asyncio bridge's `_shutdown` (registered with `atexit`) and `__version__`.
 ///
 /// ```no_run
@@ -53,6 +56,10 @@ pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rollout::strip_end_of_turn, m)?)?;
     m.add_function(wrap_pyfunction!(rollout::label_principle, m)?)?;
     m.add_function(wrap_pyfunction!(normalize::normalize, m)?)?;
+    m.add_function(wrap_pyfunction!(env::reward_env, m)?)?;
+    m.add_function(wrap_pyfunction!(env::lowest_reward, m)?)?;
+    m.add_function(wrap_pyfunction!(env::default_failure_reward, m)?)?;
+    m.add_function(wrap_pyfunction!(env::failure_pays, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_shutdown, m)?)?;
     m.add(
         "NORMALIZATIONS",

@@ -57,6 +57,26 @@ impl std::fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// A builder from the environment ([`crate::env`]): the endpoints of `RA_ENDPOINT`
+    /// (comma-separated), else the default `http://127.0.0.1:8000/v1`, and the model of
+    /// `RA_MODEL` if set; `RA_API_KEY` is read at build time as by every builder. To let
+    /// a flag override the variable, pass it through
+    /// [`env::endpoints_or_default`](crate::env::endpoints_or_default) instead.
+    ///
+    /// ```
+    /// // With RA_ENDPOINT unset (as in the doc tests):
+    /// let c = rewardanything_client::ClientBuilder::from_env().unwrap().build().unwrap();
+    /// assert_eq!(c.endpoint_urls(), [rewardanything_client::env::DEFAULT_ENDPOINT]);
+    /// ```
+    pub fn from_env() -> Result<Self, crate::env::EnvError> {
+        let mut builder =
+            Client::builder().endpoints(crate::env::endpoints_or_default(Vec::new())?);
+        if let Some(model) = crate::env::model()? {
+            builder = builder.model(model);
+        }
+        Ok(builder)
+    }
+
     /// Adds an endpoint base URL such as `http://127.0.0.1:8000/v1`.
     ///
     /// ```
@@ -418,16 +438,15 @@ pub(crate) fn parse_endpoints(urls: &[String]) -> Result<Vec<EndpointUrl>, Build
 
 /// `Content-Type`, `Authorization` and the caller's headers, values marked sensitive.
 fn request_headers(config: &ClientConfig) -> Result<HeaderMap, BuildError> {
-    let from_env = |name: &str| std::env::var(name).ok().filter(|k| !k.is_empty());
     let api_key = config
         .api_key
         .clone()
         .filter(|k| !k.is_empty())
-        .or_else(|| from_env("RA_API_KEY"))
+        .or_else(crate::env::api_key)
         .or_else(|| {
             config
                 .openai_api_key_env
-                .then(|| from_env("OPENAI_API_KEY"))
+                .then(crate::env::openai_api_key)
                 .flatten()
         });
     let mut headers = HeaderMap::new();

@@ -11,11 +11,11 @@ fails (``NO_GROUP``) rather than getting a constant 0.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 from typing import Any, Callable, Dict, Hashable, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
+from . import _native
 from ._native import NORMALIZATIONS
 from ._native import normalize as _normalize
 
@@ -49,19 +49,19 @@ def check_per_sample(normalize: str, setting: str, function: str) -> str:
 
 
 def lowest_reward(normalize: str) -> float:
-    """The lowest reward ``normalize`` gives a judged response (the Rust client's map of a
-    score of 1; ``group`` tends to -1 as its group grows)."""
+    """The lowest reward ``normalize`` gives a judged response (the Rust client's
+    ``Normalization::lowest_reward``)."""
     check_normalize(normalize)
-    return -1.0 if normalize == "group" else _normalize([1.0], normalize)[0]
+    return _native.lowest_reward(normalize)
 
 
 def default_failure_reward(normalize: str) -> float:
-    """The reward of a failed judgment when none is set: never above the lowest reward of
-    a judged response (0.0, or that lowest reward when it is below 0: -1.0 for
-    ``centered`` and ``group``), so a policy never earns more by making its judgment fail
-    (an injected chat turn, an answer that breaks the judge's JSON) than by its worst
-    answer."""
-    return min(0.0, lowest_reward(normalize))
+    """The reward of a failed judgment when none is set (the Rust client's rule, as in
+    ``ra gateway``): never above the lowest reward of a judged response (0.0, or that
+    lowest reward when it is below 0: -1.0 for ``centered`` and ``group``), so a policy
+    never earns more by making its judgment fail than by its worst answer."""
+    check_normalize(normalize)
+    return _native.default_failure_reward(normalize)
 
 
 def warn_if_failure_pays(failure: Optional[float], normalize: str, setting: str) -> None:
@@ -69,31 +69,45 @@ def warn_if_failure_pays(failure: Optional[float], normalize: str, setting: str)
     judged response: then a policy can learn to fail its judgments."""
     if failure is None:
         return
-    lowest = lowest_reward(normalize)
-    if failure > lowest:
-        warnings.warn(
-            f"{setting}={failure} is above the lowest reward of a judged response under "
-            f"{normalize!r} ({lowest}): a policy can earn more by making its judgment fail "
-            f"than by its worst answer; use {default_failure_reward(normalize)} or less",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    check_normalize(normalize)
+    warning = _native.failure_pays(failure, normalize, setting)
+    if warning is not None:
+        warnings.warn(warning, RuntimeWarning, stacklevel=3)
 
 
-def env_failure_reward(normalize: str) -> float:
-    """``RA_FAILURE_REWARD`` (warned about when it pays to fail), else
-    :func:`default_failure_reward`."""
-    text = os.environ.get("RA_FAILURE_REWARD")
-    if text is None or not text.strip():
-        return default_failure_reward(normalize)
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"RA_FAILURE_REWARD must be a number, not {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"RA_FAILURE_REWARD must be finite, not {text!r}")
-    warn_if_failure_pays(value, normalize, "RA_FAILURE_REWARD")
-    return value
+class RewardEnv(NamedTuple):
+    """The reward functions' settings, read from the environment by the Rust client's
+    ``env`` module (the one owner of the names, parsing and defaults)."""
+
+    #: ``RA_PRINCIPLE``: the principle when a sample gives none.
+    principle: Optional[str]
+    #: ``RA_MODEL``: the served model name.
+    model: Optional[str]
+    #: ``RA_NORMALIZE`` (default ``raw``).
+    normalize: str
+    #: ``RA_FAILURE_REWARD`` (default :func:`default_failure_reward`).
+    failure_reward: float
+    #: ``RA_COALESCE_MS``, in seconds (default 0.05).
+    coalesce_window: float
+    #: ``RA_MAX_GROUP_SIZE`` (default 8).
+    max_group_size: int
+
+
+def reward_env(warn: bool = True) -> RewardEnv:
+    """The reward functions' settings from the environment; warns (unless ``warn`` is
+    false) when ``RA_FAILURE_REWARD`` pays more than the worst judged answer, and raises
+    ``ValueError`` naming a variable that cannot be used."""
+    env = _native.reward_env()
+    if warn and env["failure_warning"] is not None:
+        warnings.warn(env["failure_warning"], RuntimeWarning, stacklevel=3)
+    return RewardEnv(
+        env["principle"],
+        env["model"],
+        env["normalize"],
+        env["failure_reward"],
+        env["coalesce_window"],
+        env["max_group_size"],
+    )
 
 
 def check_failure_reward(value: Optional[float], field: str = "failure_reward") -> Optional[float]:

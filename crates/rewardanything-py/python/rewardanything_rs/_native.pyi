@@ -18,6 +18,10 @@ __all__ = [
     "RolloutSplitError",
     "normalize",
     "NORMALIZATIONS",
+    "reward_env",
+    "lowest_reward",
+    "default_failure_reward",
+    "failure_pays",
     "_shutdown",
     "__version__",
 ]
@@ -83,7 +87,9 @@ class _ClientOptions(TypedDict, total=False):
 
 @disjoint_base
 class Client:
-    """A RewardAnything client on OpenAI-compatible endpoints (vLLM, llama.cpp)."""
+    """A RewardAnything client on OpenAI-compatible endpoints (vLLM, llama.cpp).
+    ``endpoints``: a URL, a list of URLs, or ``None``: ``$RA_ENDPOINT`` (comma-separated,
+    as ``ra`` reads it), then ``http://127.0.0.1:8000/v1``."""
 
     def __new__(
         cls, endpoints: Union[str, Sequence[str], None] = None, **options: Unpack[_ClientOptions]
@@ -146,6 +152,28 @@ def strip_end_of_turn(text: str) -> str:
 def normalize(scores: Sequence[float], normalization: str) -> List[float]:
     """One group's 1-5 scores as rewards (see ``NORMALIZATIONS``); ``ValueError`` for an
     unknown name, or for ``group`` on fewer than two scores (never a constant 0)."""
+
+def reward_env() -> Dict[str, Any]:
+    """The reward functions' settings from the environment, read by the Rust client's
+    ``env`` module (defaults applied): ``principle`` (``RA_PRINCIPLE``), ``model``
+    (``RA_MODEL``), ``normalize`` (``RA_NORMALIZE``, default ``raw``), ``failure_reward``
+    (``RA_FAILURE_REWARD``, default :func:`default_failure_reward`), ``failure_warning``
+    (the warning when that failure reward pays, else ``None``), ``coalesce_window``
+    (``RA_COALESCE_MS`` in seconds, default 0.05) and ``max_group_size``
+    (``RA_MAX_GROUP_SIZE``, default 8). ``ValueError`` names a variable that cannot be
+    used."""
+
+def lowest_reward(normalization: str) -> float:
+    """The lowest reward of a judged response: the map of a score of 1; -1 for
+    ``group`` (which its lowest tends to as the group grows)."""
+
+def default_failure_reward(normalization: str) -> float:
+    """The reward of a failed judgment when none is set: ``min(0, lowest_reward)``, so
+    failing never pays more than the worst answer."""
+
+def failure_pays(failure_reward: float, normalization: str, setting: str) -> Optional[str]:
+    """The warning to give when ``failure_reward`` (set by ``setting``) is above the
+    lowest reward of a judged response, else ``None``."""
 
 def _shutdown() -> None:
     """Stops the tokio runtime (run by ``atexit``): later calls raise ``RuntimeError``."""

@@ -40,7 +40,6 @@ there), like a failed judgment (whose ``ra_error`` is its kind).
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import _common
@@ -64,7 +63,7 @@ def _samples(
     whether its thought never closed, and why its split failed (``""`` when it did not)."""
     if len(prompts) != len(queries) or (labels is not None and len(labels) != len(queries)):
         raise ValueError("queries, prompts and labels must have the same length")
-    default = os.environ.get("RA_PRINCIPLE")
+    default = _common.reward_env(warn=False).principle
     samples: List[Optional[Tuple[str, str, str]]] = []
     unfinished, errors = [], []
     for i, (q, p) in enumerate(zip(queries, prompts)):
@@ -133,10 +132,10 @@ def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Optional
     as a warning). Extra logs are numbers (OpenRLHF averages them), so the judge's
     reasoning goes to the ``rewardanything_rs.openrlhf`` logger at DEBUG level, each text
     starting with ``[shown as model-k]``."""
-    normalize = _common.check_normalize(os.environ.get("RA_NORMALIZE", "raw"), "RA_NORMALIZE")
+    env = _common.reward_env()
+    normalize, failure = env.normalize, env.failure_reward
     if len(queries) == 1:
         _common.check_per_sample(normalize, "RA_NORMALIZE", "openrlhf.reward_func called with one query (OpenRLHF 0.11)")
-    failure = _common.env_failure_reward(normalize)
     samples, unfinished, split_errors = _samples(queries, prompts, labels)
     j = _judge_split(samples, normalize)
     for i in range(len(samples)):

@@ -107,7 +107,7 @@ def get_client(reward_router_address: Optional[str] = None) -> Client:
         clients = _clients[1]
         client = clients.get(endpoint)
         if client is None:
-            client = Client(endpoint, model=os.environ.get("RA_MODEL") or None)
+            client = Client(endpoint, model=_common.reward_env(warn=False).model)
             clients[endpoint] = client
             while len(clients) > MAX_CLIENTS:
                 clients.popitem(last=False)
@@ -116,13 +116,8 @@ def get_client(reward_router_address: Optional[str] = None) -> Client:
 
 
 def _settings() -> Tuple[str, float, float, int]:
-    normalize = _common.check_normalize(os.environ.get("RA_NORMALIZE", "raw"), "RA_NORMALIZE")
-    failure = _common.env_failure_reward(normalize)
-    window = float(os.environ.get("RA_COALESCE_MS", "50")) / 1000.0
-    group = int(os.environ.get("RA_MAX_GROUP_SIZE", str(_common.MAX_GROUP_SIZE)))
-    if group < 1 or not window >= 0:
-        raise ValueError("RA_MAX_GROUP_SIZE must be >= 1 and RA_COALESCE_MS >= 0")
-    return normalize, failure, window, group
+    env = _common.reward_env()
+    return env.normalize, env.failure_reward, env.coalesce_window, env.max_group_size
 
 
 def _sample(solution_str: Any, extra_info: Any, field: str) -> Tuple[str, str, str]:
@@ -133,7 +128,7 @@ def _sample(solution_str: Any, extra_info: Any, field: str) -> Tuple[str, str, s
     prompt = info.get("prompt", info.get("question"))
     if prompt is None:
         raise ValueError(f'{field}extra_info has no "prompt" (or "question"): the judge needs the prompt')
-    principle = info.get("principle") or os.environ.get("RA_PRINCIPLE")
+    principle = info.get("principle") or _common.reward_env(warn=False).principle
     if not principle:
         raise ValueError(f'{field}extra_info has no "principle" and RA_PRINCIPLE is not set')
     if not isinstance(principle, str):
