@@ -17,7 +17,8 @@
 //! under it instead of mixing results; a killed run leaves whole lines plus at most
 //! one partial last line, which resuming cuts. With [`Batch::permutations`] each line
 //! is judged under several seeded orders and its line gains a `permutations` object
-//! (position-bias figures and each order's judgment).
+//! (position-bias figures and each order's judgment). [`results::ResultReader`] reads
+//! such a file back (the one reader of this format: resuming uses it too).
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {

@@ -392,7 +392,8 @@ async fn a_job_that_cannot_finish_is_a_500_and_listed_with_an_error() {
     std::fs::write(job.join("requests.jsonl"), format!("{}\n", numbered(0, ""))).expect("requests");
     std::fs::write(
         job.join("results.jsonl"),
-        "{\"index\":0,\"id\":null,\"error\":null,\"input_hash\":\"0000000000000000\"}\n",
+        // A whole result line (a failed one), for another input line than the job's.
+        "{\"index\":0,\"id\":null,\"error\":{\"kind\":\"timeout\",\"message\":\"slow\"},\"input_hash\":\"0000000000000000\"}\n",
     )
     .expect("results");
     std::fs::write(
