@@ -10,6 +10,7 @@ against the Kubernetes JSON schemas of the two latest minor versions the pinned
 `kubernetes-validate` ships (strict: an unknown field is an error), and the objects are
 checked against each other: every Service and PodDisruptionBudget selects a workload's
 pods, a StatefulSet's serviceName is a headless Service, probes name declared ports,
+mounts name declared volumes, a configMap volume names a rendered ConfigMap,
 and a `dns+http://NAME.NS.svc.cluster.local:PORT` endpoint names a headless Service
 with that port. With --ra, every `--flag` given to an `ra` container must be one that
 `ra SUBCOMMAND --help` lists.
@@ -139,7 +140,18 @@ def cross_check(objects, problems: list[str]) -> None:
             if svc is None or svc["spec"].get("clusterIP") != "None":
                 problems.append(f"{name}: serviceName {d['spec'].get('serviceName')!r} "
                                 "is not a headless Service here")
+        spec = pod_spec(d) or {}
+        volumes = {v["name"] for v in spec.get("volumes", [])} | \
+            {t["metadata"]["name"] for t in d.get("spec", {}).get("volumeClaimTemplates", [])}
+        configmaps = {x["metadata"]["name"] for x in docs if x["kind"] == "ConfigMap"}
+        for v in spec.get("volumes", []):
+            cm = (v.get("configMap") or {}).get("name")
+            if cm is not None and cm not in configmaps:
+                problems.append(f"{name}: volume {v['name']} names no ConfigMap here ({cm})")
         for c in containers(d):
+            for m in c.get("volumeMounts", []):
+                if m["name"] not in volumes:
+                    problems.append(f"{name}: {c['name']} mounts undeclared volume {m['name']}")
             ports = {p.get("name") for p in c.get("ports", [])} | \
                     {p.get("containerPort") for p in c.get("ports", [])}
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
