@@ -8,12 +8,21 @@ use clap::{Args, ValueEnum};
 use rewardanything_client::error::BuildError;
 use rewardanything_client::grammar::{GrammarOptions, rewardanything_gbnf};
 use rewardanything_client::{
-    Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Masking, RetryPolicy, Sampling,
+    BalanceConfig, BalancePolicy, Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Masking,
+    RetryPolicy, Sampling,
 };
 
 use crate::config::ReferenceConfig;
 use crate::endpoints_file::EndpointsFile;
 use crate::validate;
+
+/// Lines in progress per request in flight, for the runs that write results in input
+/// order (`ra score`, `ra eval`, the gateway's batch jobs): the oldest line may take
+/// this many times the mean latency before it holds the others back. A replica 5×
+/// slower than the rest, with its own queue, needs more than 4 (measured with
+/// `scripts/bench_fleet.py`: 69 % of the fleet's capacity at 4, see the README's
+/// "Scaling out").
+pub const WINDOW_PER_SLOT: usize = 16;
 
 /// The default endpoint when no flag, config or `RA_ENDPOINT` names one.
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8000/v1";
@@ -70,6 +79,12 @@ pub struct ClientArgs {
     /// Constrain the output with a per-request grammar (llama.cpp).
     #[arg(long, value_enum, default_value = "none")]
     pub constrain: Constrain,
+    /// How each request picks an endpoint: least-loaded; affinity[:FACTOR] (requests
+    /// sharing a principle and prompt go to one replica, for its prefix cache, unless it
+    /// has FACTOR × the average in flight, default 1.25); round-robin and random are
+    /// there to compare against.
+    #[arg(long, value_name = "POLICY", default_value = "least-loaded")]
+    pub balance: BalancePolicy,
     /// The reference package's server config file (api_base, api_key, api_model,
     /// generation_config, …); flags override it.
     #[arg(long, value_name = "PATH")]
@@ -129,7 +144,8 @@ impl ClientArgs {
         let mut builder = Client::builder()
             .endpoints(self.endpoint_list(&config, from_file.as_ref()))
             .masking(self.masking)
-            .max_response_bytes(self.max_response_bytes);
+            .max_response_bytes(self.max_response_bytes)
+            .balance(BalanceConfig::default().policy(self.balance));
         if let Some(model) = &model {
             builder = builder.model(model.clone());
         }
