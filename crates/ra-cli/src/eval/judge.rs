@@ -76,7 +76,12 @@ pub async fn judge_units(
     let mut batch = Batch::to_file(results)
         .resume(resume)
         .max_stored_line_bytes(max_stored_line_bytes)
-        .window(connection.concurrency.saturating_mul(4).max(64))
+        .window(
+            connection
+                .concurrency
+                .saturating_mul(crate::connect::WINDOW_PER_SLOT)
+                .max(64),
+        )
         .stop(stop);
     if let Some(bar) = progress.clone() {
         batch = batch.on_line(Box::new(move |done: &LineDone<'_>| {

@@ -148,7 +148,11 @@ fn batch_settings(
                 .saturating_mul(2)
                 .max(DEFAULT_MAX_LINE_BYTES),
         )
-        .window(concurrency.saturating_mul(4).max(64))
+        .window(
+            concurrency
+                .saturating_mul(crate::connect::WINDOW_PER_SLOT)
+                .max(64),
+        )
         .permutations(usize::from(args.permutations))
         .stop(signals);
     match progress {
