@@ -2,9 +2,9 @@
 """A fleet of judges in simulation (run by hand, not in CI; prints figures, asserts none).
 
 One `ra-mock --replicas N` process serves N mock replicas on loopback, each with
-`--capacity` slots (vLLM's batch) and a latency chosen so that the fleet's capacity is
-about --fleet-rate judgments/s whatever N (the machine, not the fleet, would otherwise be
-measured). `ra score` (or `ra gateway`'s batch jobs) judges the requests across them,
+`--capacity` slots (vLLM's batch) and a latency (uniform within +-50 %, as thinking
+lengths vary) chosen so that the fleet's capacity is about --fleet-rate judgments/s
+whatever N (the machine, not the fleet, would otherwise be measured). `ra score` (or `ra gateway`'s batch jobs) judges the requests across them,
 following an endpoints file that the benchmark rewrites (atomically) as replicas leave
 and rejoin: discovery as `ra-serve` does it.
 
@@ -15,7 +15,7 @@ Scenarios:
 
 Balance policies (`ra score --balance`, the same client and process for all):
   least-loaded  the default; round-robin (OpenRLHF across --remote_rm_url) and random
-  (the reference) are the baselines; affinity[:F] is §4's prefix-affinity choice.
+  (the reference) are the baselines.
 
 Figures, per run:
   capacity   judgments/s in the steady window (from 10% to 80% of the answers, taken from
@@ -32,11 +32,15 @@ Figures, per run:
     python3 scripts/bench_fleet.py                                  # the §3 table (~10 min)
     python3 scripts/bench_fleet.py --sizes 1000 --requests 20000 --policies least-loaded
     python3 scripts/bench_fleet.py --gateway --sizes 16,256          # through ra gateway jobs
-    python3 scripts/bench_fleet.py --affinity                        # the §4 table
+    python3 scripts/bench_fleet.py --affinity --policies least-loaded  # the §4 workloads
 
---affinity compares least-loaded with affinity on three workloads sharing a long prefix
-(RM-Bench-like: 9 pairwise calls per item; K=4 permutations of one request; GRPO groups of
-16 in chunks of 4) against mocks that model vLLM's prefix cache (--prefill-us-per-token).
+--affinity runs three workloads sharing a long prefix (RM-Bench-like: 9 pairwise calls per
+item; K=4 permutations of one request; GRPO groups of 16 in chunks of 4) against mocks that
+model vLLM's prefix cache (--prefill-us-per-token; by default a whole uncached ~1,000-token
+prompt costs a quarter of the base latency) and prints the share of prompt tokens found in
+the caches. The prefix-affinity balance policy it was written to measure (commit 6b0b194,
+`--policies least-loaded,affinity,affinity:3` with that build's `ra` as RA_BIN) did not
+win and was removed; see the README's "Scaling out".
 """
 import argparse
 import json
@@ -138,7 +142,8 @@ class Fleet:
         self.stats_path = os.path.join(tmp, "mock-stats.json")
         self.file = os.path.join(tmp, "endpoints.json")
         args = [MOCK, "--port", "0", "--replicas", str(n), "--capacity", str(slots),
-                "--latency-ms", str(latency_ms), "--think-bytes", "300",
+                "--latency-ms", str(latency_ms), "--latency-jitter-ms", str(latency_ms // 2),
+                "--think-bytes", "300",
                 "--slow-replicas", str(slow), "--slow-factor", "5",
                 "--stats-file", self.stats_path, "--attempt-log", str(max(200, 4 * requests // n)),
                 "--exit-on-stdin-eof"]
@@ -304,8 +309,10 @@ def pct(values, q):
 
 def one_run(a, n, scenario, policy, workload, prefill_us, requests):
     slow = n // 10 if scenario == "adverse" else 0
-    slots = a.slots
-    # Latency so that the fleet (fast replicas) serves about --fleet-rate judgments/s.
+    # At least 100 ms a judgment (a small fleet gets more slots per replica rather than
+    # a latency the machine's timers would blur), and a latency such that the fleet
+    # (fast replicas) serves about --fleet-rate judgments/s.
+    slots = a.slots or max(2, round(a.fleet_rate * 0.1 / n))
     latency_ms = max(1, round(n * slots * 1000 / a.fleet_rate))
     rng = random.Random(7)
     lines = list(WORKLOADS[workload](requests, rng))
@@ -318,6 +325,7 @@ def one_run(a, n, scenario, policy, workload, prefill_us, requests):
             churner.start()
         # Enough in flight to fill every slot of the fleet, plus a margin.
         concurrency = max(8, int(n * slots * a.overcommit))
+        fleet.concurrency = concurrency
         started = fleet.started
         try:
             runner = run_gateway if a.gateway else run_score
@@ -350,7 +358,9 @@ def main():
                    help="requests per run (default: 20 s of the fleet's capacity, at most 20,000)")
     p.add_argument("--fleet-rate", type=float, default=300.0,
                    help="fleet capacity in judgments/s without slow replicas (default 300)")
-    p.add_argument("--slots", type=int, default=2, help="capacity slots per replica")
+    p.add_argument("--slots", type=int, default=None,
+                   help="capacity slots per replica (default: 2, more for small fleets so "
+                        "that a judgment takes at least 100 ms)")
     p.add_argument("--overcommit", type=float, default=1.25,
                    help="client concurrency = slots of the fleet x this")
     p.add_argument("--churn-per-minute", type=float, default=0.10)
@@ -369,8 +379,7 @@ def main():
     if a.affinity:
         if a.sizes == p.get_default("sizes"):
             sizes = [16, 64]
-        policies = a.policies.split(",") if a.policies != p.get_default("policies") \
-            else ["least-loaded", "affinity"]
+        policies = a.policies.split(",")
         scenarios = a.scenarios.split(",") if a.scenarios != p.get_default("scenarios") \
             else ["adverse"]
         workloads = a.workloads.split(",")
@@ -392,7 +401,8 @@ def main():
                     if a.affinity:
                         # A whole uncached prompt (~1,000 tokens) costs about a quarter of
                         # the base latency, as prefill vs thinking roughly does.
-                        base = n * a.slots * 1000 / a.fleet_rate
+                        slots = a.slots or max(2, round(a.fleet_rate * 0.1 / n))
+                        base = n * slots * 1000 / a.fleet_rate
                         prefill = a.prefill_us_per_token or max(1, int(base * 1000 * 0.25 / 1000))
                     r = one_run(a, n, scenario, policy, workload, prefill, requests)
                     rows.append(r)

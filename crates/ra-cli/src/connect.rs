@@ -79,10 +79,8 @@ pub struct ClientArgs {
     /// Constrain the output with a per-request grammar (llama.cpp).
     #[arg(long, value_enum, default_value = "none")]
     pub constrain: Constrain,
-    /// How each request picks an endpoint: least-loaded; affinity[:FACTOR] (requests
-    /// sharing a principle and prompt go to one replica, for its prefix cache, unless it
-    /// has FACTOR × the average in flight, default 1.25); round-robin and random are
-    /// there to compare against.
+    /// How each request picks an endpoint: least-loaded (the default); round-robin and
+    /// random are there to compare against (scripts/bench_fleet.py).
     #[arg(long, value_name = "POLICY", default_value = "least-loaded")]
     pub balance: BalancePolicy,
     /// The reference package's server config file (api_base, api_key, api_model,

@@ -796,6 +796,7 @@ mod tests {
             max_body_bytes: 1 << 20,
             latency: Latency::None,
             position_bias: 0,
+            prefix_cache: None,
         }
     }
 

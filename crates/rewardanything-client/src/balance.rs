@@ -1,10 +1,10 @@
 //! Spreading requests over several endpoints.
 //!
 //! Each request goes to the healthy endpoint with the fewest requests in flight (ties go
-//! round-robin): an exact scan up to [`SCAN_LIMIT`] endpoints, the less loaded of two
-//! random ones beyond (O(1) per pick, so a fleet of thousands costs no more per request
-//! than a handful). [`BalancePolicy`] offers a bounded-load affinity choice and, for
-//! comparison, round-robin and random. An endpoint is ejected after `eject_after` consecutive connect errors or
+//! round-robin): an exact scan up to [`SCAN_LIMIT`] endpoints, the least loaded of
+//! [`SAMPLES`] random ones beyond (O(1) per pick, so a fleet of thousands costs no more
+//! per request than a handful). [`BalancePolicy`] also offers, for comparison,
+//! round-robin and random. An endpoint is ejected after `eject_after` consecutive connect errors or
 //! 5xx answers and gets one probe request after `cooldown`; a success brings it back. The
 //! last healthy endpoint is never ejected. A 429 is back-pressure, not a failure: the
 //! endpoint is only avoided for a moment (its `Retry-After`, else a short pause).
@@ -225,12 +225,14 @@ impl Default for BalanceConfig {
 }
 
 /// How the balancer chooses an endpoint for each attempt
-/// ([`BalanceConfig::policy`]). Parses from `least-loaded`, `affinity`,
-/// `affinity:FACTOR`, `round-robin` and `random`.
+/// ([`BalanceConfig::policy`]). Parses from `least-loaded`, `round-robin` and `random`.
+///
+/// A prefix-affinity choice (bounded-load consistent hashing on principle and prompt, so
+/// that calls sharing a prefix meet vLLM's prefix cache) was measured in the fleet
+/// simulation and did not win (README, "Scaling out"); it is not offered.
 ///
 /// ```
 /// use rewardanything_client::BalancePolicy;
-/// assert_eq!("affinity:1.5".parse::<BalancePolicy>().unwrap(), BalancePolicy::affinity(1.5));
 /// assert_eq!("least-loaded".parse::<BalancePolicy>().unwrap(), BalancePolicy::LeastLoaded);
 /// assert!("fastest".parse::<BalancePolicy>().is_err());
 /// ```
@@ -241,17 +243,6 @@ pub enum BalancePolicy {
     /// replica holds its requests longer and so gets fewer.
     #[default]
     LeastLoaded,
-    /// Bounded-load consistent hashing on the request's principle and prompt: calls
-    /// sharing them (RM-Bench's pairs of one item, the permutations of one request, the
-    /// chunks of one GRPO group) go to the same replica, whose prefix cache then holds
-    /// their common prefix, unless that replica has more than `overload_factor` × the
-    /// average in flight; then the least-loaded choice. Off by default: see the README's
-    /// "Scaling out" for what it gains and where.
-    Affinity {
-        /// How much busier than the average (in requests in flight, plus one) the
-        /// preferred replica may be before a request goes elsewhere; at least 1.
-        overload_factor: f64,
-    },
     /// Each endpoint in turn, whatever its load (what OpenRLHF does across several
     /// `--remote_rm_url`s); for comparison: a slow replica holds everyone back.
     RoundRobin,
@@ -259,49 +250,21 @@ pub enum BalancePolicy {
     Random,
 }
 
-impl BalancePolicy {
-    /// The overload factor [`BalancePolicy::Affinity`] uses unless told otherwise.
-    pub const DEFAULT_OVERLOAD_FACTOR: f64 = 1.25;
-
-    /// [`BalancePolicy::Affinity`] with this overload factor (at least 1; not a number: the default).
-    pub fn affinity(overload_factor: f64) -> Self {
-        let overload_factor = if overload_factor.is_nan() {
-            Self::DEFAULT_OVERLOAD_FACTOR
-        } else {
-            overload_factor.max(1.0)
-        };
-        BalancePolicy::Affinity { overload_factor }
-    }
-}
-
 /// A balance policy name that is not one of those [`BalancePolicy`] parses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown balance policy {0:?} (expected least-loaded, affinity, affinity:FACTOR with FACTOR ≥ 1, round-robin or random)"
-)]
+#[error("unknown balance policy {0:?} (expected least-loaded, round-robin or random)")]
 pub struct ParsePolicyError(String);
 
 impl FromStr for BalancePolicy {
     type Err = ParsePolicyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParsePolicyError(s.to_string());
-        Ok(match s {
-            "least-loaded" => BalancePolicy::LeastLoaded,
-            "affinity" => BalancePolicy::affinity(Self::DEFAULT_OVERLOAD_FACTOR),
-            "round-robin" => BalancePolicy::RoundRobin,
-            "random" => BalancePolicy::Random,
-            _ => {
-                let factor: f64 = s
-                    .strip_prefix("affinity:")
-                    .and_then(|f| f.parse().ok())
-                    .ok_or_else(err)?;
-                if !(factor.is_finite() && factor >= 1.0) {
-                    return Err(err());
-                }
-                BalancePolicy::affinity(factor)
-            }
-        })
+        match s {
+            "least-loaded" => Ok(BalancePolicy::LeastLoaded),
+            "round-robin" => Ok(BalancePolicy::RoundRobin),
+            "random" => Ok(BalancePolicy::Random),
+            _ => Err(ParsePolicyError(s.to_string())),
+        }
     }
 }
 
@@ -353,8 +316,8 @@ impl BalanceConfig {
     ///
     /// ```
     /// use rewardanything_client::{BalanceConfig, BalancePolicy};
-    /// let c = BalanceConfig::default().policy(BalancePolicy::affinity(1.5));
-    /// assert_eq!(c.policy, BalancePolicy::Affinity { overload_factor: 1.5 });
+    /// let c = BalanceConfig::default().policy(BalancePolicy::RoundRobin);
+    /// assert_eq!(c.policy, BalancePolicy::RoundRobin);
     /// ```
     pub fn policy(mut self, policy: BalancePolicy) -> Self {
         self.policy = policy;
@@ -380,10 +343,6 @@ pub(crate) struct Balancer {
     config: BalanceConfig,
     epoch: Instant,
     cursor: AtomicUsize,
-    /// Requests in flight over all endpoints (the affinity choice's average).
-    total_in_flight: Arc<AtomicUsize>,
-    /// The affinity ring of the current endpoint set, rebuilt when the set changes.
-    ring: RwLock<Option<Arc<Ring>>>,
     /// Unit tests move the balancer's clock forward instead of sleeping.
     #[cfg(test)]
     skew_ms: AtomicU64,
@@ -398,8 +357,6 @@ impl Balancer {
             config,
             epoch: Instant::now(),
             cursor: AtomicUsize::new(0),
-            total_in_flight: Arc::new(AtomicUsize::new(0)),
-            ring: RwLock::new(None),
             #[cfg(test)]
             skew_ms: AtomicU64::new(0),
         }
@@ -447,14 +404,7 @@ impl Balancer {
 
     /// Picks an endpoint for one attempt and counts it in flight until the lease drops.
     /// `None` only when there are no endpoints at all.
-    #[cfg(test)]
     pub fn pick(&self) -> Option<Lease> {
-        self.pick_for(None)
-    }
-
-    /// [`Self::pick`] for a request whose affinity key (principle and prompt) is `key`;
-    /// only [`BalancePolicy::Affinity`] reads it.
-    pub fn pick_for(&self, key: Option<u64>) -> Option<Lease> {
         let endpoints = self.endpoints();
         if endpoints.is_empty() {
             return None;
@@ -465,14 +415,6 @@ impl Balancer {
         let chosen = match self.config.policy {
             BalancePolicy::RoundRobin => Some(tick % n),
             BalancePolicy::Random => Some(random_index(tick, n)),
-            BalancePolicy::Affinity { overload_factor } => key.and_then(|key| {
-                let preferred = self.ring(&endpoints).owner(key)?;
-                let e = &endpoints[preferred];
-                // Bounded load: at most factor × the average (counting this request).
-                let total = self.total_in_flight.load(Ordering::Relaxed) + 1;
-                let bound = (overload_factor * total as f64 / n as f64).ceil() as usize;
-                (e.in_flight() < bound.max(1)).then_some(preferred)
-            }),
             BalancePolicy::LeastLoaded => None,
         }
         // A chosen endpoint that is ejected or paused gives way to the least-loaded choice.
@@ -488,33 +430,7 @@ impl Balancer {
             endpoint.avoid_until_ms.store(next, Ordering::Relaxed);
         }
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.total_in_flight.fetch_add(1, Ordering::Relaxed);
-        Some(Lease {
-            endpoint,
-            total: Arc::clone(&self.total_in_flight),
-        })
-    }
-
-    /// Whether picks read an affinity key (so that callers hash only when it is used).
-    pub fn uses_affinity(&self) -> bool {
-        matches!(self.config.policy, BalancePolicy::Affinity { .. })
-    }
-
-    /// The affinity ring of this endpoint set (built once per set).
-    fn ring(&self, endpoints: &Arc<Vec<Arc<Endpoint>>>) -> Arc<Ring> {
-        let cached = match self.ring.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        if let Some(ring) = cached.filter(|r| Arc::ptr_eq(&r.endpoints, endpoints)) {
-            return ring;
-        }
-        let ring = Arc::new(Ring::new(Arc::clone(endpoints)));
-        match self.ring.write() {
-            Ok(mut g) => *g = Some(Arc::clone(&ring)),
-            Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&ring)),
-        }
-        ring
+        Some(Lease { endpoint })
     }
 
     /// Records an attempt's outcome for its endpoint.
@@ -564,8 +480,7 @@ impl Balancer {
 }
 
 /// Up to this many endpoints the least-loaded choice scans them all (exact); beyond, it
-/// takes the less loaded of two random ones, which stays O(1) per pick and is within a
-/// request or two of the exact choice (the "power of two choices").
+/// takes the least loaded of [`SAMPLES`] random ones, which stays O(1) per pick.
 pub(crate) const SCAN_LIMIT: usize = 32;
 
 /// Rank of an endpoint for the least-loaded choice, lower first: an ejected endpoint
@@ -583,7 +498,7 @@ fn class(e: &Endpoint, now: u64) -> u8 {
 }
 
 /// The least-loaded endpoint as `(class, index)`: exact up to [`SCAN_LIMIT`] endpoints,
-/// else the better of two distinct random ones. Ties go round-robin (`tick`).
+/// else the best of [`SAMPLES`] random ones. Ties go round-robin (`tick`) when scanning.
 fn least_loaded(endpoints: &[Arc<Endpoint>], now: u64, tick: usize) -> Option<(u8, usize)> {
     let n = endpoints.len();
     let rank = |i: usize| (class(&endpoints[i], now), endpoints[i].in_flight());
@@ -598,29 +513,31 @@ fn least_loaded(endpoints: &[Arc<Endpoint>], now: u64, tick: usize) -> Option<(u
         }
         return best.map(|((c, _), i)| (c, i));
     }
-    let a = random_index(tick, n);
-    // A second index distinct from the first.
-    let b = (a + 1 + random_index(tick ^ 0x5bd1_e995, n - 1)) % n;
-    let (ra, rb) = (rank(a), rank(b));
-    let mut best = if rb < ra { (rb, b) } else { (ra, a) };
-    // Both ejected or paused: look a little further before settling for one (bounded,
-    // so a pick stays O(1) even when most of the fleet is down).
-    let mut draw = tick;
-    for _ in 0..MORE_DRAWS {
-        if best.0.0 <= 1 {
+    // SAMPLES random endpoints (repeats possible, harmless), the best kept; then, while
+    // the best is ejected or paused, a few more draws (bounded: a pick stays O(1) even
+    // when most of the fleet is down).
+    let mut best: Option<((u8, usize), usize)> = None;
+    let mut draw = tick as u64;
+    for k in 0..SAMPLES + MORE_DRAWS {
+        if k >= SAMPLES && best.is_some_and(|((c, _), _)| c <= 1) {
             break;
         }
-        draw = draw.wrapping_add(0x9E37_79B9);
-        let c = random_index(draw, n);
-        let rc = rank(c);
-        if rc < best.0 {
-            best = (rc, c);
+        let i = random_index(draw as usize, n);
+        draw = draw.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let r = rank(i);
+        if best.is_none_or(|(b, _)| r < b) {
+            best = Some((r, i));
         }
     }
-    Some((best.0.0, best.1))
+    best.map(|((c, _), i)| (c, i))
 }
 
-/// Extra random draws when both choices are ejected or paused.
+/// Endpoints sampled per pick beyond [`SCAN_LIMIT`]: with 2 (the classic "power of two
+/// choices") the fleet simulation used 91 % of 256 replicas' capacity at 2 slots each,
+/// where an exact scan fills every slot; 8 samples cost a few loads more and come close.
+const SAMPLES: usize = 8;
+
+/// Extra random draws when every sample is ejected or paused.
 const MORE_DRAWS: usize = 16;
 
 /// A well-mixed index in `0..n` from a counter (splitmix64): no lock, no shared RNG.
@@ -630,72 +547,17 @@ fn random_index(tick: usize, n: usize) -> usize {
     ((u128::from(z) * n as u128) >> 64) as usize
 }
 
-/// A consistent-hash ring over one endpoint set: [`Ring::VNODES`] points per endpoint,
-/// keyed by its URL, so that a replica joining or leaving moves only its own share of
-/// keys. Lookup is a binary search: O(log n).
-#[derive(Debug)]
-struct Ring {
-    /// The set it was built for (kept to recognise it).
-    endpoints: Arc<Vec<Arc<Endpoint>>>,
-    points: Vec<(u64, usize)>,
-}
-
-impl Ring {
-    const VNODES: u64 = 64;
-
-    fn new(endpoints: Arc<Vec<Arc<Endpoint>>>) -> Self {
-        let mut points: Vec<(u64, usize)> = endpoints
-            .iter()
-            .enumerate()
-            .flat_map(|(i, e)| {
-                let h = fnv1a64(e.base_url.as_bytes());
-                (0..Self::VNODES).map(move |v| (mix(h ^ v.wrapping_mul(0x9E37_79B9_7F4A_7C15)), i))
-            })
-            .collect();
-        points.sort_unstable();
-        Ring { endpoints, points }
-    }
-
-    /// The index of the endpoint owning `key`: the first point at or after it.
-    fn owner(&self, key: u64) -> Option<usize> {
-        let at = self.points.partition_point(|&(p, _)| p < key);
-        self.points
-            .get(at)
-            .or_else(|| self.points.first())
-            .map(|&(_, i)| i)
-    }
-}
-
-/// FNV-1a (64 bit): fixed across processes and versions, so that every client (several
-/// gateways, say) sends a given prompt to the same replica.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// splitmix64's finaliser: spreads nearby hashes over the ring.
+/// splitmix64's finaliser.
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
-/// The affinity key of a request: its principle and prompt (what calls sharing a
-/// prefix have in common), never its responses.
-pub(crate) fn affinity_key(principle: &str, prompt: &str) -> u64 {
-    let mut bytes = Vec::with_capacity(principle.len() + prompt.len() + 1);
-    bytes.extend_from_slice(principle.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(prompt.as_bytes());
-    mix(fnv1a64(&bytes))
-}
-
 /// An endpoint chosen for one attempt; counted in flight while it lives.
 #[derive(Debug)]
 pub(crate) struct Lease {
     endpoint: Arc<Endpoint>,
-    total: Arc<AtomicUsize>,
 }
 
 impl Lease {
@@ -708,7 +570,6 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -874,7 +735,7 @@ mod tests {
 
     #[test]
     fn a_large_fleet_is_filled_evenly_in_o1_picks() {
-        // Beyond SCAN_LIMIT: two random choices. Holding one lease per endpoint, no
+        // Beyond SCAN_LIMIT: sampled choices. Holding one lease per endpoint, no
         // endpoint gets far more than its share (one) while others idle.
         let n = 1000;
         let b = with_policy(n, BalancePolicy::LeastLoaded);
@@ -884,9 +745,8 @@ mod tests {
         let idle = eps.iter().filter(|e| e.in_flight() == 0).count();
         assert!(max <= 4, "max in flight {max}");
         assert!(idle < n / 3, "{idle} endpoints idle");
-        assert_eq!(b.total_in_flight.load(Ordering::Relaxed), n);
         drop(held);
-        assert_eq!(b.total_in_flight.load(Ordering::Relaxed), 0);
+        assert!(eps.iter().all(|e| e.in_flight() == 0));
         // A tenth of the fleet ejected and resting: never picked while others are fine.
         for e in eps.iter().take(n / 10) {
             for _ in 0..3 {
@@ -933,67 +793,6 @@ mod tests {
     }
 
     #[test]
-    fn affinity_keeps_a_key_on_one_replica_until_it_is_overloaded() {
-        let b = with_policy(8, BalancePolicy::affinity(1.5));
-        let key = affinity_key("principle", "prompt");
-        let first = b.pick_for(Some(key)).unwrap();
-        let home = first.endpoint().base_url.clone();
-        drop(first);
-        for _ in 0..20 {
-            assert_eq!(b.pick_for(Some(key)).unwrap().endpoint().base_url, home);
-        }
-        // Other keys spread over the fleet.
-        let homes: std::collections::HashSet<String> = (0..200)
-            .map(|i| {
-                let k = affinity_key("principle", &format!("prompt {i}"));
-                b.pick_for(Some(k)).unwrap().endpoint().base_url.clone()
-            })
-            .collect();
-        assert!(homes.len() >= 6, "{homes:?}");
-        // Held requests on the home replica: past 1.5 × the average it overflows.
-        let mut held = Vec::new();
-        let mut elsewhere = 0;
-        for _ in 0..16 {
-            let l = b.pick_for(Some(key)).unwrap();
-            if l.endpoint().base_url != home {
-                elsewhere += 1;
-            }
-            held.push(l);
-        }
-        let on_home = held
-            .iter()
-            .filter(|l| l.endpoint().base_url == home)
-            .count();
-        assert!(
-            elsewhere > 0 && on_home >= 2,
-            "{on_home} at home, {elsewhere} elsewhere"
-        );
-        // Bound: ceil(1.5 × 16 / 8) = 3 in flight at home at most.
-        assert!(on_home <= 3, "{on_home}");
-    }
-
-    #[test]
-    fn affinity_moves_only_the_keys_of_a_replica_that_leaves() {
-        let b = with_policy(10, BalancePolicy::affinity(100.0));
-        let keys: Vec<u64> = (0..500)
-            .map(|i| affinity_key("p", &i.to_string()))
-            .collect();
-        let home = |b: &Balancer, k: u64| b.pick_for(Some(k)).unwrap().endpoint().base_url.clone();
-        let before: Vec<String> = keys.iter().map(|&k| home(&b, k)).collect();
-        let mut rest = urls(10);
-        rest.remove(3);
-        b.set_endpoints(&rest);
-        let moved = keys
-            .iter()
-            .zip(&before)
-            .filter(|&(&k, old)| home(&b, k) != *old)
-            .count();
-        let owned_by_3 = before.iter().filter(|u| *u == "http://e3/v1").count();
-        assert_eq!(moved, owned_by_3, "only e3's keys move");
-        assert!(owned_by_3 > 0);
-    }
-
-    #[test]
     fn policies_parse_and_bad_names_say_what_is_expected() {
         assert_eq!(
             "random".parse::<BalancePolicy>().unwrap(),
@@ -1003,11 +802,7 @@ mod tests {
             "round-robin".parse::<BalancePolicy>().unwrap(),
             BalancePolicy::RoundRobin
         );
-        assert_eq!(
-            "affinity".parse::<BalancePolicy>().unwrap(),
-            BalancePolicy::affinity(BalancePolicy::DEFAULT_OVERLOAD_FACTOR)
-        );
-        for bad in ["affinity:0.5", "affinity:nan", "affinity:", "fastest"] {
+        for bad in ["affinity", "fastest", ""] {
             let e = bad.parse::<BalancePolicy>().unwrap_err().to_string();
             assert!(e.contains(bad) && e.contains("least-loaded"), "{e}");
         }

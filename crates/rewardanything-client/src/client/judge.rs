@@ -12,7 +12,7 @@ use tokio::sync::SemaphorePermit;
 
 use super::config::OWN_FIELDS;
 use super::{Inner, Judged, Usage};
-use crate::balance::{Outcome, affinity_key};
+use crate::balance::Outcome;
 use crate::error::{JudgeError, JudgeErrorKind};
 use crate::judgment::{Judgment, ParseError};
 use crate::parse::{ParseOptions, parse_completion_with};
@@ -70,17 +70,13 @@ impl Inner {
         // thousands) hold no prompt and no body.
         let mut first_slot = Some(self.wait_for_slot(deadline_at, 0).await?);
         let mut call = Call::new(self, request, masking, model, started, deadline_at);
-        let key = self
-            .balancer
-            .uses_affinity()
-            .then(|| affinity_key(&request.principle, &request.prompt));
         loop {
             let permit = match first_slot.take() {
                 Some(permit) => permit,
                 None => self.wait_for_slot(call.deadline_at, call.attempts).await?,
             };
             let (timeout, deadline_bound) = call.attempt_timeout()?;
-            let Some(lease) = self.balancer.pick_for(key) else {
+            let Some(lease) = self.balancer.pick() else {
                 return Err(JudgeError::new(JudgeErrorKind::NoEndpoint, call.attempts));
             };
             call.attempts += 1;
