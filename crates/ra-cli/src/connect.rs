@@ -9,7 +9,8 @@ use rewardanything_client::env::{self, ApiKey};
 use rewardanything_client::error::BuildError;
 use rewardanything_client::grammar::{GrammarOptions, rewardanything_gbnf};
 use rewardanything_client::{
-    Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Masking, RetryPolicy, Sampling,
+    BalanceConfig, BalancePolicy, Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Masking,
+    RetryPolicy, Sampling,
 };
 
 use crate::config::ReferenceConfig;
@@ -70,6 +71,10 @@ pub struct ClientArgs {
     /// Constrain the output with a per-request grammar (llama.cpp).
     #[arg(long, value_enum, default_value = "none")]
     pub constrain: Constrain,
+    /// How each request picks an endpoint: least-loaded (the default); round-robin and
+    /// random are there to compare against (scripts/bench_fleet.py).
+    #[arg(long, value_name = "POLICY", default_value = "least-loaded")]
+    pub balance: BalancePolicy,
     /// The reference package's server config file (api_base, api_key, api_model,
     /// generation_config, …); flags override it.
     #[arg(long, value_name = "PATH")]
@@ -129,7 +134,8 @@ impl ClientArgs {
         let mut builder = Client::builder()
             .endpoints(self.endpoint_list(&config, from_file.as_ref())?)
             .masking(self.masking)
-            .max_response_bytes(self.max_response_bytes);
+            .max_response_bytes(self.max_response_bytes)
+            .balance(BalanceConfig::default().policy(self.balance));
         if let Some(model) = &model {
             builder = builder.model(model.clone());
         }

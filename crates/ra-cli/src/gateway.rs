@@ -198,8 +198,9 @@ fn gateway_config(
         .max_connections(args.max_connections)
         // Enough finished results held back to keep every slot of the client busy.
         .batch_window(concurrency.saturating_mul(2))
-        // A job keeps the client's slots busy, and a crash redoes at most that many.
-        .job_window(concurrency)
+        // A job keeps the client's slots busy even behind a slow replica; a crash redoes
+        // at most that many.
+        .job_window(concurrency.saturating_mul(crate::run::WINDOW_PER_SLOT))
 }
 
 /// Completes on the first Ctrl-C or SIGTERM.

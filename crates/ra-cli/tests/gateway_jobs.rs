@@ -15,7 +15,7 @@ use common::{
 use ra_mock::{Latency, expected_score};
 use serde_json::{Value, json};
 
-/// Judgments the gateway keeps in progress (its `--concurrency`, hence its job window).
+/// Judgments the gateway keeps on the wire (its `--concurrency`; its job window is 16 ×).
 const CONCURRENCY: usize = 8;
 
 /// `ra gateway` in front of `mock`, its jobs in `base`, on a port of its own.
@@ -196,9 +196,12 @@ fn a_job_survives_kill_9_and_sigterm_and_completes_without_judging_twice() {
     eprintln!(
         "{after_kill} lines at the kill, {after_term} at the SIGTERM, {sent} requests for {n}"
     );
+    // In progress: up to 16 × --concurrency lines (the job window), of which at most
+    // --concurrency on the wire; those judged but not yet written are judged again.
+    let window = 16 * CONCURRENCY;
     assert!(
-        sent <= (n + CONCURRENCY) as u64,
-        "{sent} requests for {n} lines: more than the {CONCURRENCY} in progress at the kill were judged again"
+        sent <= (n + window) as u64,
+        "{sent} requests for {n} lines: more than the {window} in progress at the kill were judged again"
     );
     third.signal(libc::SIGTERM);
     let run = third.finish(Duration::from_secs(30));

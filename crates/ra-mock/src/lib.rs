@@ -107,6 +107,7 @@ mod body;
 mod config;
 mod markers;
 mod names;
+mod prefix;
 mod render;
 mod score;
 mod server;
@@ -123,6 +124,7 @@ pub use config::{
     ContextErrorStyle, Fault, FaultRates, Latency, OverCapacity, ParseNameError, ReasoningShape,
 };
 pub use names::NameFault;
+pub use prefix::{BLOCK_BYTES, PrefixCache};
 pub use score::{
     biased_score, estimate_tokens, expected_ranking, expected_score, fnv1a64, prompt_hash,
 };
@@ -195,6 +197,7 @@ impl Default for MockServerBuilder {
                 max_body_bytes: 32 << 20,
                 latency: Latency::None,
                 position_bias: 0,
+                prefix_cache: None,
             },
         }
     }
@@ -308,6 +311,19 @@ impl MockServerBuilder {
     /// ```
     pub fn position_bias(mut self, bias: u8) -> Self {
         self.cfg.position_bias = bias;
+        self
+    }
+
+    /// Model vLLM's prefix cache: a prompt's uncached tokens add
+    /// `prefill_per_token` each to its latency (see [`PrefixCache`]; [`Stats::cached_tokens`]
+    /// and [`Stats::prefilled_tokens`] count them). Off by default.
+    ///
+    /// ```
+    /// let b = ra_mock::MockServer::builder()
+    ///     .prefix_cache(ra_mock::PrefixCache::new(100_000, std::time::Duration::from_micros(20)));
+    /// ```
+    pub fn prefix_cache(mut self, cache: PrefixCache) -> Self {
+        self.cfg.prefix_cache = Some(cache);
         self
     }
 

@@ -25,6 +25,7 @@ use crate::body::MockBody;
 use crate::config::{ContextErrorStyle, Fault, FaultRates, Latency, OverCapacity, ReasoningShape};
 use crate::markers::Markers;
 use crate::names::{NameFault, wrong_answer};
+use crate::prefix::{BlockCache, PrefixCache};
 use crate::render;
 use crate::score::{biased_score, expected_score, fnv1a64, splitmix64, unit};
 use crate::stats::{Attempt, AttemptLog, Counters, Gauge, Outcome};
@@ -51,6 +52,7 @@ pub(crate) struct Config {
     pub max_body_bytes: usize,
     pub latency: Latency,
     pub position_bias: u8,
+    pub prefix_cache: Option<PrefixCache>,
 }
 
 /// What a test may change while the server runs.
@@ -69,6 +71,7 @@ pub(crate) struct Shared {
     pub attempts: AttemptLog,
     pub fail_first: Mutex<HashMap<u64, u32>>,
     slots: Option<Semaphore>,
+    blocks: Option<Mutex<BlockCache>>,
     models_body: Bytes,
 }
 
@@ -102,6 +105,9 @@ impl Shared {
             attempts: AttemptLog::new(cfg.attempt_log_capacity),
             fail_first: Mutex::new(HashMap::new()),
             slots: cfg.capacity.map(Semaphore::new),
+            blocks: cfg
+                .prefix_cache
+                .map(|p| Mutex::new(BlockCache::new(p.capacity_tokens))),
             models_body,
             cfg,
         }
@@ -548,9 +554,32 @@ async fn chat(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
         },
     };
     let _processing = Gauge::enter(&shared.counters.processing, &shared.counters.max_processing);
-    let delay = markers
+    let mut delay = markers
         .latency
         .unwrap_or_else(|| dynamic.latency.pick(shared.draw(STREAM_LATENCY, g.seq)));
+    if let (Some(blocks), Some(p)) = (&shared.blocks, shared.cfg.prefix_cache) {
+        // Looked up once the request has its slot, as vLLM's scheduler would.
+        let parts: Vec<&[u8]> = parsed
+            .messages
+            .iter()
+            .filter_map(|m| m.content.as_ref())
+            .filter_map(|c| match c {
+                Content::Text(t) => Some(t.as_bytes()),
+                // Multi-part contents are rare here; their text counts as uncached.
+                Content::Parts(_) => None,
+            })
+            .collect();
+        let lookup = blocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(&parts);
+        let c = &shared.counters;
+        c.cached_tokens.fetch_add(lookup.cached_tokens, Relaxed);
+        c.prefilled_tokens
+            .fetch_add(lookup.prefilled_tokens, Relaxed);
+        let factor = u32::try_from(lookup.prefilled_tokens).unwrap_or(u32::MAX);
+        delay += p.prefill_per_token.saturating_mul(factor);
+    }
 
     // Build the answer first so the hold is the configured latency, not latency + work.
     let shape = markers.shape.or(header_shape).unwrap_or(shared.cfg.shape);
@@ -767,6 +796,7 @@ mod tests {
             max_body_bytes: 1 << 20,
             latency: Latency::None,
             position_bias: 0,
+            prefix_cache: None,
         }
     }
 

@@ -37,6 +37,10 @@ pub struct Stats {
     pub streaming_bodies: u64,
     /// Bytes of generated bodies handed to the connection so far.
     pub streamed_bytes: u64,
+    /// Prompt tokens found in the prefix cache ([`PrefixCache`](crate::PrefixCache); 0 without it).
+    pub cached_tokens: u64,
+    /// Prompt tokens prefilled because they were not cached (0 without a prefix cache).
+    pub prefilled_tokens: u64,
 }
 
 impl Stats {
@@ -118,6 +122,8 @@ pub(crate) struct Counters {
     pub connections: AtomicU64,
     pub streaming: AtomicU64,
     pub streamed_bytes: AtomicU64,
+    pub cached_tokens: AtomicU64,
+    pub prefilled_tokens: AtomicU64,
 }
 
 impl Counters {
@@ -137,6 +143,8 @@ impl Counters {
             connections: AtomicU64::new(0),
             streaming: AtomicU64::new(0),
             streamed_bytes: AtomicU64::new(0),
+            cached_tokens: AtomicU64::new(0),
+            prefilled_tokens: AtomicU64::new(0),
         }
     }
 
@@ -172,6 +180,8 @@ impl Counters {
             connections: self.connections.load(Relaxed),
             streaming_bodies: self.streaming.load(Relaxed),
             streamed_bytes: self.streamed_bytes.load(Relaxed),
+            cached_tokens: self.cached_tokens.load(Relaxed),
+            prefilled_tokens: self.prefilled_tokens.load(Relaxed),
         }
     }
 
@@ -187,6 +197,8 @@ impl Counters {
             &self.rejected,
             &self.connections,
             &self.streamed_bytes,
+            &self.cached_tokens,
+            &self.prefilled_tokens,
         ] {
             c.store(0, Relaxed);
         }

@@ -202,3 +202,120 @@ fn listens_on_port_8100_by_default_and_a_busy_port_names_the_flag() {
     );
     drop(g);
 }
+
+/// `--replicas`: one process serves a fleet, each replica on its own port with its own
+/// capacity, slowness and prefix cache; `--stats-file` reports each one at exit.
+#[tokio::test]
+async fn one_process_serves_many_replicas_some_slower_with_prefix_caches() {
+    let dir = std::env::temp_dir().join(format!("ra-mock-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stats_path = dir.join("stats.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ra-mock"))
+        .args(["--port", "0", "--replicas", "3", "--slow-replicas", "1"])
+        .args([
+            "--slow-factor",
+            "5",
+            "--latency-ms",
+            "40",
+            "--capacity",
+            "2",
+        ])
+        .args([
+            "--prefill-us-per-token",
+            "1",
+            "--attempt-log",
+            "100",
+            "--stats-file",
+        ])
+        .arg(&stats_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ra-mock");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut g = Guard(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let urls: Vec<String> = (0..3)
+        .map(|_| {
+            let line = lines.next().expect("a line").expect("read");
+            line.strip_prefix("listening on ").expect(&line).to_owned()
+        })
+        .collect();
+    let mut ports: Vec<&str> = urls.iter().map(|u| u.rsplit(':').next().unwrap()).collect();
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "three distinct ports: {urls:?}");
+
+    let http = reqwest::Client::new();
+    let ask = |base: &str, responses: Value| {
+        let user = json!({"principle": "p".repeat(300), "prompt": "q".repeat(300),
+                          "responses": responses})
+        .to_string();
+        let body = json!({"messages": [{"role": "user", "content": user}], "max_tokens": 4096});
+        http.post(format!("{base}/chat/completions"))
+            .json(&body)
+            .send()
+    };
+    for (i, base) in urls.iter().enumerate() {
+        let started = Instant::now();
+        let r = ask(base, json!({"model-1": "a", "model-2": "b"}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let took = started.elapsed();
+        // Lower bounds only: the slow replica holds 5 × 40 ms at least.
+        let least = if i == 2 { 200 } else { 40 };
+        assert!(
+            took >= Duration::from_millis(least),
+            "replica {i}: {took:?}"
+        );
+    }
+    // Same principle and prompt again on replica 0: its prefix is cached there only.
+    let r = ask(&urls[0], json!({"model-1": "c", "model-2": "d"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &g.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(wait_exit(&mut g, Duration::from_secs(10)).is_some_and(|s| s.success()));
+    let stats: Value = serde_json::from_slice(&std::fs::read(&stats_path).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let rows = stats["replicas"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    // The timeline is cumulative and ends with every answer counted.
+    let ticks: Vec<u64> = serde_json::from_value(stats["ok_per_tick"].clone()).unwrap();
+    assert!(ticks.windows(2).all(|w| w[0] <= w[1]), "{ticks:?}");
+    assert_eq!(ticks.last().copied(), Some(4), "{ticks:?}");
+    // Four answers, the slowest held 200 ms at least.
+    assert_eq!(stats["sojourn_ms"]["count"], 4, "{stats}");
+    assert!(
+        stats["sojourn_ms"]["p99"].as_f64().unwrap() >= 200.0,
+        "{stats}"
+    );
+    assert_eq!(rows[0]["ok"], 2);
+    assert_eq!(rows[1]["ok"], 1);
+    assert_eq!(rows[0]["url"], urls[0]);
+    // Replica 0 prefilled its first prompt whole and then only the differing tail.
+    let cached = rows[0]["cached_tokens"].as_u64().unwrap();
+    assert!(cached >= 150, "the ~600-byte shared prefix hit: {stats}");
+    assert_eq!(rows[1]["cached_tokens"], 0, "{stats}");
+    assert!(
+        rows[1]["prefilled_tokens"].as_u64().unwrap() > 150,
+        "{stats}"
+    );
+}
+
+#[test]
+fn more_slow_replicas_than_replicas_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ra-mock"))
+        .args(["--port", "0", "--replicas", "2", "--slow-replicas", "3"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--slow-replicas 3"));
+}

@@ -1,7 +1,10 @@
 //! Spreading requests over several endpoints.
 //!
 //! Each request goes to the healthy endpoint with the fewest requests in flight (ties go
-//! round-robin). An endpoint is ejected after `eject_after` consecutive connect errors or
+//! round-robin): an exact scan up to [`SCAN_LIMIT`] endpoints, the least loaded of
+//! [`SAMPLES`] random ones beyond (O(1) per pick, so a fleet of thousands costs no more
+//! per request than a handful). [`BalancePolicy`] also offers, for comparison,
+//! round-robin and random. An endpoint is ejected after `eject_after` consecutive connect errors or
 //! 5xx answers and gets one probe request after `cooldown`; a success brings it back. The
 //! last healthy endpoint is never ejected. A 429 is back-pressure, not a failure: the
 //! endpoint is only avoided for a moment (its `Retry-After`, else a short pause).
@@ -9,6 +12,7 @@
 //! The set of endpoints can be replaced while requests run (e.g. when `ra-serve`'s
 //! endpoints file changes); endpoints that stay keep their counters.
 
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -204,6 +208,8 @@ pub struct BalanceConfig {
     pub backpressure_pause: Duration,
     /// Longest pause a 429's `Retry-After` can impose. Default 30 s.
     pub max_backpressure_pause: Duration,
+    /// How an endpoint is chosen. Default [`BalancePolicy::LeastLoaded`].
+    pub policy: BalancePolicy,
 }
 
 impl Default for BalanceConfig {
@@ -213,6 +219,51 @@ impl Default for BalanceConfig {
             cooldown: Duration::from_secs(10),
             backpressure_pause: Duration::from_secs(1),
             max_backpressure_pause: Duration::from_secs(30),
+            policy: BalancePolicy::LeastLoaded,
+        }
+    }
+}
+
+/// How the balancer chooses an endpoint for each attempt
+/// ([`BalanceConfig::policy`]). Parses from `least-loaded`, `round-robin` and `random`.
+///
+/// A prefix-affinity choice (bounded-load consistent hashing on principle and prompt, so
+/// that calls sharing a prefix meet vLLM's prefix cache) was measured in the fleet
+/// simulation and did not win (README, "Scaling out"); it is not offered.
+///
+/// ```
+/// use rewardanything_client::BalancePolicy;
+/// assert_eq!("least-loaded".parse::<BalancePolicy>().unwrap(), BalancePolicy::LeastLoaded);
+/// assert!("fastest".parse::<BalancePolicy>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub enum BalancePolicy {
+    /// The healthy endpoint with the fewest requests in flight (the default): a slow
+    /// replica holds its requests longer and so gets fewer.
+    #[default]
+    LeastLoaded,
+    /// Each endpoint in turn, whatever its load (what OpenRLHF does across several
+    /// `--remote_rm_url`s); for comparison: a slow replica holds everyone back.
+    RoundRobin,
+    /// A uniformly random endpoint (the reference's choice); for comparison.
+    Random,
+}
+
+/// A balance policy name that is not one of those [`BalancePolicy`] parses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown balance policy {0:?} (expected least-loaded, round-robin or random)")]
+pub struct ParsePolicyError(String);
+
+impl FromStr for BalancePolicy {
+    type Err = ParsePolicyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "least-loaded" => Ok(BalancePolicy::LeastLoaded),
+            "round-robin" => Ok(BalancePolicy::RoundRobin),
+            "random" => Ok(BalancePolicy::Random),
+            _ => Err(ParsePolicyError(s.to_string())),
         }
     }
 }
@@ -258,6 +309,18 @@ impl BalanceConfig {
     /// ```
     pub fn max_backpressure_pause(mut self, pause: Duration) -> Self {
         self.max_backpressure_pause = pause;
+        self
+    }
+
+    /// How an endpoint is chosen (see [`BalancePolicy`]).
+    ///
+    /// ```
+    /// use rewardanything_client::{BalanceConfig, BalancePolicy};
+    /// let c = BalanceConfig::default().policy(BalancePolicy::RoundRobin);
+    /// assert_eq!(c.policy, BalancePolicy::RoundRobin);
+    /// ```
+    pub fn policy(mut self, policy: BalancePolicy) -> Self {
+        self.policy = policy;
         self
     }
 }
@@ -347,29 +410,19 @@ impl Balancer {
             return None;
         }
         let now = self.now_ms();
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let tick = self.cursor.fetch_add(1, Ordering::Relaxed);
         let n = endpoints.len();
-        // Rank: an ejected endpoint whose cooldown is over gets its probe first (else it
-        // would never be tried while another is healthy), then usable endpoints, then
-        // anything (every endpoint is down or busy: still try the least bad one rather
-        // than fail).
-        let mut best: Option<(u8, usize, usize)> = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            let e = &endpoints[i];
-            let avoid = e.avoid_until_ms.load(Ordering::Relaxed);
-            let class = match (e.is_ejected(), avoid > now) {
-                (true, false) => 0,
-                (false, false) => 1,
-                (false, true) => 2,
-                (true, true) => 3,
-            };
-            let load = e.in_flight();
-            if best.is_none_or(|(c, l, _)| (class, load) < (c, l)) {
-                best = Some((class, load, i));
-            }
+        let chosen = match self.config.policy {
+            BalancePolicy::RoundRobin => Some(tick % n),
+            BalancePolicy::Random => Some(random_index(tick, n)),
+            BalancePolicy::LeastLoaded => None,
         }
-        let (class, _, i) = best?;
+        // A chosen endpoint that is ejected or paused gives way to the least-loaded choice.
+        .filter(|&i| class(&endpoints[i], now) == 1);
+        let (class, i) = match chosen {
+            Some(i) => (1, i),
+            None => least_loaded(&endpoints, now, tick)?,
+        };
         let endpoint = Arc::clone(&endpoints[i]);
         if class == 0 && endpoint.is_ejected() {
             // One probe at a time: push the next probe a cooldown away.
@@ -424,6 +477,81 @@ impl Balancer {
             .iter()
             .any(|e| !std::ptr::eq(Arc::as_ptr(e), endpoint) && !e.is_ejected())
     }
+}
+
+/// Up to this many endpoints the least-loaded choice scans them all (exact); beyond, it
+/// takes the least loaded of [`SAMPLES`] random ones, which stays O(1) per pick.
+pub(crate) const SCAN_LIMIT: usize = 32;
+
+/// Rank of an endpoint for the least-loaded choice, lower first: an ejected endpoint
+/// whose cooldown is over gets its probe first (else it would never be tried while
+/// another is healthy), then usable endpoints, then anything (every endpoint is down or
+/// busy: still try the least bad one rather than fail).
+fn class(e: &Endpoint, now: u64) -> u8 {
+    let avoid = e.avoid_until_ms.load(Ordering::Relaxed);
+    match (e.is_ejected(), avoid > now) {
+        (true, false) => 0,
+        (false, false) => 1,
+        (false, true) => 2,
+        (true, true) => 3,
+    }
+}
+
+/// The least-loaded endpoint as `(class, index)`: exact up to [`SCAN_LIMIT`] endpoints,
+/// else the best of [`SAMPLES`] random ones. Ties go round-robin (`tick`) when scanning.
+fn least_loaded(endpoints: &[Arc<Endpoint>], now: u64, tick: usize) -> Option<(u8, usize)> {
+    let n = endpoints.len();
+    let rank = |i: usize| (class(&endpoints[i], now), endpoints[i].in_flight());
+    if n <= SCAN_LIMIT {
+        let mut best: Option<((u8, usize), usize)> = None;
+        for k in 0..n {
+            let i = (tick + k) % n;
+            let r = rank(i);
+            if best.is_none_or(|(b, _)| r < b) {
+                best = Some((r, i));
+            }
+        }
+        return best.map(|((c, _), i)| (c, i));
+    }
+    // SAMPLES random endpoints (repeats possible, harmless), the best kept; then, while
+    // the best is ejected or paused, a few more draws (bounded: a pick stays O(1) even
+    // when most of the fleet is down).
+    let mut best: Option<((u8, usize), usize)> = None;
+    let mut draw = tick as u64;
+    for k in 0..SAMPLES + MORE_DRAWS {
+        if k >= SAMPLES && best.is_some_and(|((c, _), _)| c <= 1) {
+            break;
+        }
+        let i = random_index(draw as usize, n);
+        draw = draw.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let r = rank(i);
+        if best.is_none_or(|(b, _)| r < b) {
+            best = Some((r, i));
+        }
+    }
+    best.map(|((c, _), i)| (c, i))
+}
+
+/// Endpoints sampled per pick beyond [`SCAN_LIMIT`]: with 2 (the classic "power of two
+/// choices") the fleet simulation used 91 % of 256 replicas' capacity at 2 slots each,
+/// where an exact scan fills every slot; 8 samples cost a few loads more and come close.
+const SAMPLES: usize = 8;
+
+/// Extra random draws when every sample is ejected or paused.
+const MORE_DRAWS: usize = 16;
+
+/// A well-mixed index in `0..n` from a counter (splitmix64): no lock, no shared RNG.
+fn random_index(tick: usize, n: usize) -> usize {
+    let z = mix((tick as u64).wrapping_add(0x9E37_79B9_7F4A_7C15));
+    // Multiply-shift maps a u64 onto 0..n without the modulo's bias.
+    ((u128::from(z) * n as u128) >> 64) as usize
+}
+
+/// splitmix64's finaliser.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// An endpoint chosen for one attempt; counted in flight while it lives.
@@ -599,5 +727,84 @@ mod tests {
             picked.contains(&"http://a/v1"),
             "a is usable again after the cap: {picked:?}"
         );
+    }
+
+    fn with_policy(n: usize, policy: BalancePolicy) -> Balancer {
+        Balancer::new(&urls(n), BalanceConfig::default().policy(policy))
+    }
+
+    #[test]
+    fn a_large_fleet_is_filled_evenly_in_o1_picks() {
+        // Beyond SCAN_LIMIT: sampled choices. Holding one lease per endpoint, no
+        // endpoint gets far more than its share (one) while others idle.
+        let n = 1000;
+        let b = with_policy(n, BalancePolicy::LeastLoaded);
+        let held: Vec<Lease> = (0..n).map(|_| b.pick().unwrap()).collect();
+        let eps = b.endpoints();
+        let max = eps.iter().map(|e| e.in_flight()).max().unwrap();
+        let idle = eps.iter().filter(|e| e.in_flight() == 0).count();
+        assert!(max <= 4, "max in flight {max}");
+        assert!(idle < n / 3, "{idle} endpoints idle");
+        drop(held);
+        assert!(eps.iter().all(|e| e.in_flight() == 0));
+        // A tenth of the fleet ejected and resting: never picked while others are fine.
+        for e in eps.iter().take(n / 10) {
+            for _ in 0..3 {
+                b.record(e, Outcome::Failure);
+            }
+        }
+        for _ in 0..5 * n {
+            assert!(!b.pick().unwrap().endpoint().is_ejected());
+        }
+        for e in eps.iter().take(n / 10) {
+            b.record(e, Outcome::Alive);
+        }
+        // An ejected endpoint is still found for its probe once rested.
+        for _ in 0..3 {
+            b.record(&eps[7], Outcome::Failure);
+        }
+        assert!(eps[7].is_ejected());
+        b.advance(Duration::from_secs(11));
+        let probed = (0..20 * n).any(|_| b.pick().unwrap().endpoint().base_url == "http://e7/v1");
+        assert!(probed);
+    }
+
+    #[test]
+    fn round_robin_and_random_ignore_load() {
+        let b = with_policy(3, BalancePolicy::RoundRobin);
+        let held: Vec<Lease> = (0..6).map(|_| b.pick().unwrap()).collect();
+        let order: Vec<&str> = held
+            .iter()
+            .map(|l| l.endpoint().base_url.as_str())
+            .collect();
+        assert_eq!(order[..3], order[3..]);
+        let mut first: Vec<&str> = order[..3].to_vec();
+        first.sort_unstable();
+        assert_eq!(first, ["http://e0/v1", "http://e1/v1", "http://e2/v1"]);
+
+        let b = with_policy(4, BalancePolicy::Random);
+        let _busy: Vec<Lease> = (0..50).map(|_| b.pick().unwrap()).collect();
+        let counts: Vec<usize> = b.endpoints().iter().map(|e| e.in_flight()).collect();
+        assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
+        assert!(
+            counts.iter().any(|&c| c != counts[0]),
+            "random, not even: {counts:?}"
+        );
+    }
+
+    #[test]
+    fn policies_parse_and_bad_names_say_what_is_expected() {
+        assert_eq!(
+            "random".parse::<BalancePolicy>().unwrap(),
+            BalancePolicy::Random
+        );
+        assert_eq!(
+            "round-robin".parse::<BalancePolicy>().unwrap(),
+            BalancePolicy::RoundRobin
+        );
+        for bad in ["affinity", "fastest", ""] {
+            let e = bad.parse::<BalancePolicy>().unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("least-loaded"), "{e}");
+        }
     }
 }

@@ -30,7 +30,7 @@ pub mod reward;
 pub mod rollout;
 mod wire;
 
-pub use balance::{BalanceConfig, EndpointStats};
+pub use balance::{BalanceConfig, BalancePolicy, EndpointStats, ParsePolicyError};
 pub use client::{
     BodyHook, Client, ClientBuilder, DEFAULT_MAX_BUFFERED_RESPONSE_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES, Judged, ResponseBuffer, Sampling, Usage,

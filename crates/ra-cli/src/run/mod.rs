@@ -36,6 +36,14 @@ pub struct GraceArgs {
     pub grace: Duration,
 }
 
+/// Lines in progress per request in flight, for the runs that write results in input
+/// order (`ra score`, `ra eval`, the gateway's batch jobs): the oldest line may take
+/// this many times the mean latency before it holds the others back. A replica 5×
+/// slower than the rest, with its own queue, needs more than 4 (measured with
+/// `scripts/bench_fleet.py`: 69 % of the fleet's capacity at 4, see the README's
+/// "Scaling out").
+pub const WINDOW_PER_SLOT: usize = 16;
+
 /// The longest results line a resumed run keeps: one holds at most a response body's
 /// worth of reasoning, escaped (twice `--max-response-bytes`), and never less than the
 /// longest input line read by default.
@@ -105,7 +113,7 @@ impl BatchRun {
     ) -> Result<ra_batch::Prepared, BatchError> {
         let batch = batch
             .max_stored_line_bytes(stored_line_bytes(max_response_bytes))
-            .window(self.concurrency.saturating_mul(4).max(64))
+            .window(self.concurrency.saturating_mul(WINDOW_PER_SLOT).max(64))
             .stop(watch_signals(self.command))
             .close_on_drain(grace);
         let batch = match self.progress.clone() {

@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use ra_mock::{
-    ContextErrorStyle, Fault, FaultRates, Latency, MockServer, OverCapacity, ReasoningShape,
+    ContextErrorStyle, Fault, FaultRates, Latency, MockServer, MockServerBuilder, OverCapacity,
+    PrefixCache, ReasoningShape,
 };
 
 #[derive(Parser, Debug)]
@@ -99,6 +100,31 @@ struct Args {
     /// Exit when stdin reaches end of file, so the mock dies with its parent.
     #[arg(long)]
     exit_on_stdin_eof: bool,
+    /// Serve this many independent replicas from this one process (a fleet on loopback),
+    /// on --port, --port+1, … (each its own port when --port is 0); one `listening on`
+    /// line each. Each replica has its own capacity, counters and prefix cache.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    replicas: u32,
+    /// Make the last N replicas slower by --slow-factor (latency and prefill).
+    #[arg(long, default_value_t = 0)]
+    slow_replicas: u32,
+    /// How much slower the --slow-replicas are.
+    #[arg(long, default_value_t = 5)]
+    slow_factor: u32,
+    /// Model vLLM's prefix cache: each uncached prompt token adds this many microseconds
+    /// to the latency (0: off). Tokens are the mock's estimate, 4 bytes each.
+    #[arg(long, default_value_t = 0)]
+    prefill_us_per_token: u64,
+    /// Tokens each replica's prefix cache holds (least recently used blocks go first).
+    #[arg(long, default_value_t = 1_000_000)]
+    prefix_cache_tokens: u64,
+    /// On exit, write the counters to this file as JSON: `replicas` (one object each:
+    /// url, chat_requests, ok, cached_tokens, prefilled_tokens, max_processing) and
+    /// `ok_per_tick`, the fleet's answered requests so far every `tick_ms` (100), and
+    /// `sojourn_ms` (count, p50, p99: arrival to answer at the replica, queue included) of
+    /// the answers the attempt logs kept (--attempt-log).
+    #[arg(long, value_name = "PATH")]
+    stats_file: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,8 +148,145 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Duration::from_millis(args.latency_ms + args.latency_jitter_ms),
         )
     };
+    if args.slow_replicas > args.replicas {
+        anyhow::bail!(
+            "--slow-replicas {} is more than --replicas {}",
+            args.slow_replicas,
+            args.replicas
+        );
+    }
+    let mut mocks = Vec::with_capacity(args.replicas as usize);
+    for i in 0..args.replicas {
+        let slow = i >= args.replicas - args.slow_replicas;
+        let factor = if slow { args.slow_factor.max(1) } else { 1 };
+        let port = if args.port == 0 {
+            0
+        } else {
+            u16::try_from(u32::from(args.port) + i)
+                .ok()
+                .context("--port + --replicas goes past port 65535")?
+        };
+        let mock = match builder(&args, latency, factor, port).start().await {
+            Err(e @ ra_mock::MockError::Bind { .. }) => {
+                anyhow::bail!("{e} (choose another port with --port; --port 0 picks a free one)")
+            }
+            other => other?,
+        };
+        mock.set_forced_fault(args.fault);
+        mocks.push(mock);
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        for mock in &mocks {
+            writeln!(out, "listening on {}", mock.base_url())?;
+        }
+        out.flush()?;
+    }
+    // With --stats-file, the fleet's answered requests every TICK (cumulative), so a
+    // benchmark can measure a steady-state rate without its start and tail. Bounded.
+    let mocks = std::sync::Arc::new(mocks);
+    let timeline = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let sampler = args.stats_file.is_some().then(|| {
+        let (mocks, timeline) = (mocks.clone(), timeline.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            loop {
+                tick.tick().await;
+                let ok: u64 = mocks.iter().map(|m| m.stats().status(200)).sum();
+                let mut t = timeline.lock().unwrap_or_else(|e| e.into_inner());
+                if t.len() < MAX_TICKS {
+                    t.push(ok);
+                }
+            }
+        })
+    });
+    wait_for_stop(args.exit_on_stdin_eof).await?;
+    if let Some(sampler) = sampler {
+        sampler.abort();
+        let _ = sampler.await;
+        // A last sample, so the timeline ends with every answer.
+        let ok: u64 = mocks.iter().map(|m| m.stats().status(200)).sum();
+        timeline.lock().unwrap_or_else(|e| e.into_inner()).push(ok);
+    }
+    let all: Vec<_> = mocks.iter().map(|m| m.stats()).collect();
+    let sum = |f: fn(&ra_mock::Stats) -> u64| all.iter().map(f).sum::<u64>();
+    let mut by_status = std::collections::BTreeMap::new();
+    for s in &all {
+        for (code, n) in &s.by_status {
+            *by_status.entry(*code).or_insert(0u64) += n;
+        }
+    }
+    eprintln!(
+        "ra-mock: {} chat requests, by status {:?}, dropped {}, hung {}, cancelled {}, max in flight {}, max processing {}",
+        sum(|s| s.chat_requests),
+        by_status,
+        sum(|s| s.dropped),
+        sum(|s| s.hung),
+        sum(|s| s.cancelled),
+        all.iter().map(|s| s.max_in_flight).max().unwrap_or(0),
+        all.iter().map(|s| s.max_processing).max().unwrap_or(0),
+    );
+    if let Some(path) = &args.stats_file {
+        let rows: Vec<_> = mocks
+            .iter()
+            .zip(&all)
+            .map(|(m, s)| {
+                serde_json::json!({
+                    "url": m.base_url(),
+                    "chat_requests": s.chat_requests,
+                    "ok": s.status(200),
+                    "cached_tokens": s.cached_tokens,
+                    "prefilled_tokens": s.prefilled_tokens,
+                    "max_processing": s.max_processing,
+                })
+            })
+            .collect();
+        let ok_per_tick = timeline.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // Time at the replica (queue and hold) of the answered requests the attempt logs
+        // kept (--attempt-log), in milliseconds.
+        let mut sojourn: Vec<f64> = mocks
+            .iter()
+            .flat_map(|m| m.attempts())
+            .filter(|a| a.outcome == ra_mock::Outcome::Status(200))
+            .map(|a| (a.finished - a.arrived).as_secs_f64() * 1000.0)
+            .collect();
+        sojourn.sort_by(f64::total_cmp);
+        let quantile = |q: f64| {
+            let i = ((sojourn.len() as f64 * q) as usize).min(sojourn.len().saturating_sub(1));
+            sojourn.get(i).copied()
+        };
+        let report = serde_json::json!({
+            "replicas": rows,
+            "tick_ms": TICK.as_millis() as u64,
+            "ok_per_tick": ok_per_tick,
+            "sojourn_ms": {"count": sojourn.len(), "p50": quantile(0.5), "p99": quantile(0.99)},
+        });
+        std::fs::write(path, serde_json::to_vec(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    // The sampler is gone, so the handles are ours again.
+    if let Ok(mocks) = std::sync::Arc::try_unwrap(mocks) {
+        for mock in mocks {
+            mock.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+/// How often the fleet's answered requests are sampled for --stats-file.
+const TICK: Duration = Duration::from_millis(100);
+/// Samples kept at most (about 2.8 hours).
+const MAX_TICKS: usize = 100_000;
+
+/// One replica's server; `factor` slows its latency and prefill.
+fn builder(args: &Args, latency: Latency, factor: u32, port: u16) -> MockServerBuilder {
+    let latency = match latency {
+        Latency::Fixed(d) => Latency::Fixed(d * factor),
+        Latency::Uniform { min, max } => Latency::uniform(min * factor, max * factor),
+        other => other,
+    };
     let mut b = MockServer::builder()
-        .bind(SocketAddr::new(args.host, args.port))
+        .bind(SocketAddr::new(args.host, port))
         .latency(latency)
         .reasoning_shape(args.reasoning_shape)
         .seed(args.seed)
@@ -140,6 +303,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .attempt_log_capacity(args.attempt_log)
         .log_prompts(false)
         .position_bias(args.position_bias);
+    if args.prefill_us_per_token > 0 {
+        b = b.prefix_cache(PrefixCache::new(
+            args.prefix_cache_tokens,
+            Duration::from_micros(args.prefill_us_per_token * u64::from(factor)),
+        ));
+    }
     if args.capacity > 0 {
         b = b.capacity(args.capacity);
     }
@@ -149,37 +318,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     if !args.models.is_empty() {
-        b = b.models(args.models);
+        b = b.models(args.models.clone());
     }
-    if let Some(key) = args.api_key {
-        b = b.api_key(key);
+    if let Some(key) = &args.api_key {
+        b = b.api_key(key.clone());
     }
-    let mock = match b.start().await {
-        Err(e @ ra_mock::MockError::Bind { .. }) => {
-            anyhow::bail!("{e} (choose another port with --port; --port 0 picks a free one)")
-        }
-        other => other?,
-    };
-    mock.set_forced_fault(args.fault);
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {}", mock.base_url())?;
-        out.flush()?;
-    }
-    wait_for_stop(args.exit_on_stdin_eof).await?;
-    let s = mock.stats();
-    eprintln!(
-        "ra-mock: {} chat requests, by status {:?}, dropped {}, hung {}, cancelled {}, max in flight {}, max processing {}",
-        s.chat_requests,
-        s.by_status,
-        s.dropped,
-        s.hung,
-        s.cancelled,
-        s.max_in_flight,
-        s.max_processing
-    );
-    mock.shutdown().await;
-    Ok(())
+    b
 }
 
 async fn wait_for_stop(watch_stdin: bool) -> anyhow::Result<()> {
