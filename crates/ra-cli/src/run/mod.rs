@@ -101,7 +101,7 @@ impl BatchRun {
     }
 
     /// The settings every command's batch shares: the stored-line bound, a window of
-    /// four times the concurrency (at least 64), a graceful stop on signals (the
+    /// [`WINDOW_PER_SLOT`] times the concurrency (at least 64), a graceful stop on signals (the
     /// client is closed at the first and in-flight judgments get `grace`) and the bar.
     /// Then reads what a resumed output keeps (nothing is written), saying why it keeps
     /// less than the whole output.
