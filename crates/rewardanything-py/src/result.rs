@@ -18,7 +18,7 @@ pub(crate) struct RewardResult {
     pub(crate) error: Option<(String, String)>,
     /// Caller's name → the name the judge was shown (`model-k` when masked).
     shown_as: IndexMap<String, String>,
-    attempts: u32,
+    pub(crate) attempts: u32,
     latency_ms: u64,
 }
 
