@@ -87,21 +87,25 @@ impl Pending {
 
 fn decode_job(line: &RawLine, permutations: usize) -> Job {
     let hash = input_hash(line, permutations);
-    let decoded = crate::lines::decode::<RequestInput>(&line.body).and_then(|input| {
-        if input.responses.is_empty() {
-            Err("`responses` is empty: nothing to judge".to_string())
-        } else {
-            Ok(input)
+    // The client library's one set of request rules; a broken one is a `bad_input`
+    // line naming the field, with the line's id.
+    let decoded = crate::lines::decode::<RequestInput>(&line.body).map(|mut input| {
+        let id = std::mem::take(&mut input.id);
+        let request = input.into_request();
+        match request.validate() {
+            Ok(()) => Ok((id, request)),
+            Err(e) => Err((id, e.to_string())),
         }
     });
     match decoded {
-        Ok(mut input) => Job::Judge(Box::new(Pending {
+        Ok(Ok((id, request))) => Job::Judge(Box::new(Pending {
             index: line.index,
-            id: std::mem::take(&mut input.id),
+            id,
             hash,
-            request: input.into_request(),
+            request,
             permutations,
         })),
+        Ok(Err((id, message))) => Job::Ready(ResultLine::bad_input(line.index, id, hash, message)),
         Err(message) => {
             // Keep the id when the line is JSON but not a valid request.
             let id = match &line.body {

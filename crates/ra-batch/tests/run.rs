@@ -310,4 +310,54 @@ async fn a_resume_names_the_first_line_it_does_not_keep() {
             .starts_with("result line 4: not a result line: "),
         "{cut}"
     );
+
+/// The client library's request rules (`JudgeRequest::validate`) in a run's shape: a
+/// line that breaks one is a `bad_input` line in its place, with its id, naming the field
+/// and the rule; the lines around it are judged.
+#[tokio::test]
+async fn a_line_breaking_a_request_rule_is_a_bad_input_line_naming_the_field() {
+    let mock = MockServer::builder().start().await.expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (inp, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    let mut blank = request(1);
+    blank["principle"] = json!(" \t");
+    let mut empty = request(2);
+    empty["responses"] = json!({});
+    let many: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("r{i}"), json!("text"))).collect();
+    let mut too_many = request(3);
+    too_many["responses"] = Value::Object(many);
+    let text: String = [request(0), blank, empty, too_many, request(4)]
+        .iter()
+        .map(|v| format!("{v}\n"))
+        .collect();
+    std::fs::write(&inp, text).expect("write input");
+    let summary = Batch::to_file(&out)
+        .prepare()
+        .await
+        .expect("prepare")
+        .run(input(&inp).await, client(&mock))
+        .await
+        .expect("run");
+    assert_eq!(summary.failed.get("bad_input"), Some(&3));
+    let lines = read_lines(&out);
+    assert_eq!(lines.len(), 5);
+    for (i, needle) in [
+        (1, "principle is blank"),
+        (2, "responses is empty"),
+        (3, "responses has 65 responses: a request holds at most 64"),
+    ] {
+        let line = &lines[i];
+        assert_eq!(line["id"], format!("q{i}"), "{line}");
+        assert_eq!(line["error"]["kind"], "bad_input", "{line}");
+        let message = line["error"]["message"].as_str().expect("a message");
+        assert!(
+            message.contains(needle),
+            "line {i}: {message:?} lacks {needle:?}"
+        );
+    }
+    for i in [0, 4] {
+        assert!(lines[i]["error"].is_null(), "{}", lines[i]);
+    }
+    assert_eq!(mock.stats().chat_requests, 2, "bad lines are not sent");
 }

@@ -105,11 +105,16 @@ impl JudgeArgs {
             let text = read_text_capped(Path::new(&path), MAX_FILE_BYTES, "--response-file")?;
             add(name, text, "--response-file")?;
         }
-        if responses.is_empty() {
-            anyhow::bail!("give at least one --response or --response-file");
-        }
         let mut request = JudgeRequest::new(principle, prompt);
         request.responses = responses;
+        // The client library's one set of request rules, told in flags.
+        request.validate().map_err(|e| {
+            let flags = match e.field() {
+                "principle" => "--principle (or --principle-file)",
+                _ => "--response NAME=TEXT (or --response-file NAME=PATH)",
+            };
+            anyhow::anyhow!("{e} (give {flags})")
+        })?;
         Ok(request)
     }
 }
@@ -128,7 +133,12 @@ fn request_from_stdin() -> anyhow::Result<JudgeRequest> {
     let text = std::str::from_utf8(&bytes).context("the request on stdin is not UTF-8")?;
     let input: RequestInput = serde_json::from_str(text.trim())
         .with_context(|| format!("stdin is not a valid request ({USAGE})"))?;
-    Ok(input.into_request())
+    let request = input.into_request();
+    // The client library's one set of request rules (this path had none before).
+    request
+        .validate()
+        .map_err(|e| anyhow::anyhow!("the request on stdin: {e}"))?;
+    Ok(request)
 }
 
 pub async fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {

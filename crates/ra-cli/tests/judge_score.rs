@@ -237,6 +237,61 @@ fn judge_exit_codes() {
     assert_eq!(run.code, 2, "{}", run.stderr);
 }
 
+/// The client library's request rules (`JudgeRequest::validate`) in `ra judge`'s shape:
+/// exit 2 with the rule's message (naming the flags when the request came from flags),
+/// from flags and from stdin alike, and nothing sent. (Stdin was not checked before: an
+/// empty `responses` went to the model.)
+#[test]
+fn judge_refuses_a_request_breaking_a_rule_from_flags_and_stdin() {
+    let mock = Mock::default_mock();
+    let url = mock.url();
+    let flags = |principle: &str| {
+        ra(
+            &[
+                "judge",
+                "--endpoint",
+                &url,
+                "--principle",
+                principle,
+                "--prompt",
+                "q",
+                "--response",
+                "a=x",
+            ],
+            b"",
+        )
+    };
+    let run = flags("  ");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("principle is blank") && run.stderr.contains("--principle"),
+        "{}",
+        run.stderr
+    );
+    for (line, needle) in [
+        (
+            json!({"principle": " ", "prompt": "q", "responses": {"a": "x"}}),
+            "principle is blank",
+        ),
+        (
+            json!({"principle": "p", "prompt": "q", "responses": {}}),
+            "responses is empty",
+        ),
+    ] {
+        let run = ra(
+            &["judge", "--endpoint", &url],
+            format!("{line}\n").as_bytes(),
+        );
+        assert_eq!(run.code, 2, "{line}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(needle) && run.stderr.contains("stdin"),
+            "{line}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(mock.chat_requests(), 0, "nothing reached the mock");
+}
+
 // ---------------------------------------------------------------- ra score
 
 /// What a line of the big mixed input is meant to produce.

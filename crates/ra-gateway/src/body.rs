@@ -1,8 +1,11 @@
 //! Reading and checking request bodies: typed errors naming the field (FastAPI's
-//! `detail` shape), the size and count limits.
+//! `detail` shape), the size and count limits. Handlers take their body through the
+//! [`Checked`] extractor, the one place a body is read, decoded and dropped.
+
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::Request;
+use axum::extract::{FromRequest, Request};
 use futures::StreamExt;
 use rewardanything_client::JudgeRequest;
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -11,13 +14,45 @@ use serde_json::Value;
 use crate::admit::{self, Reservation};
 use crate::config::GatewayConfig;
 use crate::error::{ApiError, FieldError};
+use crate::state::AppState;
+
+/// What a route's body decodes to, checked (the request rules, the route's limits).
+pub trait FromBody: Sized {
+    /// Decodes and checks a whole body; a refusal is the route's [`ApiError`].
+    fn from_body(body: &[u8], config: &GatewayConfig) -> Result<Self, ApiError>;
+}
+
+/// An extractor: the request's body [read](read) under the gateway's caps (reserved
+/// against the byte budget as it arrives, the size limit, the body timeout), then
+/// decoded and checked into `T`. The raw bytes are dropped before the handler runs
+/// (the request's reservation stays held until it is answered, for what was parsed);
+/// any refusal is the [`ApiError`] the route answers.
+pub struct Checked<T> {
+    /// The decoded, checked body.
+    pub value: T,
+    /// The body's size as it arrived.
+    pub wire_bytes: usize,
+}
+
+impl<T: FromBody> FromRequest<Arc<AppState>> for Checked<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let bytes = read(req, &state.config).await?;
+        let value = T::from_body(&bytes, &state.config)?;
+        Ok(Checked {
+            value,
+            wire_bytes: bytes.len(),
+        })
+    }
+}
 
 /// Reads the body within `body_timeout` (a peer that declares a body and sends it slowly
 /// or never holds no budget for long): 408 when it does not arrive in time, 413 when it
 /// is over the limit. Each chunk is counted against the request's byte reservation (see
 /// [`admit`](crate::admit)) as it arrives: 503 `overloaded` when the budget is spent, so
 /// a peer holds only the bytes it has actually sent.
-pub async fn read(req: Request, config: &GatewayConfig) -> Result<Bytes, ApiError> {
+async fn read(req: Request, config: &GatewayConfig) -> Result<Bytes, ApiError> {
     let reservation = req.extensions().get::<Reservation>().cloned();
     let limit = config.max_body_bytes;
     let declared = admit::declared_length(req.headers()).filter(|&n| n <= limit);
@@ -45,18 +80,22 @@ pub async fn read(req: Request, config: &GatewayConfig) -> Result<Bytes, ApiErro
 }
 
 /// One request, checked.
-pub fn single(body: &[u8], config: &GatewayConfig) -> Result<JudgeRequest, ApiError> {
-    let request: JudgeRequest = decode(body)?;
-    check(&request, &[], config)?;
-    Ok(request)
+impl FromBody for JudgeRequest {
+    fn from_body(body: &[u8], config: &GatewayConfig) -> Result<Self, ApiError> {
+        let request: JudgeRequest = decode(body)?;
+        check(&request, &[], config)?;
+        Ok(request)
+    }
 }
 
 /// A batch, checked: every item must be valid (like FastAPI, one invalid item refuses
 /// the whole batch, naming it).
-pub fn batch(body: &[u8], config: &GatewayConfig) -> Result<Vec<JudgeRequest>, ApiError> {
-    let requests: Vec<JudgeRequest> = decode(body)?;
-    check_list(&requests, &[], || ApiError::EmptyBatch, config)?;
-    Ok(requests)
+impl FromBody for Vec<JudgeRequest> {
+    fn from_body(body: &[u8], config: &GatewayConfig) -> Result<Self, ApiError> {
+        let requests: Vec<JudgeRequest> = decode(body)?;
+        check_list(&requests, &[], || ApiError::EmptyBatch, config)?;
+        Ok(requests)
+    }
 }
 
 /// Checks a list of requests (a batch, or a job's `requests`): not empty, at most
@@ -146,26 +185,35 @@ impl Overrides {
     }
 }
 
-/// A job's requests, checked like a batch's (locations `["body", "requests", i, …]`),
-/// and the names of the ignored override fields the caller gave.
-pub fn job(
-    body: &[u8],
-    config: &GatewayConfig,
-) -> Result<(Vec<JudgeRequest>, Vec<&'static str>), ApiError> {
-    let JobBody {
-        requests,
-        overrides,
-    } = decode(body)?;
-    let at = [Value::from("requests")];
-    let empty = || {
-        invalid(
-            at.to_vec(),
-            "requests must not be empty".into(),
-            "value_error",
-        )
-    };
-    check_list(&requests, &at, empty, config)?;
-    Ok((requests, overrides.given()))
+/// `POST /api/batch_request`'s body, checked.
+#[derive(Debug)]
+pub struct Job {
+    /// The requests, checked like a batch's (locations `["body", "requests", i, …]`).
+    pub requests: Vec<JudgeRequest>,
+    /// The names of the ignored override fields the caller gave.
+    pub ignored: Vec<&'static str>,
+}
+
+impl FromBody for Job {
+    fn from_body(body: &[u8], config: &GatewayConfig) -> Result<Self, ApiError> {
+        let JobBody {
+            requests,
+            overrides,
+        } = decode(body)?;
+        let at = [Value::from("requests")];
+        let empty = || {
+            invalid(
+                at.to_vec(),
+                "requests must not be empty".into(),
+                "value_error",
+            )
+        };
+        check_list(&requests, &at, empty, config)?;
+        Ok(Job {
+            requests,
+            ignored: overrides.given(),
+        })
+    }
 }
 
 /// Decodes a JSON body; a 422 names the field that is missing or mistyped. The body must
@@ -218,26 +266,15 @@ fn path_loc(path: &serde_path_to_error::Path) -> Vec<Value> {
     loc
 }
 
+/// The client library's one set of request rules ([`JudgeRequest::validate_with`]), with
+/// this gateway's limit on responses; a broken rule is a 422 whose `loc` ends with the
+/// field at fault.
 fn check(request: &JudgeRequest, at: &[Value], config: &GatewayConfig) -> Result<(), ApiError> {
-    let n = request.responses.len();
-    let problem = if n == 0 {
-        Some("responses must not be empty".to_string())
-    } else if n > config.max_responses {
-        Some(format!(
-            "a request holds at most {} responses, this one has {n}",
-            config.max_responses
-        ))
-    } else {
-        None
-    };
-    match problem {
-        Some(msg) => {
-            let mut loc = at.to_vec();
-            loc.push(Value::from("responses"));
-            Err(invalid(loc, msg, "value_error"))
-        }
-        None => Ok(()),
-    }
+    request.validate_with(config.max_responses).map_err(|e| {
+        let mut loc = at.to_vec();
+        loc.push(Value::from(e.field()));
+        invalid(loc, e.to_string(), "value_error")
+    })
 }
 
 fn invalid(mut loc: Vec<Value>, msg: String, kind: &'static str) -> ApiError {
@@ -252,7 +289,7 @@ mod tests {
     use super::*;
 
     fn loc_of(body: &str) -> Vec<Value> {
-        match batch(body.as_bytes(), &GatewayConfig::default()) {
+        match Vec::<JudgeRequest>::from_body(body.as_bytes(), &GatewayConfig::default()) {
             Err(ApiError::Invalid(e)) => e[0].loc.clone(),
             other => panic!("expected a validation error, got {other:?}"),
         }
@@ -263,7 +300,7 @@ mod tests {
         let config = GatewayConfig::default();
         let body = r#"{"requests": [{"principle":"p","prompt":"q","responses":{"a":"x"}},
             {"principle":"p","prompt":"q","responses":{}}]}"#;
-        match job(body.as_bytes(), &config) {
+        match Job::from_body(body.as_bytes(), &config) {
             Err(ApiError::Invalid(e)) => assert_eq!(
                 e[0].loc,
                 [
@@ -277,9 +314,9 @@ mod tests {
         }
         let body = r#"{"requests": [{"principle":"p","prompt":"q","responses":{"a":"x"}}],
             "output_path": "/etc", "api_key": "sk-secret", "unknown": [1]}"#;
-        let (requests, ignored) = job(body.as_bytes(), &config).expect("valid");
-        assert_eq!(requests.len(), 1);
-        assert_eq!(ignored, ["output_path", "api_key"]);
+        let job = Job::from_body(body.as_bytes(), &config).expect("valid");
+        assert_eq!(job.requests.len(), 1);
+        assert_eq!(job.ignored, ["output_path", "api_key"]);
     }
 
     #[test]

@@ -23,12 +23,13 @@ pub const DEFAULT_MAX_BATCH: usize = 10_000;
 /// assert_eq!(ra_gateway::DEFAULT_MAX_BUFFERED_BYTES, 256 << 20);
 /// ```
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
-/// Default most responses in one request.
+/// Default most responses in one request: the client library's
+/// ([`rewardanything_client::render::MAX_RESPONSES`]).
 ///
 /// ```
 /// assert_eq!(ra_gateway::DEFAULT_MAX_RESPONSES, 64);
 /// ```
-pub const DEFAULT_MAX_RESPONSES: usize = 64;
+pub const DEFAULT_MAX_RESPONSES: usize = rewardanything_client::render::MAX_RESPONSES;
 /// Default most rollouts judged in one `/get_reward` group call.
 ///
 /// ```

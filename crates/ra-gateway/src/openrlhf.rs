@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use futures::StreamExt;
 use rewardanything_client::Client;
 use rewardanything_client::rollout::{self, SplitError, label_principle, split_rollout};
@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
+use crate::body::{Checked, FromBody};
 use crate::coalesce::{self, Coalescer, Verdict};
 use crate::config::GatewayConfig;
 use crate::error::{ApiError, FieldError};
@@ -55,12 +56,19 @@ use crate::{admit, body};
 
 /// The request body.
 #[derive(Deserialize)]
-struct GetReward {
+pub(crate) struct GetReward {
     query: Vec<String>,
     #[serde(default)]
     prompts: Option<Vec<String>>,
     #[serde(default)]
     labels: Option<Vec<Value>>,
+}
+
+/// Decoded only: each rollout is checked on its own (a bad one fails alone).
+impl FromBody for GetReward {
+    fn from_body(body: &[u8], _: &GatewayConfig) -> Result<Self, ApiError> {
+        body::decode(body)
+    }
 }
 
 /// The answer body.
@@ -104,13 +112,12 @@ struct Rollout {
 /// `POST /get_reward`.
 pub async fn get_reward(
     State(state): State<Arc<AppState>>,
-    req: Request,
+    Checked {
+        value: call,
+        wire_bytes: wire,
+    }: Checked<GetReward>,
 ) -> Result<Json<Rewards>, ApiError> {
     let arrived = Instant::now();
-    let body = body::read(req, &state.config).await?;
-    let wire = body.len();
-    let call: GetReward = body::decode(&body)?;
-    drop(body);
     let rollouts = rollouts(call, &state)?;
     let (window, _held) = judging_window(&state, &rollouts, wire)?;
     // A window of rollouts at once, in any order (results are put back in order): those

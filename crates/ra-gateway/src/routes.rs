@@ -11,16 +11,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
-use rewardanything_client::Client;
+use rewardanything_client::{Client, JudgeRequest};
 use serde_json::json;
 
+use crate::body::Checked;
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
 use crate::health::HealthCache;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::wire::{self, JudgeResult};
-use crate::{admit, auth, body, jobs, openrlhf};
+use crate::{admit, auth, jobs, openrlhf};
 
 /// The routes, as their metrics label them (anything else is `other`: labels stay few).
 const ROUTES: [&str; 8] = [
@@ -146,11 +147,8 @@ impl Drop for InFlight<'_> {
 
 async fn judge_one(
     State(state): State<Arc<AppState>>,
-    req: Request,
+    Checked { value: request, .. }: Checked<JudgeRequest>,
 ) -> Result<Json<JudgeResult>, ApiError> {
-    let body = body::read(req, &state.config).await?;
-    let request = body::single(&body, &state.config)?;
-    drop(body);
     let result = state.client.judge_detailed(&request).await;
     state.metrics.judgment(&result);
     Ok(Json(JudgeResult::from(result?.judgment)))
@@ -163,25 +161,22 @@ async fn judge_one(
 /// refuse the batch (body, fields, limits) is checked before the 200 is sent.
 async fn judge_batch(
     State(state): State<Arc<AppState>>,
-    req: Request,
+    Checked {
+        value: requests, ..
+    }: Checked<Vec<JudgeRequest>>,
 ) -> Result<Response, ApiError> {
-    let body = body::read(req, &state.config).await?;
-    let requests = body::batch(&body, &state.config)?;
-    drop(body);
     let window = state.config.batch_window;
-    let results = futures::stream::iter(requests)
-        .map(move |request| {
-            let state = Arc::clone(&state);
-            async move {
-                let result = state.client.judge_detailed(&request).await;
-                state.metrics.judgment(&result);
-                match result {
-                    Ok(judged) => JudgeResult::from(judged.judgment),
-                    Err(e) => JudgeResult::from(&e),
-                }
+    let metrics = Arc::clone(&state.metrics);
+    let results = state
+        .client
+        .judge_many_ordered(requests, Some(window))
+        .map(move |result| {
+            metrics.judgment(&result);
+            match result {
+                Ok(judged) => JudgeResult::from(judged.judgment),
+                Err(e) => JudgeResult::from(&e),
             }
-        })
-        .buffered(window);
+        });
     let chunks = results
         .ready_chunks(64)
         .map(Ok::<_, std::convert::Infallible>);

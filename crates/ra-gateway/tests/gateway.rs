@@ -205,6 +205,36 @@ async fn invalid_requests_get_422_naming_the_field() {
     );
 }
 
+/// The client library's request rules (`JudgeRequest::validate`) in the gateway's shape:
+/// a blank principle is a 422 whose `loc` ends with `principle` on both judging routes
+/// (the job route: `jobs.rs`), and nothing reaches the engine.
+#[tokio::test]
+async fn a_blank_principle_is_a_422_at_the_principle_on_every_route() {
+    let mock = mock().await;
+    let gw = start(&mock, GatewayConfig::default()).await;
+    let mut blank = numbered(0, "");
+    blank["principle"] = " \n\t".into();
+    let needle = "principle is blank";
+    assert_422(
+        &gw,
+        "/api/rewardanything",
+        &blank,
+        json!(["body", "principle"]),
+        needle,
+    )
+    .await;
+    let batch = json!([numbered(0, ""), blank]);
+    assert_422(
+        &gw,
+        "/api/rewardanything_batch",
+        &batch,
+        json!(["body", 1, "principle"]),
+        needle,
+    )
+    .await;
+    assert_eq!(mock.stats().chat_requests, 0, "nothing reached the engine");
+}
+
 #[tokio::test]
 async fn a_body_over_the_limit_gets_413_json() {
     let mock = mock().await;

@@ -227,10 +227,17 @@ async fn invalid_bodies_and_queries_are_422_naming_the_field() {
     empty["responses"] = json!({});
     let mut untyped = ok.clone();
     untyped["prompt"] = json!(5);
+    // The client library's rule (`JudgeRequest::validate`), in this route's shape.
+    let mut blank = ok.clone();
+    blank["principle"] = json!("  ");
     let cases = [
         (
             json!({"requests": [ok, empty]}),
             json!(["body", "requests", 1, "responses"]),
+        ),
+        (
+            json!({"requests": [ok, blank]}),
+            json!(["body", "requests", 1, "principle"]),
         ),
         (
             json!({"requests": [ok, ok, untyped]}),

@@ -30,6 +30,9 @@ pub struct JudgeError {
     pub kind: JudgeErrorKind,
     /// How many HTTP attempts were made (0 when none could start).
     pub attempts: u32,
+    /// Wall time from the call to the failure (set by the client's judging methods;
+    /// zero from [`new`](Self::new)).
+    pub latency: Duration,
 }
 
 impl JudgeError {
@@ -41,7 +44,11 @@ impl JudgeError {
     /// assert!(e.to_string().contains("cancelled"));
     /// ```
     pub fn new(kind: JudgeErrorKind, attempts: u32) -> Self {
-        JudgeError { kind, attempts }
+        JudgeError {
+            kind,
+            attempts,
+            latency: Duration::ZERO,
+        }
     }
 
     /// A stable snake_case name for the kind, as `ra score` writes it: `transport`,

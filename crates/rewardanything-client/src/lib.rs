@@ -37,7 +37,7 @@ pub use client::{
 };
 pub use error::{BuildError, JudgeError, JudgeErrorKind};
 pub use judgment::{Judgment, ParseError, ParseErrorKind};
-pub use render::{JudgeRequest, Masking, RenderedPrompt, render};
+pub use render::{InvalidRequest, JudgeRequest, Masking, RenderedPrompt, render};
 /// The HTTP client crate in the API ([`ClientBuilder::http_client`], error sources).
 pub use reqwest;
 pub use retry::{Backoff, RetryPolicy};

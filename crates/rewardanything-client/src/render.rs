@@ -224,6 +224,122 @@ impl JudgeRequest {
         self.mask_responses = mask;
         self
     }
+
+    /// Checks the request against the one set of rules every entry point applies before
+    /// anything is sent (the gateway's routes, `ra score` lines, `ra judge`, Python's
+    /// `judge` and `judge_batch`), with the default limit of [`MAX_RESPONSES`]: the
+    /// principle is not blank, and there are 1 to `MAX_RESPONSES` responses. (A name
+    /// given twice is refused where the input is read, by [`deserialize_unique_names`]
+    /// and its kin: a map cannot hold it.)
+    ///
+    /// ```
+    /// use rewardanything_client::{InvalidRequest, JudgeRequest};
+    /// assert_eq!(JudgeRequest::new("p", "q").response("a", "1").validate(), Ok(()));
+    /// let e = JudgeRequest::new("p", "q").validate().unwrap_err();
+    /// assert_eq!(e, InvalidRequest::NoResponses);
+    /// assert_eq!(e.field(), "responses");
+    /// assert_eq!(e.to_string(), "responses is empty: give at least one response");
+    /// ```
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        self.validate_with(MAX_RESPONSES)
+    }
+
+    /// [`validate`](Self::validate) with another limit on the number of responses (a
+    /// server's setting, e.g. `ra gateway --max-responses`).
+    ///
+    /// ```
+    /// use rewardanything_client::{InvalidRequest, JudgeRequest};
+    /// let r = JudgeRequest::new("p", "q").response("a", "1").response("b", "2");
+    /// assert_eq!(r.validate_with(1), Err(InvalidRequest::TooManyResponses { count: 2, max: 1 }));
+    /// ```
+    pub fn validate_with(&self, max_responses: usize) -> Result<(), InvalidRequest> {
+        if self.principle.trim().is_empty() {
+            return Err(InvalidRequest::BlankPrinciple);
+        }
+        let count = self.responses.len();
+        if count == 0 {
+            return Err(InvalidRequest::NoResponses);
+        }
+        if count > max_responses {
+            return Err(InvalidRequest::TooManyResponses {
+                count,
+                max: max_responses,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The most responses one request holds by default ([`JudgeRequest::validate`]): the
+/// judge reads them all in one prompt and ranks them, and masks them as `model-1`…
+/// `model-N`; far more would not fit its context or its attention.
+///
+/// ```
+/// assert_eq!(rewardanything_client::render::MAX_RESPONSES, 64);
+/// ```
+pub const MAX_RESPONSES: usize = 64;
+
+/// Why a [`JudgeRequest`] cannot be judged ([`JudgeRequest::validate`]): the field at
+/// fault ([`field`](Self::field)) and why ([`reason`](Self::reason)). Each entry point
+/// gives it its own shape: the gateway a 422 whose `loc` ends with the field, `ra score`
+/// a `bad_input` line, Python a `ValueError` naming the field, `ra judge` an error.
+///
+/// ```
+/// use rewardanything_client::InvalidRequest;
+/// let e = InvalidRequest::BlankPrinciple;
+/// assert_eq!((e.field(), e.kind()), ("principle", "blank_principle"));
+/// assert_eq!(e.to_string(), format!("{} {}", e.field(), e.reason()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {}", self.field(), self.reason())]
+#[non_exhaustive]
+pub enum InvalidRequest {
+    /// The principle is empty or only whitespace: there is nothing to judge by, and
+    /// the reward would not depend on the caller's intent.
+    BlankPrinciple,
+    /// No responses: nothing to judge.
+    NoResponses,
+    /// More responses than the limit.
+    TooManyResponses {
+        /// How many the request holds.
+        count: usize,
+        /// The most allowed.
+        max: usize,
+    },
+}
+
+impl InvalidRequest {
+    /// The request field at fault (`principle`, `responses`), as JSON and Python name it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            InvalidRequest::BlankPrinciple => "principle",
+            InvalidRequest::NoResponses | InvalidRequest::TooManyResponses { .. } => "responses",
+        }
+    }
+
+    /// A stable snake_case name of the rule broken (`blank_principle`, `no_responses`,
+    /// `too_many_responses`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvalidRequest::BlankPrinciple => "blank_principle",
+            InvalidRequest::NoResponses => "no_responses",
+            InvalidRequest::TooManyResponses { .. } => "too_many_responses",
+        }
+    }
+
+    /// What is wrong with the field, without its name (the message reads
+    /// `"{field} {reason}"`).
+    pub fn reason(&self) -> String {
+        match self {
+            InvalidRequest::BlankPrinciple => {
+                "is blank: give the principle the responses are judged by".into()
+            }
+            InvalidRequest::NoResponses => "is empty: give at least one response".into(),
+            InvalidRequest::TooManyResponses { count, max } => {
+                format!("has {count} responses: a request holds at most {max}")
+            }
+        }
+    }
 }
 
 /// How masked responses are ordered.

@@ -394,6 +394,7 @@ impl Rewarder {
         let mut results = self
             .client
             .judge_many_ordered(sendable, None)
+            .map(|result| result.map(|judged| judged.judgment))
             .collect::<Vec<_>>()
             .await
             .into_iter();

@@ -71,13 +71,77 @@ async fn judge_many_ordered_yields_input_order_with_bounded_window() {
         .await;
     assert_eq!(results.len(), n);
     for (i, (request, result)) in requests.iter().zip(&results).enumerate() {
-        let judgment = result.as_ref().expect("every request succeeds");
-        assert_judgment(request, judgment, &format!("position {i}"));
+        let judged = result.as_ref().expect("every request succeeds");
+        assert_judgment(request, &judged.judgment, &format!("position {i}"));
     }
     let stats = mock.stats();
     assert!(
         stats.max_in_flight <= 16,
         "the window bounds requests in flight: {}",
+        stats.max_in_flight
+    );
+    mock.shutdown().await;
+}
+
+/// The one ordered fan-out: input order when the first request finishes last, never
+/// more than the client's in-flight limit on the wire, and each failure in its place
+/// with its attempts (and every success with its attempts, latency and usage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_fan_out_yields_judged_in_order_bounded_with_attempts() {
+    let mock = MockServer::builder().start().await.unwrap();
+    let client = builder(&[&mock])
+        .max_in_flight(3)
+        .retry(client_common::fast_retry().max_attempts(3))
+        .build()
+        .unwrap();
+    let n = 24;
+    // Request 0 answers last (every other answer is immediate); every 5th request is
+    // refused three times (503, retried) and fails; request 7 succeeds on its 2nd attempt.
+    let extra = |i: usize| match i {
+        0 => "[[latency-ms:400]]",
+        7 => "[[fail-first:1:503]]",
+        i if i % 5 == 0 => "[[fault:503]]",
+        _ => "",
+    };
+    let requests: Vec<JudgeRequest> = (0..n).map(|i| numbered(i, extra(i))).collect();
+    let mut stream = Box::pin(client.judge_many_ordered(requests.clone(), Some(12)));
+    let mut yielded = Vec::new();
+    while let Some(result) = stream.next().await {
+        if yielded.is_empty() {
+            // Request 0 was still running while others finished: later ones were held.
+            assert!(
+                mock.stats().status(200) > 1,
+                "the first answer should finish last (got {} answers before it)",
+                mock.stats().status(200)
+            );
+        }
+        yielded.push(result);
+    }
+    assert_eq!(yielded.len(), n, "one item per request");
+    for (i, (request, result)) in requests.iter().zip(&yielded).enumerate() {
+        if i % 5 == 0 && i != 0 {
+            let e = result.as_ref().expect_err("503 three times fails");
+            assert_eq!(e.status(), Some(503), "item {i}: {e}");
+            assert_eq!(
+                e.attempts, 3,
+                "item {i}: the attempts are kept on the error"
+            );
+            assert!(e.latency > Duration::ZERO, "item {i}: latency kept");
+            continue;
+        }
+        let judged = result.as_ref().expect("succeeds");
+        assert_judgment(request, &judged.judgment, &format!("position {i}"));
+        assert_eq!(judged.attempts, if i == 7 { 2 } else { 1 }, "item {i}");
+        assert!(judged.usage.is_some(), "item {i}: usage kept");
+    }
+    assert!(
+        yielded[0].as_ref().expect("succeeds").latency >= Duration::from_millis(400),
+        "item 0 is the slow one"
+    );
+    let stats = mock.stats();
+    assert!(
+        stats.max_in_flight <= 3,
+        "the client's in-flight limit bounds the fan-out: {}",
         stats.max_in_flight
     );
     mock.shutdown().await;

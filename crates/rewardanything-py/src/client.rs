@@ -3,7 +3,7 @@
 //! call shares one Rust client, so one connection pool and one in-flight limit.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use indexmap::IndexMap;
@@ -14,7 +14,9 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use rewardanything_client::endpoints_file::EndpointsFile;
 use rewardanything_client::env;
 use rewardanything_client::render::render;
-use rewardanything_client::{Client, JudgeRequest, Masking, RetryPolicy, Sampling};
+use rewardanything_client::{
+    Client, JudgeError, JudgeRequest, Judged, Masking, RetryPolicy, Sampling,
+};
 
 use crate::convert;
 use crate::result::RewardResult;
@@ -150,39 +152,32 @@ fn shown_as(request: &JudgeRequest, masking: Masking) -> IndexMap<String, String
 
 /// Judges one request; a failure is a result with `error` set, never a panic.
 async fn judge_one(client: Client, request: JudgeRequest) -> RewardResult {
-    let started = Instant::now();
     // `judge_detailed` renders with the client's masking: the same mapping.
     let shown = shown_as(&request, client.masking());
-    match client.judge_detailed(&request).await {
+    result_of(client.judge_detailed(&request).await, shown)
+}
+
+/// A judgment's outcome as Python sees it; a failure keeps its attempts and latency.
+fn result_of(result: Result<Judged, JudgeError>, shown: IndexMap<String, String>) -> RewardResult {
+    match result {
         Ok(judged) => RewardResult::judged(judged, shown),
-        Err(e) => RewardResult::failed(&e, started.elapsed(), shown),
+        Err(e) => RewardResult::failed(&e, shown),
     }
 }
 
-/// Judges every request, at most `limit` at a time (the client's own limit holds across
-/// calls); results in input order.
-async fn judge_all(client: Client, requests: Vec<JudgeRequest>, limit: usize) -> Vec<RewardResult> {
-    let mut slots: Vec<Option<RewardResult>> = (0..requests.len()).map(|_| None).collect();
-    let mut done = futures::stream::iter(requests.into_iter().enumerate())
-        .map(|(i, request)| {
-            let client = client.clone();
-            async move { (i, judge_one(client, request).await) }
-        })
-        .buffer_unordered(limit.max(1));
-    while let Some((i, result)) = done.next().await {
-        if let Some(slot) = slots.get_mut(i) {
-            *slot = Some(result);
-        }
-    }
-    slots
-        .into_iter()
-        .map(|r| {
-            // `buffer_unordered` yields exactly one item per request: never taken.
-            r.unwrap_or_else(|| {
-                RewardResult::failure("cancelled", "no result".into(), 0, Duration::ZERO)
-            })
-        })
+/// Judges every request through the client's ordered fan-out (at most twice the
+/// client's in-flight limit started at once, which holds across calls); results in
+/// input order, one per request.
+async fn judge_all(client: Client, requests: Vec<JudgeRequest>) -> Vec<RewardResult> {
+    // The fan-out renders with the client's masking: the same mapping.
+    let masking = client.masking();
+    let shown: Vec<_> = requests.iter().map(|r| shown_as(r, masking)).collect();
+    client
+        .judge_many_ordered(requests, None)
+        .zip(futures::stream::iter(shown))
+        .map(|(result, shown)| result_of(result, shown))
         .collect()
+        .await
 }
 
 impl PyClient {
@@ -287,7 +282,7 @@ impl PyClient {
     ) -> PyResult<Vec<RewardResult>> {
         let requests = convert::batch(requests)?;
         let client = self.client()?;
-        block_on(py, judge_all(client, requests, self.concurrency))
+        block_on(py, judge_all(client, requests))
     }
 
     /// `await client.ajudge(...)`: like `judge`, on the running asyncio loop.
@@ -317,10 +312,7 @@ impl PyClient {
     ) -> PyResult<Bound<'py, PyAny>> {
         let requests = convert::batch(requests)?;
         let client = self.client()?;
-        let limit = self.concurrency;
-        crate::bridge::awaitable(py, judge_all(client, requests, limit), |py, r| {
-            r.into_py_any(py)
-        })
+        crate::bridge::awaitable(py, judge_all(client, requests), |py, r| r.into_py_any(py))
     }
 
     /// Checks that an endpoint answers and serves the model; returns the model name.
@@ -422,12 +414,13 @@ mod tests {
                     .response("b", format!("score={}", (i / 5) % 5 + 1))
             })
             .collect();
-        let results = judge_all(client, requests, 64).await;
+        let results = judge_all(client, requests).await;
         assert_eq!(results.len(), 200);
         for (i, r) in results.iter().enumerate() {
             if i == 77 {
                 assert_eq!(r.error.as_ref().map(|e| e.0.as_str()), Some("http_status"));
                 assert!(r.scores.is_empty());
+                assert_eq!(r.attempts, 1, "a failure keeps its attempts");
                 continue;
             }
             assert!(r.error.is_none(), "{i}: {:?}", r.error);

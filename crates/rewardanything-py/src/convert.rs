@@ -40,7 +40,7 @@ pub(crate) fn boolean(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<bool> {
 }
 
 /// `responses`: a dict of name → text, or a list/tuple of texts (named `response-1`,
-/// `response-2`, … in order). Never empty.
+/// `response-2`, … in order).
 fn responses(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<IndexMap<String, String>> {
     let mut out = IndexMap::new();
     if let Ok(dict) = obj.cast::<PyDict>() {
@@ -68,11 +68,6 @@ fn responses(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<IndexMap<String, S
             type_name(obj)
         )));
     }
-    if out.is_empty() {
-        return Err(PyValueError::new_err(format!(
-            "{field} is empty: give at least one response"
-        )));
-    }
     Ok(out)
 }
 
@@ -91,6 +86,11 @@ pub(crate) fn request(
     if let Some(mask) = mask_responses {
         request.mask_responses = boolean(mask, &format!("{prefix}mask_responses"))?;
     }
+    // The client library's one set of request rules; the message names the field
+    // (`requests[3].responses is empty: …`).
+    request
+        .validate()
+        .map_err(|e| PyValueError::new_err(format!("{prefix}{e}")))?;
     Ok(request)
 }
 

@@ -18,7 +18,7 @@ pub(crate) struct RewardResult {
     pub(crate) error: Option<(String, String)>,
     /// Caller's name → the name the judge was shown (`model-k` when masked).
     shown_as: IndexMap<String, String>,
-    attempts: u32,
+    pub(crate) attempts: u32,
     latency_ms: u64,
 }
 
@@ -38,33 +38,18 @@ impl RewardResult {
         }
     }
 
-    pub(crate) fn failed(
-        error: &JudgeError,
-        latency: std::time::Duration,
-        shown_as: IndexMap<String, String>,
-    ) -> Self {
-        let mut result =
-            Self::failure(error.kind_str(), error.to_string(), error.attempts, latency);
-        result.shown_as = shown_as;
-        result
-    }
-
-    pub(crate) fn failure(
-        kind: &str,
-        message: String,
-        attempts: u32,
-        latency: std::time::Duration,
-    ) -> Self {
+    /// A failed judgment, with its attempts and the time it took to fail.
+    pub(crate) fn failed(error: &JudgeError, shown_as: IndexMap<String, String>) -> Self {
         RewardResult {
             scores: IndexMap::new(),
             ranking: Vec::new(),
             reasoning: String::new(),
             raw_output: None,
             consistent: false,
-            error: Some((kind.to_string(), message)),
-            shown_as: IndexMap::new(),
-            attempts,
-            latency_ms: millis(latency),
+            error: Some((error.kind_str().to_string(), error.to_string())),
+            shown_as,
+            attempts: error.attempts,
+            latency_ms: millis(error.latency),
         }
     }
 

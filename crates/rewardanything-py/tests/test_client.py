@@ -122,6 +122,19 @@ def test_judge_raises_with_kind(mock):
         (lambda c: c.judge("p", None, {"a": "x"}), TypeError, "prompt must be a str"),
         (lambda c: c.judge("p", "q", {}), ValueError, "responses is empty"),
         (lambda c: c.judge("p", "q", []), ValueError, "responses is empty"),
+        # The client library's request rules (JudgeRequest::validate), as ValueErrors.
+        (lambda c: c.judge(" \t", "q", {"a": "x"}), ValueError, "principle is blank"),
+        (
+            lambda c: c.judge("p", "q", [str(i) for i in range(65)]),
+            ValueError,
+            "responses has 65 responses: a request holds at most 64",
+        ),
+        (
+            lambda c: c.judge_batch([{"principle": "p", "prompt": "q", "responses": {"a": "x"}},
+                                     {"principle": "", "prompt": "q", "responses": {"a": "x"}}]),
+            ValueError,
+            "requests[1].principle is blank",
+        ),
         (lambda c: c.judge("p", "q", {"a": 3}), TypeError, 'responses["a"] must be a str'),
         (lambda c: c.judge("p", "q", ["x", b"y"]), TypeError, "responses[1] must be a str, not bytes"),
         (lambda c: c.judge("p", "q", "abc"), TypeError, "responses must be a dict"),

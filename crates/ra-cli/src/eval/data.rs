@@ -12,8 +12,9 @@ use serde_json::Value;
 /// Largest input file read (it is held in memory, parsed: RM-Bench's whole set is a
 /// few tens of MB).
 pub const MAX_INPUT_BYTES: u64 = 256 << 20;
-/// Most responses in one ranked item (each is judged in one listwise call).
-pub const MAX_RESPONSES: usize = 64;
+/// Most responses in one ranked item (each is judged in one listwise call): the client
+/// library's limit on a request.
+pub const MAX_RESPONSES: usize = rewardanything_client::render::MAX_RESPONSES;
 
 /// One RM-Bench item: three chosen and three rejected responses, in the order concise,
 /// detailed plain, detailed markdown.

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use ra_batch::Stop;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{JobStore, Status, is_job_id};
-use crate::body;
+use crate::body::{self, Checked};
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 
@@ -41,10 +41,13 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
+    // The store first: a gateway without jobs (or whose directory cannot be used) reads
+    // no body, so the extractor runs here rather than in the signature.
     let store = store(&state).await?;
-    let bytes = body::read(req, &state.config).await?;
-    let (requests, ignored) = body::job(&bytes, &state.config)?;
-    drop(bytes);
+    let Checked {
+        value: body::Job { requests, ignored },
+        ..
+    } = Checked::from_request(req, &state).await?;
     if stopping(store) {
         return Err(ApiError::ShuttingDown);
     }

@@ -306,11 +306,16 @@ impl Client {
             completion_tokens = Empty,
             error = Empty,
         );
+        let started = std::time::Instant::now();
         let result = self
             .inner
             .judge(request, masking)
             .instrument(span.clone())
-            .await;
+            .await
+            .map_err(|mut e| {
+                e.latency = started.elapsed();
+                e
+            });
         match &result {
             Ok(j) => {
                 span.record("endpoint", j.endpoint.as_str());
@@ -379,7 +384,8 @@ impl Client {
             .buffer_unordered(limit)
     }
 
-    /// [`judge_many_ordered`](Self::judge_many_ordered) for a `Stream` of requests.
+    /// [`judge_many_ordered`](Self::judge_many_ordered) for a `Stream` of requests
+    /// (read lazily: at most `window` of them are held at once).
     ///
     /// ```no_run
     /// use futures::StreamExt;
@@ -391,7 +397,7 @@ impl Client {
         &self,
         requests: S,
         window: Option<usize>,
-    ) -> impl Stream<Item = Result<Judgment, JudgeError>> + Send + 'static
+    ) -> impl Stream<Item = Result<Judged, JudgeError>> + Send + 'static
     where
         S: Stream<Item = JudgeRequest> + Send + 'static,
     {
@@ -402,27 +408,38 @@ impl Client {
         requests
             .map(move |request| {
                 let client = client.clone();
-                async move { client.judge(&request).await }
+                async move { client.judge_detailed(&request).await }
             })
             .buffered(window)
     }
 
-    /// Judges many requests concurrently and yields results in input order. At most
-    /// `window` requests are in flight or waiting to be yielded (default: twice the
-    /// in-flight limit when `None`), so memory is bounded; a slow request holds back
-    /// later results until it finishes or times out.
+    /// The ordered fan-out: judges many requests concurrently and yields exactly one
+    /// item per request, in input order: the [`Judged`] (judgment, attempts, latency,
+    /// usage, endpoint) or the [`JudgeError`] (with its attempts and latency).
+    ///
+    /// Bounded: at most `window` requests are started and not yet yielded (default
+    /// twice the in-flight limit when `None`), and of those at most the client's
+    /// in-flight limit are on the wire; so memory holds at most `window` requests and
+    /// results. A slow request holds back later results (and the start of new ones)
+    /// until it finishes or times out. Dropping the stream cancels outstanding work.
     ///
     /// ```no_run
     /// use futures::StreamExt;
     /// # async fn f(client: rewardanything_client::Client, reqs: Vec<rewardanything_client::JudgeRequest>) {
-    /// let results: Vec<_> = client.judge_many_ordered(reqs, None).collect().await;
+    /// let mut results = client.judge_many_ordered(reqs, None);
+    /// while let Some(result) = results.next().await {
+    ///     match result {
+    ///         Ok(judged) => println!("{:?} in {} attempts", judged.judgment.ranking, judged.attempts),
+    ///         Err(e) => println!("failed after {} attempts: {e}", e.attempts),
+    ///     }
+    /// }
     /// # }
     /// ```
     pub fn judge_many_ordered<I>(
         &self,
         requests: I,
         window: Option<usize>,
-    ) -> impl Stream<Item = Result<Judgment, JudgeError>> + Send + 'static
+    ) -> impl Stream<Item = Result<Judged, JudgeError>> + Send + 'static
     where
         I: IntoIterator<Item = JudgeRequest>,
         I::IntoIter: Send + 'static,
