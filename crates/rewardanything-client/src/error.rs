@@ -149,9 +149,9 @@ pub enum JudgeErrorKind {
     #[error("no endpoint configured")]
     NoEndpoint,
     /// No model was configured and none could be discovered from `/v1/models` (the
-    /// cause, e.g. [`BuildError::Unauthorized`], is kept).
+    /// cause, e.g. [`ConnectError::Unauthorized`], is kept).
     #[error("model discovery failed: {0}")]
-    ModelDiscovery(#[source] Arc<BuildError>),
+    ModelDiscovery(#[source] Arc<ConnectError>),
     /// The client was closed ([`Client::close`](crate::Client::close)) before the
     /// judgment could start.
     #[error("cancelled: the client was closed")]
@@ -161,7 +161,9 @@ pub enum JudgeErrorKind {
     Parse(ParseError),
 }
 
-/// Why a [`Client`](crate::Client) could not be built or connected.
+/// Why a [`Client`](crate::Client) could not be built: a setting is wrong from the
+/// start. Failures met while running (an endpoint that does not answer, refuses the key
+/// or serves another model) are [`ConnectError`]s.
 ///
 /// ```
 /// use rewardanything_client::error::BuildError;
@@ -188,6 +190,31 @@ pub enum BuildError {
     /// The HTTP client could not be created.
     #[error("cannot create HTTP client: {0}")]
     Http(#[source] reqwest::Error),
+    /// An invalid setting (e.g. a zero limit).
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Why an endpoint could not be reached, or could not serve, while running:
+/// [`Client::connect`](crate::Client::connect), [`Client::list_models`](crate::Client::list_models)
+/// and a judgment's model discovery (kept as the source of
+/// [`JudgeErrorKind::ModelDiscovery`]).
+///
+/// ```
+/// use rewardanything_client::error::ConnectError;
+/// let e = ConnectError::AmbiguousModel { url: "http://a/v1".into(), models: vec![] };
+/// assert_eq!(e.to_string(), "choose a model: http://a/v1 serves no model");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// No endpoint to ask.
+    #[error("no endpoint given (e.g. http://127.0.0.1:8000/v1)")]
+    NoEndpoint,
+    /// The URL given to [`Client::list_models`](crate::Client::list_models) is not an
+    /// endpoint.
+    #[error(transparent)]
+    InvalidEndpoint(BuildError),
     /// The endpoint refused the API key (HTTP 401/403).
     #[error("unauthorized at {url} (HTTP {status}): {message}; check the API key (RA_API_KEY)")]
     Unauthorized {
@@ -211,10 +238,13 @@ pub enum BuildError {
     /// `/v1/models` could not be read.
     #[error("cannot list models at {url}: {reason}")]
     ModelDiscovery {
-        /// The URL asked.
+        /// The URL asked (credentials redacted).
         url: String,
         /// What went wrong.
         reason: String,
+        /// The transport error, when the endpoint could not be reached (its URL removed).
+        #[source]
+        source: Option<Arc<reqwest::Error>>,
     },
     /// No model was chosen and the endpoint serves several (or none).
     #[error("choose a model: {url} serves {}", if .models.is_empty() { "no model".to_string() } else { .models.join(", ") })]
@@ -224,7 +254,4 @@ pub enum BuildError {
         /// The served model ids.
         models: Vec<String>,
     },
-    /// An invalid setting (e.g. a zero limit).
-    #[error("invalid setting: {0}")]
-    Invalid(String),
 }

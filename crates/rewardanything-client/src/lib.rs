@@ -34,7 +34,7 @@ pub use client::{
     BodyHook, Client, ClientBuilder, DEFAULT_MAX_BUFFERED_RESPONSE_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES, Judged, ResponseBuffer, Sampling, Usage,
 };
-pub use error::{BuildError, JudgeError, JudgeErrorKind};
+pub use error::{BuildError, ConnectError, JudgeError, JudgeErrorKind};
 pub use judgment::{Judgment, ParseError, ParseErrorKind};
 pub use render::{JudgeRequest, Masking, RenderedPrompt, render};
 /// The HTTP client crate in the API ([`ClientBuilder::http_client`], error sources).
