@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use rewardanything_client::error::ConnectError;
-use rewardanything_client::grammar::{GrammarOptions, rewardanything_gbnf};
+use rewardanything_client::ConnectError;
 use rewardanything_client::{
     Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Masking, RetryPolicy, Sampling,
 };
+use rewardanything_client::{GrammarOptions, rewardanything_gbnf};
 
 use crate::config::ReferenceConfig;
 use crate::endpoints_file::EndpointsFile;

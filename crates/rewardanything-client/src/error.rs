@@ -8,7 +8,7 @@ use crate::judgment::ParseError;
 /// Why a judgment failed, after `attempts` tries.
 ///
 /// ```
-/// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+/// use rewardanything_client::{JudgeError, JudgeErrorKind};
 /// let e = JudgeError::new(JudgeErrorKind::Timeout(std::time::Duration::from_secs(1)), 3);
 /// assert_eq!(e.kind_str(), "timeout");
 /// assert_eq!(e.attempts, 3);
@@ -18,7 +18,7 @@ use crate::judgment::ParseError;
 /// zero attempts:
 ///
 /// ```
-/// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+/// use rewardanything_client::{JudgeError, JudgeErrorKind};
 /// let e = JudgeError::new(JudgeErrorKind::NoEndpoint, 0);
 /// assert!(e.to_string().contains("nothing was sent"), "{e}");
 /// ```
@@ -36,7 +36,7 @@ impl JudgeError {
     /// An error of this kind after this many attempts.
     ///
     /// ```
-    /// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+    /// use rewardanything_client::{JudgeError, JudgeErrorKind};
     /// let e = JudgeError::new(JudgeErrorKind::Cancelled, 0);
     /// assert!(e.to_string().contains("cancelled"));
     /// ```
@@ -50,7 +50,7 @@ impl JudgeError {
     /// (`no_json_object`, …).
     ///
     /// ```
-    /// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+    /// use rewardanything_client::{JudgeError, JudgeErrorKind};
     /// let e = JudgeError::new(JudgeErrorKind::Http { status: 401, message: "no key".into() }, 1);
     /// assert_eq!(e.kind_str(), "http_status");
     /// ```
@@ -72,7 +72,7 @@ impl JudgeError {
     /// The HTTP status of the last attempt, when the server answered.
     ///
     /// ```
-    /// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+    /// use rewardanything_client::{JudgeError, JudgeErrorKind};
     /// let e = JudgeError::new(JudgeErrorKind::Http { status: 503, message: String::new() }, 5);
     /// assert_eq!(e.status(), Some(503));
     /// ```
@@ -104,7 +104,7 @@ fn attempts_text(kind: &JudgeErrorKind, attempts: u32) -> String {
 /// The kinds of [`JudgeError`].
 ///
 /// ```
-/// use rewardanything_client::error::JudgeErrorKind;
+/// use rewardanything_client::JudgeErrorKind;
 /// let k = JudgeErrorKind::BadResponse("no choices".into());
 /// assert_eq!(k.to_string(), "bad response from server: no choices");
 /// ```
@@ -166,7 +166,7 @@ pub enum JudgeErrorKind {
 /// or serves another model) are [`ConnectError`]s.
 ///
 /// ```
-/// use rewardanything_client::error::BuildError;
+/// use rewardanything_client::BuildError;
 /// let e = BuildError::NoEndpoint;
 /// assert!(e.to_string().contains("endpoint"));
 /// ```
@@ -201,7 +201,7 @@ pub enum BuildError {
 /// [`JudgeErrorKind::ModelDiscovery`]).
 ///
 /// ```
-/// use rewardanything_client::error::ConnectError;
+/// use rewardanything_client::ConnectError;
 /// let e = ConnectError::AmbiguousModel { url: "http://a/v1".into(), models: vec![] };
 /// assert_eq!(e.to_string(), "choose a model: http://a/v1 serves no model");
 /// ```

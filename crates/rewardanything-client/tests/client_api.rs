@@ -9,10 +9,10 @@ use std::time::Duration;
 use client_common::{NAMES, assert_judgment, builder, expected, numbered};
 use futures::StreamExt;
 use ra_mock::{DEFAULT_MODEL, Latency, MockServer, Outcome, ReasoningShape};
-use rewardanything_client::reward::{
+use rewardanything_client::{Client, ConnectError, JudgeErrorKind, JudgeRequest, RetryPolicy};
+use rewardanything_client::{
     Normalization, NormalizeError, OnFailure, RewardError, Rewarder, normalize,
 };
-use rewardanything_client::{Client, ConnectError, JudgeErrorKind, JudgeRequest, RetryPolicy};
 
 fn random_latency() -> Latency {
     Latency::uniform(Duration::ZERO, Duration::from_millis(25))

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use indexmap::IndexMap;
-use rewardanything_client::render::deserialize_unique_names;
+use rewardanything_client::deserialize_unique_names;
 use serde::Deserialize;
 use serde_json::Value;
 
