@@ -38,6 +38,7 @@
 //! gateway.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 mod admit;
 mod auth;
 mod body;

@@ -16,6 +16,7 @@
 //! let prompt = render(&req, Masking::Reference);
 //! assert_eq!(prompt.messages.len(), 2);
 //! ```
+#![warn(missing_docs)]
 mod balance;
 mod bias;
 mod client;
