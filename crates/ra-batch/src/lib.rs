@@ -34,6 +34,7 @@
 //! println!("{} judged, {} failed, interrupted: {}", summary.judged, summary.failed_total(), summary.interrupted);
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 mod error;
 pub mod files;
 pub mod lines;

@@ -39,6 +39,7 @@ const GROW_TO_LIMIT_ABOVE: usize = 1 << 20;
 pub struct RawLine {
     /// 0-based line number.
     pub index: usize,
+    /// What the line holds (see [`Body`]).
     pub body: Body,
     /// Bytes read for it, line end included.
     pub raw_len: u64,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use rewardanything_client::ensemble::{Ensemble, EnsembleError};
+use rewardanything_client::{Ensemble, EnsembleError};
 use rewardanything_client::{JudgeError, Judged, Usage};
 use serde::Serialize;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 
 use indexmap::IndexMap;
 use rewardanything_client::JudgeRequest;
-use rewardanything_client::render::deserialize_responses;
+use rewardanything_client::deserialize_responses;
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -254,7 +254,7 @@ impl Batch {
 
     /// Judge every request under up to `k` distinct seeded orders with
     /// [`Client::judge_ensemble`] (default 1: one judgment with the client's masking;
-    /// clamped to `1..=`[`MAX_PERMUTATIONS`](rewardanything_client::ensemble::MAX_PERMUTATIONS)).
+    /// clamped to `1..=`[`MAX_PERMUTATIONS`](rewardanything_client::MAX_PERMUTATIONS)).
     /// An ensemble's line holds the mean scores and a `permutations` object (orders,
     /// flip rate, spread, each order's judgment); any failed order makes the line an
     /// error. Resuming with another `k` refuses the kept lines as changed (their
@@ -264,7 +264,7 @@ impl Batch {
     /// let batch = ra_batch::Batch::to_file("results.jsonl").permutations(4);
     /// ```
     pub fn permutations(mut self, k: usize) -> Self {
-        self.permutations = k.clamp(1, rewardanything_client::ensemble::MAX_PERMUTATIONS);
+        self.permutations = k.clamp(1, rewardanything_client::MAX_PERMUTATIONS);
         self
     }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rewardanything_client::ensemble::EnsembleError;
+use rewardanything_client::EnsembleError;
 use rewardanything_client::{Client, JudgeErrorKind, JudgeRequest};
 use serde_json::Value;
 use tokio::io::AsyncBufRead;

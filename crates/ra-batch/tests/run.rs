@@ -310,6 +310,7 @@ async fn a_resume_names_the_first_line_it_does_not_keep() {
             .starts_with("result line 4: not a result line: "),
         "{cut}"
     );
+}
 
 /// The client library's request rules (`JudgeRequest::validate`) in a run's shape: a
 /// line that breaks one is a `bad_input` line in its place, with its id, naming the field

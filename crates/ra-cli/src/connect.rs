@@ -6,12 +6,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rewardanything_client::env::{self, ApiKey};
-use rewardanything_client::error::BuildError;
-use rewardanything_client::grammar::{GrammarOptions, rewardanything_gbnf};
 use rewardanything_client::{
     BalanceConfig, BalancePolicy, Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Masking,
     RetryPolicy, Sampling,
 };
+use rewardanything_client::{BuildError, ConnectError};
+use rewardanything_client::{GrammarOptions, rewardanything_gbnf};
 
 use crate::config::ReferenceConfig;
 use crate::endpoints_file::EndpointsFile;
@@ -288,24 +288,24 @@ impl ClientArgs {
 
 /// Whether a start-up failure is the user's setting (a key, a model) rather than an
 /// endpoint not answering yet.
-pub fn is_setting_error(e: &BuildError) -> bool {
+pub fn is_setting_error(e: &ConnectError) -> bool {
     matches!(
         e,
-        BuildError::Unauthorized { .. }
-            | BuildError::ModelNotServed { .. }
-            | BuildError::AmbiguousModel { .. }
+        ConnectError::Unauthorized { .. }
+            | ConnectError::ModelNotServed { .. }
+            | ConnectError::AmbiguousModel { .. }
     )
 }
 
 /// A start-up failure, said the way a user can act on: a 401/403 is a key problem, not
 /// an unreachable server, and a 404 on a base URL without `/v1` is a missing `/v1`.
-pub fn startup_error(e: BuildError) -> anyhow::Error {
+pub fn startup_error(e: ConnectError) -> anyhow::Error {
     match &e {
-        BuildError::Unauthorized { .. } => {
+        ConnectError::Unauthorized { .. } => {
             anyhow::anyhow!("{e} (RA_API_KEY, --api-key or the config's api_key)")
         }
-        BuildError::ModelNotServed { .. } => anyhow::anyhow!("{e}; choose one with --model"),
-        BuildError::AmbiguousModel { .. } => anyhow::anyhow!("{e} with --model"),
+        ConnectError::ModelNotServed { .. } => anyhow::anyhow!("{e}; choose one with --model"),
+        ConnectError::AmbiguousModel { .. } => anyhow::anyhow!("{e} with --model"),
         // The client's reason says whether it answered (HTTP …, with a /v1 hint for a
         // 404) or could not be reached.
         _ => anyhow::anyhow!("the endpoint is not usable at startup: {e}"),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rewardanything_client::Client;
-pub use rewardanything_client::endpoints_file::EndpointsFile;
+pub use rewardanything_client::EndpointsFile;
 
 /// Re-reads the file every `interval` and hands changed endpoints to the client
 /// (comparing contents, not modification times, which can miss a rewrite within one

@@ -159,8 +159,11 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
              the engines' capacity"
         );
     }
-    let config =
-        reward.apply(gateway_config(&args, api_key.clone(), connection.concurrency).jobs(jobs))?;
+    let config = reward.apply(gateway_config(
+        &args,
+        api_key.clone(),
+        connection.concurrency,
+    ))?;
     eprintln!(
         "ra gateway: listening on http://{addr} ({})",
         if api_key.is_some() {
@@ -169,7 +172,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             "no auth"
         }
     );
-    ra_gateway::serve(listener, client, config, stop_signal()).await;
+    ra_gateway::Gateway::new(client, config)
+        .jobs(jobs)
+        .serve(listener, stop_signal())
+        .await;
     if let Some(f) = follower {
         f.abort();
     }

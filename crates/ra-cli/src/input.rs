@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::path::Path;
 
 use indexmap::IndexMap;
-use rewardanything_client::render::deserialize_unique_map;
+use rewardanything_client::deserialize_unique_map;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 

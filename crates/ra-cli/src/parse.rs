@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use indexmap::IndexMap;
-use rewardanything_client::parse::{Completion, ParseOptions, parse_completion_with};
+use rewardanything_client::{Completion, ParseOptions, parse_completion_with};
 use serde::Deserialize;
 use serde_json::json;
 

@@ -14,9 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rewardanything_client::grammar::{GrammarOptions, rewardanything_gbnf};
-use rewardanything_client::reward::{Normalization, Rewarder};
 use rewardanything_client::{Client, ClientBuilder, JudgeRequest, RetryPolicy, Sampling};
+use rewardanything_client::{GrammarOptions, rewardanything_gbnf};
+use rewardanything_client::{Normalization, Rewarder};
 use serde_json::{Value, json};
 
 /// Real-server tests share the machine's two cores: one at a time.

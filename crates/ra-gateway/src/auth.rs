@@ -36,7 +36,7 @@ fn bearer_token(header: &[u8]) -> Option<&[u8]> {
 pub async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(key) = &state.config.api_key {
         let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-        if !authorized(header, key) {
+        if !authorized(header, key.expose()) {
             return ApiError::Unauthorized.into_response();
         }
     }

@@ -24,12 +24,12 @@ pub const DEFAULT_MAX_BATCH: usize = 10_000;
 /// ```
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
 /// Default most responses in one request: the client library's
-/// ([`rewardanything_client::render::MAX_RESPONSES`]).
+/// ([`rewardanything_client::MAX_RESPONSES`]).
 ///
 /// ```
 /// assert_eq!(ra_gateway::DEFAULT_MAX_RESPONSES, 64);
 /// ```
-pub const DEFAULT_MAX_RESPONSES: usize = rewardanything_client::render::MAX_RESPONSES;
+pub const DEFAULT_MAX_RESPONSES: usize = rewardanything_client::MAX_RESPONSES;
 /// Default most rollouts judged in one `/get_reward` group call.
 ///
 /// ```
@@ -49,7 +49,9 @@ pub const DEFAULT_MAX_OPEN_GROUPS: usize = 1024;
 /// ```
 pub const DEFAULT_MAX_JOBS: usize = 1_000;
 
-/// Settings of [`serve`](crate::serve) and [`router`](crate::router).
+/// The gateway's settings: plain data (limits, timeouts, the key, the reward mapping).
+/// What lives while serving (the client, the job store, tasks, connections) belongs to
+/// [`Gateway`](crate::Gateway) and to the [`GatewayHandle`](crate::GatewayHandle) it starts.
 ///
 /// ```
 /// use std::time::Duration;
@@ -60,13 +62,13 @@ pub const DEFAULT_MAX_JOBS: usize = 1_000;
 /// assert_eq!(config.get_max_body_bytes(), 1 << 20);
 /// assert!(!format!("{config:?}").contains("secret"));
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GatewayConfig {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_buffered_bytes: usize,
     pub(crate) max_batch: usize,
     pub(crate) max_responses: usize,
-    pub(crate) api_key: Option<String>,
+    pub(crate) api_key: Option<ApiKey>,
     pub(crate) health_interval: Duration,
     pub(crate) health_timeout: Duration,
     pub(crate) batch_window: usize,
@@ -81,12 +83,27 @@ pub struct GatewayConfig {
     pub(crate) group_window: Duration,
     pub(crate) max_group_size: usize,
     pub(crate) max_open_groups: usize,
-    pub(crate) jobs: Option<crate::JobStore>,
     pub(crate) job_window: usize,
     pub(crate) max_jobs: usize,
     pub(crate) max_running_jobs: usize,
-    /// The address `serve` listens on (set by `serve`): an upstream there is a loop.
-    pub(crate) own_addr: Option<std::net::SocketAddr>,
+}
+
+/// The bearer key: a secret, so its `Debug` never shows it (a derived `Debug` of the
+/// settings stays safe to log).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ApiKey(String);
+
+impl ApiKey {
+    /// The key itself, for the comparison in [`auth`](crate::auth) only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
 }
 
 impl Default for GatewayConfig {
@@ -111,42 +128,10 @@ impl Default for GatewayConfig {
             group_window: Duration::ZERO,
             max_group_size: DEFAULT_MAX_GROUP_SIZE,
             max_open_groups: DEFAULT_MAX_OPEN_GROUPS,
-            jobs: None,
             job_window: 256,
             max_jobs: DEFAULT_MAX_JOBS,
             max_running_jobs: 2,
-            own_addr: None,
         }
-    }
-}
-
-impl fmt::Debug for GatewayConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The key is a secret: only whether one is set.
-        f.debug_struct("GatewayConfig")
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("max_buffered_bytes", &self.max_buffered_bytes)
-            .field("max_batch", &self.max_batch)
-            .field("max_responses", &self.max_responses)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
-            .field("health_interval", &self.health_interval)
-            .field("batch_window", &self.batch_window)
-            .field("grace", &self.grace)
-            .field("body_timeout", &self.body_timeout)
-            .field("header_timeout", &self.header_timeout)
-            .field("write_timeout", &self.write_timeout)
-            .field("max_connections", &self.max_connections)
-            .field("principle", &self.principle)
-            .field("reward_scale", &self.reward_scale)
-            .field("failure_reward", &self.failure_reward)
-            .field("group_window", &self.group_window)
-            .field("max_group_size", &self.max_group_size)
-            .field("max_open_groups", &self.max_open_groups)
-            .field("jobs", &self.jobs.as_ref().map(|j| j.base().to_path_buf()))
-            .field("job_window", &self.job_window)
-            .field("max_jobs", &self.max_jobs)
-            .field("max_running_jobs", &self.max_running_jobs)
-            .finish()
     }
 }
 
@@ -212,7 +197,7 @@ impl GatewayConfig {
     /// let c = ra_gateway::GatewayConfig::default().api_key(Some("k".into()));
     /// ```
     pub fn api_key(mut self, key: Option<String>) -> Self {
-        self.api_key = key.filter(|k| !k.is_empty());
+        self.api_key = key.filter(|k| !k.is_empty()).map(ApiKey);
         self
     }
 
@@ -248,7 +233,8 @@ impl GatewayConfig {
     }
 
     /// After shutdown is asked, how long in-flight requests may take to finish
-    /// (default 5 s); then [`serve`](crate::serve) returns anyway.
+    /// (default 5 s); then [`Gateway::serve`](crate::Gateway::serve) returns anyway; also
+    /// how long [`GatewayHandle::shutdown`](crate::GatewayHandle::shutdown) gives batch jobs.
     ///
     /// ```
     /// let c = ra_gateway::GatewayConfig::default().grace(std::time::Duration::ZERO);
@@ -282,28 +268,13 @@ impl GatewayConfig {
     /// How long writing an answer may make no progress (default 60 s): a peer that
     /// stops reading (a large streamed batch answer it never reads) is disconnected then,
     /// and what its request held (its share of the byte budget) is released. Only
-    /// [`serve`](crate::serve) enforces it.
+    /// [`Gateway::serve`](crate::Gateway::serve) enforces it.
     ///
     /// ```
     /// let c = ra_gateway::GatewayConfig::default().write_timeout(std::time::Duration::from_secs(10));
     /// ```
     pub fn write_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.write_timeout = timeout.max(Duration::from_millis(1));
-        self
-    }
-
-    /// The store of batch jobs (`POST /api/batch_request` …); without one those routes
-    /// answer 501. [`serve`](crate::serve) resumes its unfinished jobs, and stops them on
-    /// shutdown (they resume on the next start). Needs a tokio runtime when the router
-    /// is built.
-    ///
-    /// ```
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let store = ra_gateway::JobStore::open(dir.path()).unwrap();
-    /// let c = ra_gateway::GatewayConfig::default().jobs(store);
-    /// ```
-    pub fn jobs(mut self, store: crate::JobStore) -> Self {
-        self.jobs = Some(store);
         self
     }
 
@@ -425,5 +396,84 @@ impl GatewayConfig {
     pub fn max_open_groups(mut self, n: usize) -> Self {
         self.max_open_groups = n.max(1);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The settings' `Debug` shows every field (a hand-written one had lost
+    /// `health_timeout`) and never the key. The destructuring names every field, so a
+    /// new field does not compile here until it is checked too.
+    #[test]
+    fn debug_shows_every_setting_and_never_the_key() {
+        let config = GatewayConfig::default()
+            .api_key(Some("sk-do-not-log".into()))
+            .principle(Some("Prefer correct answers.".into()))
+            .health_timeout(Duration::from_millis(1234))
+            .failure_reward(-0.5)
+            .expect("finite");
+        let shown = format!("{config:?}");
+        let pretty = format!("{config:#?}");
+        assert!(!shown.contains("sk-do-not-log"), "{shown}");
+        assert!(!pretty.contains("sk-do-not-log"), "{pretty}");
+        assert!(
+            shown.contains("api_key: Some(ApiKey(<redacted>))"),
+            "{shown}"
+        );
+        let GatewayConfig {
+            max_body_bytes,
+            max_buffered_bytes,
+            max_batch,
+            max_responses,
+            api_key: _,
+            health_interval,
+            health_timeout,
+            batch_window,
+            grace,
+            body_timeout,
+            header_timeout,
+            write_timeout,
+            max_connections,
+            principle,
+            reward_scale,
+            failure_reward,
+            group_window,
+            max_group_size,
+            max_open_groups,
+            job_window,
+            max_jobs,
+            max_running_jobs,
+        } = &config;
+        macro_rules! shows {
+            ($($field:ident),*) => {$(
+                let want = format!("{}: {:?}", stringify!($field), $field);
+                assert!(shown.contains(&want), "{want:?} missing from {shown}");
+            )*};
+        }
+        shows!(
+            max_body_bytes,
+            max_buffered_bytes,
+            max_batch,
+            max_responses,
+            health_interval,
+            health_timeout,
+            batch_window,
+            grace,
+            body_timeout,
+            header_timeout,
+            write_timeout,
+            max_connections,
+            principle,
+            reward_scale,
+            failure_reward,
+            group_window,
+            max_group_size,
+            max_open_groups,
+            job_window,
+            max_jobs,
+            max_running_jobs
+        );
     }
 }

@@ -139,28 +139,29 @@ impl ApiError {
         }
     }
 
-    fn kind(&self) -> String {
+    /// The stable snake_case name of this error, as `error.kind` of the body.
+    pub fn kind(&self) -> &'static str {
         match self {
-            ApiError::Unauthorized => "unauthorized".into(),
-            ApiError::TooLarge(_) => "body_too_large".into(),
-            ApiError::BadBody(_) => "bad_body".into(),
-            ApiError::BodyTimeout(_) => "body_timeout".into(),
-            ApiError::EmptyBatch => "empty_batch".into(),
-            ApiError::ShuttingDown => "shutting_down".into(),
-            ApiError::Overloaded => "overloaded".into(),
-            ApiError::ConnectionClosed => "connection_closed".into(),
-            ApiError::NotFound => "not_found".into(),
-            ApiError::MethodNotAllowed => "method_not_allowed".into(),
-            ApiError::Invalid(_) => "invalid_request".into(),
-            ApiError::Judge(e) => e.kind_str().into(),
-            ApiError::JobNotFound => "not_found".into(),
-            ApiError::JobTimeout => "timed_out".into(),
-            ApiError::JobFailed(_) => "job_failed".into(),
-            ApiError::JobsDisabled => "jobs_disabled".into(),
-            ApiError::TooManyJobs(_) => "too_many_jobs".into(),
-            ApiError::JobsUnavailable(_) => "jobs_unavailable".into(),
-            ApiError::InvalidQuery(_) => "invalid_request".into(),
-            ApiError::Internal(_) => "internal".into(),
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::TooLarge(_) => "body_too_large",
+            ApiError::BadBody(_) => "bad_body",
+            ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::EmptyBatch => "empty_batch",
+            ApiError::ShuttingDown => "shutting_down",
+            ApiError::Overloaded => "overloaded",
+            ApiError::ConnectionClosed => "connection_closed",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Invalid(_) => "invalid_request",
+            ApiError::Judge(e) => e.kind_str(),
+            ApiError::JobNotFound => "not_found",
+            ApiError::JobTimeout => "timed_out",
+            ApiError::JobFailed(_) => "job_failed",
+            ApiError::JobsDisabled => "jobs_disabled",
+            ApiError::TooManyJobs(_) => "too_many_jobs",
+            ApiError::JobsUnavailable(_) => "jobs_unavailable",
+            ApiError::InvalidQuery(_) => "invalid_request",
+            ApiError::Internal(_) => "internal",
         }
     }
 }
@@ -177,7 +178,7 @@ fn judge_status(e: &JudgeError) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let info = ErrorInfo {
-            kind: self.kind(),
+            kind: self.kind().to_string(),
             message: self.to_string(),
         };
         let detail = match &self {

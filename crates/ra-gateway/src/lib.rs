@@ -34,15 +34,18 @@
 //! let client = rewardanything_client::Client::builder().endpoint("http://127.0.0.1:8001/v1").build()?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //! let config = ra_gateway::GatewayConfig::default();
-//! ra_gateway::serve(listener, client, config, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! let gateway = ra_gateway::Gateway::new(client, config);
+//! gateway.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 mod admit;
 mod auth;
 mod body;
 mod coalesce;
 mod config;
 mod error;
+mod gateway;
 mod health;
 mod jobs;
 mod metrics;
@@ -53,28 +56,14 @@ mod server;
 mod state;
 mod wire;
 
-use std::future::Future;
-
 pub use config::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_GROUP_SIZE,
     DEFAULT_MAX_JOBS, DEFAULT_MAX_OPEN_GROUPS, DEFAULT_MAX_RESPONSES, GatewayConfig,
 };
+pub use gateway::{Gateway, GatewayHandle};
 pub use jobs::{JobStore, JobStoreError};
 pub use reward_scale::{NonFiniteReward, RewardScale};
 use rewardanything_client::Client;
-
-/// The gateway's router, for tests or to nest in another axum app.
-///
-/// ```
-/// let client = rewardanything_client::Client::builder().endpoint("http://127.0.0.1:9/v1").build().unwrap();
-/// let app: axum::Router = ra_gateway::router(client, ra_gateway::GatewayConfig::default());
-/// ```
-pub fn router(client: Client, config: GatewayConfig) -> axum::Router {
-    // Nothing can cut these requests short or stop them: the senders are dropped at once.
-    let (_never, cut) = tokio::sync::watch::channel(false);
-    let (_never, stopping) = tokio::sync::watch::channel(false);
-    routes::router(client, config, cut, stopping)
-}
 
 /// Why `client`'s upstream cannot work when it is this gateway itself, listening on
 /// `own`: `Some(reason naming the endpoint and the fix)` when an endpoint's host and port
@@ -91,57 +80,4 @@ pub fn router(client: Client, config: GatewayConfig) -> axum::Router {
 /// ```
 pub async fn self_loop(client: &Client, own: std::net::SocketAddr) -> Option<String> {
     health::self_loop(client, own).await
-}
-
-/// Serves the gateway on `listener` until `shutdown` completes; then stops accepting,
-/// lets requests in flight finish within the configured grace, and returns. After the
-/// grace, requests still running are answered 503 (`shutting_down`), their judgments
-/// cancelled and the client closed. Accept errors (e.g. out of file descriptors) are
-/// logged and retried, so there is no error to return.
-///
-/// ```no_run
-/// # async fn f(client: rewardanything_client::Client) -> std::io::Result<()> {
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-/// let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-/// let server = tokio::spawn(ra_gateway::serve(listener, client, Default::default(), async { let _ = rx.await; }));
-/// let _ = tx.send(());
-/// # Ok(()) }
-/// ```
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    client: Client,
-    mut config: GatewayConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    config.own_addr = listener.local_addr().ok();
-    let limits = server::Limits {
-        header_timeout: config.header_timeout,
-        write_timeout: config.write_timeout,
-        max_connections: config.max_connections,
-        grace: config.grace,
-    };
-    let (cut_tx, cut_rx) = tokio::sync::watch::channel(false);
-    // Once shutdown is asked: every open /get_reward group is sent, and jobs stop with
-    // the same grace, alongside the HTTP drain.
-    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let jobs_stopped = config.jobs.clone().map(|store| {
-        let grace = config.grace;
-        let mut asked = stopping_rx.clone();
-        tokio::spawn(async move {
-            if asked.wait_for(|s| *s).await.is_ok() {
-                store.shutdown(grace).await;
-            }
-        })
-    });
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stopping_tx.send(true);
-    };
-    let app = routes::router(client.clone(), config, cut_rx, stopping_rx);
-    server::run(listener, app, limits, cut_tx, shutdown).await;
-    if let Some(stopped) = jobs_stopped {
-        let _ = stopped.await;
-    }
-    // Judgments not yet sent (of requests cut short) fail at once.
-    client.close();
 }

@@ -6,7 +6,7 @@
 //! answer, one entry per query, each turned into a tensor (so every value is a number).
 //!
 //! * `query[i]` is split into the user's question and the response
-//!   ([`rewardanything_client::rollout::split_rollout`], shared with the Python package):
+//!   ([`rewardanything_client::split_rollout`], shared with the Python package):
 //!   the question comes from `prompts[i]`'s own turns, never from the generated text. A
 //!   rollout with no boundary the response could not have written is not judged: it
 //!   gets the failure reward, `ra_failed = 1` and its reason in `ra_error`.
@@ -41,7 +41,7 @@ use axum::Json;
 use axum::extract::State;
 use futures::StreamExt;
 use rewardanything_client::Client;
-use rewardanything_client::rollout::{self, SplitError, label_principle, split_rollout};
+use rewardanything_client::{SplitError, label_principle, split_rollout};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, watch};
@@ -106,7 +106,7 @@ struct Rollout {
     /// Shared by every rollout with the same source (the configured principle is one
     /// allocation for the whole call).
     principle: Arc<str>,
-    split: Result<rollout::Rollout, SplitError>,
+    split: Result<rewardanything_client::Rollout, SplitError>,
 }
 
 /// `POST /get_reward`.

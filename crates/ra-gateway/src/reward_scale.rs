@@ -1,7 +1,7 @@
 //! How `/get_reward` turns a judge's 1–5 score into a reward: a setting of the gateway
 //! (`--reward`, `--failure-reward`), kept apart from the route that applies it.
 
-use rewardanything_client::reward::{Normalization, normalize};
+use rewardanything_client::{Normalization, normalize};
 
 /// How a 1–5 score becomes `rewards[i]` (`--reward`).
 ///
@@ -29,7 +29,7 @@ impl RewardScale {
     /// The client library's normalization this scale is.
     ///
     /// ```
-    /// use rewardanything_client::reward::Normalization;
+    /// use rewardanything_client::Normalization;
     /// assert_eq!(ra_gateway::RewardScale::Centered.normalization(), Normalization::Centered);
     /// ```
     pub fn normalization(self) -> Normalization {

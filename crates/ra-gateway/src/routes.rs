@@ -5,75 +5,26 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
-use rewardanything_client::{Client, JudgeRequest};
+use rewardanything_client::JudgeRequest;
 use serde_json::json;
 
 use crate::body::Checked;
-use crate::config::GatewayConfig;
 use crate::error::ApiError;
-use crate::health::HealthCache;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::wire::{self, JudgeResult};
 use crate::{admit, auth, jobs, openrlhf};
 
-/// The routes, as their metrics label them (anything else is `other`: labels stay few).
-const ROUTES: [&str; 8] = [
-    "/api/rewardanything",
-    "/api/rewardanything_batch",
-    "/api/batch_request",
-    "/api/list_tasks",
-    "/api/clear_tasks",
-    "/get_reward",
-    "/health",
-    "/metrics",
-];
-
-/// The label of every `GET /api/batch_request/{id}`.
-const JOB_ROUTE: &str = "/api/batch_request/{id}";
-
-/// The router of every route; `cut` ends requests still running (see [`AppState::cut`]);
-/// `stopping` becomes true when shutdown starts.
-pub fn router(
-    client: Client,
-    config: GatewayConfig,
-    cut: tokio::sync::watch::Receiver<bool>,
-    stopping: tokio::sync::watch::Receiver<bool>,
-) -> Router {
-    let limit = config.max_body_bytes;
-    let budget = admit::budget(&config);
-    let mut registry = Metrics::default();
-    if let Some(store) = &config.jobs {
-        registry.register_jobs(&store.counters());
-    }
-    let shared_metrics = Arc::new(registry);
-    if let Some(store) = &config.jobs {
-        store.start(
-            client.clone(),
-            jobs::Limits {
-                window: config.job_window,
-                max_line_bytes: config.max_body_bytes,
-                max_running: config.max_running_jobs,
-            },
-            Arc::clone(&shared_metrics),
-        );
-    }
-    let coalescer = openrlhf::coalescer(&client, &config, Arc::clone(&shared_metrics), stopping);
-    let state = Arc::new(AppState {
-        client,
-        config,
-        metrics: shared_metrics,
-        coalescer,
-        health: HealthCache::default(),
-        budget,
-        cut,
-    });
+/// The router of every route over `state` (built, with what it starts, by
+/// [`Gateway`](crate::Gateway)).
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.max_body_bytes;
     let protected = Router::new()
         .route("/api/rewardanything", post(judge_one))
         .route("/api/rewardanything_batch", post(judge_batch))
@@ -105,19 +56,20 @@ pub fn router(
         .with_state(state)
 }
 
-/// Counts each request by route and status, and the requests in flight.
+/// Counts each request by route and status, and the requests in flight. The route is
+/// the router's own pattern (`/api/batch_request/{id}`), so labels stay as few as the
+/// routes; a request no route matches is `other`.
 async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let route = match ROUTES.into_iter().find(|r| *r == path) {
-        Some(route) => route,
-        None if path.starts_with("/api/batch_request/") => JOB_ROUTE,
-        None => "other",
-    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other", MatchedPath::as_str)
+        .to_string();
     state.metrics.in_flight(1);
     // Decremented even if the client goes away and this future is dropped.
     let _guard = InFlight(&state.metrics);
     let response = next.run(req).await;
-    state.metrics.request(route, response.status().as_u16());
+    state.metrics.request(&route, response.status().as_u16());
     response
 }
 
@@ -200,7 +152,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         Err(reason) => {
             // Only once unhealthy: a gateway asking itself gets its own 404, which says
             // nothing of the loop.
-            let reason = match config.own_addr {
+            let reason = match state.own_addr {
                 Some(own) => crate::health::self_loop(&state.client, own)
                     .await
                     .unwrap_or(reason),

@@ -9,12 +9,17 @@ use rewardanything_client::Client;
 use crate::coalesce::Coalescer;
 use crate::config::GatewayConfig;
 use crate::health::HealthCache;
+use crate::jobs::JobStore;
 use crate::metrics::Metrics;
 
 /// What every handler shares.
 pub struct AppState {
     pub client: Client,
     pub config: GatewayConfig,
+    /// The store of batch jobs, when the gateway has one.
+    pub jobs: Option<JobStore>,
+    /// The address the gateway listens on, when it serves: an upstream there is a loop.
+    pub own_addr: Option<std::net::SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub health: HealthCache,
     /// Becomes `true` when the shutdown grace ran out: requests still running answer

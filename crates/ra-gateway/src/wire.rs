@@ -112,8 +112,8 @@ fn python_numbers<S: Serializer>(scores: &IndexMap<String, f64>, s: S) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rewardanything_client::error::JudgeErrorKind;
-    use rewardanything_client::parse::parse_output;
+    use rewardanything_client::JudgeErrorKind;
+    use rewardanything_client::parse_output;
 
     #[test]
     fn whole_scores_are_integers_others_floats() {

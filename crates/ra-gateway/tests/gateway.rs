@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    ClientOptions, Gateway, assert_result, http, metrics, mock, numbered, post, sample, slow_mock,
-    wait_for_engine, wait_until,
+    ClientOptions, Gateway, assert_result, get, http, metrics, mock, numbered, post, sample,
+    slow_mock, wait_for_engine, wait_until,
 };
 use ra_gateway::GatewayConfig;
 use ra_mock::{Latency, MockHandle, MockServer};
@@ -359,6 +359,19 @@ async fn metrics_count_requests_judgments_and_tokens() {
         post(&gw.at("/api/rewardanything_batch"), &batch).await.0,
         200
     );
+    // Labelled by the route that matched (its pattern), else `other`: a path under a
+    // route's prefix that no route matches is not that route.
+    let id = "0b4c1c5e-7a8f-4a57-9d3c-2f6f1c2d3e4f";
+    assert_eq!(
+        get(&gw.at(&format!("/api/batch_request/{id}"))).await.0,
+        501
+    );
+    assert_eq!(
+        get(&gw.at(&format!("/api/batch_request/{id}/x"))).await.0,
+        404
+    );
+    assert_eq!(get(&gw.at("/nowhere")).await.0, 404);
+    assert_eq!(post(&gw.at("/health"), &json!({})).await.0, 405);
     let text = metrics(&gw).await;
     let p = "ra_gateway_";
     let count = |labels: &str| sample(&text, &format!("{p}http_requests_total{{{labels}}}"));
@@ -369,6 +382,12 @@ async fn metrics_count_requests_judgments_and_tokens() {
         count("route=\"/api/rewardanything_batch\",status=\"200\""),
         1.0
     );
+    assert_eq!(
+        count("route=\"/api/batch_request/{id}\",status=\"501\""),
+        1.0
+    );
+    assert_eq!(count("route=\"other\",status=\"404\""), 2.0);
+    assert_eq!(count("route=\"/health\",status=\"405\""), 1.0);
     let judged = |labels: &str| sample(&text, &format!("{p}judgments_total{{{labels}}}"));
     assert_eq!(judged("outcome=\"ok\",kind=\"\""), 3.0);
     assert_eq!(judged("outcome=\"error\",kind=\"no_json_object\""), 1.0);
@@ -656,14 +675,10 @@ async fn health_names_an_upstream_that_is_this_gateway_itself() {
         .build()
         .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(ra_gateway::serve(
-        listener,
-        client,
-        GatewayConfig::default(),
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let gateway = ra_gateway::Gateway::new(client, GatewayConfig::default());
+    let task = tokio::spawn(gateway.serve(listener, async {
+        let _ = rx.await;
+    }));
     let r = http()
         .get(format!("http://{own}/health"))
         .send()

@@ -20,14 +20,17 @@ const CLIENT: ClientOptions = ClientOptions {
     max_attempts: 2,
 };
 
-async fn start(mock: &MockHandle, config: GatewayConfig) -> Gateway {
-    Gateway::start(mock, config, CLIENT).await
+async fn start(mock: &MockHandle, jobs: JobStore, config: GatewayConfig) -> Gateway {
+    Gateway::start_with_jobs(mock, config, Some(jobs), CLIENT).await
 }
 
-fn store(dir: &Path) -> GatewayConfig {
-    GatewayConfig::default()
-        .jobs(JobStore::open(dir).expect("job store"))
-        .job_window(8)
+/// The store of `dir`, opened now.
+fn opened(dir: &Path) -> JobStore {
+    JobStore::open(dir).expect("job store")
+}
+
+fn config() -> GatewayConfig {
+    GatewayConfig::default().job_window(8)
 }
 
 async fn create(gw: &Gateway, body: &Value) -> String {
@@ -47,7 +50,7 @@ async fn a_job_answers_in_order_with_the_callers_names_and_is_listed() {
     })
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = start(&mock, store(dir.path())).await;
+    let gw = start(&mock, opened(dir.path()), config()).await;
     let requests: Vec<Value> = (0..40).map(|i| numbered(i, "")).collect();
     let (status, created) =
         post(&gw.at("/api/batch_request"), &json!({"requests": requests})).await;
@@ -112,7 +115,7 @@ fn uuid_like(id: &str) -> bool {
 async fn unknown_or_malformed_ids_are_404_and_a_slow_job_is_408_until_cleared() {
     let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = start(&mock, store(dir.path())).await;
+    let gw = start(&mock, opened(dir.path()), config()).await;
     let (status, _) = get(&gw.at("/api/batch_request/..")).await;
     assert_eq!(status, 404);
     for id in [
@@ -175,7 +178,7 @@ async fn a_failed_item_stays_in_place_and_overrides_are_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let evil = elsewhere.path().join("written-by-a-caller");
-    let gw = start(&mock, store(dir.path())).await;
+    let gw = start(&mock, opened(dir.path()), config()).await;
     let requests = vec![
         numbered(0, ""),
         numbered(1, "[[fault:400]]"),
@@ -221,7 +224,12 @@ async fn a_failed_item_stays_in_place_and_overrides_are_ignored() {
 async fn invalid_bodies_and_queries_are_422_naming_the_field() {
     let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = start(&mock, store(dir.path()).max_batch(5).max_responses(4)).await;
+    let gw = start(
+        &mock,
+        opened(dir.path()),
+        config().max_batch(5).max_responses(4),
+    )
+    .await;
     let ok = numbered(0, "");
     let mut empty = ok.clone();
     empty["responses"] = json!({});
@@ -273,7 +281,12 @@ async fn invalid_bodies_and_queries_are_422_naming_the_field() {
 async fn every_job_route_needs_the_key() {
     let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = start(&mock, store(dir.path()).api_key(Some("k3y".into()))).await;
+    let gw = start(
+        &mock,
+        opened(dir.path()),
+        config().api_key(Some("k3y".into())),
+    )
+    .await;
     let id = "00000000-0000-4000-8000-000000000000";
     let body = json!({"requests": [numbered(0, "")]});
     let calls = [
@@ -307,7 +320,7 @@ async fn a_stopped_gateway_leaves_the_job_unfinished_and_the_next_one_finishes_i
     let dir = tempfile::tempdir().expect("tempdir");
     let n = 120;
     let requests: Vec<Value> = (0..n).map(|i| numbered(i, "")).collect();
-    let gw = start(&mock, store(dir.path()).grace(Duration::ZERO)).await;
+    let gw = start(&mock, opened(dir.path()), config().grace(Duration::ZERO)).await;
     let id = create(&gw, &json!({"requests": requests})).await;
     let results = dir.path().join(&id).join("results.jsonl");
     wait_until("the job never started", Duration::from_secs(30), || async {
@@ -319,7 +332,7 @@ async fn a_stopped_gateway_leaves_the_job_unfinished_and_the_next_one_finishes_i
     assert!(written < n, "stopped before the end ({written} lines)");
     let sent_before = mock.stats().chat_requests;
     // The lock is released with the stopped gateway: a new one takes the directory.
-    let gw = start(&mock, store(dir.path())).await;
+    let gw = start(&mock, opened(dir.path()), config()).await;
     let (status, answer) = get(&gw.at(&format!("/api/batch_request/{id}?max_timeout=60"))).await;
     assert_eq!(status, 200, "{answer}");
     let answer = answer.as_array().expect("array");
@@ -340,7 +353,7 @@ async fn a_stopped_gateway_leaves_the_job_unfinished_and_the_next_one_finishes_i
     );
     gw.stop().await;
     // A finished job is listed by the next gateway and answered without judging again.
-    let gw = start(&mock, store(dir.path())).await;
+    let gw = start(&mock, opened(dir.path()), config()).await;
     let (_, tasks) = get(&gw.at("/api/list_tasks")).await;
     assert_eq!(tasks[&id]["complete"], true, "{tasks}");
     assert_eq!(tasks[&id]["num_requests"], n);
@@ -359,8 +372,8 @@ fn line_count(path: &Path) -> usize {
 async fn the_job_limits_refuse_or_queue_and_clear_frees_them() {
     let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = store(dir.path()).max_jobs(2).max_running_jobs(1);
-    let gw = start(&mock, config).await;
+    let config = config().max_jobs(2).max_running_jobs(1);
+    let gw = start(&mock, opened(dir.path()), config).await;
     let slow = create(
         &gw,
         &json!({"requests": [numbered(0, "[[latency-ms:1500]]")]}),
@@ -408,7 +421,7 @@ async fn a_job_that_cannot_finish_is_a_500_and_listed_with_an_error() {
         r#"{"start_time":"2026-01-01T00:00:00Z","num_requests":1,"complete":false}"#,
     )
     .expect("state");
-    let gw = start(&mock, store(dir.path())).await;
+    let gw = start(&mock, opened(dir.path()), config()).await;
     let (status, body) = get(&gw.at(&format!("/api/batch_request/{id}?max_timeout=30"))).await;
     assert_eq!(status, 500, "{body}");
     let detail = body["detail"].as_str().expect("detail");
@@ -431,7 +444,7 @@ async fn a_job_that_cannot_finish_is_a_500_and_listed_with_an_error() {
 async fn a_job_body_over_the_limit_is_413_and_creates_nothing() {
     let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = start(&mock, store(dir.path()).max_body_bytes(4096)).await;
+    let gw = start(&mock, opened(dir.path()), config().max_body_bytes(4096)).await;
     let big: Vec<Value> = (0..40).map(|i| numbered(i, "")).collect();
     let (status, body) = post(&gw.at("/api/batch_request"), &json!({"requests": big})).await;
     assert_eq!(status, 413, "{body}");
@@ -451,7 +464,7 @@ async fn a_job_body_over_the_limit_is_413_and_creates_nothing() {
 async fn concurrent_job_posts_never_exceed_max_jobs() {
     let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = start(&mock, store(dir.path()).max_jobs(5)).await;
+    let gw = start(&mock, opened(dir.path()), config().max_jobs(5)).await;
     let url = gw.at("/api/batch_request");
     let posts: Vec<_> = (0..60)
         .map(|i| {
@@ -483,7 +496,7 @@ async fn concurrent_job_posts_never_exceed_max_jobs() {
 async fn a_job_body_is_one_json_value_and_a_repeated_query_parameter_answers_json() {
     let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = start(&mock, store(dir.path())).await;
+    let gw = start(&mock, opened(dir.path()), config()).await;
     let one = json!({"requests": [numbered(1, "")]});
     let two = json!({"requests": [numbered(2, ""), numbered(3, "")]});
     let (status, answer) = send(
@@ -521,8 +534,7 @@ async fn a_lazy_store_opens_on_first_use_and_says_which_flag_while_another_holds
     let mock = mock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let base = dir.path().join("outputs");
-    let config = GatewayConfig::default().jobs(JobStore::lazy(&base));
-    let gw = start(&mock, config).await;
+    let gw = start(&mock, JobStore::lazy(&base), GatewayConfig::default()).await;
     // Nothing is created before a job route is used.
     let (status, _) = post(&gw.at("/api/rewardanything"), &numbered(1, "")).await;
     assert_eq!(status, 200);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 
-use crate::server::Shared;
+use crate::stats::Counters;
 
 /// How a filler body starts: a chat completion whose content string never closes, so a
 /// client that parses as it reads keeps reading.
@@ -36,11 +36,12 @@ impl From<Bytes> for MockBody {
 }
 
 impl MockBody {
-    /// `PREFIX` then `x`s: `total` bytes in all, or endless for `None`.
-    pub fn filler(shared: Arc<Shared>, total: Option<u64>) -> Self {
-        shared.counters.streaming.fetch_add(1, Relaxed);
+    /// `PREFIX` then `x`s: `total` bytes in all, or endless for `None`; counted in
+    /// `counters` while it lives.
+    pub fn filler(counters: Arc<Counters>, total: Option<u64>) -> Self {
+        counters.streaming.fetch_add(1, Relaxed);
         Self::Filler(Filler {
-            shared,
+            counters,
             sent: 0,
             total,
         })
@@ -50,7 +51,7 @@ impl MockBody {
 /// State of a generated body; counted in `Stats::streaming_bodies` until dropped, which
 /// happens when it ends or when hyper drops it because the client went away.
 pub(crate) struct Filler {
-    shared: Arc<Shared>,
+    counters: Arc<Counters>,
     sent: u64,
     total: Option<u64>,
 }
@@ -73,14 +74,14 @@ impl Filler {
         };
         let n = chunk.len() as u64;
         self.sent += n;
-        self.shared.counters.streamed_bytes.fetch_add(n, Relaxed);
+        self.counters.streamed_bytes.fetch_add(n, Relaxed);
         Some(chunk)
     }
 }
 
 impl Drop for Filler {
     fn drop(&mut self) {
-        self.shared.counters.streaming.fetch_sub(1, Relaxed);
+        self.counters.streaming.fetch_sub(1, Relaxed);
     }
 }
 

@@ -8,6 +8,12 @@
 //!   [`MockHandle::set_healthy`]`(false)`. Never needs the API key.
 //! * `GET /v1/models`: `{"object":"list","data":[{"id":NAME,"object":"model","created":…,
 //!   "owned_by":"ra-mock","root":NAME,"parent":null,"max_model_len":CONTEXT_LENGTH},…]}`.
+//! * `GET /stats`: the counters of [`Stats`] as a JSON object, so that a test or a user
+//!   of the `ra-mock` binary can count requests while it runs, e.g.
+//!   `{"received": 5, "chat_requests": 4, "by_status": {"200": 3, "503": 1}, "dropped": 0,
+//!   "hung": 0, "cancelled": 0, "in_flight": 0, …}`; see [`Stats`] for every field.
+//!   Never needs the API key, and is not counted itself (polling changes nothing).
+//!   [`MockHandle::reset`] zeroes them.
 //! * `POST /v1/chat/completions`: reads `model` (optional; an unknown one gets
 //!   vLLM's 404 `The model `X` does not exist.`), `messages`, `max_tokens` /
 //!   `max_completion_tokens`, `temperature`, `seed`; other fields are ignored,
@@ -102,9 +108,11 @@
 //! # Ok(())
 //! # }
 //! ```
+#![warn(missing_docs)]
 
 mod body;
 mod config;
+mod fault;
 mod markers;
 mod names;
 mod prefix;
@@ -120,15 +128,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use config::{
-    ContextErrorStyle, Fault, FaultRates, Latency, OverCapacity, ParseNameError, ReasoningShape,
-};
+pub use config::{ContextErrorStyle, Latency, OverCapacity, ParseNameError, ReasoningShape};
+pub use fault::{Fault, FaultRates};
 pub use names::NameFault;
 pub use prefix::{BLOCK_BYTES, PrefixCache};
 pub use score::{
     biased_score, estimate_tokens, expected_ranking, expected_score, fnv1a64, prompt_hash,
 };
-pub use server::SHAPE_HEADER;
+pub use server::{SHAPE_HEADER, STATS_PATH};
 pub use stats::{Attempt, Outcome, Stats};
 
 use server::{Config, Shared};

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::config::{Fault, ReasoningShape};
-use crate::names::NameFault;
+use crate::config::ReasoningShape;
+use crate::fault::{Fault, parse_fault};
 
 /// The markers found in one prompt.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -48,56 +48,10 @@ impl Markers {
     }
 }
 
-/// Parses a fault spec: `hang`, `drop`, `malformed`, `length`, `400-context`,
-/// `400-context:prompt-tokens=N`, `endless-body`, `huge-body:N`, `error-200`,
-/// `names-extra`, `names-missing`, `names-invented`, `names-extra-ranked`, `CODE` or
-/// `CODE:retry-after=S` (CODE in 400..=599).
-pub(crate) fn parse_fault(spec: &str) -> Option<Fault> {
-    match spec {
-        "hang" => return Some(Fault::Hang),
-        "drop" => return Some(Fault::Drop),
-        "malformed" => return Some(Fault::Malformed),
-        "length" => return Some(Fault::Length),
-        "400-context" => {
-            return Some(Fault::ContextLength {
-                prompt_tokens: None,
-            });
-        }
-        "endless-body" => return Some(Fault::EndlessBody),
-        "error-200" => return Some(Fault::Error200),
-        _ => {}
-    }
-    if let Some(names) = NameFault::from_spec(spec) {
-        return Some(Fault::WrongNames(names));
-    }
-    if let Some(arg) = spec.strip_prefix("400-context:prompt-tokens=") {
-        return Some(Fault::ContextLength {
-            prompt_tokens: Some(arg.parse().ok()?),
-        });
-    }
-    if let Some(arg) = spec.strip_prefix("huge-body:") {
-        return Some(Fault::HugeBody {
-            bytes: arg.parse().ok()?,
-        });
-    }
-    let (code, opt) = match spec.split_once(':') {
-        Some((c, o)) => (c, Some(o)),
-        None => (spec, None),
-    };
-    let code: u16 = code.parse().ok()?;
-    if !(400..=599).contains(&code) {
-        return None;
-    }
-    let retry_after = match opt {
-        None => None,
-        Some(o) => Some(o.strip_prefix("retry-after=")?.parse().ok()?),
-    };
-    Some(Fault::Status { code, retry_after })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::NameFault;
 
     #[test]
     fn parses_all_markers() {

@@ -18,11 +18,12 @@ use hyper_util::rt::TokioIo;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::task::JoinSet;
 
 use crate::body::MockBody;
-use crate::config::{ContextErrorStyle, Fault, FaultRates, Latency, OverCapacity, ReasoningShape};
+use crate::config::{ContextErrorStyle, Latency, OverCapacity, ReasoningShape};
+use crate::fault::{Fault, FaultRates};
 use crate::markers::Markers;
 use crate::names::{NameFault, wrong_answer};
 use crate::prefix::{BlockCache, PrefixCache};
@@ -67,7 +68,7 @@ pub(crate) struct Shared {
     pub cfg: Config,
     pub dynamic: Mutex<Dynamic>,
     pub started: Instant,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
     pub attempts: AttemptLog,
     pub fail_first: Mutex<HashMap<u64, u32>>,
     slots: Option<Semaphore>,
@@ -101,7 +102,7 @@ impl Shared {
                 healthy: None,
             }),
             started: Instant::now(),
-            counters: Counters::new(),
+            counters: Arc::new(Counters::new()),
             attempts: AttemptLog::new(cfg.attempt_log_capacity),
             fail_first: Mutex::new(HashMap::new()),
             slots: cfg.capacity.map(Semaphore::new),
@@ -206,9 +207,16 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// Path of the counters route: `GET` answers [`Stats`](crate::Stats) as JSON.
+pub const STATS_PATH: &str = "/stats";
+
 async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, DropConnection> {
-    shared.counters.received.fetch_add(1, Relaxed);
     let path = req.uri().path();
+    if req.method() == Method::GET && path == STATS_PATH {
+        // Not counted itself: polling the counters changes none of them.
+        return Ok(stats(&shared));
+    }
+    shared.counters.received.fetch_add(1, Relaxed);
     let resp = match (req.method(), path) {
         (&Method::POST, "/v1/chat/completions") => chat(&shared, req).await?,
         (&Method::GET, "/health") => {
@@ -226,7 +234,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
             Some(denied) => denied,
             None => respond(200, shared.models_body.clone(), None),
         },
-        (_, "/v1/chat/completions" | "/health" | "/v1/models") => respond(
+        (_, "/v1/chat/completions" | "/health" | "/v1/models" | STATS_PATH) => respond(
             405,
             render::error_body(405, "Method Not Allowed", None),
             None,
@@ -235,6 +243,17 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
     };
     shared.counters.count_status(resp.status().as_u16());
     Ok(resp)
+}
+
+/// The counters as JSON (never needs the key, like `/health`: they hold no secret).
+fn stats(shared: &Shared) -> Resp {
+    match serde_json::to_vec(&shared.counters.snapshot()) {
+        Ok(json) => respond(200, Bytes::from(json), None),
+        Err(e) => {
+            let msg = format!("ra-mock: could not encode the counters: {e}");
+            respond(500, render::error_body(500, &msg, None), None)
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -384,9 +403,117 @@ impl Drop for ChatGuard<'_> {
     }
 }
 
+/// How a chat request ends before its answer: a reply now, or a dropped connection.
+enum Early {
+    // Boxed: the steps' results stay small on the happy path.
+    Reply(Box<Resp>),
+    Drop,
+}
+
+impl Early {
+    fn reply(resp: Resp) -> Self {
+        Early::Reply(Box::new(resp))
+    }
+}
+
+impl ChatGuard<'_> {
+    /// Ends the request with an error reply.
+    fn refuse(&mut self, code: u16, message: &str) -> Early {
+        Early::reply(self.error(code, message))
+    }
+}
+
+/// `POST /v1/chat/completions`, step by step; each step records what it learns in the
+/// request's [`Attempt`] and may end the request early with its reply.
 async fn chat(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Resp, DropConnection> {
     let mut g = ChatGuard::new(shared);
+    match answer_chat(shared, &mut g, req).await {
+        Ok(resp) => Ok(resp),
+        Err(Early::Reply(resp)) => Ok(*resp),
+        Err(Early::Drop) => Err(DropConnection),
+    }
+}
+
+async fn answer_chat(
+    shared: &Arc<Shared>,
+    g: &mut ChatGuard<'_>,
+    req: Request<Incoming>,
+) -> Result<Resp, Early> {
     let details = shared.cfg.log_prompts && shared.attempts.enabled();
+    let header_shape = check_head(shared, g, &req, details)?;
+    let body = read_body(g, req, shared.cfg.max_body_bytes).await?;
+    let parsed = parse_request(g, &body, details)?;
+    let model = pick_model(shared, g, &parsed)?;
+    let (payload, markers) = read_payload(g, &parsed, details)?;
+    let dynamic = shared.dynamic();
+    let fault = pick_fault(shared, &dynamic, &markers, g.info.content_hash, g.seq);
+    let (answer, prompt_tokens) = apply_fault(shared, g, fault, &parsed).await?;
+    check_context(shared, g, &parsed, prompt_tokens)?;
+    // The slot and the `processing` gauge live until the answer is sent.
+    let (_slot, hold_from) = take_slot(shared, g).await?;
+    let _processing = Gauge::enter(&shared.counters.processing, &shared.counters.max_processing);
+    let delay = markers
+        .latency
+        .unwrap_or_else(|| dynamic.latency.pick(shared.draw(STREAM_LATENCY, g.seq)))
+        + prefill_delay(shared, &parsed);
+    // Built before the hold so that the hold is the configured latency, not latency + work.
+    let input = AnswerInput {
+        seq: g.seq,
+        model,
+        shape: markers.shape.or(header_shape).unwrap_or(shared.cfg.shape),
+        max_tokens: g.info.max_tokens,
+        prompt_tokens,
+        think_bytes: shared.cfg.think_bytes,
+    };
+    let prepared = prepare_answer(shared, answer, &input, &payload);
+    if !delay.is_zero() {
+        hold_until(hold_from + delay).await;
+    }
+    let body = match prepared {
+        Ok(Prepared::Whole(bytes)) => MockBody::from(bytes),
+        // Generated (and counted as streaming) from now on, as the client reads.
+        Ok(Prepared::Filler(total)) => MockBody::filler(Arc::clone(&shared.counters), total),
+        Err(e) => return Err(g.refuse(500, &format!("ra-mock: could not encode the answer: {e}"))),
+    };
+    g.finish(Outcome::Status(200));
+    Ok(respond_body(200, body, None))
+}
+
+/// With the prefix-cache model on: the prefill time of the prompt tokens this replica
+/// has not cached, looked up once the request has its slot, as vLLM's scheduler would.
+fn prefill_delay(shared: &Shared, parsed: &ChatRequest<'_>) -> Duration {
+    let (Some(blocks), Some(p)) = (&shared.blocks, shared.cfg.prefix_cache) else {
+        return Duration::ZERO;
+    };
+    let parts: Vec<&[u8]> = parsed
+        .messages
+        .iter()
+        .filter_map(|m| m.content.as_ref())
+        .filter_map(|c| match c {
+            Content::Text(t) => Some(t.as_bytes()),
+            // Multi-part contents are rare here; their text counts as uncached.
+            Content::Parts(_) => None,
+        })
+        .collect();
+    let lookup = blocks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .admit(&parts);
+    let c = &shared.counters;
+    c.cached_tokens.fetch_add(lookup.cached_tokens, Relaxed);
+    c.prefilled_tokens
+        .fetch_add(lookup.prefilled_tokens, Relaxed);
+    let factor = u32::try_from(lookup.prefilled_tokens).unwrap_or(u32::MAX);
+    p.prefill_per_token.saturating_mul(factor)
+}
+
+/// The head of the request: its headers (logged), the key, and the shape header.
+fn check_head(
+    shared: &Shared,
+    g: &mut ChatGuard<'_>,
+    req: &Request<Incoming>,
+    details: bool,
+) -> Result<Option<ReasoningShape>, Early> {
     if details {
         let headers = req
             .headers()
@@ -399,62 +526,93 @@ async fn chat(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
             .collect();
         g.info.headers = Some(headers);
     }
-    if let Some(denied) = shared.check_auth(&req) {
+    if let Some(denied) = shared.check_auth(req) {
         g.info.authorized = false;
         g.finish(Outcome::Status(401));
-        return Ok(denied);
+        return Err(Early::reply(denied));
     }
-    let header_shape = match req
+    match req
         .headers()
         .get(SHAPE_HEADER)
         .map(|v| v.to_str().map(str::parse::<ReasoningShape>))
     {
-        None => None,
-        Some(Ok(Ok(s))) => Some(s),
-        Some(_) => return Ok(g.error(400, "ra-mock: bad x-ra-mock-shape header")),
-    };
-    let body = match Limited::new(req.into_body(), shared.cfg.max_body_bytes)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
+        None => Ok(None),
+        Some(Ok(Ok(s))) => Ok(Some(s)),
+        Some(_) => Err(g.refuse(400, "ra-mock: bad x-ra-mock-shape header")),
+    }
+}
+
+/// The whole body, at most `limit` bytes (413 beyond).
+async fn read_body(
+    g: &mut ChatGuard<'_>,
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<Bytes, Early> {
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Ok(g.error(413, "ra-mock: request body too large"));
+            Err(g.refuse(413, "ra-mock: request body too large"))
         }
         // The client broke the upload; nothing to answer (the guard records Cancelled).
-        Err(_) => return Err(DropConnection),
-    };
-    let parsed: ChatRequest<'_> = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => return Ok(g.error(400, &format!("ra-mock: invalid request body: {e}"))),
-    };
+        Err(_) => Err(Early::Drop),
+    }
+}
+
+/// The chat request's fields (streaming refused), recorded in the attempt.
+fn parse_request<'b>(
+    g: &mut ChatGuard<'_>,
+    body: &'b Bytes,
+    details: bool,
+) -> Result<ChatRequest<'b>, Early> {
+    let parsed: ChatRequest<'_> = serde_json::from_slice(body)
+        .map_err(|e| g.refuse(400, &format!("ra-mock: invalid request body: {e}")))?;
     if parsed.stream == Some(true) {
         // Answering a streaming request with a plain body would hide a client bug.
-        return Ok(g.error(400, "ra-mock: streaming (stream: true) is not supported"));
+        return Err(g.refuse(400, "ra-mock: streaming (stream: true) is not supported"));
     }
     if details {
         // A second parse, only when logging details: keeps the hot path free of Value trees.
         if let Ok(mut fields) =
-            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
         {
             fields.remove("messages");
             g.info.body_fields = Some(fields);
         }
     }
-    let max_tokens = parsed.max_completion_tokens.or(parsed.max_tokens);
     g.info.model = parsed.model.as_deref().map(str::to_owned);
-    g.info.max_tokens = max_tokens;
+    g.info.max_tokens = parsed.max_completion_tokens.or(parsed.max_tokens);
     g.info.seed = parsed.seed;
     g.info.temperature = parsed.temperature;
+    Ok(parsed)
+}
 
-    let model: &str = match parsed.model.as_deref() {
-        Some(m) if shared.cfg.models.iter().any(|s| s == m) => m,
+/// The model asked for (vLLM's 404 for an unknown one), or the first served.
+fn pick_model<'a>(
+    shared: &'a Shared,
+    g: &mut ChatGuard<'_>,
+    parsed: &'a ChatRequest<'_>,
+) -> Result<&'a str, Early> {
+    match parsed.model.as_deref() {
+        Some(m) if shared.cfg.models.iter().any(|s| s == m) => Ok(m),
         Some(m) => {
             let msg = format!("The model `{m}` does not exist.");
-            return Ok(g.reply(404, render::error_body(404, &msg, Some("model")), None));
+            Err(Early::reply(g.reply(
+                404,
+                render::error_body(404, &msg, Some("model")),
+                None,
+            )))
         }
-        None => shared.cfg.models.first().map_or("ra-mock", String::as_str),
-    };
+        None => Ok(shared.cfg.models.first().map_or("ra-mock", String::as_str)),
+    }
+}
+
+/// The last user message as RewardAnything's JSON, and the markers in its prompt; the
+/// hashes (and the prompt, when logging details) go into the attempt.
+fn read_payload(
+    g: &mut ChatGuard<'_>,
+    parsed: &ChatRequest<'_>,
+    details: bool,
+) -> Result<(Payload, Markers), Early> {
     let Some(user) = parsed
         .messages
         .iter()
@@ -462,46 +620,46 @@ async fn chat(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
         .find(|m| m.role == "user")
         .and_then(|m| m.content.as_ref())
     else {
-        return Ok(g.error(400, "ra-mock: no user message"));
+        return Err(g.refuse(400, "ra-mock: no user message"));
     };
     let user_text = user.text();
-    let payload: Payload = match serde_json::from_str(&user_text) {
-        Ok(p) => p,
-        Err(e) => {
-            let msg = format!("ra-mock: the user message is not RewardAnything's JSON ({e})");
-            return Ok(g.error(400, &msg));
-        }
-    };
-    let content_hash = fnv1a64(user_text.as_bytes());
+    let payload: Payload = serde_json::from_str(&user_text).map_err(|e| {
+        let msg = format!("ra-mock: the user message is not RewardAnything's JSON ({e})");
+        g.refuse(400, &msg)
+    })?;
     g.info.prompt_hash = fnv1a64(payload.prompt.as_bytes());
-    g.info.content_hash = content_hash;
+    g.info.content_hash = fnv1a64(user_text.as_bytes());
     if details {
         g.info.prompt = Some(payload.prompt.clone());
     }
-    let markers = match Markers::parse(&payload.prompt) {
-        Ok(m) => m,
-        Err(msg) => return Ok(g.error(400, &msg)),
-    };
+    let markers = Markers::parse(&payload.prompt).map_err(|msg| g.refuse(400, &msg))?;
+    Ok((payload, markers))
+}
 
-    let dynamic = shared.dynamic();
-    let fault = pick_fault(shared, &dynamic, &markers, content_hash, g.seq);
-
+/// Applies `fault`: a status, drop or hang ends the request here; the others choose the
+/// answer (or, for `400-context`, the prompt tokens the context check counts).
+async fn apply_fault(
+    shared: &Shared,
+    g: &mut ChatGuard<'_>,
+    fault: Option<Fault>,
+    parsed: &ChatRequest<'_>,
+) -> Result<(Answer, u64), Early> {
     let real_prompt_tokens: u64 = parsed
         .messages
         .iter()
         .filter_map(|m| m.content.as_ref())
         .map(|c| (c.len() as u64).div_ceil(4))
         .sum();
-    let mut prompt_tokens = real_prompt_tokens;
-    let mut answer = Answer::Normal;
-    match fault {
+    let answer = match fault {
+        None => Answer::Normal,
         Some(Fault::Status { code, retry_after }) => {
             let msg = format!("ra-mock: injected fault {code}");
-            return Ok(g.reply(code, render::error_body(code, &msg, None), retry_after));
+            let body = render::error_body(code, &msg, None);
+            return Err(Early::reply(g.reply(code, body, retry_after)));
         }
         Some(Fault::Drop) => {
             g.finish(Outcome::Dropped);
-            return Err(DropConnection);
+            return Err(Early::Drop);
         }
         Some(Fault::Hang) => {
             g.finish(Outcome::Hung);
@@ -510,113 +668,93 @@ async fn chat(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
             match never {}
         }
         Some(Fault::ContextLength { prompt_tokens: p }) => {
-            prompt_tokens = p.unwrap_or_else(|| {
+            let pretended = p.unwrap_or_else(|| {
                 real_prompt_tokens.max(shared.cfg.context_length.saturating_sub(2767))
             });
+            return Ok((Answer::Normal, pretended));
         }
-        Some(Fault::Malformed) => answer = Answer::Malformed,
-        Some(Fault::Length) => answer = Answer::Length,
-        Some(Fault::WrongNames(f)) => answer = Answer::WrongNames(f),
-        Some(Fault::Error200) => answer = Answer::Error200,
-        Some(Fault::EndlessBody) => answer = Answer::Filler(None),
-        Some(Fault::HugeBody { bytes }) => answer = Answer::Filler(Some(bytes)),
-        None => {}
-    }
+        Some(Fault::Malformed) => Answer::Malformed,
+        Some(Fault::Length) => Answer::Length,
+        Some(Fault::WrongNames(f)) => Answer::WrongNames(f),
+        Some(Fault::Error200) => Answer::Error200,
+        Some(Fault::EndlessBody) => Answer::Filler(None),
+        Some(Fault::HugeBody { bytes }) => Answer::Filler(Some(bytes)),
+    };
+    Ok((answer, real_prompt_tokens))
+}
+
+/// vLLM's context-length check of `prompt_tokens` plus the request's `max_tokens`.
+fn check_context(
+    shared: &Shared,
+    g: &mut ChatGuard<'_>,
+    parsed: &ChatRequest<'_>,
+    prompt_tokens: u64,
+) -> Result<(), Early> {
     let param = if parsed.max_completion_tokens.is_some() {
         "max_completion_tokens"
     } else {
         "max_tokens"
     };
-    if let Some((msg, p)) = context_error(&shared.cfg, prompt_tokens, max_tokens, param) {
-        return Ok(g.reply(400, render::error_body(400, &msg, p), None));
+    match context_error(&shared.cfg, prompt_tokens, g.info.max_tokens, param) {
+        None => Ok(()),
+        Some((msg, p)) => Err(Early::reply(g.reply(
+            400,
+            render::error_body(400, &msg, p),
+            None,
+        ))),
     }
+}
 
-    // Capacity: the permit and the `processing` gauge live until the answer is sent.
-    // The hold starts at arrival, or when a queued request gets its slot.
-    let mut hold_from = g.info.arrived;
-    let _permit = match &shared.slots {
-        None => None,
-        Some(sem) => match sem.try_acquire() {
-            Ok(p) => Some(p),
-            Err(_) => match shared.cfg.over_capacity {
-                OverCapacity::Queue => {
-                    // The semaphore is never closed, so this only fails if it were; then no limit.
-                    let p = sem.acquire().await.ok();
-                    hold_from = Instant::now();
-                    p
-                }
-                OverCapacity::Reject { retry_after } => {
-                    shared.counters.rejected.fetch_add(1, Relaxed);
-                    let body = render::error_body(429, "ra-mock: server at capacity", None);
-                    return Ok(g.reply(429, body, retry_after));
-                }
-            },
-        },
+/// A capacity slot (none without a capacity) and when the hold starts: at arrival, or
+/// when a queued request gets its slot. Over capacity, `Reject` answers 429.
+async fn take_slot<'s>(
+    shared: &'s Shared,
+    g: &mut ChatGuard<'_>,
+) -> Result<(Option<SemaphorePermit<'s>>, Instant), Early> {
+    let arrived = g.info.arrived;
+    let Some(sem) = &shared.slots else {
+        return Ok((None, arrived));
     };
-    let _processing = Gauge::enter(&shared.counters.processing, &shared.counters.max_processing);
-    let mut delay = markers
-        .latency
-        .unwrap_or_else(|| dynamic.latency.pick(shared.draw(STREAM_LATENCY, g.seq)));
-    if let (Some(blocks), Some(p)) = (&shared.blocks, shared.cfg.prefix_cache) {
-        // Looked up once the request has its slot, as vLLM's scheduler would.
-        let parts: Vec<&[u8]> = parsed
-            .messages
-            .iter()
-            .filter_map(|m| m.content.as_ref())
-            .filter_map(|c| match c {
-                Content::Text(t) => Some(t.as_bytes()),
-                // Multi-part contents are rare here; their text counts as uncached.
-                Content::Parts(_) => None,
-            })
-            .collect();
-        let lookup = blocks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .admit(&parts);
-        let c = &shared.counters;
-        c.cached_tokens.fetch_add(lookup.cached_tokens, Relaxed);
-        c.prefilled_tokens
-            .fetch_add(lookup.prefilled_tokens, Relaxed);
-        let factor = u32::try_from(lookup.prefilled_tokens).unwrap_or(u32::MAX);
-        delay += p.prefill_per_token.saturating_mul(factor);
+    if let Ok(permit) = sem.try_acquire() {
+        return Ok((Some(permit), arrived));
     }
-
-    // Build the answer first so the hold is the configured latency, not latency + work.
-    let shape = markers.shape.or(header_shape).unwrap_or(shared.cfg.shape);
-    let answer_body = if let Answer::Filler(_) = answer {
-        Ok(Bytes::new()) // generated as the client reads, after the hold
-    } else {
-        let scored: Vec<(u8, &str)> = payload
-            .responses
-            .iter()
-            .enumerate()
-            .map(|(i, (name, text))| {
-                let bias = if i == 0 { shared.cfg.position_bias } else { 0 };
-                (biased_score(expected_score(text), bias), name.as_str())
-            })
-            .collect();
-        let a = AnswerInput {
-            seq: g.seq,
-            model,
-            shape,
-            max_tokens,
-            prompt_tokens,
-            think_bytes: shared.cfg.think_bytes,
-        };
-        answer.render(&a, &scored)
-    };
-    if !delay.is_zero() {
-        hold_until(hold_from + delay).await;
-    }
-    let body = match (answer, answer_body) {
-        (Answer::Filler(total), _) => MockBody::filler(Arc::clone(shared), total),
-        (_, Ok(bytes)) => MockBody::from(bytes),
-        (_, Err(e)) => {
-            return Ok(g.error(500, &format!("ra-mock: could not encode the answer: {e}")));
+    match shared.cfg.over_capacity {
+        // The semaphore is never closed, so this only fails if it were; then no limit.
+        OverCapacity::Queue => Ok((sem.acquire().await.ok(), Instant::now())),
+        OverCapacity::Reject { retry_after } => {
+            shared.counters.rejected.fetch_add(1, Relaxed);
+            let body = render::error_body(429, "ra-mock: server at capacity", None);
+            Err(Early::reply(g.reply(429, body, retry_after)))
         }
-    };
-    g.finish(Outcome::Status(200));
-    Ok(respond_body(200, body, None))
+    }
+}
+
+/// A 200 answer's body before the hold: rendered in full, or the size of a filler that
+/// is generated only as the client reads.
+enum Prepared {
+    Whole(Bytes),
+    Filler(Option<u64>),
+}
+
+fn prepare_answer(
+    shared: &Shared,
+    answer: Answer,
+    input: &AnswerInput<'_>,
+    payload: &Payload,
+) -> Result<Prepared, serde_json::Error> {
+    if let Answer::Filler(total) = answer {
+        return Ok(Prepared::Filler(total));
+    }
+    let scored: Vec<(u8, &str)> = payload
+        .responses
+        .iter()
+        .enumerate()
+        .map(|(i, (name, text))| {
+            let bias = if i == 0 { shared.cfg.position_bias } else { 0 };
+            (biased_score(expected_score(text), bias), name.as_str())
+        })
+        .collect();
+    answer.render(input, &scored).map(Prepared::Whole)
 }
 
 /// The fault for this request: forced > `fail-first` > `fault:` marker > random rates.

@@ -5,8 +5,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-/// A snapshot of the server's counters ([`MockHandle::stats`](crate::MockHandle::stats)).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A snapshot of the server's counters: [`MockHandle::stats`](crate::MockHandle::stats)
+/// in-process, or `GET /stats` ([`STATS_PATH`](crate::STATS_PATH)) over HTTP, which
+/// answers these fields as a JSON object (`by_status` keyed by the status as text:
+/// `{"200": 3, "503": 1}`). Requests to `/stats` are not counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// HTTP requests received on any route.
     pub received: u64,

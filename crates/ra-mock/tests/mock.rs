@@ -814,3 +814,91 @@ async fn position_bias_raises_the_first_presented_response_only() {
     assert_eq!(v["scores"]["model-2"], 1);
     mock.shutdown().await;
 }
+
+/// `GET /stats` counts requests as documented: the same figures as
+/// `MockHandle::stats`, and polling it changes none of them.
+#[tokio::test]
+async fn the_stats_route_counts_requests() {
+    let mock = MockServer::builder().api_key("k").start().await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}{}",
+        mock.health_url().trim_end_matches("/health"),
+        ra_mock::STATS_PATH
+    );
+    let ok = request("count me", &RESPONSES, 512);
+    let failed = request("count me [[fault:503]]", &RESPONSES, 512);
+    for body in [&ok, &ok, &failed] {
+        let r = http
+            .post(format!("{}/chat/completions", mock.base_url()))
+            .bearer_auth("k")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status() == 200 || r.status() == 503, "{}", r.status());
+    }
+    // No key needed, and the route itself is not counted.
+    for _ in 0..2 {
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let stats: Value = r.json().await.unwrap();
+        assert_eq!(stats["received"], 3, "{stats}");
+        assert_eq!(stats["chat_requests"], 3, "{stats}");
+        assert_eq!(stats["by_status"], json!({"200": 2, "503": 1}), "{stats}");
+        assert_eq!(stats["in_flight"], 0, "{stats}");
+    }
+    let s = mock.stats();
+    assert_eq!((s.received, s.chat_requests, s.status(200)), (3, 3, 2));
+    mock.shutdown().await;
+}
+
+/// The same route on the `ra-mock` binary, as a user (or a Python test) counts requests.
+#[tokio::test]
+async fn the_binary_serves_its_counters() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ra-mock"))
+        .args(["--port", "0", "--exit-on-stdin-eof"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ra-mock binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("ra-mock printed its address in time")
+        .unwrap()
+        .expect("a line");
+    let base = line
+        .strip_prefix("listening on ")
+        .and_then(|u| u.strip_suffix("/v1"))
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&request("from the binary", &RESPONSES, 512))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let stats: Value = http
+        .get(format!("{base}/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["chat_requests"], 1, "{stats}");
+    assert_eq!(stats["by_status"], json!({"200": 1}), "{stats}");
+    drop(child.stdin.take());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("ra-mock exits when its stdin closes")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

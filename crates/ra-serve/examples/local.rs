@@ -26,8 +26,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ra_serve::{EngineKind, Server};
-use rewardanything_client::grammar::{GrammarOptions, rewardanything_gbnf};
 use rewardanything_client::{Client, JudgeRequest, Sampling};
+use rewardanything_client::{GrammarOptions, rewardanything_gbnf};
 
 /// What to serve, and whether it needs the output grammar.
 struct Choice {

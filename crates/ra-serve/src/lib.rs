@@ -54,7 +54,7 @@ pub use config::{
 pub use error::Error;
 pub use plan::Plan;
 /// The endpoints file type, shared with every reader (defined in the client crate).
-pub use rewardanything_client::endpoints_file::EndpointsFile;
+pub use rewardanything_client::EndpointsFile;
 use supervisor::{Status, Stop};
 
 /// Entry point of the library: `Server::builder()…spawn().await`.

@@ -62,10 +62,7 @@ impl EndpointsWriter {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let file = rewardanything_client::endpoints_file::EndpointsFile::new(
-            endpoints,
-            self.model.clone(),
-        );
+        let file = rewardanything_client::EndpointsFile::new(endpoints, self.model.clone());
         file.write_atomic(path).map_err(|e| Error::EndpointsFile {
             path: path.clone(),
             message: e.to_string(),

@@ -551,9 +551,9 @@ fn report(label: &str, o: &Options, runs: &[Figures]) {
 /// body serialization, response decoding, parsing. What remains of the measured CPU per
 /// judgment is the HTTP stack, the runtime and the kernel.
 async fn stages(o: &Options) -> Result<(), BoxError> {
-    use rewardanything_client::parse::{Completion, parse_completion};
-    use rewardanything_client::render::{Message, content_hash};
+    use rewardanything_client::{Completion, parse_completion};
     use rewardanything_client::{Masking, render};
+    use rewardanything_client::{Message, content_hash};
 
     #[derive(serde::Serialize)]
     struct ChatBody<'a> {
@@ -713,7 +713,7 @@ async fn raw_run(o: &Options) -> Result<Figures, BoxError> {
     })
 }
 
-fn bytes_body(messages: &[rewardanything_client::render::Message]) -> Result<Vec<u8>, BoxError> {
+fn bytes_body(messages: &[rewardanything_client::Message]) -> Result<Vec<u8>, BoxError> {
     Ok(serde_json::to_vec(&serde_json::json!({
         "model": ra_mock::DEFAULT_MODEL,
         "messages": messages,

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use rewardanything_client::parse::{Completion, parse_completion};
+use rewardanything_client::{Completion, parse_completion};
 use rewardanything_client::{JudgeRequest, Masking, render};
 
 fn median_ns_per_iter(mut f: impl FnMut(), iters: u32, rounds: usize) -> f64 {

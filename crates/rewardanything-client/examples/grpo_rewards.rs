@@ -6,7 +6,7 @@
 //! ```
 
 use rewardanything_client::Client;
-use rewardanything_client::reward::{Normalization, OnFailure, Rewarder};
+use rewardanything_client::{Normalization, OnFailure, Rewarder};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

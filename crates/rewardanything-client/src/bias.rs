@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use indexmap::IndexMap;
-//! use rewardanything_client::bias::{aggregate, Vote};
+//! use rewardanything_client::{aggregate, Vote};
 //! let s1: IndexMap<String, f64> = [("a".into(), 4.0), ("b".into(), 3.0)].into();
 //! let s2: IndexMap<String, f64> = [("a".into(), 3.0), ("b".into(), 4.0)].into();
 //! let (r1, r2) = (vec!["a".to_string(), "b".to_string()], vec!["b".to_string(), "a".to_string()]);
@@ -29,7 +29,7 @@ use serde::Serialize;
 /// use indexmap::IndexMap;
 /// let scores: IndexMap<String, f64> = [("a".into(), 5.0)].into();
 /// let ranking = vec!["a".to_string()];
-/// let vote = rewardanything_client::bias::Vote::new(&scores, &ranking);
+/// let vote = rewardanything_client::Vote::new(&scores, &ranking);
 /// assert_eq!(vote.ranking.len(), 1);
 /// ```
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +47,7 @@ impl<'a> Vote<'a> {
     /// ```
     /// # use indexmap::IndexMap;
     /// let s: IndexMap<String, f64> = IndexMap::new();
-    /// let v = rewardanything_client::bias::Vote::new(&s, &[]);
+    /// let v = rewardanything_client::Vote::new(&s, &[]);
     /// assert!(v.scores.is_empty());
     /// ```
     pub fn new(scores: &'a IndexMap<String, f64>, ranking: &'a [String]) -> Self {
@@ -58,9 +58,9 @@ impl<'a> Vote<'a> {
 /// Pairs of responses whose order changed between judgments, out of all pairs.
 ///
 /// ```
-/// let f = rewardanything_client::bias::Flips { flipped: 1, pairs: 4 };
+/// let f = rewardanything_client::Flips { flipped: 1, pairs: 4 };
 /// assert_eq!(f.rate(), Some(0.25));
-/// assert_eq!(rewardanything_client::bias::Flips::default().rate(), None);
+/// assert_eq!(rewardanything_client::Flips::default().rate(), None);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Flips {
@@ -75,7 +75,7 @@ impl Flips {
     /// `flipped / pairs`, or `None` when no pair was compared.
     ///
     /// ```
-    /// use rewardanything_client::bias::Flips;
+    /// use rewardanything_client::Flips;
     /// assert_eq!(Flips { flipped: 3, pairs: 4 }.rate(), Some(0.75));
     /// ```
     pub fn rate(&self) -> Option<f64> {
@@ -85,7 +85,7 @@ impl Flips {
     /// Adds another count (e.g. to pool requests).
     ///
     /// ```
-    /// use rewardanything_client::bias::Flips;
+    /// use rewardanything_client::Flips;
     /// let mut f = Flips { flipped: 1, pairs: 1 };
     /// f.add(Flips { flipped: 0, pairs: 3 });
     /// assert_eq!(f, Flips { flipped: 1, pairs: 4 });
@@ -100,7 +100,7 @@ impl Flips {
 ///
 /// ```
 /// # use indexmap::IndexMap;
-/// use rewardanything_client::bias::{aggregate, Vote};
+/// use rewardanything_client::{aggregate, Vote};
 /// let s: IndexMap<String, f64> = [("a".into(), 2.0), ("b".into(), 2.0)].into();
 /// let r = vec!["b".to_string(), "a".to_string()];
 /// let agg = aggregate(&["a", "b"], &[Vote::new(&s, &r)]);
@@ -127,7 +127,7 @@ impl Aggregate {
     ///
     /// ```
     /// # use indexmap::IndexMap;
-    /// use rewardanything_client::bias::{aggregate, Vote};
+    /// use rewardanything_client::{aggregate, Vote};
     /// let s1: IndexMap<String, f64> = [("a".into(), 1.0)].into();
     /// let s2: IndexMap<String, f64> = [("a".into(), 4.0)].into();
     /// let r = vec!["a".to_string()];
@@ -144,7 +144,7 @@ impl Aggregate {
 ///
 /// ```
 /// # use indexmap::IndexMap;
-/// use rewardanything_client::bias::{aggregate, Vote};
+/// use rewardanything_client::{aggregate, Vote};
 /// let s: IndexMap<String, f64> = [("a".into(), 5.0), ("b".into(), 1.0)].into();
 /// let r = vec!["a".to_string(), "b".to_string()];
 /// let agg = aggregate(&["a", "b"], &[Vote::new(&s, &r), Vote::new(&s, &r)]);
@@ -232,7 +232,7 @@ fn flips(names: &[&str], votes: &[Vote<'_>]) -> Flips {
 /// judgments.
 ///
 /// ```
-/// use rewardanything_client::bias::PositionTable;
+/// use rewardanything_client::PositionTable;
 /// let mut t = PositionTable::default();
 /// t.add(&[1, 0], &[3.0, 5.0]); // the second response was shown first and scored 5
 /// t.add(&[0, 1], &[4.0, 2.0]);
@@ -251,7 +251,7 @@ impl PositionTable {
     /// score. Extra entries of the longer slice are ignored.
     ///
     /// ```
-    /// let mut t = rewardanything_client::bias::PositionTable::default();
+    /// let mut t = rewardanything_client::PositionTable::default();
     /// t.add(&[0, 1], &[5.0, 1.0]);
     /// assert_eq!(t.counts, [1, 1]);
     /// ```
@@ -269,7 +269,7 @@ impl PositionTable {
     /// The mean score at each position (`None` where nothing was counted).
     ///
     /// ```
-    /// let mut t = rewardanything_client::bias::PositionTable::default();
+    /// let mut t = rewardanything_client::PositionTable::default();
     /// t.add(&[1], &[4.0]);
     /// assert_eq!(t.means(), [None, Some(4.0)]);
     /// ```

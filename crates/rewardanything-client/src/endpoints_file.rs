@@ -16,7 +16,7 @@ const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Contents of the endpoints file.
 ///
 /// ```
-/// use rewardanything_client::endpoints_file::EndpointsFile;
+/// use rewardanything_client::EndpointsFile;
 /// let f: EndpointsFile = serde_json::from_str(
 ///     r#"{"endpoints": ["http://127.0.0.1:8000/v1"], "model": "m", "pid": 7, "future": 1}"#,
 /// ).unwrap();
@@ -38,7 +38,7 @@ pub struct EndpointsFile {
 /// Why an endpoints file could not be read or written.
 ///
 /// ```
-/// use rewardanything_client::endpoints_file::EndpointsFile;
+/// use rewardanything_client::EndpointsFile;
 /// let e = EndpointsFile::read(std::path::Path::new("/nonexistent/ep.json")).unwrap_err();
 /// assert!(e.to_string().contains("/nonexistent/ep.json"));
 /// ```
@@ -68,7 +68,7 @@ impl EndpointsFile {
     /// A file listing these endpoints for this model, written by this process.
     ///
     /// ```
-    /// use rewardanything_client::endpoints_file::EndpointsFile;
+    /// use rewardanything_client::EndpointsFile;
     /// let f = EndpointsFile::new(vec!["http://127.0.0.1:8000/v1".into()], "m");
     /// assert_eq!(f.pid, Some(std::process::id()));
     /// ```
@@ -87,7 +87,7 @@ impl EndpointsFile {
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("ra-ep-doc-read-{}", std::process::id()));
     /// # std::fs::create_dir_all(&dir).unwrap();
-    /// use rewardanything_client::endpoints_file::EndpointsFile;
+    /// use rewardanything_client::EndpointsFile;
     /// let path = dir.join("endpoints.json");
     /// std::fs::write(&path, r#"{"endpoints": []}"#).unwrap();
     /// assert!(EndpointsFile::read(&path).unwrap().endpoints.is_empty());
@@ -123,7 +123,7 @@ impl EndpointsFile {
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("ra-ep-doc-write-{}", std::process::id()));
     /// # std::fs::create_dir_all(&dir).unwrap();
-    /// use rewardanything_client::endpoints_file::EndpointsFile;
+    /// use rewardanything_client::EndpointsFile;
     /// let path = dir.join("endpoints.json");
     /// let f = EndpointsFile::new(vec!["http://127.0.0.1:8000/v1".into()], "m");
     /// f.write_atomic(&path).unwrap();

@@ -25,14 +25,14 @@ use crate::render::{JudgeRequest, Masking, permutation, positions};
 /// The largest number of permutations an ensemble accepts.
 ///
 /// ```
-/// assert_eq!(rewardanything_client::ensemble::MAX_PERMUTATIONS, 1024);
+/// assert_eq!(rewardanything_client::MAX_PERMUTATIONS, 1024);
 /// ```
 pub const MAX_PERMUTATIONS: usize = 1024;
 
 /// Why an ensemble gave no result.
 ///
 /// ```
-/// let e = rewardanything_client::ensemble::EnsembleError::NoPermutations;
+/// let e = rewardanything_client::EnsembleError::NoPermutations;
 /// assert!(e.to_string().contains("at least 1"));
 /// ```
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +135,7 @@ fn factorial(n: usize) -> usize {
 /// unmasked request has one order, hence one seed.
 ///
 /// ```
-/// use rewardanything_client::{ensemble::permutation_seeds, render::positions, JudgeRequest, Masking};
+/// use rewardanything_client::{permutation_seeds, positions, JudgeRequest, Masking};
 /// let req = JudgeRequest::new("p", "q").response("a", "x").response("b", "y");
 /// let seeds = permutation_seeds(&req, 5, 0);
 /// assert_eq!(seeds.len(), 2);
@@ -171,7 +171,7 @@ impl Client {
     /// 0), concurrently, and aggregates them (see [`Ensemble`]). The orders are always
     /// [`Masking::Seeded`], whatever the client's masking; a request with
     /// `mask_responses: false` has only its own order, hence one judgment. Any failed
-    /// permutation fails the ensemble (see the [module docs](crate::ensemble)).
+    /// permutation fails the ensemble (see [`Ensemble`](crate::Ensemble)).
     ///
     /// ```no_run
     /// # async fn f(client: rewardanything_client::Client, r: rewardanything_client::JudgeRequest) {

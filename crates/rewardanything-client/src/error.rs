@@ -8,7 +8,7 @@ use crate::judgment::ParseError;
 /// Why a judgment failed, after `attempts` tries.
 ///
 /// ```
-/// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+/// use rewardanything_client::{JudgeError, JudgeErrorKind};
 /// let e = JudgeError::new(JudgeErrorKind::Timeout(std::time::Duration::from_secs(1)), 3);
 /// assert_eq!(e.kind_str(), "timeout");
 /// assert_eq!(e.attempts, 3);
@@ -18,7 +18,7 @@ use crate::judgment::ParseError;
 /// zero attempts:
 ///
 /// ```
-/// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+/// use rewardanything_client::{JudgeError, JudgeErrorKind};
 /// let e = JudgeError::new(JudgeErrorKind::NoEndpoint, 0);
 /// assert!(e.to_string().contains("nothing was sent"), "{e}");
 /// ```
@@ -39,7 +39,7 @@ impl JudgeError {
     /// An error of this kind after this many attempts.
     ///
     /// ```
-    /// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+    /// use rewardanything_client::{JudgeError, JudgeErrorKind};
     /// let e = JudgeError::new(JudgeErrorKind::Cancelled, 0);
     /// assert!(e.to_string().contains("cancelled"));
     /// ```
@@ -57,7 +57,7 @@ impl JudgeError {
     /// (`no_json_object`, …).
     ///
     /// ```
-    /// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+    /// use rewardanything_client::{JudgeError, JudgeErrorKind};
     /// let e = JudgeError::new(JudgeErrorKind::Http { status: 401, message: "no key".into() }, 1);
     /// assert_eq!(e.kind_str(), "http_status");
     /// ```
@@ -79,7 +79,7 @@ impl JudgeError {
     /// The HTTP status of the last attempt, when the server answered.
     ///
     /// ```
-    /// use rewardanything_client::error::{JudgeError, JudgeErrorKind};
+    /// use rewardanything_client::{JudgeError, JudgeErrorKind};
     /// let e = JudgeError::new(JudgeErrorKind::Http { status: 503, message: String::new() }, 5);
     /// assert_eq!(e.status(), Some(503));
     /// ```
@@ -111,7 +111,7 @@ fn attempts_text(kind: &JudgeErrorKind, attempts: u32) -> String {
 /// The kinds of [`JudgeError`].
 ///
 /// ```
-/// use rewardanything_client::error::JudgeErrorKind;
+/// use rewardanything_client::JudgeErrorKind;
 /// let k = JudgeErrorKind::BadResponse("no choices".into());
 /// assert_eq!(k.to_string(), "bad response from server: no choices");
 /// ```
@@ -156,9 +156,9 @@ pub enum JudgeErrorKind {
     #[error("no endpoint configured")]
     NoEndpoint,
     /// No model was configured and none could be discovered from `/v1/models` (the
-    /// cause, e.g. [`BuildError::Unauthorized`], is kept).
+    /// cause, e.g. [`ConnectError::Unauthorized`], is kept).
     #[error("model discovery failed: {0}")]
-    ModelDiscovery(#[source] Arc<BuildError>),
+    ModelDiscovery(#[source] Arc<ConnectError>),
     /// The client was closed ([`Client::close`](crate::Client::close)) before the
     /// judgment could start.
     #[error("cancelled: the client was closed")]
@@ -168,10 +168,12 @@ pub enum JudgeErrorKind {
     Parse(ParseError),
 }
 
-/// Why a [`Client`](crate::Client) could not be built or connected.
+/// Why a [`Client`](crate::Client) could not be built: a setting is wrong from the
+/// start. Failures met while running (an endpoint that does not answer, refuses the key
+/// or serves another model) are [`ConnectError`]s.
 ///
 /// ```
-/// use rewardanything_client::error::BuildError;
+/// use rewardanything_client::BuildError;
 /// let e = BuildError::NoEndpoint;
 /// assert!(e.to_string().contains("endpoint"));
 /// ```
@@ -195,6 +197,31 @@ pub enum BuildError {
     /// The HTTP client could not be created.
     #[error("cannot create HTTP client: {0}")]
     Http(#[source] reqwest::Error),
+    /// An invalid setting (e.g. a zero limit).
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Why an endpoint could not be reached, or could not serve, while running:
+/// [`Client::connect`](crate::Client::connect), [`Client::list_models`](crate::Client::list_models)
+/// and a judgment's model discovery (kept as the source of
+/// [`JudgeErrorKind::ModelDiscovery`]).
+///
+/// ```
+/// use rewardanything_client::ConnectError;
+/// let e = ConnectError::AmbiguousModel { url: "http://a/v1".into(), models: vec![] };
+/// assert_eq!(e.to_string(), "choose a model: http://a/v1 serves no model");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// No endpoint to ask.
+    #[error("no endpoint given (e.g. http://127.0.0.1:8000/v1)")]
+    NoEndpoint,
+    /// The URL given to [`Client::list_models`](crate::Client::list_models) is not an
+    /// endpoint.
+    #[error(transparent)]
+    InvalidEndpoint(BuildError),
     /// The endpoint refused the API key (HTTP 401/403).
     #[error("unauthorized at {url} (HTTP {status}): {message}; check the API key (RA_API_KEY)")]
     Unauthorized {
@@ -218,10 +245,13 @@ pub enum BuildError {
     /// `/v1/models` could not be read.
     #[error("cannot list models at {url}: {reason}")]
     ModelDiscovery {
-        /// The URL asked.
+        /// The URL asked (credentials redacted).
         url: String,
         /// What went wrong.
         reason: String,
+        /// The transport error, when the endpoint could not be reached (its URL removed).
+        #[source]
+        source: Option<Arc<reqwest::Error>>,
     },
     /// No model was chosen and the endpoint serves several (or none).
     #[error("choose a model: {url} serves {}", if .models.is_empty() { "no model".to_string() } else { .models.join(", ") })]
@@ -231,7 +261,4 @@ pub enum BuildError {
         /// The served model ids.
         models: Vec<String>,
     },
-    /// An invalid setting (e.g. a zero limit).
-    #[error("invalid setting: {0}")]
-    Invalid(String),
 }

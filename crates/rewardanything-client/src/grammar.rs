@@ -34,7 +34,7 @@
 //! structured-output options).
 //!
 //! ```
-//! use rewardanything_client::grammar::{GrammarOptions, rewardanything_gbnf};
+//! use rewardanything_client::{GrammarOptions, rewardanything_gbnf};
 //!
 //! let gbnf = rewardanything_gbnf(&["model-1", "model-2"], &GrammarOptions::default());
 //! assert!(gbnf.starts_with("root ::= think judgment\n"));
@@ -57,7 +57,7 @@ use std::fmt::Write as _;
 /// start from [`GrammarOptions::default`] and use the `with_*` methods.
 ///
 /// ```
-/// use rewardanything_client::grammar::GrammarOptions;
+/// use rewardanything_client::GrammarOptions;
 /// let opts = GrammarOptions::default().with_max_think_chars(120);
 /// assert_eq!(opts.max_think_chars, 120);
 /// ```
@@ -112,14 +112,15 @@ impl GrammarOptions {
 }
 
 /// Builds a llama.cpp GBNF grammar that forces a RewardAnything judgment over
-/// `masked_names` (see the [module documentation](self) for the exact shape).
+/// `masked_names`: a think block of at most `max_think_chars` characters, then
+/// the judgment JSON with exactly those names ([`GrammarOptions`]).
 ///
 /// Duplicate names are dropped (first occurrence kept), since a JSON object
 /// cannot hold the same key twice. An empty list gives a grammar for
 /// `{"scores": {}, "best-to-worst": []}`.
 ///
 /// ```
-/// use rewardanything_client::grammar::{GrammarOptions, rewardanything_gbnf};
+/// use rewardanything_client::{GrammarOptions, rewardanything_gbnf};
 /// let gbnf = rewardanything_gbnf(&["a\"b", "c"], &GrammarOptions::default());
 /// // The JSON string "a\"b", escaped once more as a GBNF literal.
 /// assert!(gbnf.contains(r#"name-0 ::= "\"a\\\"b\"""#));

@@ -20,7 +20,7 @@ pub enum Recovery {
 /// A validated verdict of the reward model.
 ///
 /// ```
-/// use rewardanything_client::parse::parse_output;
+/// use rewardanything_client::parse_output;
 /// let j = parse_output(
 ///     "<think>B is shorter.</think>{\"scores\": {\"model-1\": 2, \"model-2\": 5}, \"best-to-worst\": [\"model-2\", \"model-1\"]}",
 ///     None,
@@ -58,7 +58,7 @@ impl Judgment {
     /// listed keep their relative order after them, and unknown names are ignored.
     ///
     /// ```
-    /// use rewardanything_client::parse::parse_output;
+    /// use rewardanything_client::parse_output;
     /// let mut j = parse_output(r#"{"scores": {"b": 1, "a": 5}, "best-to-worst": ["a", "b"]}"#, None).unwrap();
     /// j.reorder(["a", "b", "zzz"]);
     /// assert_eq!(j.scores.keys().collect::<Vec<_>>(), ["a", "b"]);
@@ -141,7 +141,7 @@ impl std::fmt::Display for ParseErrorKind {
 /// A typed parse failure.
 ///
 /// ```
-/// use rewardanything_client::{judgment::ParseErrorKind, parse::parse_output};
+/// use rewardanything_client::{ParseErrorKind, parse_output};
 /// let e = parse_output("no json here", None).unwrap_err();
 /// assert_eq!(e.kind, ParseErrorKind::NoJsonObject);
 /// assert_eq!(serde_json::to_string(&e.kind).unwrap(), "\"no_json_object\"");

@@ -2,7 +2,11 @@
 //!
 //! Data flows one way: a [`JudgeRequest`] is [rendered](render()) into chat messages, sent
 //! by the [`Client`] to an OpenAI-compatible endpoint, and the completion is
-//! [parsed](parse) into a validated [`Judgment`].
+//! [parsed](parse_completion) into a validated [`Judgment`].
+//!
+//! Every item has one path, at the crate root, except two namespaces: [`compat`] (what
+//! reproduces the reference Python package and CPython exactly) and [`metrics`] (the
+//! reference's and the evaluation metrics).
 //!
 //! ```
 //! use rewardanything_client::{render, JudgeRequest, Masking};
@@ -12,35 +16,55 @@
 //! let prompt = render(&req, Masking::Reference);
 //! assert_eq!(prompt.messages.len(), 2);
 //! ```
+#![warn(missing_docs)]
 mod balance;
-pub mod bias;
+mod bias;
 mod client;
 pub mod compat;
-pub mod endpoints_file;
-pub mod ensemble;
+mod endpoints_file;
+mod ensemble;
 pub mod env;
-pub mod error;
-pub mod grammar;
-pub mod judgment;
+mod error;
+mod grammar;
+mod judgment;
 pub mod metrics;
-pub mod parse;
-pub mod render;
+mod parse;
+mod render;
 mod retry;
-pub mod reward;
-pub mod rollout;
+mod reward;
+mod rollout;
 mod wire;
 
 pub use balance::{BalanceConfig, BalancePolicy, EndpointStats, ParsePolicyError};
+pub use bias::{Aggregate, Flips, PositionTable, Vote, aggregate};
 pub use client::{
     BodyHook, Client, ClientBuilder, DEFAULT_MAX_BUFFERED_RESPONSE_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES, Judged, ResponseBuffer, Sampling, Usage,
 };
-pub use error::{BuildError, JudgeError, JudgeErrorKind};
-pub use judgment::{Judgment, ParseError, ParseErrorKind};
-pub use render::{InvalidRequest, JudgeRequest, Masking, RenderedPrompt, render};
+pub use endpoints_file::{EndpointsFile, EndpointsFileError};
+pub use ensemble::{
+    Ensemble, EnsembleError, MAX_PERMUTATIONS, PermutationJudgment, permutation_seeds,
+};
+pub use error::{BuildError, ConnectError, JudgeError, JudgeErrorKind};
+pub use grammar::{GrammarOptions, rewardanything_gbnf};
+pub use judgment::{Judgment, ParseError, ParseErrorKind, Recovery};
+pub use parse::{Completion, ParseOptions, parse_completion, parse_completion_with, parse_output};
+pub use render::{
+    InvalidMasking, InvalidRequest, JudgeRequest, MAX_RESPONSES, Masking, Message, RenderedPrompt,
+    Role, SYSTEM_PROMPT, content_hash, deserialize_responses, deserialize_unique_map,
+    deserialize_unique_names, permutation, positional_name, positions, push_json_string, render,
+};
 /// The HTTP client crate in the API ([`ClientBuilder::http_client`], error sources).
 pub use reqwest;
 pub use retry::{Backoff, RetryPolicy};
+pub use reward::{
+    GroupRewards, Normalization, NormalizeError, OnFailure, RewardError, Rewarder,
+    UnknownNormalization, check_group_size, normalize,
+};
+pub use rollout::{
+    InvalidPrinciple, Rollout, SplitError, label_principle, split_rollout, strip_end_of_turn,
+    user_question,
+};
 
 /// The README's Rust examples compile as doc tests.
 #[cfg(doctest)]

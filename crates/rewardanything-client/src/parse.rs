@@ -70,7 +70,7 @@ use crate::judgment::{Judgment, ParseError, ParseErrorKind, Recovery};
 /// chat template pre-filled `<think>`); (4) no reasoning at all.
 ///
 /// ```
-/// use rewardanything_client::parse::{parse_completion, Completion};
+/// use rewardanything_client::{parse_completion, Completion};
 /// let c = Completion::new(r#"{"scores": {"a": 4}, "best-to-worst": ["a"]}"#)
 ///     .with_reasoning(Some("thinking…"))
 ///     .with_finish_reason(Some("stop"));
@@ -423,12 +423,13 @@ fn ranking_names(
 }
 
 /// Parses a completion into a validated [`Judgment`] with the default
-/// [`ParseOptions`]; see the [module documentation](self) for every rule.
+/// [`ParseOptions`] (the rules are SPEC section 6: every failure is a typed
+/// [`ParseError`], never empty scores).
 ///
 /// ```
 /// use indexmap::IndexMap;
-/// use rewardanything_client::parse::{parse_completion, Completion};
-/// use rewardanything_client::judgment::ParseErrorKind;
+/// use rewardanything_client::{parse_completion, Completion};
+/// use rewardanything_client::ParseErrorKind;
 /// let m: IndexMap<String, String> = [("model-1", "alice"), ("model-2", "bob")]
 ///     .into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
 /// // Shape 3: the template pre-filled <think>.
@@ -450,7 +451,7 @@ pub fn parse_completion(
 /// [`parse_completion`] with explicit [`ParseOptions`].
 ///
 /// ```
-/// use rewardanything_client::parse::{parse_completion_with, Completion, ParseOptions};
+/// use rewardanything_client::{parse_completion_with, Completion, ParseOptions};
 /// let text = r#"{"scores": {"a": 0.5, "b": 2}, "best-to-worst": ["b", "a"]}"#;
 /// let c = Completion::new(text);
 /// assert!(!parse_completion_with(&c, None, &ParseOptions::default()).unwrap().consistent);
@@ -499,8 +500,8 @@ pub fn parse_completion_with(
 /// [`Judgment`]; `masked2real` maps `model-N` back to the caller's names.
 ///
 /// ```
-/// use rewardanything_client::parse::parse_output;
-/// use rewardanything_client::judgment::ParseErrorKind;
+/// use rewardanything_client::parse_output;
+/// use rewardanything_client::ParseErrorKind;
 /// let j = parse_output("```json\n{\"scores\": {\"x\": 3}, \"best-to-worst\": [\"x\"]}\n```", None).unwrap();
 /// assert_eq!(j.scores["x"], 3.0);
 /// assert_eq!(parse_output("{\"scores\": {\"x\": NaN}, \"best-to-worst\": [\"x\"]}", None).unwrap_err().kind,

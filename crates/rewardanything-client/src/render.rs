@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// `\n`, ends with `}\n`).
 ///
 /// ```
-/// assert_eq!(rewardanything_client::render::SYSTEM_PROMPT.len(), 1121);
+/// assert_eq!(rewardanything_client::SYSTEM_PROMPT.len(), 1121);
 /// ```
 pub const SYSTEM_PROMPT: &str = include_str!("system_prompt.txt");
 
@@ -76,7 +76,7 @@ where
 /// ```
 /// #[derive(serde::Deserialize)]
 /// struct Gold {
-///     #[serde(deserialize_with = "rewardanything_client::render::deserialize_unique_map")]
+///     #[serde(deserialize_with = "rewardanything_client::deserialize_unique_map")]
 ///     scores: indexmap::IndexMap<String, f64>,
 /// }
 /// assert_eq!(serde_json::from_str::<Gold>(r#"{"scores": {"a": 1, "b": 2}}"#).unwrap().scores["b"], 2.0);
@@ -99,7 +99,7 @@ where
 /// accepted (`ra score` input lines, Python's `judge` and `judge_batch`).
 ///
 /// ```
-/// assert_eq!(rewardanything_client::render::positional_name(0), "response-1");
+/// assert_eq!(rewardanything_client::positional_name(0), "response-1");
 /// ```
 pub fn positional_name(index: usize) -> String {
     format!("response-{}", index + 1)
@@ -111,7 +111,7 @@ pub fn positional_name(index: usize) -> String {
 /// ```
 /// #[derive(serde::Deserialize)]
 /// struct Line {
-///     #[serde(deserialize_with = "rewardanything_client::render::deserialize_responses")]
+///     #[serde(deserialize_with = "rewardanything_client::deserialize_responses")]
 ///     responses: indexmap::IndexMap<String, String>,
 /// }
 /// let line: Line = serde_json::from_str(r#"{"responses": ["yes", "no"]}"#).unwrap();
@@ -414,7 +414,7 @@ pub enum Role {
 /// One chat message.
 ///
 /// ```
-/// use rewardanything_client::render::{Message, Role};
+/// use rewardanything_client::{Message, Role};
 /// let m = Message { role: Role::User, content: "hi".into() };
 /// assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"role":"user","content":"hi"}"#);
 /// ```
@@ -545,7 +545,7 @@ pub fn render(request: &JudgeRequest, masking: Masking) -> RenderedPrompt {
 /// responses are then shown in the caller's order.
 ///
 /// ```
-/// use rewardanything_client::{render::permutation, JudgeRequest, Masking};
+/// use rewardanything_client::{permutation, JudgeRequest, Masking};
 /// let req = JudgeRequest::new("p", "q").response("a", "x").response("b", "y");
 /// assert_eq!(permutation(&req, Masking::Reference), Some(vec![1, 0]));
 /// assert_eq!(permutation(&req, Masking::None), None);
@@ -569,7 +569,7 @@ pub fn permutation(request: &JudgeRequest, masking: Masking) -> Option<Vec<usize
 /// the inverse of [`permutation`], or `0..n` when the request is not masked.
 ///
 /// ```
-/// use rewardanything_client::{render::positions, JudgeRequest, Masking};
+/// use rewardanything_client::{positions, JudgeRequest, Masking};
 /// let req = JudgeRequest::new("p", "q").response("a", "x").response("b", "y");
 /// assert_eq!(positions(&req, Masking::Reference), [1, 0]); // "a" is shown second
 /// assert_eq!(positions(&req, Masking::None), [0, 1]);
@@ -596,7 +596,7 @@ pub fn positions(request: &JudgeRequest, masking: Masking) -> Vec<usize> {
 /// together).
 ///
 /// ```
-/// use rewardanything_client::{render::content_hash, JudgeRequest};
+/// use rewardanything_client::{content_hash, JudgeRequest};
 /// let a = JudgeRequest::new("p", "q").response("a", "x");
 /// let b = JudgeRequest::new("p", "q").response("a", "y");
 /// assert_ne!(content_hash(&a), content_hash(&b));
@@ -625,7 +625,7 @@ pub fn content_hash(request: &JudgeRequest) -> u64 {
 ///
 /// ```
 /// let mut out = String::new();
-/// rewardanything_client::render::push_json_string(&mut out, "a\"\u{1b}/\u{2028}");
+/// rewardanything_client::push_json_string(&mut out, "a\"\u{1b}/\u{2028}");
 /// assert_eq!(out, "\"a\\\"\\u001b/\u{2028}\"");
 /// ```
 pub fn push_json_string(out: &mut String, s: &str) {

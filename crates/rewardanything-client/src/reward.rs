@@ -45,7 +45,7 @@ impl Normalization {
     /// The name (as in `RA_NORMALIZE` and the serde form).
     ///
     /// ```
-    /// use rewardanything_client::reward::Normalization;
+    /// use rewardanything_client::Normalization;
     /// assert_eq!(Normalization::Group.name(), "group");
     /// assert_eq!("centered".parse::<Normalization>().unwrap(), Normalization::Centered);
     /// assert!("midpoint".parse::<Normalization>().is_err());
@@ -175,7 +175,7 @@ impl std::str::FromStr for Normalization {
 /// A normalization that cannot apply to the scores given.
 ///
 /// ```
-/// use rewardanything_client::reward::{normalize, Normalization, NormalizeError};
+/// use rewardanything_client::{normalize, Normalization, NormalizeError};
 /// let e = normalize(&[4.0], Normalization::Group).unwrap_err();
 /// assert_eq!(e, NormalizeError::NoGroup { responses: 1 });
 /// assert!(e.to_string().contains("group"));
@@ -238,7 +238,7 @@ impl RewardError {
     /// The judgment's error, if that is what failed.
     ///
     /// ```
-    /// use rewardanything_client::reward::{RewardError, NormalizeError};
+    /// use rewardanything_client::{RewardError, NormalizeError};
     /// let e = RewardError::Normalize(NormalizeError::NoGroup { responses: 1 });
     /// assert!(e.judge().is_none());
     /// ```
@@ -264,7 +264,7 @@ impl GroupRewards {
     /// Whether the judgment succeeded.
     ///
     /// ```
-    /// let g = rewardanything_client::reward::GroupRewards { rewards: vec![Some(1.0)], error: None };
+    /// let g = rewardanything_client::GroupRewards { rewards: vec![Some(1.0)], error: None };
     /// assert!(g.is_ok());
     /// ```
     pub fn is_ok(&self) -> bool {
@@ -274,7 +274,7 @@ impl GroupRewards {
     /// The rewards as plain `f64`, `None` as NaN.
     ///
     /// ```
-    /// let g = rewardanything_client::reward::GroupRewards { rewards: vec![None, Some(0.5)], error: None };
+    /// let g = rewardanything_client::GroupRewards { rewards: vec![None, Some(0.5)], error: None };
     /// let v = g.to_f64();
     /// assert!(v[0].is_nan() && v[1] == 0.5);
     /// ```
@@ -286,7 +286,7 @@ impl GroupRewards {
 /// Turns judgments into rewards.
 ///
 /// ```no_run
-/// use rewardanything_client::{Client, reward::{Rewarder, Normalization, OnFailure}};
+/// use rewardanything_client::{Client, Rewarder, Normalization, OnFailure};
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = Client::builder().endpoint("http://127.0.0.1:8000/v1").build()?;
 /// let rewarder = Rewarder::new(client).normalization(Normalization::Unit).on_failure(OnFailure::Nan);
@@ -467,7 +467,7 @@ fn group_request<S: AsRef<str>>(principle: &str, prompt: &str, responses: &[S]) 
 /// [`Normalization::Group`] needs at least two, the fixed maps any number.
 ///
 /// ```
-/// use rewardanything_client::reward::{check_group_size, Normalization};
+/// use rewardanything_client::{check_group_size, Normalization};
 /// assert!(check_group_size(1, Normalization::Centered).is_ok());
 /// assert!(check_group_size(1, Normalization::Group).is_err());
 /// assert!(check_group_size(2, Normalization::Group).is_ok());
@@ -485,7 +485,7 @@ pub fn check_group_size(
 /// Applies a [`Normalization`] to the raw 1–5 scores of one group.
 ///
 /// ```
-/// use rewardanything_client::reward::{normalize, Normalization};
+/// use rewardanything_client::{normalize, Normalization};
 /// assert_eq!(normalize(&[1.0, 5.0], Normalization::Unit).unwrap(), [0.0, 1.0]);
 /// assert_eq!(normalize(&[1.0, 3.0, 4.0], Normalization::Centered).unwrap(), [-1.0, 0.0, 0.5]);
 /// assert_eq!(normalize(&[1.0, 5.0], Normalization::Group).unwrap(), [-0.5, 0.5]);

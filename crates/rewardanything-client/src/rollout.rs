@@ -34,7 +34,7 @@
 //! A label may carry the principle to judge by ([`label_principle`]).
 //!
 //! ```
-//! use rewardanything_client::rollout::split_rollout;
+//! use rewardanything_client::split_rollout;
 //! let prompt = "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n";
 //! let query = format!("{prompt}<think>\nEasy.\n</think>\n\n4<|im_end|>");
 //! let r = split_rollout(&query, Some(prompt)).unwrap();
@@ -109,7 +109,7 @@ const TEMPLATES: [Template; 4] = [
 /// The question and response recovered from one rollout.
 ///
 /// ```
-/// use rewardanything_client::rollout::split_rollout;
+/// use rewardanything_client::split_rollout;
 /// let r = split_rollout("Q: 2+2?\nA: 4</s>", Some("Q: 2+2?\nA:")).unwrap();
 /// assert_eq!(r.question, "Q: 2+2?\nA:");
 /// assert_eq!(r.response, "4");
@@ -130,7 +130,7 @@ pub struct Rollout {
 /// choose its own question.
 ///
 /// ```
-/// use rewardanything_client::rollout::{SplitError, split_rollout};
+/// use rewardanything_client::{SplitError, split_rollout};
 /// let e = split_rollout("whatever came back", None).unwrap_err();
 /// assert_eq!(e, SplitError::NoTemplate);
 /// assert_eq!(e.kind(), "no_template");
@@ -196,7 +196,7 @@ impl SplitError {
 /// Fails when the boundary is not one the response could not have written.
 ///
 /// ```
-/// use rewardanything_client::rollout::split_rollout;
+/// use rewardanything_client::split_rollout;
 /// // No prompt given: the one user turn and the assistant header after it decide.
 /// let query = "<|im_start|>user\nName a prime.<|im_end|>\n<|im_start|>assistant\n<think>\n2 or 3";
 /// let r = split_rollout(query, None).unwrap();
@@ -240,7 +240,7 @@ pub fn split_rollout(query: &str, prompt: Option<&str>) -> Result<Rollout, Split
 /// leading begin-of-sequence tokens cut).
 ///
 /// ```
-/// use rewardanything_client::rollout::user_question;
+/// use rewardanything_client::user_question;
 /// let llama3 = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi?<|eot_id|>";
 /// assert_eq!(user_question(llama3), "Hi?");
 /// assert_eq!(user_question("<s> plain "), "plain");
@@ -404,7 +404,7 @@ fn single_turn(query: &str) -> Result<(&'static Template, usize, usize), SplitEr
 /// Cuts end-of-turn tokens (and whitespace) from the end, as many as there are.
 ///
 /// ```
-/// use rewardanything_client::rollout::strip_end_of_turn;
+/// use rewardanything_client::strip_end_of_turn;
 /// assert_eq!(strip_end_of_turn("4<|im_end|>\n<|endoftext|><|endoftext|> "), "4");
 /// ```
 pub fn strip_end_of_turn(text: &str) -> &str {
@@ -434,7 +434,7 @@ fn strip_think(text: &str, prefilled: bool) -> (&str, bool) {
 ///
 /// ```
 /// let label = serde_json::json!({"principle": 5});
-/// let e = rewardanything_client::rollout::label_principle(&label).unwrap_err();
+/// let e = rewardanything_client::label_principle(&label).unwrap_err();
 /// assert!(e.to_string().contains("non-empty string"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -448,7 +448,7 @@ pub struct InvalidPrinciple;
 /// string is an error rather than silently ignored.
 ///
 /// ```
-/// use rewardanything_client::rollout::label_principle;
+/// use rewardanything_client::label_principle;
 /// use serde_json::json;
 /// assert_eq!(label_principle(&json!({"principle": "Be brief."})), Ok(Some("Be brief.".into())));
 /// assert_eq!(label_principle(&json!(r#"{"principle": "Be kind."}"#)), Ok(Some("Be kind.".into())));

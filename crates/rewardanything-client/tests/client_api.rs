@@ -9,10 +9,10 @@ use std::time::Duration;
 use client_common::{NAMES, assert_judgment, builder, expected, numbered};
 use futures::StreamExt;
 use ra_mock::{DEFAULT_MODEL, Latency, MockServer, Outcome, ReasoningShape};
-use rewardanything_client::reward::{
+use rewardanything_client::{Client, ConnectError, JudgeErrorKind, JudgeRequest, RetryPolicy};
+use rewardanything_client::{
     Normalization, NormalizeError, OnFailure, RewardError, Rewarder, normalize,
 };
-use rewardanything_client::{BuildError, Client, JudgeErrorKind, JudgeRequest, RetryPolicy};
 
 fn random_latency() -> Latency {
     Latency::uniform(Duration::ZERO, Duration::from_millis(25))
@@ -249,7 +249,7 @@ async fn several_models_need_a_choice() {
         .await
         .expect_err("two models and no choice");
     match &err {
-        BuildError::AmbiguousModel { models, url } => {
+        ConnectError::AmbiguousModel { models, url } => {
             assert_eq!(models, &["judge-a", "judge-b"]);
             assert!(url.starts_with(&mock.base_url()), "{url}");
         }
@@ -281,7 +281,7 @@ async fn connect_refuses_a_model_the_server_does_not_serve() {
         .unwrap();
     let err = client.connect().await.expect_err("not served");
     match &err {
-        BuildError::ModelNotServed { model, served, .. } => {
+        ConnectError::ModelNotServed { model, served, .. } => {
             assert_eq!(model, "no-such-model");
             assert_eq!(served, &[DEFAULT_MODEL]);
         }
@@ -435,7 +435,7 @@ async fn model_discovery_does_not_retry_a_401() {
         .await
         .expect_err("wrong key");
     assert!(
-        matches!(err, BuildError::Unauthorized { status: 401, .. }),
+        matches!(err, ConnectError::Unauthorized { status: 401, .. }),
         "{err:?}"
     );
     assert!(
@@ -666,6 +666,19 @@ async fn a_password_in_an_endpoint_url_never_shows() {
     assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
     let err = client.connect().await.unwrap_err();
     assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
+    // A run-time connect failure is a ConnectError, its transport cause kept as source.
+    assert!(
+        matches!(
+            err,
+            ConnectError::ModelDiscovery {
+                source: Some(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let cause = std::error::Error::source(&err).expect("the transport error is the source");
+    assert!(!cause.to_string().contains("s3cret"), "{cause}");
     mock.shutdown().await;
 }
 
@@ -684,7 +697,7 @@ async fn a_failed_lazy_discovery_keeps_its_cause_and_is_not_repeated_per_judgmen
         assert_eq!(err.kind_str(), "model_discovery", "{err}");
         match &err.kind {
             JudgeErrorKind::ModelDiscovery(cause) => assert!(
-                matches!(**cause, BuildError::Unauthorized { status: 401, .. }),
+                matches!(**cause, ConnectError::Unauthorized { status: 401, .. }),
                 "{cause:?}"
             ),
             other => panic!("{other:?}"),

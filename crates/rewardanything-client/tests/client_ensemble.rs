@@ -2,7 +2,7 @@
 //! the flip rate shows the bias and the mean over both orders cancels it.
 
 use ra_mock::{Fault, MockServer};
-use rewardanything_client::ensemble::EnsembleError;
+use rewardanything_client::EnsembleError;
 use rewardanything_client::{Client, JudgeRequest, Masking};
 
 async fn client_for(mock: &ra_mock::MockHandle) -> Client {

@@ -119,8 +119,8 @@ async fn a_wrongly_named_answer_is_reasked_and_the_reask_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lenient_client_never_turns_a_missing_score_into_a_silent_reward() {
-    use rewardanything_client::parse::ParseOptions;
-    use rewardanything_client::reward::{OnFailure, Rewarder};
+    use rewardanything_client::ParseOptions;
+    use rewardanything_client::{OnFailure, Rewarder};
     let mock = MockServer::builder().start().await.unwrap();
     let client = builder(&[&mock])
         .parse_options(ParseOptions::default())

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use client_common::{assert_judgment, attempts_of, builder, eventually, numbered};
 use ra_mock::{Attempt, ContextErrorStyle, Latency, MockServer, Outcome};
-use rewardanything_client::render::content_hash;
+use rewardanything_client::content_hash;
 use rewardanything_client::{JudgeErrorKind, RetryPolicy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,10 +5,10 @@ use indexmap::IndexMap;
 use proptest::prelude::*;
 use rewardanything_client::compat::pyjson;
 use rewardanything_client::compat::reference::{PyException, parse_reference};
-use rewardanything_client::judgment::{ParseErrorKind, Recovery};
 use rewardanything_client::metrics::{format_reward, format_reward_reference, py_float_str};
-use rewardanything_client::parse::{Completion, parse_completion, parse_output};
+use rewardanything_client::{Completion, parse_completion, parse_output};
 use rewardanything_client::{JudgeRequest, Masking, render};
+use rewardanything_client::{ParseErrorKind, Recovery};
 
 const ANSWER: &str =
     r#"{"scores": {"model-1": 4, "model-2": 2}, "best-to-worst": ["model-1", "model-2"]}"#;

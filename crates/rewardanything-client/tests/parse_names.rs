@@ -2,8 +2,8 @@
 //! invented, extra and missing names and says which; lenient parsing flags them.
 
 use indexmap::IndexMap;
-use rewardanything_client::judgment::ParseErrorKind;
-use rewardanything_client::parse::{Completion, ParseOptions, parse_completion_with};
+use rewardanything_client::ParseErrorKind;
+use rewardanything_client::{Completion, ParseOptions, parse_completion_with};
 
 fn map(pairs: &[(&str, &str)]) -> IndexMap<String, String> {
     pairs

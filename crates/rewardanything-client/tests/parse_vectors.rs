@@ -7,10 +7,10 @@ use rewardanything_client::compat::pyjson::{self, Value};
 use rewardanything_client::compat::reference::{
     ReferenceOutcome, Stage, parse_reference, remove_think_blocks,
 };
-use rewardanything_client::judgment::{ParseErrorKind, Recovery};
-use rewardanything_client::parse::{
+use rewardanything_client::{
     Completion, ParseOptions, parse_completion, parse_completion_with, parse_output,
 };
+use rewardanything_client::{ParseErrorKind, Recovery};
 
 /// Vectors whose suggested error this port turns into a fully valid judgment through a
 /// better recovery (documented in `parse`): the JSON after a bare `</think>`, and the one
@@ -86,7 +86,7 @@ fn kind_from_spec(name: &str) -> ParseErrorKind {
 /// Checks a strict-layer judgment against an `expected`-shaped object.
 fn check_judgment(
     id: &str,
-    j: &rewardanything_client::judgment::Judgment,
+    j: &rewardanything_client::Judgment,
     want: &Value,
 ) -> Result<(), String> {
     if j.reasoning != str_field(want, "reasoning") {

@@ -2,8 +2,8 @@
 
 use indexmap::IndexMap;
 use rewardanything_client::compat::mt19937::{Mt19937, reference_permutation};
-use rewardanything_client::render::{Role, SYSTEM_PROMPT};
 use rewardanything_client::{JudgeRequest, Masking, render};
+use rewardanything_client::{Role, SYSTEM_PROMPT};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -135,7 +135,7 @@ fn seeded_masking_is_pinned() {
         .response("c", "2+2=4")
         .response("d", "The answer is 4.")
         .response("e", "IV");
-    let h = rewardanything_client::render::content_hash(&req);
+    let h = rewardanything_client::content_hash(&req);
     assert_eq!(
         h, SEEDED_HASH,
         "FNV-1a over principle, prompt, names and texts"

@@ -11,9 +11,9 @@ use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
-use rewardanything_client::endpoints_file::EndpointsFile;
+use rewardanything_client::EndpointsFile;
 use rewardanything_client::env;
-use rewardanything_client::render::render;
+use rewardanything_client::render;
 use rewardanything_client::{
     Client, JudgeError, JudgeRequest, Judged, Masking, RetryPolicy, Sampling,
 };
@@ -218,11 +218,11 @@ impl PyClient {
             concurrency: bounded(concurrency, "concurrency", 1, 1 << 20)? as usize,
             timeout: seconds(timeout, "timeout")?,
             max_retries: bounded(max_retries, "max_retries", 0, 100)? as u32,
-            masking: masking.parse().map_err(
-                |e: rewardanything_client::render::InvalidMasking| {
+            masking: masking
+                .parse()
+                .map_err(|e: rewardanything_client::InvalidMasking| {
                     PyValueError::new_err(e.to_string())
-                },
-            )?,
+                })?,
             temperature,
             max_tokens: bounded(max_tokens, "max_tokens", 1, i64::from(u32::MAX))? as u32,
         }

@@ -60,7 +60,7 @@ fn responses(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<IndexMap<String, S
     } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         for (i, value) in obj.try_iter()?.enumerate() {
             let text = string(&value?, &format!("{field}[{i}]"))?;
-            out.insert(rewardanything_client::render::positional_name(i), text);
+            out.insert(rewardanything_client::positional_name(i), text);
         }
     } else {
         return Err(PyTypeError::new_err(format!(

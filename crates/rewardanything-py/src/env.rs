@@ -6,7 +6,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rewardanything_client::env::RewardEnv;
-use rewardanything_client::reward::{self, Normalization};
+use rewardanything_client::{self as reward, Normalization};
 
 fn normalization(name: &str) -> PyResult<Normalization> {
     name.parse()

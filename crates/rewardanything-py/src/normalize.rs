@@ -4,7 +4,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use rewardanything_client::reward::{self, Normalization};
+use rewardanything_client::{Normalization, UnknownNormalization};
 
 /// `normalize(scores, normalization)`: the 1–5 scores of one group, normalized. A
 /// `ValueError` for an unknown name, or for `group` on fewer than two scores (the group
@@ -13,8 +13,9 @@ use rewardanything_client::reward::{self, Normalization};
 pub(crate) fn normalize(scores: Vec<f64>, normalization: &str) -> PyResult<Vec<f64>> {
     let normalization: Normalization = normalization
         .parse()
-        .map_err(|e: reward::UnknownNormalization| PyValueError::new_err(e.to_string()))?;
-    reward::normalize(&scores, normalization).map_err(|e| PyValueError::new_err(e.to_string()))
+        .map_err(|e: UnknownNormalization| PyValueError::new_err(e.to_string()))?;
+    rewardanything_client::normalize(&scores, normalization)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// The accepted normalization names, in order.

@@ -5,7 +5,6 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
-use rewardanything_client::rollout;
 use serde_json::Value;
 
 use crate::convert;
@@ -65,7 +64,7 @@ pub(crate) fn split_rollout(
         Some(p) => Some(convert::string(p, "prompt")?),
         None => None,
     };
-    let r = rollout::split_rollout(&query, prompt.as_deref()).map_err(|e| {
+    let r = rewardanything_client::split_rollout(&query, prompt.as_deref()).map_err(|e| {
         let err = RolloutSplitError::new_err(format!("{}: {e}", e.kind()));
         // Setting an attribute on a fresh exception cannot fail short of memory
         // exhaustion; the message still carries the kind.
@@ -83,20 +82,23 @@ pub(crate) fn split_rollout(
 /// prompt itself, trimmed.
 #[pyfunction]
 pub(crate) fn user_question(prompt: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(rollout::user_question(&convert::string(prompt, "prompt")?))
+    Ok(rewardanything_client::user_question(&convert::string(
+        prompt, "prompt",
+    )?))
 }
 
 /// Removes trailing end-of-turn tokens (repeated, with whitespace between).
 #[pyfunction]
 pub(crate) fn strip_end_of_turn(text: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(rollout::strip_end_of_turn(&convert::string(text, "text")?).to_string())
+    Ok(rewardanything_client::strip_end_of_turn(&convert::string(text, "text")?).to_string())
 }
 
 /// The `"principle"` of a label that is a dict or the JSON text of one, else `None`;
 /// raises `ValueError` when that principle is not a non-empty str.
 #[pyfunction]
 pub(crate) fn label_principle(label: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-    rollout::label_principle(&label_value(label)?).map_err(|e| PyValueError::new_err(e.to_string()))
+    rewardanything_client::label_principle(&label_value(label)?)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// As much of a Python label as `label_principle` reads: a str, or a dict reduced to

@@ -2,7 +2,7 @@
 //! ("K = 1") and for the K orders aggregated, the position table and the flip rate.
 
 use indexmap::IndexMap;
-use rewardanything_client::bias::{Flips, PositionTable, Vote, aggregate};
+use rewardanything_client::{Flips, PositionTable, Vote, aggregate};
 
 use super::data::{RankedItem, RmBenchItem};
 use super::ranked::{RankedSummary, RankedTally};

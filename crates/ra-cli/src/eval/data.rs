@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use indexmap::IndexMap;
-use rewardanything_client::render::deserialize_unique_names;
+use rewardanything_client::deserialize_unique_names;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -14,7 +14,7 @@ use serde_json::Value;
 pub const MAX_INPUT_BYTES: u64 = 256 << 20;
 /// Most responses in one ranked item (each is judged in one listwise call): the client
 /// library's limit on a request.
-pub const MAX_RESPONSES: usize = rewardanything_client::render::MAX_RESPONSES;
+pub const MAX_RESPONSES: usize = rewardanything_client::MAX_RESPONSES;
 
 /// One RM-Bench item: three chosen and three rejected responses, in the order concise,
 /// detailed plain, detailed markdown.

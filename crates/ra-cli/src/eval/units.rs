@@ -10,8 +10,8 @@
 //! each line is) stays in memory to map the answers back.
 
 use indexmap::IndexMap;
-use rewardanything_client::ensemble::permutation_seeds;
-use rewardanything_client::render::permutation;
+use rewardanything_client::permutation;
+use rewardanything_client::permutation_seeds;
 use rewardanything_client::{JudgeRequest, Masking};
 use serde_json::{Value, json};
 

@@ -20,10 +20,10 @@ use crate::validate;
 
 /// Most orders per line for `--permutations` (`ra score` and `ra eval`): every order is
 /// one more judgment of the whole request, so the command line caps the cost far below
-/// the client's own bound (`rewardanything_client::ensemble::MAX_PERMUTATIONS`).
+/// the client's own bound (`rewardanything_client::MAX_PERMUTATIONS`).
 pub const MAX_PERMUTATIONS: u16 = 64;
 const _: () = assert!(
-    MAX_PERMUTATIONS as usize <= rewardanything_client::ensemble::MAX_PERMUTATIONS,
+    MAX_PERMUTATIONS as usize <= rewardanything_client::MAX_PERMUTATIONS,
     "the command line's cap is within the client's"
 );
 

@@ -161,7 +161,7 @@ struct Inner {
 /// Opening takes an exclusive lock on the base directory (`.ra-gateway.lock`, holding
 /// the PID), so that two gateways never run the same job; it lists the jobs found there.
 /// Unfinished ones resume when the store is given to a gateway
-/// ([`GatewayConfig::jobs`](crate::GatewayConfig::jobs)) that serves. A store made with
+/// ([`Gateway::jobs`](crate::Gateway::jobs)) that starts. A store made with
 /// [`JobStore::lazy`] opens the directory on the first use of a job route instead, and
 /// tries again on the next use while it cannot (the job routes answer 503
 /// `jobs_unavailable` meanwhile, naming the reason).
@@ -169,7 +169,8 @@ struct Inner {
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
 /// let store = ra_gateway::JobStore::open(dir.path().join("outputs")).unwrap();
-/// let config = ra_gateway::GatewayConfig::default().jobs(store);
+/// let client = rewardanything_client::Client::builder().endpoint("http://127.0.0.1:9/v1").build().unwrap();
+/// let gateway = ra_gateway::Gateway::new(client, Default::default()).jobs(store);
 /// ```
 #[derive(Clone)]
 pub struct JobStore {
@@ -361,8 +362,9 @@ impl JobStore {
 
     /// Stops the running jobs: they read no more requests, judgments in flight get
     /// `grace` to finish and be written, then the rest is dropped. Their files stay
-    /// consistent and they resume on the next start. [`serve`](crate::serve) calls it
-    /// on shutdown; new jobs are refused afterwards.
+    /// consistent and they resume on the next start. The gateway's shutdown
+    /// ([`GatewayHandle::shutdown`](crate::GatewayHandle::shutdown)) calls it; new jobs
+    /// are refused afterwards.
     ///
     /// ```no_run
     /// # async fn f(store: ra_gateway::JobStore) {
@@ -386,6 +388,13 @@ impl JobStore {
         {
             aborts.iter().for_each(|a| a.abort());
         }
+    }
+
+    /// Stops the running jobs at once, without waiting (what is in flight is dropped
+    /// and judged again on the next start); for a gateway handle dropped without its
+    /// shutdown.
+    pub(crate) fn stop_now(&self) {
+        self.inner.stop.send_replace(Stop::Now);
     }
 
     pub(crate) fn counters(&self) -> JobCounters {

@@ -26,7 +26,7 @@ pub const MAX_TIMEOUT_CAP: Duration = Duration::from_secs(3600);
 
 /// The job store, its directory open (on the first use of a job route).
 async fn store(state: &AppState) -> Result<&JobStore, ApiError> {
-    let store = state.config.jobs.as_ref().ok_or(ApiError::JobsDisabled)?;
+    let store = state.jobs.as_ref().ok_or(ApiError::JobsDisabled)?;
     store.ready().await?;
     Ok(store)
 }

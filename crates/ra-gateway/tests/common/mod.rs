@@ -1,4 +1,4 @@
-//! Shared harness of the gateway's integration tests: `ra_gateway::serve` on
+//! Shared harness of the gateway's integration tests: `ra_gateway::Gateway::serve` on
 //! 127.0.0.1:0 in front of the in-process mock engine (stopped on drop, even when a test
 //! fails), HTTP helpers, the numbered requests and the check of the mock's verdict.
 
@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use ra_gateway::GatewayConfig;
+use ra_gateway::{GatewayConfig, JobStore};
 use ra_mock::{Latency, MockHandle, MockServer, expected_score};
 use rewardanything_client::RetryPolicy;
 use serde_json::{Value, json};
@@ -36,6 +36,16 @@ impl Gateway {
         config: GatewayConfig,
         options: ClientOptions,
     ) -> Gateway {
+        Gateway::start_with_jobs(mock, config, None, options).await
+    }
+
+    /// Serves `config` with the job store `jobs` in front of `mock`.
+    pub async fn start_with_jobs(
+        mock: &MockHandle,
+        config: GatewayConfig,
+        jobs: Option<JobStore>,
+        options: ClientOptions,
+    ) -> Gateway {
         let mut builder = rewardanything_client::Client::builder()
             .endpoint(mock.base_url())
             .model(ra_mock::DEFAULT_MODEL)
@@ -54,7 +64,11 @@ impl Gateway {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(ra_gateway::serve(listener, client, config, async {
+        let mut gateway = ra_gateway::Gateway::new(client, config);
+        if let Some(store) = jobs {
+            gateway = gateway.jobs(store);
+        }
+        let task = tokio::spawn(gateway.serve(listener, async {
             let _ = rx.await;
         }));
         Gateway {
@@ -121,8 +135,13 @@ pub async fn post(url: &str, body: &Value) -> (u16, Value) {
 
 /// The text of the gateway's `/metrics` (no key).
 pub async fn metrics(gw: &Gateway) -> String {
+    metrics_at(&gw.url).await
+}
+
+/// The text of `/metrics` of the gateway at `url` (no key).
+pub async fn metrics_at(url: &str) -> String {
     http()
-        .get(gw.at("/metrics"))
+        .get(format!("{url}/metrics"))
         .send()
         .await
         .expect("metrics")

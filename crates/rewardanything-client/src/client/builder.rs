@@ -312,7 +312,7 @@ impl ClientBuilder {
     /// kept and flagged.
     ///
     /// ```
-    /// use rewardanything_client::{Client, parse::ParseOptions};
+    /// use rewardanything_client::{Client, ParseOptions};
     /// let c = Client::builder().endpoint("http://h/v1").parse_options(ParseOptions::default()).build(); // lenient
     /// assert!(c.is_ok());
     /// ```

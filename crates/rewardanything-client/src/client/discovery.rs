@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::Inner;
 use crate::balance::EndpointUrl;
-use crate::error::BuildError;
+use crate::error::ConnectError;
 use crate::retry::is_transient_status;
 use crate::wire::AttemptError;
 use crate::wire::{decode_models, read_capped, server_message};
@@ -20,7 +20,7 @@ const MODELS_TIMEOUT: Duration = Duration::from_secs(30);
 impl Inner {
     /// The model to send: the configured one, else the one discovered (once, shared by
     /// concurrent first calls).
-    pub(super) async fn model(&self) -> Result<&str, Arc<BuildError>> {
+    pub(super) async fn model(&self) -> Result<&str, Arc<ConnectError>> {
         if let Some(m) = &self.config.model {
             return Ok(m);
         }
@@ -49,17 +49,17 @@ impl Inner {
             .map(String::as_str)
     }
 
-    fn recent_discovery_failure(&self) -> Option<Arc<BuildError>> {
+    fn recent_discovery_failure(&self) -> Option<Arc<ConnectError>> {
         let last = self.discovery_failure.lock().ok()?;
         let (at, e) = last.as_ref()?;
         (at.elapsed() < DISCOVERY_FAILURE_TTL).then(|| Arc::clone(e))
     }
 
-    pub(super) async fn connect(&self) -> Result<String, BuildError> {
+    pub(super) async fn connect(&self) -> Result<String, ConnectError> {
         let (url, models) = self.first_answering_endpoint().await?;
         match &self.config.model {
             Some(m) if models.contains(m) => Ok(m.clone()),
-            Some(m) => Err(BuildError::ModelNotServed {
+            Some(m) => Err(ConnectError::ModelNotServed {
                 url,
                 model: m.clone(),
                 served: models,
@@ -78,15 +78,15 @@ impl Inner {
     /// The models of the first endpoint that answers, trying each in turn (with retries):
     /// one replica down at startup must not stop a run the others can serve. Returns the
     /// endpoint's redacted URL.
-    async fn first_answering_endpoint(&self) -> Result<(String, Vec<String>), BuildError> {
-        let mut last = BuildError::NoEndpoint;
+    async fn first_answering_endpoint(&self) -> Result<(String, Vec<String>), ConnectError> {
+        let mut last = ConnectError::NoEndpoint;
         let endpoints = self.balancer.endpoints();
         for (i, endpoint) in endpoints.iter().enumerate() {
             let url = endpoint.url.clone();
             match self.list_models_with_retry(&url).await {
                 Ok(models) => return Ok((url.shown(), models)),
                 // The key is wrong for every replica alike: say so at once.
-                Err(e @ BuildError::Unauthorized { .. }) => return Err(e),
+                Err(e @ ConnectError::Unauthorized { .. }) => return Err(e),
                 Err(e) => {
                     // Only when another endpoint is tried next: the last one's failure
                     // is the error itself, said once by the caller.
@@ -100,7 +100,7 @@ impl Inner {
         Err(last)
     }
 
-    async fn list_models_with_retry(&self, url: &EndpointUrl) -> Result<Vec<String>, BuildError> {
+    async fn list_models_with_retry(&self, url: &EndpointUrl) -> Result<Vec<String>, ConnectError> {
         let mut backoff = self.config.retry.backoff(0);
         let started = Instant::now();
         let mut tries = 0u32;
@@ -126,15 +126,17 @@ impl Inner {
     pub(super) async fn list_models_once(
         &self,
         url: &EndpointUrl,
-    ) -> Result<Vec<String>, (BuildError, bool)> {
+    ) -> Result<Vec<String>, (ConnectError, bool)> {
         let shown = crate::wire::redact_url(url.models());
-        let fail = |reason: String, transient: bool| {
-            let e = BuildError::ModelDiscovery {
+        let fail_from = |reason: String, transient: bool, source| {
+            let e = ConnectError::ModelDiscovery {
                 url: shown.clone(),
                 reason,
+                source,
             };
             (e, transient)
         };
+        let fail = |reason: String, transient: bool| fail_from(reason, transient, None);
         let fetch = async {
             let response = self
                 .http
@@ -158,8 +160,12 @@ impl Inner {
         let (status, body) = match tokio::time::timeout(timeout, fetch).await {
             Err(_elapsed) => return Err(fail(format!("timed out after {timeout:?}"), true)),
             Ok(Err(AttemptError::BadResponse(m))) => return Err(fail(m, false)),
-            Ok(Err(AttemptError::Transport { message, .. })) => {
-                return Err(fail(format!("unreachable: {message}"), true));
+            Ok(Err(AttemptError::Transport { message, source })) => {
+                return Err(fail_from(
+                    format!("unreachable: {message}"),
+                    true,
+                    Some(source),
+                ));
             }
             Ok(Err(other)) => return Err(fail(format!("{other:?}"), true)),
             Ok(Ok(answer)) => answer,
@@ -167,7 +173,7 @@ impl Inner {
         match status {
             200..=299 => decode_models(&body).map_err(|reason| fail(reason, false)),
             401 | 403 => Err((
-                BuildError::Unauthorized {
+                ConnectError::Unauthorized {
                     url: shown.clone(),
                     status,
                     message: server_message(&body),
@@ -252,22 +258,27 @@ fn reward_server_hint(url: &EndpointUrl) -> String {
 }
 
 /// A discovery error after retries, saying how often and how long it was tried.
-fn with_tries(e: BuildError, tries: u32, spent: Duration) -> BuildError {
+fn with_tries(e: ConnectError, tries: u32, spent: Duration) -> ConnectError {
     match e {
-        BuildError::ModelDiscovery { url, reason } if tries > 1 => BuildError::ModelDiscovery {
+        ConnectError::ModelDiscovery {
+            url,
+            reason,
+            source,
+        } if tries > 1 => ConnectError::ModelDiscovery {
             url,
             reason: format!(
                 "{reason} (tried {tries} times over {:.1} s)",
                 spent.as_secs_f64()
             ),
+            source,
         },
         e => e,
     }
 }
 
-fn single_model(url: String, models: Vec<String>) -> Result<String, BuildError> {
+fn single_model(url: String, models: Vec<String>) -> Result<String, ConnectError> {
     match <[String; 1]>::try_from(models) {
         Ok([one]) => Ok(one),
-        Err(models) => Err(BuildError::AmbiguousModel { url, models }),
+        Err(models) => Err(ConnectError::AmbiguousModel { url, models }),
     }
 }

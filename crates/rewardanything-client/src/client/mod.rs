@@ -26,7 +26,7 @@ pub use builder::ClientBuilder;
 pub use config::{BodyHook, DEFAULT_MAX_RESPONSE_BYTES, Sampling};
 
 use crate::balance::{Balancer, EndpointStats};
-use crate::error::{BuildError, JudgeError};
+use crate::error::{BuildError, ConnectError, JudgeError};
 use crate::judgment::Judgment;
 use crate::render::{JudgeRequest, Masking};
 use builder::DirectLimiter;
@@ -66,7 +66,7 @@ struct Inner {
     discovered_model: OnceCell<String>,
     /// The last failed discovery: judgments within a second of it fail with it at once
     /// rather than each running its own retry loop against a dead server.
-    discovery_failure: std::sync::Mutex<Option<(std::time::Instant, Arc<BuildError>)>>,
+    discovery_failure: std::sync::Mutex<Option<(std::time::Instant, Arc<ConnectError>)>>,
     in_flight: Semaphore,
     /// Answer bodies buffered at once, across every request in flight.
     response_budget: budget::ResponseBudget,
@@ -231,26 +231,27 @@ impl Client {
     /// let models = client.list_models("http://127.0.0.1:8000/v1").await;
     /// # }
     /// ```
-    pub async fn list_models(&self, base_url: &str) -> Result<Vec<String>, BuildError> {
-        let url = builder::parse_endpoints(&[base_url.to_string()])?;
+    pub async fn list_models(&self, base_url: &str) -> Result<Vec<String>, ConnectError> {
+        let url = builder::parse_endpoints(&[base_url.to_string()])
+            .map_err(ConnectError::InvalidEndpoint)?;
         match url.first() {
             Some(u) => self.inner.list_models_once(u).await.map_err(|(e, _)| e),
-            None => Err(BuildError::NoEndpoint),
+            None => Err(ConnectError::NoEndpoint),
         }
     }
 
     /// Checks that an endpoint answers and settles the model: the first endpoint that
     /// lists its models (trying each in turn, retrying transient failures) must serve
     /// the configured model, or else serve exactly one, which is then used. Returns the
-    /// model. A 401/403 is [`BuildError::Unauthorized`].
+    /// model. A 401/403 is [`ConnectError::Unauthorized`].
     ///
     /// ```no_run
-    /// # async fn f(client: rewardanything_client::Client) -> Result<(), rewardanything_client::BuildError> {
+    /// # async fn f(client: rewardanything_client::Client) -> Result<(), rewardanything_client::ConnectError> {
     /// let model = client.connect().await?;
     /// println!("judging with {model}");
     /// # Ok(()) }
     /// ```
-    pub async fn connect(&self) -> Result<String, BuildError> {
+    pub async fn connect(&self) -> Result<String, ConnectError> {
         self.inner.connect().await
     }
 

@@ -5,7 +5,7 @@
 //! one-step unmasking. It returns raw values of any type, the silent empty results, and
 //! — instead of raising — a [`ReferenceError`] naming the Python exception the reference
 //! would raise. Use it when results must match the Python package exactly; the
-//! production parser ([`crate::parse`]) builds on these recovery stages and adds
+//! production parser ([`parse_completion`](crate::parse_completion)) builds on these recovery stages and adds
 //! validation.
 
 use std::borrow::Cow;
