@@ -16,6 +16,7 @@ mod balance;
 pub mod bias;
 mod client;
 pub mod compat;
+mod discover;
 pub mod endpoints_file;
 pub mod ensemble;
 pub mod error;
@@ -33,6 +34,10 @@ pub use balance::{BalanceConfig, EndpointStats};
 pub use client::{
     BodyHook, Client, ClientBuilder, DEFAULT_MAX_BUFFERED_RESPONSE_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES, Judged, ResponseBuffer, Sampling, Usage,
+};
+pub use discover::{
+    DEFAULT_DISCOVERY_INTERVAL, MAX_ADDRESSES_PER_NAME, MAX_DIR_FILE_BYTES, MAX_DIR_FILES,
+    MAX_ENDPOINTS, MIN_DISCOVERY_INTERVAL, Resolve, Resolved, SystemResolver,
 };
 pub use error::{BuildError, JudgeError, JudgeErrorKind};
 pub use judgment::{Judgment, ParseError, ParseErrorKind};
