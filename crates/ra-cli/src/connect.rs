@@ -28,13 +28,19 @@ pub enum Constrain {
 
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// OpenAI-compatible base URL (repeat for several). Default: RA_ENDPOINT, then
-    /// http://127.0.0.1:8000/v1.
+    /// OpenAI-compatible base URL (repeat for several), or dns+http://NAME:PORT/v1 for
+    /// every address NAME resolves to (re-resolved while running). Default:
+    /// RA_ENDPOINT (comma-separated), then http://127.0.0.1:8000/v1.
     #[arg(long = "endpoint", value_name = "URL")]
     pub endpoints: Vec<String>,
     /// Read endpoints (and the model) from the file ra-serve writes; followed while running.
     #[arg(long, value_name = "PATH", conflicts_with = "endpoints")]
     pub endpoints_file: Option<PathBuf>,
+    /// Follow every endpoints file in DIR (one per node: ra-serve --endpoints-file
+    /// DIR/$(hostname).json on a shared file system); files appearing and disappearing
+    /// add and drain their endpoints.
+    #[arg(long, value_name = "DIR", env = "RA_ENDPOINTS_DIR")]
+    pub endpoints_dir: Option<PathBuf>,
     /// Served model name. Default: the endpoints file's, the config's, else the single
     /// model the endpoint lists.
     #[arg(long)]
@@ -76,12 +82,11 @@ pub struct ClientArgs {
     pub config: Option<String>,
 }
 
-/// A built client and the endpoints file to follow, if any.
+/// A built client (following its endpoints file, directory and `dns+` names itself).
 pub struct Connection {
     pub client: Client,
     /// Requests in flight at once.
     pub concurrency: usize,
-    pub endpoints_file: Option<PathBuf>,
 }
 
 /// A config value in seconds, checked like the flags.
@@ -126,8 +131,14 @@ impl ClientArgs {
             .clone()
             .or_else(|| from_file.as_ref().and_then(|f| f.model.clone()))
             .or_else(|| config.api_model.clone());
-        let mut builder = Client::builder()
-            .endpoints(self.endpoint_list(&config, from_file.as_ref()))
+        let mut builder = Client::builder().endpoints(self.endpoint_list(&config));
+        if let Some(path) = &self.endpoints_file {
+            builder = builder.endpoints_file(path);
+        }
+        if let Some(dir) = &self.endpoints_dir {
+            builder = builder.endpoints_dir(dir);
+        }
+        let mut builder = builder
             .masking(self.masking)
             .max_response_bytes(self.max_response_bytes);
         if let Some(model) = &model {
@@ -146,16 +157,16 @@ impl ClientArgs {
         Ok(Connection {
             client,
             concurrency,
-            endpoints_file: self.endpoints_file.clone(),
         })
     }
 
-    /// --endpoint, else the endpoints file, the config, RA_ENDPOINT, the default.
-    fn endpoint_list(&self, config: &ReferenceConfig, file: Option<&EndpointsFile>) -> Vec<String> {
+    /// --endpoint, else none beside a followed file or directory, else the config,
+    /// RA_ENDPOINT, the default.
+    fn endpoint_list(&self, config: &ReferenceConfig) -> Vec<String> {
         if !self.endpoints.is_empty() {
             self.endpoints.clone()
-        } else if let Some(file) = file {
-            file.endpoints.clone()
+        } else if self.endpoints_file.is_some() || self.endpoints_dir.is_some() {
+            Vec::new()
         } else if let Some(base) = config.api_base.clone() {
             base.into_vec()
         } else if let Ok(env) = std::env::var("RA_ENDPOINT") {

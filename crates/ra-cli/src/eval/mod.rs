@@ -19,7 +19,6 @@ mod units;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -138,10 +137,6 @@ async fn judge_phase(
     results: &Path,
 ) -> anyhow::Result<bool> {
     let connection = args.client.connect().await?;
-    // Replicas that ra-serve restarts are followed while the run lasts.
-    let follower = connection.endpoints_file.clone().map(|path| {
-        crate::endpoints_file::follow(path, connection.client.clone(), Duration::from_secs(1))
-    });
     let outcome = judge::judge_units(
         units,
         total,
@@ -156,9 +151,6 @@ async fn judge_phase(
             .max(16 << 20),
     )
     .await;
-    if let Some(f) = follower {
-        f.abort();
-    }
     Ok(outcome?.interrupted)
 }
 

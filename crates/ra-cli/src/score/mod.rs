@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::connect::{ClientArgs, Connection};
 use crate::lines::{DEFAULT_MAX_LINE_BYTES, open_input};
 use crate::lock::lock_output;
-use crate::{endpoints_file, exit, progress, validate};
+use crate::{exit, progress, validate};
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
@@ -109,14 +109,7 @@ pub async fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         progress,
     } = prepare(&args, started).await?;
     let client = connection.client.clone();
-    let follower = connection
-        .endpoints_file
-        .clone()
-        .map(|path| endpoints_file::follow(path, client.clone(), Duration::from_secs(1)));
     let result = batch.run(input, client).await;
-    if let Some(f) = follower {
-        f.abort();
-    }
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
