@@ -596,7 +596,7 @@ async fn watch(discovery: Arc<Discovery>, balancer: Weak<Balancer>) {
 }
 
 /// The entries of one endpoints file, or why it cannot be used.
-fn read_file(path: &Path) -> Result<(Vec<Entry>, Option<String>), String> {
+fn read_file(path: &Path) -> FileRead {
     let file = EndpointsFile::read(path).map_err(|e| e.to_string())?;
     let mut entries = Vec::with_capacity(file.endpoints.len());
     for (i, url) in file.endpoints.iter().enumerate() {
@@ -607,9 +607,12 @@ fn read_file(path: &Path) -> Result<(Vec<Entry>, Option<String>), String> {
     Ok((entries, file.model))
 }
 
+/// One endpoints file's entries and model, or why it cannot be used.
+type FileRead = Result<(Vec<Entry>, Option<String>), String>;
+
 /// What a directory read found.
 struct DirRead {
-    files: Vec<(PathBuf, Result<(Vec<Entry>, Option<String>), String>)>,
+    files: Vec<(PathBuf, FileRead)>,
     error: Option<String>,
 }
 
@@ -668,7 +671,7 @@ fn read_dir(dir: &Path) -> DirRead {
 }
 
 impl State {
-    fn take_file(&mut self, path: &Path, result: Result<(Vec<Entry>, Option<String>), String>) {
+    fn take_file(&mut self, path: &Path, result: FileRead) {
         match result {
             // No replica healthy right now (ra-serve is restarting them): keep the last.
             Ok((entries, _)) if entries.is_empty() => {}
