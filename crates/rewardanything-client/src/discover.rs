@@ -381,6 +381,9 @@ impl Discovery {
             match result {
                 Ok(found) if !found.addrs.is_empty() => {
                     let mut addrs = found.addrs;
+                    // Sorted: a nameserver rotating its records' order is no change.
+                    addrs.sort();
+                    addrs.dedup();
                     if addrs.len() > MAX_ADDRESSES_PER_NAME {
                         tracing::warn!(
                             name = %host,

@@ -208,6 +208,15 @@ async fn a_short_ttl_is_honoured_within_a_long_period() {
     );
     judge_all_correct(&client, (5..10).map(|i| numbered(i, "")).collect()).await;
     assert_eq!((chats(&mocks[0]), chats(&mocks[1])), (5, 5));
+    // A nameserver rotating the order of its records changes nothing.
+    resolver.set(&["127.0.0.3", "127.0.0.2"]);
+    assert!(eventually(Duration::from_secs(20), || listed(&client, "127.0.0.2")).await);
+    let order: Vec<String> = client.endpoint_stats().into_iter().map(|e| e.url).collect();
+    resolver.set(&["127.0.0.2", "127.0.0.3"]);
+    let asked = resolver.asked();
+    assert!(eventually(Duration::from_secs(20), || resolver.asked() > asked + 2).await);
+    let now: Vec<String> = client.endpoint_stats().into_iter().map(|e| e.url).collect();
+    assert_eq!(now, order);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
