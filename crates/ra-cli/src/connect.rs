@@ -10,7 +10,7 @@ use rewardanything_client::{
     BalanceConfig, BalancePolicy, Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Masking,
     RetryPolicy, Sampling,
 };
-use rewardanything_client::{BuildError, ConnectError};
+use rewardanything_client::ConnectError;
 use rewardanything_client::{GrammarOptions, rewardanything_gbnf};
 
 use crate::config::ReferenceConfig;
@@ -27,14 +27,20 @@ pub enum Constrain {
 
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// OpenAI-compatible base URL (repeat, or separate with commas, for several).
-    /// Default: the endpoints file's, the config's api_base, RA_ENDPOINT (comma-separated),
-    /// then http://127.0.0.1:8000/v1.
+    /// OpenAI-compatible base URL (repeat, or separate with commas, for several), or
+    /// dns+http://NAME:PORT/v1 for every address NAME resolves to (re-resolved while
+    /// running). Default: the config's api_base, RA_ENDPOINT (comma-separated), then
+    /// http://127.0.0.1:8000/v1; none beside --endpoints-file or --endpoints-dir.
     #[arg(long = "endpoint", value_name = "URL")]
     pub endpoints: Vec<String>,
     /// Read endpoints (and the model) from the file ra-serve writes; followed while running.
     #[arg(long, value_name = "PATH", conflicts_with = "endpoints")]
     pub endpoints_file: Option<PathBuf>,
+    /// Follow every endpoints file in DIR (one per node: ra-serve --endpoints-file
+    /// DIR/$(hostname).json on a shared file system); files appearing and disappearing
+    /// add and drain their endpoints.
+    #[arg(long, value_name = "DIR", env = "RA_ENDPOINTS_DIR")]
+    pub endpoints_dir: Option<PathBuf>,
     /// Served model name. Default: the endpoints file's, the config's, else the single
     /// model the endpoint lists.
     #[arg(long)]
@@ -81,12 +87,11 @@ pub struct ClientArgs {
     pub config: Option<String>,
 }
 
-/// A built client and the endpoints file to follow, if any.
+/// A built client (following its endpoints file, directory and `dns+` names itself).
 pub struct Connection {
     pub client: Client,
     /// Requests in flight at once.
     pub concurrency: usize,
-    pub endpoints_file: Option<PathBuf>,
 }
 
 /// A config value in seconds, checked like the flags.
@@ -131,8 +136,14 @@ impl ClientArgs {
             .clone()
             .or_else(|| from_file.as_ref().and_then(|f| f.model.clone()))
             .or_else(|| config.api_model.clone());
-        let mut builder = Client::builder()
-            .endpoints(self.endpoint_list(&config, from_file.as_ref())?)
+        let mut builder = Client::builder().endpoints(self.endpoint_list(&config)?);
+        if let Some(path) = &self.endpoints_file {
+            builder = builder.endpoints_file(path);
+        }
+        if let Some(dir) = &self.endpoints_dir {
+            builder = builder.endpoints_dir(dir);
+        }
+        let mut builder = builder
             .masking(self.masking)
             .max_response_bytes(self.max_response_bytes)
             .balance(BalanceConfig::default().policy(self.balance));
@@ -152,24 +163,20 @@ impl ClientArgs {
         Ok(Connection {
             client,
             concurrency,
-            endpoints_file: self.endpoints_file.clone(),
         })
     }
 
-    /// --endpoint, else the endpoints file, the config, RA_ENDPOINT, the default.
-    fn endpoint_list(
-        &self,
-        config: &ReferenceConfig,
-        file: Option<&EndpointsFile>,
-    ) -> anyhow::Result<Vec<String>> {
+    /// --endpoint, else none beside a followed file or directory, else the config,
+    /// RA_ENDPOINT, the default.
+    fn endpoint_list(&self, config: &ReferenceConfig) -> anyhow::Result<Vec<String>> {
         let given = if !self.endpoints.is_empty() {
             let mut urls = Vec::new();
             for value in &self.endpoints {
                 urls.extend(env::parse_endpoint_list("--endpoint", value)?);
             }
             urls
-        } else if let Some(file) = file {
-            file.endpoints.clone()
+        } else if self.endpoints_file.is_some() || self.endpoints_dir.is_some() {
+            return Ok(Vec::new());
         } else if let Some(base) = config.api_base.clone() {
             base.into_vec()
         } else {

@@ -13,7 +13,7 @@ use ra_gateway::{
 
 use crate::connect::{self, ClientArgs};
 use crate::openrlhf::RewardArgs;
-use crate::{endpoints_file, exit, validate};
+use crate::{exit, validate};
 
 /// The bearer key clients must send; an environment variable so that it stays out of `ps`.
 const API_KEY_ENV: &str = rewardanything_client::env::GATEWAY_API_KEY;
@@ -149,10 +149,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     let client = connection.client.clone();
-    let follower = connection
-        .endpoints_file
-        .clone()
-        .map(|path| endpoints_file::follow(path, client.clone(), Duration::from_secs(1)));
     if !addr.ip().is_loopback() && api_key.is_none() {
         tracing::warn!(
             "listening on {addr} without {API_KEY_ENV}: anyone who can reach it can spend \
@@ -176,9 +172,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .jobs(jobs)
         .serve(listener, stop_signal())
         .await;
-    if let Some(f) = follower {
-        f.abort();
-    }
     eprintln!("ra gateway: stopped");
     Ok(ExitCode::from(exit::OK))
 }

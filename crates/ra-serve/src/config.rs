@@ -143,6 +143,13 @@ pub struct ServeConfig {
     pub env: Vec<(String, String)>,
     /// Where to write the endpoints file once every replica is ready.
     pub endpoints_file: Option<PathBuf>,
+    /// Host written in the endpoints file, the one other nodes reach this one at
+    /// (default: the listening host; for a wildcard one, this host name's first
+    /// non-loopback address, else the address of the default route).
+    pub advertise_host: Option<String>,
+    /// Listen beyond loopback without an API key (refused otherwise: anyone who can
+    /// reach the port could spend the GPUs).
+    pub allow_no_api_key: bool,
     /// Supervisor timings.
     pub timings: Timings,
 }
@@ -170,6 +177,8 @@ impl Default for ServeConfig {
             extra_args: Vec::new(),
             env: Vec::new(),
             endpoints_file: None,
+            advertise_host: None,
+            allow_no_api_key: false,
             timings: Timings::default(),
         }
     }
@@ -204,12 +213,31 @@ impl std::fmt::Debug for ServeConfig {
             .field("extra_args", &crate::redact::redact_keys(&self.extra_args))
             .field("env", &env)
             .field("endpoints_file", &self.endpoints_file)
+            .field("advertise_host", &self.advertise_host)
+            .field("allow_no_api_key", &self.allow_no_api_key)
             .field("timings", &self.timings)
             .finish()
     }
 }
 
 impl ServeConfig {
+    /// Whether the engines listen beyond loopback (a wildcard, a routable address or a
+    /// name other than `localhost`).
+    ///
+    /// ```
+    /// let mut c = ra_serve::ServeConfig::default();
+    /// assert!(!c.listens_beyond_loopback());
+    /// c.host = "0.0.0.0".into();
+    /// assert!(c.listens_beyond_loopback());
+    /// ```
+    pub fn listens_beyond_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => !ip.is_loopback(),
+            Err(_) => !host.eq_ignore_ascii_case("localhost"),
+        }
+    }
+
     /// The model name clients must send: the explicit served name, else the
     /// model id (vLLM's own default) or the `.gguf` file stem (llama.cpp).
     pub fn served_name(&self) -> String {

@@ -138,6 +138,10 @@ impl ServerBuilder {
         nvidia_smi_bin: impl Into<PathBuf> => nvidia_smi_bin);
     setter!(/// Endpoints file written when every replica is ready.
         endpoints_file: opt impl Into<PathBuf> => endpoints_file);
+    setter!(/// Host the endpoints file names (reachable from other nodes).
+        advertise_host: opt impl Into<String> => advertise_host);
+    setter!(/// Listen beyond loopback without an API key.
+        allow_no_api_key: bool => allow_no_api_key);
     setter!(/// Bound on the wait for readiness.
         startup_timeout: Duration => timings.startup_timeout);
     setter!(/// SIGTERM-to-SIGKILL delay.

@@ -21,9 +21,16 @@ struct Cli {
     /// Inference engine: vllm (GPUs) or llama-cpp (CPU hosts, GGUF).
     #[arg(long, default_value = "vllm")]
     engine: EngineKind,
-    /// Address to listen on.
+    /// Address to listen on. Beyond loopback only with an API key or --allow-no-api-key.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// Host the endpoints file names, reachable from other nodes [default: --host; for
+    /// 0.0.0.0 or ::, this host name's first non-loopback address].
+    #[arg(long, value_name = "HOST")]
+    advertise_host: Option<String>,
+    /// Listen beyond loopback without an API key (a trusted network only).
+    #[arg(long)]
+    allow_no_api_key: bool,
     /// Port of replica 0; replica i listens on port + i.
     #[arg(long, default_value_t = 8000)]
     port: u16,
@@ -141,6 +148,8 @@ impl Cli {
             parallel: self.parallel,
             extra_args: self.extra,
             endpoints_file: self.endpoints_file,
+            advertise_host: self.advertise_host,
+            allow_no_api_key: self.allow_no_api_key,
             timings,
             ..ServeConfig::default()
         })

@@ -15,8 +15,11 @@ pub struct PlannedReplica {
     pub layout: ReplicaLayout,
     /// What to run.
     pub command: EngineCommand,
-    /// `http://host:port` (no `/v1`), the address probes and clients use.
+    /// `http://host:port` (no `/v1`), the address probes and local clients use.
     pub base_url: String,
+    /// `http://advertised-host:port/v1`, the endpoint the endpoints file names (other
+    /// nodes reach it there).
+    pub advertised: String,
 }
 
 impl PlannedReplica {
@@ -76,6 +79,55 @@ fn url_host(host: &str) -> String {
         h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
         h => h.to_string(),
     }
+}
+
+/// The URL host the endpoints file names: `--advertise-host`, else the listening host,
+/// else (a wildcard listening address) this host's detected address.
+fn advertised_host(cfg: &ServeConfig) -> String {
+    if let Some(h) = &cfg.advertise_host {
+        return url_host(h.trim());
+    }
+    match cfg.host.as_str() {
+        "" | "0.0.0.0" | "::" | "[::]" => match detect_address() {
+            Some(ip) => url_host(&ip.to_string()),
+            None => {
+                tracing::warn!(
+                    "cannot find a non-loopback address of this host: the endpoints file \
+                     names {}; other nodes need --advertise-host",
+                    url_host(&cfg.host)
+                );
+                url_host(&cfg.host)
+            }
+        },
+        h => url_host(h),
+    }
+}
+
+/// This host's address as other nodes see it: the host name's first non-loopback
+/// address (IPv4 first), else the source address of the default route (a UDP socket
+/// "connected" to a public address: nothing is sent).
+pub fn detect_address() -> Option<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    if let Some(name) = hostname
+        && let Ok(addrs) = (name.as_str(), 0).to_socket_addrs()
+    {
+        let mut ips: Vec<std::net::IpAddr> = addrs
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+            .collect();
+        ips.sort_by_key(|ip| ip.is_ipv6());
+        if let Some(ip) = ips.first() {
+            return Some(*ip);
+        }
+    }
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 /// Hugging Face cache directory of a hub model id, when it can be computed.
@@ -155,6 +207,21 @@ fn check_options(cfg: &mut ServeConfig) -> Result<(), Error> {
         .is_some_and(|p| p.as_os_str().is_empty())
     {
         return bad("--endpoints-file must not be empty".into());
+    }
+    if cfg.listens_beyond_loopback() && cfg.api_key.is_none() && !cfg.allow_no_api_key {
+        return bad(format!(
+            "--host {} listens beyond loopback without an API key: anyone who can reach \
+             the port could use the engines; set RA_SERVE_API_KEY (clients send it as \
+             RA_API_KEY), or pass --allow-no-api-key on a trusted network",
+            cfg.host
+        ));
+    }
+    if cfg
+        .advertise_host
+        .as_deref()
+        .is_some_and(|h| h.trim().is_empty())
+    {
+        return bad("--advertise-host must not be empty".into());
     }
     match cfg.engine {
         EngineKind::Vllm => check_vllm_options(cfg),
@@ -355,6 +422,7 @@ fn build_replicas(
     groups: Vec<Vec<String>>,
 ) -> Vec<PlannedReplica> {
     let host = url_host(&cfg.host);
+    let advertised = advertised_host(cfg);
     groups
         .into_iter()
         .zip(cfg.port..=u16::MAX)
@@ -364,6 +432,7 @@ fn build_replicas(
             PlannedReplica {
                 command: engine::command(cfg, program, &layout),
                 base_url: format!("http://{host}:{port}"),
+                advertised: format!("http://{advertised}:{port}/v1"),
                 layout,
             }
         })

@@ -72,6 +72,24 @@ impl EndpointsWriter {
     }
 }
 
+impl EndpointsWriter {
+    /// Removes the file (first thing on a stop: clients stop sending before the engines
+    /// go away).
+    fn remove(&mut self) {
+        if self.written
+            && let Some(path) = &self.path
+        {
+            match std::fs::remove_file(path) {
+                Ok(()) => tracing::info!("removed the endpoints file {}", path.display()),
+                Err(e) => {
+                    tracing::warn!("cannot remove the endpoints file {}: {e}", path.display())
+                }
+            }
+            self.written = false;
+        }
+    }
+}
+
 impl Drop for EndpointsWriter {
     fn drop(&mut self) {
         if self.written
@@ -112,6 +130,7 @@ impl Board {
             tracing::error!("{e}");
             self.fatal = Some(e);
         }
+        self.writer.remove();
         self.request_stop(Stop::Graceful);
     }
 
@@ -124,6 +143,7 @@ impl Board {
                 self.dropped[i] = true;
                 if self.dropped.iter().all(|d| *d) && self.fatal.is_none() {
                     self.fatal = Some(Error::AllReplicasDropped);
+                    self.writer.remove();
                     self.request_stop(Stop::Graceful);
                 }
             }
@@ -140,7 +160,7 @@ impl Board {
     fn sync_endpoints(&mut self) {
         let endpoints: Vec<String> = (self.plan.replicas.iter().zip(&self.healthy))
             .filter(|(_, h)| **h)
-            .map(|(r, _)| r.endpoint())
+            .map(|(r, _)| r.advertised.clone())
             .collect();
         if *self.ctl.borrow() > Stop::No {
             return;
@@ -193,6 +213,13 @@ pub(crate) async fn run(
     mut external: watch::Receiver<Stop>,
 ) {
     let n = plan.replicas.len();
+    if plan.config.listens_beyond_loopback() {
+        if plan.config.api_key.is_some() {
+            tracing::info!(host = %plan.config.host, "listening beyond loopback; the engines require the API key");
+        } else {
+            tracing::warn!(host = %plan.config.host, "listening beyond loopback WITHOUT an API key (--allow-no-api-key): anyone who can reach the ports can use the engines");
+        }
+    }
     let (ctl_tx, ctl_rx) = watch::channel(Stop::No);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
@@ -229,6 +256,8 @@ pub(crate) async fn run(
                     Stop::Graceful
                 };
                 if mode > Stop::No {
+                    // Before the engines stop: readers drain this node first.
+                    board.writer.remove();
                     tracing::info!("stopping {n} replica(s){}", if mode == Stop::Force { " now (SIGKILL)" } else { "" });
                     board.request_stop(mode);
                 }

@@ -10,7 +10,9 @@
 //! endpoint is only avoided for a moment (its `Retry-After`, else a short pause).
 //!
 //! The set of endpoints can be replaced while requests run (e.g. when `ra-serve`'s
-//! endpoints file changes); endpoints that stay keep their counters.
+//! endpoints file changes or a `dns+` name resolves to other addresses); endpoints that
+//! stay keep their counters, removed ones are drained (no new requests; those in flight
+//! finish on their lease).
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -36,6 +38,34 @@ pub(crate) struct Endpoint {
     avoid_until_ms: AtomicU64,
     ejected: std::sync::atomic::AtomicBool,
     served: AtomicU64,
+    /// For an address a `dns+` entry resolved to: the address and the HTTP client that
+    /// connects there (the URL keeps the name, so Host and TLS SNI name it).
+    pub pinned: Option<Pinned>,
+}
+
+/// An address a `dns+` entry resolved to, with the HTTP client pinned to it.
+#[derive(Debug, Clone)]
+pub(crate) struct Pinned {
+    /// The address the name resolved to.
+    pub addr: std::net::IpAddr,
+    /// Connects every request to `addr`, whatever the URL's host.
+    pub http: reqwest::Client,
+}
+
+/// One member of an endpoint set: a base URL, pinned to one address for a `dns+` entry.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The base URL (for a `dns+` entry, with its name as host).
+    pub url: EndpointUrl,
+    /// The resolved address and its client, for a `dns+` entry.
+    pub pinned: Option<Pinned>,
+}
+
+impl Target {
+    /// Identity in a set: the URL, and the address for a pinned one.
+    pub fn key(&self) -> (&str, Option<std::net::IpAddr>) {
+        (self.url.as_str(), self.pinned.as_ref().map(|p| p.addr))
+    }
 }
 
 /// A validated endpoint base URL (http or https).
@@ -123,13 +153,31 @@ impl EndpointUrl {
     pub fn as_str(&self) -> &str {
         &self.base
     }
+
+    /// The URL's host as a name (`None` for an IP address or no host).
+    pub fn domain(&self) -> Option<&str> {
+        self.parsed.domain()
+    }
 }
 
 impl Endpoint {
     fn new(url: &EndpointUrl) -> Self {
-        Endpoint {
+        Self::from_target(&Target {
             url: url.clone(),
-            shown: url.shown(),
+            pinned: None,
+        })
+    }
+
+    fn from_target(target: &Target) -> Self {
+        let url = &target.url;
+        let shown = match &target.pinned {
+            Some(p) => format!("{} [{}]", url.shown(), p.addr),
+            None => url.shown(),
+        };
+        Endpoint {
+            pinned: target.pinned.clone(),
+            url: url.clone(),
+            shown,
             base_url: url.base.clone(),
             completions_url: url.completions.clone(),
             in_flight: AtomicUsize::new(0),
@@ -138,6 +186,16 @@ impl Endpoint {
             ejected: std::sync::atomic::AtomicBool::new(false),
             served: AtomicU64::new(0),
         }
+    }
+
+    /// Identity in a set (see [`Target::key`]).
+    pub(crate) fn key(&self) -> (&str, Option<std::net::IpAddr>) {
+        (self.base_url.as_str(), self.pinned.as_ref().map(|p| p.addr))
+    }
+
+    /// The HTTP client to send with: the pinned one, else the client's.
+    pub(crate) fn http<'a>(&'a self, default: &'a reqwest::Client) -> &'a reqwest::Client {
+        self.pinned.as_ref().map_or(default, |p| &p.http)
     }
 
     /// Requests now in flight on this endpoint.
@@ -371,16 +429,19 @@ impl Balancer {
     }
 
     /// Replaces the endpoint set; endpoints present before keep their state. In-flight
-    /// requests to removed endpoints finish normally.
-    pub fn set_endpoints(&self, urls: &[EndpointUrl]) {
+    /// requests to removed endpoints finish normally (their lease holds the endpoint).
+    pub fn set_endpoints(&self, targets: &[Target]) {
         let old = self.endpoints();
-        let new: Vec<Arc<Endpoint>> = urls
+        // By key, so a set of thousands is not matched in quadratic time.
+        let by_key: std::collections::HashMap<_, _> =
+            old.iter().map(|e| (e.key(), Arc::clone(e))).collect();
+        let new: Vec<Arc<Endpoint>> = targets
             .iter()
-            .map(|u| {
-                old.iter()
-                    .find(|e| e.base_url == u.as_str())
+            .map(|t| {
+                by_key
+                    .get(&t.key())
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Endpoint::new(u)))
+                    .unwrap_or_else(|| Arc::new(Endpoint::from_target(t)))
             })
             .collect();
         match self.endpoints.write() {

@@ -16,7 +16,6 @@
 
 use std::time::Duration;
 
-use crate::balance::EndpointUrl;
 use crate::reward::{FailurePays, Normalization};
 
 /// Endpoint base URLs, comma-separated (`ra`, the Python `Client`).
@@ -103,7 +102,9 @@ pub enum EnvError {
 /// assert!(parse_endpoint("h:8000/v1").unwrap_err().contains("http://"));
 /// ```
 pub fn parse_endpoint(entry: &str) -> Result<String, String> {
-    EndpointUrl::parse(entry)?;
+    // The one parser of an entry (a URL or a `dns+` name), shared with the client's
+    // discovery so that a list is refused here exactly when the client would refuse it.
+    crate::discover::parse_entry(entry)?;
     Ok(entry.to_string())
 }
 

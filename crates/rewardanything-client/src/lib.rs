@@ -21,6 +21,7 @@ mod balance;
 mod bias;
 mod client;
 pub mod compat;
+mod discover;
 mod endpoints_file;
 mod ensemble;
 pub mod env;
@@ -40,6 +41,10 @@ pub use bias::{Aggregate, Flips, PositionTable, Vote, aggregate};
 pub use client::{
     BodyHook, Client, ClientBuilder, DEFAULT_MAX_BUFFERED_RESPONSE_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES, Judged, ResponseBuffer, Sampling, Usage,
+};
+pub use discover::{
+    DEFAULT_DISCOVERY_INTERVAL, MAX_ADDRESSES_PER_NAME, MAX_DIR_FILE_BYTES, MAX_DIR_FILES,
+    MAX_ENDPOINTS, MIN_DISCOVERY_INTERVAL, Resolve, Resolved, SystemResolver,
 };
 pub use endpoints_file::{EndpointsFile, EndpointsFileError};
 pub use ensemble::{

@@ -37,6 +37,9 @@ pub(crate) struct PyClient {
 /// The settings of `Client(...)` once checked.
 struct Settings {
     endpoints: Vec<String>,
+    /// Followed: `ra-serve`'s endpoints file, a directory of them (one per node).
+    endpoints_file: Option<PathBuf>,
+    endpoints_dir: Option<PathBuf>,
     api_key: Option<String>,
     model: Option<String>,
     concurrency: usize,
@@ -49,8 +52,14 @@ struct Settings {
 
 impl Settings {
     fn build(self) -> PyResult<PyClient> {
-        let mut builder = Client::builder()
-            .endpoints(self.endpoints)
+        let mut builder = Client::builder().endpoints(self.endpoints);
+        if let Some(path) = self.endpoints_file {
+            builder = builder.endpoints_file(path);
+        }
+        if let Some(dir) = self.endpoints_dir {
+            builder = builder.endpoints_dir(dir);
+        }
+        let mut builder = builder
             .max_in_flight(self.concurrency)
             .attempt_timeout(self.timeout)
             .retry(RetryPolicy::default().max_attempts(self.max_retries.saturating_add(1)))
@@ -77,10 +86,14 @@ impl Settings {
     }
 }
 
-/// `endpoints`: a URL, a list of URLs, or `None` (then `RA_ENDPOINT`, comma-separated,
-/// then the default: the client library's [`env::endpoints_or_default`], as in `ra`).
-fn endpoints(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+/// `endpoints`: a URL (or `dns+http://NAME:PORT/v1`), a list of them, or `None` (then
+/// none when a directory or file is followed, else `RA_ENDPOINT`, comma-separated, then
+/// the default: the client library's [`env::endpoints_or_default`], as in `ra`).
+fn endpoints(obj: Option<&Bound<'_, PyAny>>, followed: bool) -> PyResult<Vec<String>> {
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        if followed {
+            return Ok(Vec::new());
+        }
         return env::endpoints_or_default(Vec::new())
             .map_err(|e| PyValueError::new_err(e.to_string()));
     };
@@ -100,6 +113,10 @@ fn endpoints(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
         return Err(PyValueError::new_err("endpoints is an empty list"));
     }
     Ok(urls)
+}
+
+fn py_none(py: Python<'_>) -> Bound<'_, PyAny> {
+    py.None().into_bound(py)
 }
 
 /// A count in `1..=max`, named in the error.
@@ -197,7 +214,8 @@ impl PyClient {
 impl PyClient {
     #[new]
     #[pyo3(signature = (endpoints=None, *, api_key=None, model=None, concurrency=256,
-        timeout=600.0, max_retries=3, masking="reference", temperature=0.0, max_tokens=4096))]
+        timeout=600.0, max_retries=3, masking="reference", temperature=0.0, max_tokens=4096,
+        endpoints_dir=None, endpoints_file=None))]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments.
     fn new(
         endpoints: Option<&Bound<'_, PyAny>>,
@@ -209,9 +227,14 @@ impl PyClient {
         masking: &str,
         temperature: f64,
         max_tokens: i64,
+        endpoints_dir: Option<PathBuf>,
+        endpoints_file: Option<PathBuf>,
     ) -> PyResult<Self> {
+        let followed = endpoints_dir.is_some() || endpoints_file.is_some();
         Settings {
-            endpoints: self::endpoints(endpoints)?,
+            endpoints: self::endpoints(endpoints, followed)?,
+            endpoints_file,
+            endpoints_dir,
             // None: the client library reads RA_API_KEY when it builds.
             api_key: api_key.filter(|k| !k.is_empty()),
             model: model.filter(|m| !m.is_empty()),
@@ -230,7 +253,8 @@ impl PyClient {
     }
 
     /// A client on the endpoints of `ra-serve`'s endpoints file (its model too, unless
-    /// `model` is given). Other keyword arguments as for `Client(...)`, which checks them.
+    /// `model` is given), following the file while it runs. Other keyword arguments as
+    /// for `Client(...)`, which checks them.
     #[classmethod]
     #[pyo3(signature = (path, **options))]
     fn from_endpoints_file<'py>(
@@ -252,8 +276,9 @@ impl PyClient {
         if kwargs.get_item("model")?.is_none_or(|m| m.is_none()) {
             kwargs.set_item("model", file.model)?;
         }
+        kwargs.set_item("endpoints_file", &path)?;
         // Through the class, so a subclass (the package's `Client`) gets its own type.
-        cls.call((file.endpoints,), Some(&kwargs))
+        cls.call((py_none(cls.py()),), Some(&kwargs))
     }
 
     /// Judges one request and returns a `RewardResult`; raises `RewardAnythingError`

@@ -6,7 +6,6 @@ pub mod lock;
 pub mod progress;
 pub mod signals;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -73,7 +72,6 @@ pub struct BatchRun {
     command: &'static str,
     client: Client,
     concurrency: usize,
-    endpoints_file: Option<PathBuf>,
     progress: Option<indicatif::ProgressBar>,
     started: Instant,
     quiet: bool,
@@ -93,7 +91,6 @@ impl BatchRun {
             command,
             client: connection.client.clone(),
             concurrency: connection.concurrency,
-            endpoints_file: connection.endpoints_file.clone(),
             progress: progress::bar(total, quiet),
             started,
             quiet,
@@ -144,19 +141,13 @@ impl BatchRun {
         Ok(prepared)
     }
 
-    /// Runs the batch, following the endpoints file (replicas ra-serve restarts) while
-    /// it lasts, and clears the bar.
+    /// Runs the batch (the client follows any endpoints file or directory meanwhile) and
+    /// clears the bar.
     pub async fn run<R>(self, prepared: ra_batch::Prepared, input: R) -> Result<Summary, BatchError>
     where
         R: AsyncBufRead + Unpin + Send + 'static,
     {
-        let follower = self.endpoints_file.clone().map(|path| {
-            crate::endpoints_file::follow(path, self.client.clone(), Duration::from_secs(1))
-        });
         let result = prepared.run(input, self.client.clone()).await;
-        if let Some(f) = follower {
-            f.abort();
-        }
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
         }

@@ -12,6 +12,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use super::config::{ClientConfig, OWN_FIELDS, Sampling};
 use super::{Client, Inner};
 use crate::balance::{BalanceConfig, Balancer, EndpointUrl};
+use crate::discover::{Discovery, DiscoverySettings, Entry, PinnedHttp, parse_entry};
 use crate::error::BuildError;
 use crate::parse::ParseOptions;
 use crate::render::{JudgeRequest, Masking, RenderedPrompt};
@@ -381,8 +382,65 @@ impl ClientBuilder {
         self
     }
 
+    /// Also follows an endpoints file (`ra-serve --endpoints-file`): re-read every
+    /// [`discovery_interval`](Self::discovery_interval), its endpoints join the set.
+    /// A missing, empty or half-written file keeps its last good endpoints.
+    ///
+    /// ```
+    /// let c = rewardanything_client::Client::builder().endpoints_file("/run/ra/endpoints.json").build();
+    /// assert!(c.is_ok());
+    /// ```
+    pub fn endpoints_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.endpoints_file = Some(path.into());
+        self
+    }
+
+    /// Also follows every endpoints file in a directory (one per node on a shared file
+    /// system: `ra-serve --endpoints-file DIR/$(hostname).json`): files appearing and
+    /// disappearing add and drain their endpoints. Only `*.json` files not starting with
+    /// a dot count, at most 1,024 of at most 64 KiB each; a partial or garbage file is
+    /// ignored with a warning naming it.
+    ///
+    /// ```
+    /// let c = rewardanything_client::Client::builder().endpoints_dir("/shared/ra-endpoints").build();
+    /// assert!(c.is_ok());
+    /// ```
+    pub fn endpoints_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.endpoints_dir = Some(dir.into());
+        self
+    }
+
+    /// How often `dns+` names are re-resolved and endpoints files re-read (default 1 s,
+    /// at least 100 ms; a name whose resolver reports a shorter TTL is asked sooner). A
+    /// new address or file takes traffic within one period.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = rewardanything_client::Client::builder().endpoint("dns+http://judge:8000/v1");
+    /// assert!(b.discovery_interval(Duration::from_secs(5)).build().is_ok());
+    /// ```
+    pub fn discovery_interval(mut self, every: Duration) -> Self {
+        self.config.discovery_interval = every;
+        self
+    }
+
+    /// The resolver of `dns+` endpoints (default: [`SystemResolver`](crate::SystemResolver),
+    /// the system's `getaddrinfo`).
+    ///
+    /// ```
+    /// use rewardanything_client::SystemResolver;
+    /// let b = rewardanything_client::Client::builder().endpoint("dns+http://judge:8000/v1");
+    /// assert!(b.resolver(std::sync::Arc::new(SystemResolver)).build().is_ok());
+    /// ```
+    pub fn resolver(mut self, resolver: Arc<dyn crate::discover::Resolve>) -> Self {
+        self.config.resolver = Some(resolver);
+        self
+    }
+
     /// Checks every setting and builds the client. No network I/O happens here: the
-    /// model is discovered by [`Client::connect`] or on the first judgment.
+    /// model is discovered by [`Client::connect`] or on the first judgment, `dns+` names
+    /// are resolved then too (a followed file or directory is read here once, then
+    /// followed from the first call).
     ///
     /// ```
     /// let e = rewardanything_client::Client::builder().endpoint("ftp://h/v1").build().unwrap_err();
@@ -390,24 +448,58 @@ impl ClientBuilder {
     /// ```
     pub fn build(self) -> Result<Client, BuildError> {
         let mut config = self.config;
-        if config.endpoints.is_empty() {
+        let followed = config.endpoints_file.is_some() || config.endpoints_dir.is_some();
+        if config.endpoints.is_empty() && !followed {
             return Err(BuildError::NoEndpoint);
         }
-        let urls = parse_endpoints(&config.endpoints)?;
+        let entries = parse_entries(&config.endpoints)?;
         config.check().map_err(BuildError::Invalid)?;
         let headers = request_headers(&config)?;
+        let own = config.http.is_none();
+        let has_dns = entries.iter().any(|e| matches!(e, Entry::Dns(_)));
+        if has_dns && !own {
+            return Err(BuildError::Invalid(
+                "dns+ endpoints need the client's own HTTP client (one per address, so \
+                 that Host and TLS name the service): drop http_client()"
+                    .into(),
+            ));
+        }
+        let pinned_http: Option<PinnedHttp> = own.then(|| {
+            let settings = HttpSettings::of(&config, headers.clone());
+            Arc::new(move |host: &str, addr: std::net::SocketAddr| {
+                settings.client(Some((host, addr)))
+            }) as PinnedHttp
+        });
         let (http, per_request_headers) = match config.http.take() {
             Some(http) => (http, headers),
-            None => (own_http_client(&config, headers)?, HeaderMap::new()),
+            None => (
+                HttpSettings::of(&config, headers)
+                    .client(None)
+                    .map_err(BuildError::Http)?,
+                HeaderMap::new(),
+            ),
         };
         let rate_limiter = rate_limiter(config.rate_limit)?;
         config
             .extra_body
             .retain(|k, _| !OWN_FIELDS.contains(&k.as_str()));
+        let balancer = Arc::new(Balancer::new(&[], config.balance.clone()));
+        balancer.set_endpoints(&Discovery::initial_targets(&entries));
+        let discovery = Discovery::new(DiscoverySettings {
+            entries,
+            file: config.endpoints_file.clone(),
+            dir: config.endpoints_dir.clone(),
+            resolver: config.resolver.clone(),
+            interval: config.discovery_interval,
+            pinned_http,
+            model: config.model.clone(),
+        });
+        discovery.seed(&balancer);
         let inner = Inner {
             http,
             headers: per_request_headers,
-            balancer: Balancer::new(&urls, config.balance.clone()),
+            balancer,
+            discovery: Arc::new(discovery),
             discovered_model: OnceCell::new(),
             discovery_failure: std::sync::Mutex::new(None),
             in_flight: Semaphore::new(config.max_in_flight),
@@ -421,12 +513,26 @@ impl ClientBuilder {
     }
 }
 
-/// Parses every endpoint URL; the first bad one is the error.
+/// Parses every endpoint entry (a URL or a `dns+` name); the first bad one is the error.
+pub(crate) fn parse_entries(urls: &[String]) -> Result<Vec<Entry>, BuildError> {
+    urls.iter()
+        .map(|url| {
+            parse_entry(url).map_err(|reason| BuildError::InvalidEndpoint {
+                // The URL as given may hold a password.
+                url: reqwest::Url::parse(url.trim())
+                    .map(|u| crate::wire::redact_url(&u))
+                    .unwrap_or_else(|_| crate::wire::redact_unparsed(url)),
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// Parses plain endpoint URLs (no `dns+`); the first bad one is the error.
 pub(crate) fn parse_endpoints(urls: &[String]) -> Result<Vec<EndpointUrl>, BuildError> {
     urls.iter()
         .map(|url| {
             EndpointUrl::parse(url).map_err(|reason| BuildError::InvalidEndpoint {
-                // The URL as given may hold a password.
                 url: reqwest::Url::parse(url)
                     .map(|u| crate::wire::redact_url(&u))
                     .unwrap_or_else(|_| crate::wire::redact_unparsed(url)),
@@ -468,22 +574,44 @@ fn request_headers(config: &ClientConfig) -> Result<HeaderMap, BuildError> {
     Ok(headers)
 }
 
-fn own_http_client(
-    config: &ClientConfig,
+/// What the client's own HTTP clients are built from (the shared one, and one per
+/// address of a `dns+` name).
+struct HttpSettings {
     headers: HeaderMap,
-) -> Result<reqwest::Client, BuildError> {
-    reqwest::Client::builder()
-        // Sent with every request: one default instead of one copy per request.
-        .default_headers(headers)
-        .connect_timeout(config.connect_timeout)
-        .pool_max_idle_per_host(config.max_in_flight)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        // An inference endpoint does not redirect; following one would resend the body.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("rewardanything-rs/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(BuildError::Http)
+    connect_timeout: Duration,
+    max_idle: usize,
+}
+
+impl HttpSettings {
+    fn of(config: &ClientConfig, headers: HeaderMap) -> Self {
+        HttpSettings {
+            headers,
+            connect_timeout: config.connect_timeout,
+            max_idle: config.max_in_flight,
+        }
+    }
+
+    /// A client; `pin` connects every request for that host to that address (the URL
+    /// keeps the name: Host header and TLS SNI).
+    fn client(
+        &self,
+        pin: Option<(&str, std::net::SocketAddr)>,
+    ) -> Result<reqwest::Client, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            // Sent with every request: one default instead of one copy per request.
+            .default_headers(self.headers.clone())
+            .connect_timeout(self.connect_timeout)
+            .pool_max_idle_per_host(self.max_idle)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            // An inference endpoint does not redirect; following one would resend the body.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("rewardanything-rs/", env!("CARGO_PKG_VERSION")));
+        if let Some((host, addr)) = pin {
+            builder = builder.resolve(host, addr);
+        }
+        builder.build()
+    }
 }
 
 pub(crate) type DirectLimiter = governor::RateLimiter<

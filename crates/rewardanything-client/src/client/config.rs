@@ -149,6 +149,10 @@ pub(crate) struct ClientConfig {
     pub max_response_bytes: usize,
     pub max_buffered_response_bytes: usize,
     pub http: Option<reqwest::Client>,
+    pub endpoints_file: Option<std::path::PathBuf>,
+    pub endpoints_dir: Option<std::path::PathBuf>,
+    pub discovery_interval: Duration,
+    pub resolver: Option<Arc<dyn crate::discover::Resolve>>,
 }
 
 impl Default for ClientConfig {
@@ -175,6 +179,10 @@ impl Default for ClientConfig {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_buffered_response_bytes: super::budget::DEFAULT_MAX_BUFFERED_RESPONSE_BYTES,
             http: None,
+            endpoints_file: None,
+            endpoints_dir: None,
+            discovery_interval: crate::discover::DEFAULT_DISCOVERY_INTERVAL,
+            resolver: None,
         }
     }
 }

@@ -79,11 +79,15 @@ impl Inner {
     /// one replica down at startup must not stop a run the others can serve. Returns the
     /// endpoint's redacted URL.
     async fn first_answering_endpoint(&self) -> Result<(String, Vec<String>), ConnectError> {
+        self.discovery.ensure_started(&self.balancer).await;
         let mut last = ConnectError::NoEndpoint;
         let endpoints = self.balancer.endpoints();
         for (i, endpoint) in endpoints.iter().enumerate() {
             let url = endpoint.url.clone();
-            match self.list_models_with_retry(&url).await {
+            match self
+                .list_models_with_retry(endpoint.http(&self.http), &url)
+                .await
+            {
                 Ok(models) => return Ok((url.shown(), models)),
                 // The key is wrong for every replica alike: say so at once.
                 Err(e @ ConnectError::Unauthorized { .. }) => return Err(e),
@@ -100,13 +104,17 @@ impl Inner {
         Err(last)
     }
 
-    async fn list_models_with_retry(&self, url: &EndpointUrl) -> Result<Vec<String>, ConnectError> {
+    async fn list_models_with_retry(
+        &self,
+        http: &reqwest::Client,
+        url: &EndpointUrl,
+    ) -> Result<Vec<String>, ConnectError> {
         let mut backoff = self.config.retry.backoff(0);
         let started = Instant::now();
         let mut tries = 0u32;
         loop {
             tries += 1;
-            match self.list_models_once(url).await {
+            match self.list_models_once(http, url).await {
                 Ok(models) => return Ok(models),
                 Err((e, false)) => return Err(e),
                 Err((e, true)) => match backoff.next_delay(None) {
@@ -125,6 +133,7 @@ impl Inner {
     /// One `GET /models`; the error says whether trying again could help.
     pub(super) async fn list_models_once(
         &self,
+        http: &reqwest::Client,
         url: &EndpointUrl,
     ) -> Result<Vec<String>, (ConnectError, bool)> {
         let shown = crate::wire::redact_url(url.models());
@@ -138,8 +147,7 @@ impl Inner {
         };
         let fail = |reason: String, transient: bool| fail_from(reason, transient, None);
         let fetch = async {
-            let response = self
-                .http
+            let response = http
                 .get(url.models().clone())
                 .headers(self.headers.clone())
                 .send()

@@ -60,6 +60,7 @@ impl Inner {
         request: &JudgeRequest,
         masking: Masking,
     ) -> Result<Judged, JudgeError> {
+        self.discovery.ensure_started(&self.balancer).await;
         let model = self
             .model()
             .await
@@ -80,9 +81,7 @@ impl Inner {
                 return Err(JudgeError::new(JudgeErrorKind::NoEndpoint, call.attempts));
             };
             call.attempts += 1;
-            let raw = self
-                .send(&lease.endpoint().completions_url, &call.body, timeout)
-                .await;
+            let raw = self.send(lease.endpoint(), &call.body, timeout).await;
             // The slot's next request may leave while this answer is decoded and parsed.
             drop(permit);
             let endpoint = std::sync::Arc::clone(lease.endpoint());
@@ -159,14 +158,14 @@ impl Inner {
     /// One HTTP attempt, the body read under the same timeout (and size cap).
     async fn send(
         &self,
-        url: &reqwest::Url,
+        endpoint: &crate::balance::Endpoint,
         body: &bytes::Bytes,
         timeout: Duration,
     ) -> Result<RawAnswer, AttemptError> {
         let send = async {
-            let response = self
-                .http
-                .post(url.clone())
+            let response = endpoint
+                .http(&self.http)
+                .post(endpoint.completions_url.clone())
                 .headers(self.headers.clone())
                 .body(body.clone())
                 .send()

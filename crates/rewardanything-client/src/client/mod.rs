@@ -62,7 +62,9 @@ struct Inner {
     /// Headers sent with each request: empty when they are the own HTTP client's
     /// defaults, else (a caller's client) the API key and custom headers.
     headers: HeaderMap,
-    balancer: Balancer,
+    balancer: Arc<Balancer>,
+    /// Follows `dns+` names and endpoints files into the balancer's set.
+    discovery: Arc<crate::discover::Discovery>,
     discovered_model: OnceCell<String>,
     /// The last failed discovery: judgments within a second of it fail with it at once
     /// rather than each running its own retry loop against a dead server.
@@ -202,8 +204,10 @@ impl Client {
         if urls.is_empty() {
             return Err(BuildError::NoEndpoint);
         }
-        let parsed = builder::parse_endpoints(urls)?;
-        self.inner.balancer.set_endpoints(&parsed);
+        let entries = builder::parse_entries(urls)?;
+        self.inner
+            .discovery
+            .set_entries(entries, &self.inner.balancer);
         Ok(())
     }
 
@@ -235,7 +239,11 @@ impl Client {
         let url = builder::parse_endpoints(&[base_url.to_string()])
             .map_err(ConnectError::InvalidEndpoint)?;
         match url.first() {
-            Some(u) => self.inner.list_models_once(u).await.map_err(|(e, _)| e),
+            Some(u) => self
+                .inner
+                .list_models_once(&self.inner.http, u)
+                .await
+                .map_err(|(e, _)| e),
             None => Err(ConnectError::NoEndpoint),
         }
     }

@@ -84,6 +84,8 @@ class _ClientOptions(TypedDict, total=False):
     masking: str  # "reference", "seeded:<int>" or "none"
     temperature: float  # 0.0
     max_tokens: int  # 4096
+    endpoints_dir: Union[str, "PathLike[str]", None]  # follow every endpoints file in it (one per node)
+    endpoints_file: Union[str, "PathLike[str]", None]  # follow ra-serve's endpoints file
 
 @disjoint_base
 class Client:
