@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use rewardanything_client::ConnectError;
 use rewardanything_client::env::{self, ApiKey};
 use rewardanything_client::{
     BalanceConfig, BalancePolicy, Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Masking,
     RetryPolicy, Sampling,
 };
-use rewardanything_client::ConnectError;
 use rewardanything_client::{GrammarOptions, rewardanything_gbnf};
 
 use crate::config::ReferenceConfig;

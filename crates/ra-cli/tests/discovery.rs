@@ -24,10 +24,8 @@ fn input(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
 
 /// Writes a node's endpoints file atomically, as `ra-serve` does.
 fn write_node(dir: &std::path::Path, node: &str, url: &str) {
-    let file = rewardanything_client::EndpointsFile::new(
-        vec![url.to_string()],
-        ra_mock::DEFAULT_MODEL,
-    );
+    let file =
+        rewardanything_client::EndpointsFile::new(vec![url.to_string()], ra_mock::DEFAULT_MODEL);
     file.write_atomic(&dir.join(format!("{node}.json")))
         .expect("write node file");
 }

@@ -299,10 +299,8 @@ impl Drop for TempDir {
 }
 
 fn write_node(dir: &TempDir, node: &str, mock: &MockHandle) {
-    let file = rewardanything_client::EndpointsFile::new(
-        vec![mock.base_url()],
-        ra_mock::DEFAULT_MODEL,
-    );
+    let file =
+        rewardanything_client::EndpointsFile::new(vec![mock.base_url()], ra_mock::DEFAULT_MODEL);
     file.write_atomic(&dir.0.join(format!("{node}.json")))
         .unwrap();
 }
