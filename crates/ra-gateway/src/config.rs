@@ -80,6 +80,7 @@ pub struct GatewayConfig {
     pub(crate) group_window: Duration,
     pub(crate) max_group_size: usize,
     pub(crate) max_open_groups: usize,
+    pub(crate) expected_group_size: Option<usize>,
     pub(crate) jobs: Option<crate::JobStore>,
     pub(crate) job_window: usize,
     pub(crate) max_jobs: usize,
@@ -110,6 +111,7 @@ impl Default for GatewayConfig {
             group_window: Duration::ZERO,
             max_group_size: DEFAULT_MAX_GROUP_SIZE,
             max_open_groups: DEFAULT_MAX_OPEN_GROUPS,
+            expected_group_size: None,
             jobs: None,
             job_window: 256,
             max_jobs: DEFAULT_MAX_JOBS,
@@ -141,6 +143,7 @@ impl fmt::Debug for GatewayConfig {
             .field("group_window", &self.group_window)
             .field("max_group_size", &self.max_group_size)
             .field("max_open_groups", &self.max_open_groups)
+            .field("expected_group_size", &self.expected_group_size)
             .field("jobs", &self.jobs.as_ref().map(|j| j.base().to_path_buf()))
             .field("job_window", &self.job_window)
             .field("max_jobs", &self.max_jobs)
@@ -423,6 +426,19 @@ impl GatewayConfig {
     /// ```
     pub fn max_open_groups(mut self, n: usize) -> Self {
         self.max_open_groups = n.max(1);
+        self
+    }
+
+    /// The size of a complete `/get_reward` group (OpenRLHF's `n_samples_per_prompt`,
+    /// veRL's `actor_rollout_ref.rollout.n`; default none): a group is judged as soon as
+    /// it holds this many rollouts (capped by [`max_group_size`](Self::max_group_size)),
+    /// so the window only bounds the wait for stragglers.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().expected_group_size(Some(4));
+    /// ```
+    pub fn expected_group_size(mut self, n: Option<usize>) -> Self {
+        self.expected_group_size = n.map(|n| n.max(1));
         self
     }
 }

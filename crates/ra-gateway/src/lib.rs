@@ -40,7 +40,6 @@
 mod admit;
 mod auth;
 mod body;
-mod coalesce;
 mod config;
 mod error;
 mod health;

@@ -20,6 +20,7 @@ pub mod endpoints_file;
 pub mod ensemble;
 pub mod error;
 pub mod grammar;
+pub mod group;
 pub mod judgment;
 pub mod metrics;
 pub mod parse;
