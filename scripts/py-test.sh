@@ -15,7 +15,8 @@ pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
-pip install pytest mypy
+# ray[data]: rewardanything_rs.ray's tests run a two-node local Ray cluster (ray.cluster_utils).
+pip install pytest mypy "ray[data]==2.60.0"
 echo "py-test: building and installing the wheel (pip install crates/rewardanything-py)"
 pip install --force-reinstall --no-deps crates/rewardanything-py
 echo "py-test: wheel installed after $(( $(date +%s) - start )) s"

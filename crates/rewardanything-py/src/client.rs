@@ -137,7 +137,7 @@ fn seconds(value: f64, field: &str) -> PyResult<Duration> {
 
 /// Each response's name → the name the judge is shown it under with this masking,
 /// taken from the client library's own rendering (the one owner of the shuffle).
-fn shown_as(request: &JudgeRequest, masking: Masking) -> IndexMap<String, String> {
+pub(crate) fn shown_as(request: &JudgeRequest, masking: Masking) -> IndexMap<String, String> {
     match render(request, masking).masked2real {
         Some(masked2real) => masked2real
             .into_iter()
@@ -190,7 +190,7 @@ async fn judge_all(client: Client, requests: Vec<JudgeRequest>, limit: usize) ->
 
 impl PyClient {
     /// The client, if this is the process that made it.
-    fn client(&self) -> PyResult<Client> {
+    pub(crate) fn client(&self) -> PyResult<Client> {
         if self.pid != std::process::id() {
             return Err(PyRuntimeError::new_err(
                 "this rewardanything_rs.Client was made in another process (before fork()): \

@@ -22,6 +22,13 @@ from ._native import normalize as _normalize
 #: Largest number of responses judged together in one listwise call.
 MAX_GROUP_SIZE = 8
 
+#: How long (ms) a group waits after its first response when no group size is set.
+COALESCE_WINDOW_MS = 50
+
+#: How long (ms) a group waits for stragglers when the expected group size is set
+#: (complete groups are sent at once: only a group missing a member waits this long).
+STRAGGLER_WINDOW_MS = 10_000
+
 #: The error kind of a completion refused by ``group`` normalization for lack of a group.
 NO_GROUP = "no_group"
 
@@ -94,6 +101,36 @@ def env_failure_reward(normalize: str) -> float:
         raise ValueError(f"RA_FAILURE_REWARD must be finite, not {text!r}")
     warn_if_failure_pays(value, normalize, "RA_FAILURE_REWARD")
     return value
+
+
+def env_count(name: str) -> Optional[int]:
+    """A positive whole number from the environment variable ``name``, or ``None`` when
+    it is unset or empty; ``ValueError`` naming it otherwise."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number >= 1, not {text!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, not {text!r}")
+    return value
+
+
+def env_window(name: str, default_ms: int) -> float:
+    """Milliseconds from the environment variable ``name`` (``default_ms`` when unset),
+    in seconds; ``ValueError`` naming it unless a number from 0 to a day."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default_ms / 1000.0
+    try:
+        ms = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of milliseconds, not {text!r}") from None
+    if not 0 <= ms <= 86_400_000:
+        raise ValueError(f"{name} must be from 0 to 86400000 milliseconds, not {text!r}")
+    return ms / 1000.0
 
 
 def check_failure_reward(value: Optional[float], field: str = "failure_reward") -> Optional[float]:
