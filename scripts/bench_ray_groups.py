@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=3)
     ap.add_argument("--n", type=int, default=4)
     args = ap.parse_args()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     base = {"RA_API_KEY": "", "RA_MODEL": ""}
     settings = {
         "per-process (main)": dict(base, RA_GROUP_BACKEND="local", RA_GROUP_SIZE="", RA_COALESCE_MS="50"),

@@ -54,7 +54,7 @@ class OpenrlhfWorker:
 
 @pytest.fixture(scope="module")
 def ray_workers():
-    ray.init(num_cpus=2, include_dashboard=False, namespace="ra-groups", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="ra-groups", log_to_driver=False)
     try:
         yield {
             "verl": [VerlRewardWorker.remote() for _ in range(4)],

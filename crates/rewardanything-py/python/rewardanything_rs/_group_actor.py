@@ -4,14 +4,16 @@ veRL's reward loop sends each finished rollout to a random reward worker (8 by d
 and OpenRLHF calls ``reward_func`` with one rollout at a time, so a coalescer inside each
 process sees only part of a GRPO group. When the reward function runs inside Ray
 (``ray.is_initialized()``, or ``RA_GROUP_BACKEND=ray``), every call goes instead to one
-named actor per Ray namespace and configuration (get-or-create, detached so that no one
-worker owns it, no CPU reserved), which holds the Rust client and its group
+named actor per Ray namespace and configuration (get-or-create, no CPU reserved; it
+belongs to the job, so it ends with it rather than outliving it on a long-lived
+cluster), which holds the Rust client and its group
 :class:`~rewardanything_rs.Coalescer`: rollouts of one group, from any worker on any
 node, meet there and are judged in one listwise call.
 
 * ``RA_GROUP_BACKEND``: ``auto`` (default: Ray when it is initialized in this process),
   ``ray`` or ``local`` (the process's own coalescer).
-* Failure: a call that cannot reach the actor (it died, was killed, its node went away)
+* Failure: a call that cannot reach the actor (it died, was killed, its node or the
+  worker that made it went away)
   or waits longer than ``RA_GROUP_WAIT_S`` (default: the window plus 600 s, the bound
   veRL's reward loop puts on one score) gets a failed result (``ra_error``
   ``group_actor`` or ``group_timeout``), never an endless wait; the next call gets or
@@ -156,7 +158,6 @@ def get_actor(s: Dict[str, Any]) -> Any:
             name=name,
             namespace=namespace,
             get_if_exists=True,
-            lifetime="detached",
             max_concurrency=MAX_CONCURRENCY,
             num_cpus=0,
             max_restarts=0,
