@@ -39,7 +39,7 @@
 //! let config = CoalescerConfig::default()
 //!     .window(Duration::from_secs(30))
 //!     .expected_group_size(Some(4));
-//! let coalescer = Coalescer::new(client, config)?;
+//! let coalescer = Coalescer::new(client, config);
 //! let key = GroupKey::new("Prefer concise answers.", "What is 2+2?");
 //! // Four calls like this one, from any task, are judged in one listwise call.
 //! let ticket = coalescer.submit(key, "4".into())?;
