@@ -77,6 +77,12 @@ pub struct RewardArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_OPEN_GROUPS,
           value_parser = validate::at_least_one::<usize>)]
     max_open_groups: usize,
+    /// /get_reward: the size of a complete group (OpenRLHF's --n_samples_per_prompt):
+    /// a group is judged as soon as it holds this many rollouts (at most
+    /// --max-group-size), so --group-window-ms only bounds the wait for stragglers.
+    #[arg(long, value_name = "N", env = "RA_GROUP_SIZE",
+          value_parser = validate::at_least_one::<usize>)]
+    group_size: Option<usize>,
 }
 
 /// The checked settings, ready to apply to the gateway's config.
@@ -87,6 +93,7 @@ pub struct RewardSettings {
     window: Duration,
     max_group_size: usize,
     max_open_groups: usize,
+    group_size: Option<usize>,
 }
 
 impl RewardArgs {
@@ -112,6 +119,7 @@ impl RewardArgs {
             window: self.group_window_ms,
             max_group_size: self.max_group_size,
             max_open_groups: self.max_open_groups,
+            group_size: self.group_size,
         })
     }
 
@@ -183,6 +191,7 @@ impl RewardSettings {
             .group_window(self.window)
             .max_group_size(self.max_group_size)
             .max_open_groups(self.max_open_groups)
+            .expected_group_size(self.group_size)
             .failure_reward(self.failure_reward)?)
     }
 }

@@ -1,5 +1,5 @@
 //! `ra gateway`'s `/get_reward` (OpenRLHF's remote reward model) end to end: the real
-//! binary with `--principle-file --group-window-ms --max-group-size --reward` in front
+//! binary with `--principle-file --group-window-ms --max-group-size --group-size --reward` in front
 //! of the in-process mock; and its flags refused when absurd.
 
 mod common;
@@ -29,6 +29,10 @@ fn the_binary_judges_a_group_of_rollouts_in_one_call() {
         "--group-window-ms",
         "60000",
         "--max-group-size",
+        "8",
+        // OpenRLHF's n_samples_per_prompt: the complete group goes at once, long before
+        // the window (or the calls' 60 s timeout) ends.
+        "--group-size",
         "4",
         "--reward",
         "unit",
@@ -43,7 +47,7 @@ fn the_binary_judges_a_group_of_rollouts_in_one_call() {
     let responses: Vec<String> = (1..=4).map(|i| format!("Colour {i}. score={i}")).collect();
     rt.block_on(async {
         wait_healthy(&http, &base, &mut child).await;
-        // Four OpenRLHF 0.11 calls at once, one rollout each: one group of K = 4.
+        // Four OpenRLHF 0.11 calls at once, one rollout each: one complete group of 4.
         let calls = responses.iter().map(|r| {
             let body = json!({
                 "query": [format!("{prompt}{r}<|im_end|>")],
@@ -99,6 +103,7 @@ fn absurd_reward_flags_are_refused_with_status_2() {
         (vec!["--group-window-ms=-5"], "not a whole number"),
         (vec!["--max-group-size", "0"], "at least 1"),
         (vec!["--max-group-size", "65"], "above --max-responses"),
+        (vec!["--group-size", "0"], "at least 1"),
         (vec!["--principle", "  "], "--principle is empty"),
         (vec!["--principle-file", s(empty.path())], "is empty"),
         (

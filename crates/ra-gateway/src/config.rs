@@ -83,6 +83,7 @@ pub struct GatewayConfig {
     pub(crate) group_window: Duration,
     pub(crate) max_group_size: usize,
     pub(crate) max_open_groups: usize,
+    pub(crate) expected_group_size: Option<usize>,
     pub(crate) job_window: usize,
     pub(crate) max_jobs: usize,
     pub(crate) max_running_jobs: usize,
@@ -128,6 +129,7 @@ impl Default for GatewayConfig {
             group_window: Duration::ZERO,
             max_group_size: DEFAULT_MAX_GROUP_SIZE,
             max_open_groups: DEFAULT_MAX_OPEN_GROUPS,
+            expected_group_size: None,
             job_window: 256,
             max_jobs: DEFAULT_MAX_JOBS,
             max_running_jobs: 2,
@@ -397,6 +399,19 @@ impl GatewayConfig {
         self.max_open_groups = n.max(1);
         self
     }
+
+    /// The size of a complete `/get_reward` group (OpenRLHF's `n_samples_per_prompt`,
+    /// veRL's `actor_rollout_ref.rollout.n`; default none): a group is judged as soon as
+    /// it holds this many rollouts (capped by [`max_group_size`](Self::max_group_size)),
+    /// so the window only bounds the wait for stragglers.
+    ///
+    /// ```
+    /// let c = ra_gateway::GatewayConfig::default().expected_group_size(Some(4));
+    /// ```
+    pub fn expected_group_size(mut self, n: Option<usize>) -> Self {
+        self.expected_group_size = n.map(|n| n.max(1));
+        self
+    }
 }
 
 #[cfg(test)]
@@ -442,6 +457,7 @@ mod tests {
             group_window,
             max_group_size,
             max_open_groups,
+            expected_group_size,
             job_window,
             max_jobs,
             max_running_jobs,
@@ -471,6 +487,7 @@ mod tests {
             group_window,
             max_group_size,
             max_open_groups,
+            expected_group_size,
             job_window,
             max_jobs,
             max_running_jobs

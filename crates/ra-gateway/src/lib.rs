@@ -42,7 +42,6 @@
 mod admit;
 mod auth;
 mod body;
-mod coalesce;
 mod config;
 mod error;
 mod gateway;

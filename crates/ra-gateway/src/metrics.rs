@@ -171,9 +171,10 @@ impl Metrics {
         self.group_size.observe(n as f64);
     }
 
-    /// A `/get_reward` group opened (+1) or closed (-n).
-    pub fn open_groups(&self, delta: i64) {
-        self.open_groups.inc_by(delta);
+    /// The `/get_reward` groups open now (set when the metrics are read: the
+    /// coalescer owns the count).
+    pub fn set_open_groups(&self, n: usize) {
+        self.open_groups.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The OpenMetrics text of every metric.

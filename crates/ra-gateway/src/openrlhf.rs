@@ -41,13 +41,13 @@ use axum::Json;
 use axum::extract::State;
 use futures::StreamExt;
 use rewardanything_client::Client;
+use rewardanything_client::group::{CoalesceError, Coalescer, CoalescerConfig, Group, GroupKey};
 use rewardanything_client::{SplitError, label_principle, split_rollout};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::body::{Checked, FromBody};
-use crate::coalesce::{self, Coalescer, Verdict};
 use crate::config::GatewayConfig;
 use crate::error::{ApiError, FieldError};
 use crate::metrics::Metrics;
@@ -139,18 +139,22 @@ pub async fn get_reward(
     });
     let coalescer = &state.coalescer;
     let mut verdicts: Vec<(usize, Verdict, Duration)> = futures::stream::iter(inputs)
-        .map(|(i, owned): (usize, Owned)| async move {
-            let verdict = match owned {
-                Some((principle, question, response)) => {
-                    coalescer.judge(&principle, &question, response).await
-                }
-                // Never judged; its `ra_error` comes from the split itself.
-                None => Verdict {
-                    score: Err("split"),
-                    group_size: 0,
-                },
-            };
-            (i, verdict, arrived.elapsed())
+        // Submitted here, in query order as the window takes them, so a group names its
+        // rollouts in the order they came (the shared arrivals table pins this).
+        .map(|(i, owned): (usize, Owned)| {
+            let ticket = owned.map(|(principle, question, response)| {
+                coalescer.submit(GroupKey::new(principle, question), response)
+            });
+            async move {
+                let verdict = match ticket {
+                    Some(Ok(ticket)) => Verdict::of(ticket.await),
+                    // Handlers run inside the runtime: only a runtime shutting down.
+                    Some(Err(_)) => Verdict::failed("cancelled"),
+                    // Never judged; its `ra_error` comes from the split itself.
+                    None => Verdict::failed("split"),
+                };
+                (i, verdict, arrived.elapsed())
+            }
         })
         .buffer_unordered(window)
         .collect()
@@ -243,19 +247,82 @@ fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
 
-/// The `/get_reward` groups of a config (the group size never above `max_responses`).
+/// What a rollout got back.
+#[derive(Debug, Clone, PartialEq)]
+struct Verdict {
+    /// The judge's 1–5 score, or the error kind of the failed judgment.
+    score: Result<f64, &'static str>,
+    /// How many rollouts were judged in the same call.
+    group_size: usize,
+}
+
+impl Verdict {
+    fn of(answer: Result<rewardanything_client::group::Verdict, CoalesceError>) -> Self {
+        match answer {
+            Ok(v) => Verdict {
+                score: v.score(),
+                group_size: v.group.size(),
+            },
+            // The group's task died (the runtime shutting down): a failure, not a hang.
+            Err(_) => Verdict::failed("cancelled"),
+        }
+    }
+
+    fn failed(kind: &'static str) -> Self {
+        Verdict {
+            score: Err(kind),
+            group_size: 0,
+        }
+    }
+}
+
+/// The `/get_reward` groups of a config (the group size never above `max_responses`),
+/// counted in `metrics`; `stopping` becoming true sends every open group.
 pub fn coalescer(
     client: &Client,
     config: &GatewayConfig,
     metrics: Arc<Metrics>,
-    stopping: watch::Receiver<bool>,
-) -> Arc<Coalescer> {
-    let settings = coalesce::Settings {
-        window: config.group_window,
-        max_group: config.max_group_size.min(config.max_responses),
-        max_open: config.max_open_groups,
-    };
-    Coalescer::new(client.clone(), metrics, settings, stopping)
+    mut stopping: watch::Receiver<bool>,
+) -> Coalescer {
+    let settings = CoalescerConfig::default()
+        .window(config.group_window)
+        .max_group_size(config.max_group_size.min(config.max_responses))
+        .max_open_groups(config.max_open_groups)
+        .expected_group_size(config.expected_group_size);
+    let coalescer = Coalescer::with_on_judged(
+        client.clone(),
+        settings,
+        Arc::new(move |group: &Group| record(&metrics, group)),
+    );
+    // Outside a runtime (a router built for later use) nothing can be open yet and no
+    // shutdown is coming from `serve`: no watcher needed.
+    if let (false, Ok(rt)) = (
+        config.group_window.is_zero(),
+        tokio::runtime::Handle::try_current(),
+    ) {
+        // Held until shutdown or until `serve`'s sender is gone (then the task ends).
+        let held = coalescer.clone();
+        rt.spawn(async move {
+            // An error means the sender is gone: no shutdown will ever be asked.
+            if stopping.wait_for(|s| *s).await.is_ok() {
+                held.close();
+            }
+        });
+    }
+    coalescer
+}
+
+/// Counts a group call, and says why it failed (its rollouts only carry a flag).
+fn record(metrics: &Metrics, group: &Group) {
+    metrics.judgment(&group.result);
+    metrics.group_size(group.size());
+    if let Err(e) = &group.result {
+        tracing::warn!(
+            kind = e.kind_str(),
+            "a /get_reward judgment of {} rollout(s) failed: {e}",
+            group.size()
+        );
+    }
 }
 
 /// Checks the call and resolves each rollout's principle, question and response.

@@ -168,6 +168,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.set_open_groups(state.coalescer.open_groups());
     match state.metrics.encode() {
         Ok(text) => (
             [(

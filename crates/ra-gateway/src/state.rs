@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use rewardanything_client::Client;
+use rewardanything_client::group::Coalescer;
 
-use crate::coalesce::Coalescer;
 use crate::config::GatewayConfig;
 use crate::health::HealthCache;
 use crate::jobs::JobStore;
@@ -28,5 +28,5 @@ pub struct AppState {
     /// The budget of buffered request bytes, in KiB permits.
     pub budget: Arc<tokio::sync::Semaphore>,
     /// The open `/get_reward` groups.
-    pub coalescer: Arc<Coalescer>,
+    pub coalescer: Coalescer,
 }

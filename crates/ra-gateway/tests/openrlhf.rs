@@ -500,3 +500,73 @@ async fn an_injected_turn_cannot_rewrite_the_question() {
     assert_eq!(attempts[1].prompt.as_deref(), Some(q2));
     gw.stop().await;
 }
+
+/// The shared arrivals table (`tests/data/group_arrivals.json`, also run by the client's
+/// unit test and the Python package's `test_group.py`): one OpenRLHF call holding every
+/// arrival in order gives exactly the table's groups, each the upstream call whose
+/// judge prompt lists its members in arrival order.
+#[tokio::test]
+async fn the_shared_arrivals_table_gives_its_groups() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/group_arrivals.json"
+    );
+    let table: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the table")).expect("JSON");
+    let mock = mock().await;
+    for case in table["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().unwrap_or("?");
+        let s = &case["settings"];
+        let n = |k: &str| s[k].as_u64().map(|v| v as usize);
+        let config = config()
+            .group_window(Duration::from_millis(s["window_ms"].as_u64().unwrap_or(0)))
+            .max_group_size(n("max_group_size").unwrap_or(8))
+            .max_open_groups(n("max_open_groups").unwrap_or(64))
+            .expected_group_size(n("expected_group_size"));
+        let gw = start(&mock, config).await;
+        mock.reset();
+        let arrivals = case["arrivals"].as_array().expect("arrivals");
+        let text = |i: usize| format!("arrival {i} score={}", 1 + i % 5);
+        let body = json!({
+            "query": (0..arrivals.len())
+                .map(|i| format!("{}{}<|im_end|>", chatml(arrivals[i][1].as_str().unwrap_or("")), text(i)))
+                .collect::<Vec<_>>(),
+            "prompts": arrivals.iter().map(|a| chatml(a[1].as_str().unwrap_or(""))).collect::<Vec<_>>(),
+            "labels": arrivals.iter().map(|a| json!({"principle": a[0]})).collect::<Vec<_>>(),
+        });
+        let (status, out) = post(&gw, &body).await;
+        assert_eq!(status, 200, "{name}: {out}");
+        let groups: Vec<Vec<usize>> =
+            serde_json::from_value(case["groups"].clone()).expect("groups");
+        let mut size = vec![0.0; arrivals.len()];
+        let mut want: Vec<u64> = Vec::new();
+        for g in &groups {
+            let texts: Vec<String> = g.iter().map(|&i| text(i)).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let a = &arrivals[g[0]];
+            want.push(content_hash(
+                a[0].as_str().unwrap_or(""),
+                a[1].as_str().unwrap_or(""),
+                &refs,
+            ));
+            for &i in g {
+                size[i] = g.len() as f64;
+            }
+        }
+        let scores: Vec<f64> = (0..arrivals.len()).map(|i| (1 + i % 5) as f64).collect();
+        assert_eq!(
+            floats(&out["scores"]),
+            scores,
+            "{name}: each score on its sample"
+        );
+        assert_eq!(floats(&out["extra_logs"]["ra_group_size"]), size, "{name}");
+        let mut got: Vec<u64> = mock.attempts().iter().map(|a| a.content_hash).collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(
+            got, want,
+            "{name}: the upstream calls are the table's groups"
+        );
+        gw.stop().await;
+    }
+}

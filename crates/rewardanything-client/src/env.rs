@@ -38,6 +38,10 @@ pub const FAILURE_REWARD: &str = "RA_FAILURE_REWARD";
 pub const COALESCE_MS: &str = "RA_COALESCE_MS";
 /// Most responses in one listwise call of the Python veRL functions.
 pub const MAX_GROUP_SIZE: &str = "RA_MAX_GROUP_SIZE";
+/// The size of a complete GRPO group (veRL's `actor_rollout_ref.rollout.n`, OpenRLHF's
+/// `--n_samples_per_prompt`): a complete group is judged at once (the Python reward
+/// functions, and `ra gateway --group-size`).
+pub const GROUP_SIZE: &str = "RA_GROUP_SIZE";
 
 /// The endpoint when neither a setting nor [`ENDPOINT`] names one.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8000/v1";
@@ -45,6 +49,9 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8000/v1";
 pub const DEFAULT_NORMALIZATION: Normalization = Normalization::Raw;
 /// [`COALESCE_MS`]'s default.
 pub const DEFAULT_COALESCE_WINDOW: Duration = Duration::from_millis(50);
+/// [`COALESCE_MS`]'s default when [`GROUP_SIZE`] is set: complete groups are sent at
+/// once, so the window only bounds the wait of a group missing a member.
+pub const DEFAULT_STRAGGLER_WINDOW: Duration = Duration::from_secs(10);
 /// [`MAX_GROUP_SIZE`]'s default.
 pub const DEFAULT_MAX_GROUP_SIZE: usize = 8;
 
@@ -270,8 +277,11 @@ pub struct RewardEnv {
     pub failure_reward: f64,
     /// Set when [`FAILURE_REWARD`] pays more than the worst judged answer.
     pub failure_pays: Option<FailurePays>,
-    /// [`COALESCE_MS`], else [`DEFAULT_COALESCE_WINDOW`].
+    /// [`COALESCE_MS`], else [`DEFAULT_STRAGGLER_WINDOW`] with a [`GROUP_SIZE`], else
+    /// [`DEFAULT_COALESCE_WINDOW`].
     pub coalesce_window: Duration,
+    /// [`GROUP_SIZE`], if set.
+    pub expected_group_size: Option<usize>,
     /// [`MAX_GROUP_SIZE`], else [`DEFAULT_MAX_GROUP_SIZE`].
     pub max_group_size: usize,
 }
@@ -310,7 +320,19 @@ impl RewardEnv {
                 (value, normalization.failure_pays(value, FAILURE_REWARD))
             }
         };
+        let expected_group_size = match lookup(get, GROUP_SIZE)? {
+            None => None,
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| invalid(GROUP_SIZE, &v, "a whole number of at least 1"))?,
+            ),
+        };
         let coalesce_window = match lookup(get, COALESCE_MS)? {
+            None if expected_group_size.is_some() => DEFAULT_STRAGGLER_WINDOW,
             None => DEFAULT_COALESCE_WINDOW,
             Some(v) => v
                 .trim()
@@ -336,6 +358,7 @@ impl RewardEnv {
             failure_reward,
             failure_pays,
             coalesce_window,
+            expected_group_size,
             max_group_size,
         })
     }
@@ -416,6 +439,14 @@ mod tests {
         assert_eq!(d.failure_reward, 0.0);
         assert_eq!(d.coalesce_window, DEFAULT_COALESCE_WINDOW);
         assert_eq!(d.max_group_size, DEFAULT_MAX_GROUP_SIZE);
+        assert_eq!(d.expected_group_size, None);
+        let g = RewardEnv::read_from(&env(&[(GROUP_SIZE, "4")])).unwrap();
+        assert_eq!(
+            (g.expected_group_size, g.coalesce_window),
+            (Some(4), DEFAULT_STRAGGLER_WINDOW)
+        );
+        let g = RewardEnv::read_from(&env(&[(GROUP_SIZE, "4"), (COALESCE_MS, "20")])).unwrap();
+        assert_eq!(g.coalesce_window, Duration::from_millis(20));
         assert!(d.principle.is_none() && d.failure_pays.is_none());
         let c = RewardEnv::read_from(&env(&[(NORMALIZE, "centered")])).unwrap();
         assert_eq!(c.failure_reward, -1.0);
@@ -435,6 +466,8 @@ mod tests {
             (COALESCE_MS, "-1"),
             (COALESCE_MS, "60001"),
             (MAX_GROUP_SIZE, "0"),
+            (GROUP_SIZE, "0"),
+            (GROUP_SIZE, "four"),
         ] {
             let e = RewardEnv::read_from(&env(&[(var, value)])).unwrap_err();
             assert!(

@@ -27,6 +27,8 @@ mod ensemble;
 pub mod env;
 mod error;
 mod grammar;
+// A namespace (its names, e.g. `Group`, `Verdict`, `DEFAULT_WINDOW`, read best qualified).
+pub mod group;
 mod judgment;
 pub mod metrics;
 mod parse;

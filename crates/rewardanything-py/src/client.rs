@@ -98,7 +98,10 @@ fn endpoints(obj: Option<&Bound<'_, PyAny>>, followed: bool) -> PyResult<Vec<Str
             .map_err(|e| PyValueError::new_err(e.to_string()));
     };
     if obj.is_instance_of::<PyString>() {
-        return Ok(vec![convert::string(obj, "endpoints")?]);
+        // A comma list, as `RA_ENDPOINT` and `ra --endpoint` take it (one parser).
+        let text = convert::string(obj, "endpoints")?;
+        return env::parse_endpoint_list("endpoints", &text)
+            .map_err(|e| PyValueError::new_err(e.to_string()));
     }
     if !(obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>()) {
         return Err(PyTypeError::new_err(
@@ -153,7 +156,7 @@ fn seconds(value: f64, field: &str) -> PyResult<Duration> {
 
 /// Each response's name → the name the judge is shown it under with this masking,
 /// taken from the client library's own rendering (the one owner of the shuffle).
-fn shown_as(request: &JudgeRequest, masking: Masking) -> IndexMap<String, String> {
+pub(crate) fn shown_as(request: &JudgeRequest, masking: Masking) -> IndexMap<String, String> {
     match render(request, masking).masked2real {
         Some(masked2real) => masked2real
             .into_iter()
@@ -199,7 +202,7 @@ async fn judge_all(client: Client, requests: Vec<JudgeRequest>) -> Vec<RewardRes
 
 impl PyClient {
     /// The client, if this is the process that made it.
-    fn client(&self) -> PyResult<Client> {
+    pub(crate) fn client(&self) -> PyResult<Client> {
         if self.pid != std::process::id() {
             return Err(PyRuntimeError::new_err(
                 "this rewardanything_rs.Client was made in another process (before fork()): \

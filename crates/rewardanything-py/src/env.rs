@@ -14,7 +14,8 @@ fn normalization(name: &str) -> PyResult<Normalization> {
 }
 
 /// `reward_env()`: the reward functions' settings from `RA_PRINCIPLE`, `RA_MODEL`,
-/// `RA_NORMALIZE`, `RA_FAILURE_REWARD`, `RA_COALESCE_MS` and `RA_MAX_GROUP_SIZE`, defaults
+/// `RA_NORMALIZE`, `RA_FAILURE_REWARD`, `RA_COALESCE_MS`, `RA_MAX_GROUP_SIZE` and
+/// `RA_GROUP_SIZE`, defaults
 /// applied, as a dict (`coalesce_window` in seconds; `failure_warning` the warning to give
 /// when the failure reward pays, else `None`). A `ValueError` names a variable that
 /// cannot be used.
@@ -29,6 +30,7 @@ pub(crate) fn reward_env(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     out.set_item("failure_warning", env.failure_pays.map(|w| w.to_string()))?;
     out.set_item("coalesce_window", env.coalesce_window.as_secs_f64())?;
     out.set_item("max_group_size", env.max_group_size)?;
+    out.set_item("expected_group_size", env.expected_group_size)?;
     Ok(out)
 }
 

@@ -12,8 +12,9 @@
 //! `result` is `RewardResult`, `error` the exception, `wait` the GIL-free,
 //! Ctrl-C-aware blocking wait, `runtime` the per-process (fork-safe) tokio runtime shut
 //! down at interpreter exit, `bridge` the asyncio side of `ajudge`, `client` the
-//! `Client` class, `rollout` the rollout splitting, `normalize` the reward maps, `env`
-//! the environment and the failure-reward rule.
+//! `Client` class, `group` its `Coalescer` (the library's group coalescing), `rollout`
+//! the rollout splitting, `normalize` the reward maps, `env` the environment and the
+//! failure-reward rule.
 //!
 //! Build and install it with `pip install crates/rewardanything-py` (maturin).
 
@@ -22,6 +23,7 @@ mod client;
 mod convert;
 mod env;
 mod error;
+mod group;
 mod normalize;
 mod result;
 mod rollout;
@@ -30,7 +32,7 @@ mod wait;
 
 use pyo3::prelude::*;
 
-/// The `rewardanything_rs._native` module: `Client`, `RewardResult`,
+/// The `rewardanything_rs._native` module: `Client`, `Coalescer`, `RewardResult`,
 /// `RewardAnythingError`, `Rollout`, `split_rollout` (and its `RolloutSplitError`),
 /// `user_question`, `strip_end_of_turn`, `label_principle`, `normalize`, `NORMALIZATIONS`,
 /// `reward_env`, `lowest_reward`, `default_failure_reward`, `failure_pays`,
@@ -49,6 +51,7 @@ use pyo3::prelude::*;
 #[pymodule]
 pub fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::PyClient>()?;
+    m.add_class::<group::PyCoalescer>()?;
     m.add_class::<result::RewardResult>()?;
     m.add_class::<rollout::Rollout>()?;
     m.add_function(wrap_pyfunction!(rollout::split_rollout, m)?)?;

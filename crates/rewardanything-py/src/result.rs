@@ -40,16 +40,33 @@ impl RewardResult {
 
     /// A failed judgment, with its attempts and the time it took to fail.
     pub(crate) fn failed(error: &JudgeError, shown_as: IndexMap<String, String>) -> Self {
+        let mut result = Self::failure(
+            error.kind_str(),
+            error.to_string(),
+            error.attempts,
+            error.latency,
+        );
+        result.shown_as = shown_as;
+        result
+    }
+
+    /// A failure of `kind` that is not a judgment's (a coalesced group that was cancelled).
+    pub(crate) fn failure(
+        kind: &str,
+        message: String,
+        attempts: u32,
+        latency: std::time::Duration,
+    ) -> Self {
         RewardResult {
             scores: IndexMap::new(),
             ranking: Vec::new(),
             reasoning: String::new(),
             raw_output: None,
             consistent: false,
-            error: Some((error.kind_str().to_string(), error.to_string())),
-            shown_as,
-            attempts: error.attempts,
-            latency_ms: millis(error.latency),
+            error: Some((kind.to_string(), message)),
+            shown_as: IndexMap::new(),
+            attempts,
+            latency_ms: millis(latency),
         }
     }
 

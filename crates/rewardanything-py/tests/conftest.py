@@ -109,7 +109,7 @@ def env_client(monkeypatch, mock):
 
     monkeypatch.setenv("RA_ENDPOINT", mock.url)
     monkeypatch.delenv("RA_API_KEY", raising=False)
-    for name in ("RA_PRINCIPLE", "RA_NORMALIZE", "RA_FAILURE_REWARD", "RA_COALESCE_MS", "RA_MAX_GROUP_SIZE", "RA_MODEL"):
+    for name in ("RA_PRINCIPLE", "RA_NORMALIZE", "RA_FAILURE_REWARD", "RA_COALESCE_MS", "RA_MAX_GROUP_SIZE", "RA_GROUP_SIZE", "RA_GROUP_BACKEND", "RA_GROUP_WAIT_S", "RA_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(verl, "_clients", None)
     monkeypatch.setattr(verl, "_coalescer", None)

@@ -95,16 +95,18 @@ def test_group_is_refused_where_there_is_no_group(env_client, tmp_path, monkeypa
     reward_func = openrlhf_reward_func(tmp_path)
     monkeypatch.setenv("RA_PRINCIPLE", "Be correct.")
     monkeypatch.setenv("RA_NORMALIZE", "group")
+    # OpenRLHF's one-rollout calls are coalesced: one that met no other is judged and
+    # refused its group reward (never a constant 0).
+    out = reward_func([CHATML_PROMPT + "a score=5"], [CHATML_PROMPT], [None])
+    assert out["ra_error"] == ["no_group"] and out["extra_logs"]["ra_failed"] == [1.0]
     # Per-sample calls: an error naming the setting, before anything is judged.
     with pytest.raises(ValueError, match="RA_NORMALIZE=group.*one completion per call"):
-        reward_func([CHATML_PROMPT + "a score=5"], [CHATML_PROMPT], [None])
-    with pytest.raises(ValueError, match="RA_NORMALIZE=group"):
         verl.compute_score("ds", "score=5", None, {"prompt": "Q", "principle": "P"})
     monkeypatch.setenv("RA_NORMALIZE", "centred")
     with pytest.raises(ValueError, match="RA_NORMALIZE must be one of"):
         verl.compute_score("ds", "score=5", None, {"prompt": "Q", "principle": "P"})
     monkeypatch.setenv("RA_NORMALIZE", "group")
-    assert env_client.stop()["chat_requests"] == 0
+    assert env_client.stop()["chat_requests"] == 1
 
 
 def test_a_group_of_one_in_a_batch_fails_alone(env_client, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ import atexit
 from typing import Any, List, Mapping, Sequence, Union
 
 from . import _native
-from ._native import RewardAnythingError, RewardResult, Rollout, __version__, split_rollout
+from ._native import Coalescer, RewardAnythingError, RewardResult, Rollout, __version__, split_rollout
 
 # The tokio runtime is stopped while Python is still whole: its tasks must never touch
 # the interpreter once it finalizes (that aborted or panicked at exit).
@@ -46,4 +46,4 @@ class Client(_native.Client):
 
 Client.__module__ = __name__
 
-__all__ = ["Client", "RewardAnythingError", "RewardResult", "Rollout", "split_rollout", "__version__"]
+__all__ = ["Client", "Coalescer", "RewardAnythingError", "RewardResult", "Rollout", "split_rollout", "__version__"]

@@ -22,6 +22,13 @@ from ._native import normalize as _normalize
 #: Largest number of responses judged together in one listwise call.
 MAX_GROUP_SIZE = 8
 
+#: How long (ms) a group waits after its first response when no group size is set.
+COALESCE_WINDOW_MS = 50
+
+#: How long (ms) a group waits for stragglers when the expected group size is set
+#: (complete groups are sent at once: only a group missing a member waits this long).
+STRAGGLER_WINDOW_MS = 10_000
+
 #: The error kind of a completion refused by ``group`` normalization for lack of a group.
 NO_GROUP = "no_group"
 
@@ -91,6 +98,9 @@ class RewardEnv(NamedTuple):
     coalesce_window: float
     #: ``RA_MAX_GROUP_SIZE`` (default 8).
     max_group_size: int
+    #: ``RA_GROUP_SIZE``: the size of a complete group (default ``None``; when set, the
+    #: window defaults to 10 s: it only bounds the wait for stragglers).
+    expected_group_size: Optional[int]
 
 
 def reward_env(warn: bool = True) -> RewardEnv:
@@ -107,6 +117,7 @@ def reward_env(warn: bool = True) -> RewardEnv:
         env["failure_reward"],
         env["coalesce_window"],
         env["max_group_size"],
+        env["expected_group_size"],
     )
 
 

@@ -8,6 +8,7 @@ from typing_extensions import TypedDict, Unpack, disjoint_base
 
 __all__ = [
     "Client",
+    "Coalescer",
     "RewardResult",
     "Rollout",
     "split_rollout",
@@ -116,6 +117,49 @@ class Client:
     def endpoints(self) -> List[str]: ...
     @property
     def concurrency(self) -> int: ...
+
+@final
+class Coalescer:
+    """Group coalescing (the Rust client library's, as behind ``ra gateway``'s
+    ``/get_reward``): responses sharing a (principle, prompt), or a ``group_id``, are
+    judged together in one listwise call, sent when the group holds
+    ``expected_group_size`` responses (complete), ``max_group_size`` (full), or
+    ``window`` seconds after its first response. At most ``max_open_groups`` groups
+    wait; beyond that a response is judged alone at once. A response joins its group
+    when ``judge``/``ajudge`` is called, so call order is the order in the group."""
+
+    def __new__(
+        cls,
+        client: Client,
+        *,
+        window: float = 0.05,
+        max_group_size: int = 8,
+        max_open_groups: int = 1024,
+        expected_group_size: Optional[int] = None,
+    ) -> "Coalescer": ...
+    def judge(
+        self, principle: str, prompt: str, response: str, group_id: Optional[str] = None
+    ) -> Tuple[RewardResult, int]:
+        """``(result, index)``: the group's result (``error`` set when it failed) and the
+        response's position in it (its name is ``response-{index + 1}``). Blocks with
+        the GIL released."""
+    def ajudge(
+        self, principle: str, prompt: str, response: str, group_id: Optional[str] = None
+    ) -> Awaitable[Tuple[RewardResult, int]]: ...
+    def close(self) -> None:
+        """Sends every open group now; later responses are judged alone."""
+    @property
+    def open_groups(self) -> int: ...
+    @property
+    def waiting(self) -> int: ...
+    @property
+    def window(self) -> float: ...
+    @property
+    def max_group_size(self) -> int: ...
+    @property
+    def max_open_groups(self) -> int: ...
+    @property
+    def expected_group_size(self) -> Optional[int]: ...
 
 @final
 class Rollout:

@@ -13,13 +13,16 @@ per process); the principle from a label that is a dict (or JSON text of one) wi
 fixed (s-3)/2 as ``ra gateway --reward centered``; default raw) maps the 1-5 score to the
 reward and ``RA_FAILURE_REWARD`` (default: 0.0, or -1.0 for centered and group: never
 above the worst judged reward, so failing never pays) is given for a failed judgment, flagged in
-``extra_logs["ra_failed"]``. ``group`` (unit minus the group's mean) is refused when a
-call holds one query, as OpenRLHF 0.11 sends them.
+``extra_logs["ra_failed"]``. ``group`` (unit minus the group's mean) normalizes over the
+coalesced group; a rollout judged alone fails (``ra_error`` ``no_group``).
 
 OpenRLHF's ``.py`` route calls ``reward_func`` with one rollout at a time (checked in
-0.11.2's ``SingleTurnAgentExecutor``), so it can never judge a GRPO group together: for
-that, run ``ra gateway`` and point ``--remote_rm_url`` at its ``/get_reward`` with
-``--group-window-ms`` (rollouts of one prompt arriving together are judged in one call).
+0.11.2's ``SingleTurnAgentExecutor``), each caller blocking: such a call joins its GRPO
+group through the Rust client's group coalescing, shared by every process of the Ray job
+(one named actor, see ``rewardanything_rs._group_actor``; outside Ray, this process's),
+so the concurrent calls of one prompt's rollouts are judged in one listwise call. Set
+``RA_GROUP_SIZE`` to OpenRLHF's ``--n_samples_per_prompt`` so that a complete group is
+sent at once (``RA_COALESCE_MS`` then only bounds the wait for stragglers).
 
 Queries are split by the very code the gateway's ``/get_reward`` runs
 (:func:`rewardanything_rs.split_rollout`, from the Rust client library). The judge's
@@ -44,7 +47,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import _common
 from ._native import RolloutSplitError, label_principle, split_rollout, strip_end_of_turn, user_question
-from .verl import get_client
+from .verl import get_client, grouped_score, judge_grouped
 
 _log = logging.getLogger(__name__)
 
@@ -91,8 +94,14 @@ def _samples(
 
 def _judge_split(samples: Sequence[Optional[Tuple[str, str, str]]], normalize: str) -> _common.Judged:
     """``_common.judge_groups`` over the samples that were split; for the others nothing
-    was judged (every field ``None``, name ``""``)."""
+    was judged (every field ``None``, name ``""``). A call of one rollout (OpenRLHF 0.11)
+    joins its group through the shared coalescing point (``verl.judge_grouped``), where
+    the concurrent calls of the other rollouts of its prompt meet it."""
     n = len(samples)
+    if n == 1 and samples[0] is not None:
+        result, index = judge_grouped(*samples[0])
+        raw, reward, error = grouped_score(result, index, normalize)
+        return _common.Judged([raw], [result], [reward], [error], [_common.response_name(index)])
     judged = [i for i, s in enumerate(samples) if s is not None]
     j = _common.judge_groups(get_client, [samples[i] for i in judged], normalize)
     raw: List[Optional[float]] = [None] * n
@@ -122,20 +131,17 @@ def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Optional
     """OpenRLHF's ``reward_func``: ``{"rewards": [...], "scores": [...], "extra_logs":
     {"ra_failed": [...], "ra_consistent": [...], "ra_unfinished_think": [...]},
     "ra_error": [...]}``, one entry per query. Queries that share a (principle, question)
-    are judged together, listwise: OpenRLHF 0.11 sends one query per call, so each
-    rollout is judged alone (for GRPO groups use ``ra gateway``'s ``/get_reward`` with
-    ``--group-window-ms``). A query that cannot be split is not judged.
+    are judged together, listwise; a call of one query (OpenRLHF 0.11) meets the
+    concurrent calls of its question in one group (``RA_GROUP_SIZE``, ``RA_COALESCE_MS``,
+    ``RA_GROUP_BACKEND``). A query that cannot be split is not judged.
 
-    ``RA_NORMALIZE=group`` needs queries of one question in the same call: a call with
-    one query raises ``ValueError``; in a larger call a query without another scored one
-    of its question fails (``ra_failed`` 1, ``ra_error`` ``no_group``, the reason logged
+    ``RA_NORMALIZE=group`` normalizes over each group: a query without another scored
+    one of its question in its group fails (``ra_failed`` 1, ``ra_error`` ``no_group``, the reason logged
     as a warning). Extra logs are numbers (OpenRLHF averages them), so the judge's
     reasoning goes to the ``rewardanything_rs.openrlhf`` logger at DEBUG level, each text
     starting with ``[shown as model-k]``."""
     env = _common.reward_env()
     normalize, failure = env.normalize, env.failure_reward
-    if len(queries) == 1:
-        _common.check_per_sample(normalize, "RA_NORMALIZE", "openrlhf.reward_func called with one query (OpenRLHF 0.11)")
     samples, unfinished, split_errors = _samples(queries, prompts, labels)
     j = _judge_split(samples, normalize)
     for i in range(len(samples)):

@@ -37,7 +37,10 @@ model itself it passes ``reward_router_address`` and the judge is
 ``http://{reward_router_address}/v1`` instead. ``RA_NORMALIZE`` (raw, unit,
 centered = the fixed (s-3)/2, group = unit minus the group's mean; default raw),
 ``RA_FAILURE_REWARD`` (default 0.0, or -1.0 for centered and group: never above the
-worst judged reward), ``RA_COALESCE_MS`` (default 50) and
+worst judged reward), ``RA_GROUP_SIZE`` (veRL's ``actor_rollout_ref.rollout.n``: a
+group is judged as soon as it is complete; unset by default), ``RA_COALESCE_MS``
+(how long a group waits after its first sample: default 50, or 10000 with
+``RA_GROUP_SIZE``, when it only bounds the wait for stragglers) and
 ``RA_MAX_GROUP_SIZE`` (default 8) tune the rest. ``group`` is refused by
 ``compute_score`` (one sample per call: ``ValueError``); in the other two a sample whose
 group has fewer than two scores fails (``ra_error: "no_group"``).
@@ -45,7 +48,6 @@ group has fewer than two scores fails (``ra_error: "no_group"``).
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import re
@@ -55,6 +57,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import _common
 from . import Client
+from . import _group_actor
+from ._native import Coalescer
 
 _lock = threading.Lock()
 # (pid, {router address or None: client}), least recently used first. Bounded: a process
@@ -115,9 +119,11 @@ def get_client(reward_router_address: Optional[str] = None) -> Client:
         return client
 
 
-def _settings() -> Tuple[str, float, float, int]:
+def _settings() -> Tuple[str, float, float, int, Optional[int]]:
+    """(normalize, failure reward, window in seconds, max group size, expected group
+    size) from the environment (read by the Rust client's ``env`` module)."""
     env = _common.reward_env()
-    return env.normalize, env.failure_reward, env.coalesce_window, env.max_group_size
+    return env.normalize, env.failure_reward, env.coalesce_window, env.max_group_size, env.expected_group_size
 
 
 def _sample(solution_str: Any, extra_info: Any, field: str) -> Tuple[str, str, str]:
@@ -171,7 +177,7 @@ def compute_score(
     ``reward_router_address`` (veRL's own reward-model servers) the judge is
     ``http://{reward_router_address}/v1``; ``reward_model_tokenizer`` is not needed (the
     server applies the chat template)."""
-    normalize, failure, _, _ = _settings()
+    normalize, failure, _, _, _ = _settings()
     _common.check_per_sample(normalize, "RA_NORMALIZE", "verl.compute_score")
     principle, prompt, response = _sample(solution_str, extra_info, "")
     name = _common.response_name(0)
@@ -190,7 +196,7 @@ def compute_score_batch(
 ) -> List[Dict[str, Any]]:
     """A batch: samples sharing a (principle, prompt) are judged together, listwise, in
     calls of at most ``RA_MAX_GROUP_SIZE``; all calls in flight at once."""
-    normalize, failure, _, max_group = _settings()
+    normalize, failure, _, max_group, _ = _settings()
     n = len(solution_strs)
     if len(extra_infos) != n:
         raise ValueError(f"{len(extra_infos)} extra_infos for {n} solution_strs")
@@ -199,79 +205,55 @@ def compute_score_batch(
     return [_score_dict(j.raw[i], j.rewards[i], j.results[i], failure, j.names[i], j.errors[i]) for i in range(n)]
 
 
-class _Group:
-    def __init__(self, principle: str, prompt: str):
-        self.principle = principle
-        self.prompt = prompt
-        self.responses: List[str] = []
-        self.waiters: List[asyncio.Future] = []
-        self.timer: Optional[asyncio.TimerHandle] = None
-        self.closed = False
+_coalescer: Optional[Tuple[Tuple[Any, ...], Coalescer]] = None
 
 
-class Coalescer:
-    """Gathers concurrent single-sample calls that share (principle, prompt) on one
-    event loop for up to ``window`` seconds (or until ``max_group`` arrive) into one
-    listwise call, like the gateway's group coalescing; each caller gets its own
-    result."""
-
-    def __init__(self, window: float, max_group: int):
-        self.window = window
-        self.max_group = max_group
-        self._open: Dict[Tuple[int, str, str], _Group] = {}
-        self._running: set = set()
-
-    async def judge(self, client: Client, principle: str, prompt: str, response: str) -> Tuple[Any, int]:
-        loop = asyncio.get_running_loop()
-        key = (id(loop), principle, prompt)
-        group = self._open.get(key)
-        if group is None:
-            group = _Group(principle, prompt)
-            self._open[key] = group
-            group.timer = loop.call_later(self.window, self._flush, key, group, client)
-        index = len(group.responses)
-        group.responses.append(response)
-        waiter = loop.create_future()
-        group.waiters.append(waiter)
-        if len(group.responses) >= self.max_group:
-            self._flush(key, group, client)
-        result = await waiter
-        return result, index
-
-    def _flush(self, key: Tuple[int, str, str], group: _Group, client: Client) -> None:
-        if group.closed:
-            return
-        group.closed = True
-        if group.timer is not None:
-            group.timer.cancel()
-        if self._open.get(key) is group:
-            del self._open[key]
-        task = asyncio.ensure_future(self._run(group, client))
-        # Held until done: the loop keeps only weak references to tasks.
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def _run(self, group: _Group, client: Client) -> None:
-        request = {
-            "principle": group.principle,
-            "prompt": group.prompt,
-            "responses": {_common.response_name(k): r for k, r in enumerate(group.responses)},
-        }
-        try:
-            result = (await client.ajudge_batch([request]))[0]
-        except BaseException as e:  # noqa: BLE001 - every waiter must hear of it
-            for w in group.waiters:
-                if not w.done():
-                    w.set_exception(e)
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-            return
-        for w in group.waiters:
-            if not w.done():  # a caller may have been cancelled meanwhile
-                w.set_result(result)
+def get_coalescer(reward_router_address: Optional[str] = None) -> Coalescer:
+    """The process's group coalescer (the Rust client library's, as behind ``ra
+    gateway``'s ``/get_reward``), remade when its settings or the client change."""
+    global _coalescer
+    _, _, window, max_group, expected = _settings()
+    client = get_client(reward_router_address)
+    key = (os.getpid(), id(client), window, max_group, expected)
+    with _lock:
+        if _coalescer is None or _coalescer[0] != key:
+            _coalescer = (key, Coalescer(client, window=window, max_group_size=max_group, expected_group_size=expected))
+        return _coalescer[1]
 
 
-_coalescer: Optional[Coalescer] = None
+async def ajudge_grouped(
+    principle: str, prompt: str, response: str, reward_router_address: Optional[str] = None
+) -> Tuple[Any, int]:
+    """``(result, index)``: the judgment of ``response`` with the others of its group and
+    its position there, through the shared Ray actor when running in Ray (see
+    ``RA_GROUP_BACKEND``), else through this process's coalescer; on veRL's reward
+    router at ``reward_router_address`` when given."""
+    _, _, window, max_group, expected = _settings()
+    if _group_actor.use_ray():
+        endpoint = None if reward_router_address is None else router_endpoint(reward_router_address)
+        s = _group_actor.settings(window, max_group, expected, endpoint)
+        return await _group_actor.ajudge(s, principle, prompt, response)
+    return await get_coalescer(reward_router_address).ajudge(principle, prompt, response)
+
+
+def judge_grouped(principle: str, prompt: str, response: str) -> Tuple[Any, int]:
+    """:func:`ajudge_grouped` for a caller that blocks per rollout (OpenRLHF): concurrent
+    calls from other threads, processes or Ray workers meet in one group."""
+    _, _, window, max_group, expected = _settings()
+    if _group_actor.use_ray():
+        return _group_actor.judge(_group_actor.settings(window, max_group, expected), principle, prompt, response)
+    return get_coalescer().judge(principle, prompt, response)
+
+
+def grouped_score(result: Any, index: int, normalize: str) -> Tuple[Optional[float], Optional[float], Optional[str]]:
+    """(raw score, reward, why ``group`` refused it) of member ``index`` of a judged
+    group; the scores are ``None`` when its judgment failed."""
+    raw = result.scores.get(_common.response_name(index)) if result.ok else None
+    if raw is None:
+        return None, None, None
+    group_raw = [result.scores.get(_common.response_name(k)) for k in range(len(result.scores))]
+    rewards, error = _common.normalize_scores(group_raw, normalize)
+    return raw, rewards[index], error
 
 
 async def compute_score_async(
@@ -284,24 +266,27 @@ async def compute_score_async(
     **kwargs: Any,
 ) -> Dict[str, Any]:
     """``compute_score`` for veRL's reward loop (awaited; ``reward_router_address`` as
-    there). Concurrent calls that share a
-    prompt within ``RA_COALESCE_MS`` are judged together (listwise, up to
-    ``RA_MAX_GROUP_SIZE``); ``group`` normalizes over that coalesced group, and a sample
-    that was judged alone fails with ``ra_error: "no_group"``."""
-    global _coalescer
-    normalize, failure, window, max_group = _settings()
+    there). Calls that share a prompt are judged together, listwise, by the Rust
+    client's group coalescing, shared by every reward worker of a Ray job (one named
+    actor, see ``RA_GROUP_BACKEND``): a group is sent when it holds ``RA_GROUP_SIZE``
+    samples (veRL's ``actor_rollout_ref.rollout.n``), or ``RA_MAX_GROUP_SIZE``, or
+    ``RA_COALESCE_MS`` after its first sample; ``group`` normalizes over that group, and
+    a sample that was judged alone fails with ``ra_error: "no_group"``."""
+    normalize, failure, _, _, _ = _settings()
     principle, prompt, response = _sample(solution_str, extra_info, "")
-    if _coalescer is None or (_coalescer.window, _coalescer.max_group) != (window, max_group):
-        _coalescer = Coalescer(window, max_group)
-    client = get_client(reward_router_address)
-    result, index = await _coalescer.judge(client, principle, prompt, response)
-    name = _common.response_name(index)
-    raw = result.scores.get(name) if result.ok else None
-    if raw is None:
-        return _score_dict(None, None, result, failure, name)
-    group_raw = [result.scores.get(_common.response_name(k)) for k in range(len(result.scores))]
-    rewards, error = _common.normalize_scores(group_raw, normalize)
-    return _score_dict(raw, rewards[index], result, failure, name, error)
+    result, index = await ajudge_grouped(principle, prompt, response, reward_router_address)
+    raw, reward, error = grouped_score(result, index, normalize)
+    return _score_dict(raw, reward, result, failure, _common.response_name(index), error)
 
 
-__all__ = ["compute_score", "compute_score_async", "compute_score_batch", "get_client", "router_endpoint", "Coalescer"]
+__all__ = [
+    "compute_score",
+    "compute_score_async",
+    "compute_score_batch",
+    "get_client",
+    "router_endpoint",
+    "get_coalescer",
+    "ajudge_grouped",
+    "judge_grouped",
+    "Coalescer",
+]
