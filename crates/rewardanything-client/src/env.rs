@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use crate::reward::{FailurePays, Normalization};
+use crate::normalize::{FailurePays, Normalization};
 
 /// Endpoint base URLs, comma-separated (`ra`, the Python `Client`).
 pub const ENDPOINT: &str = "RA_ENDPOINT";

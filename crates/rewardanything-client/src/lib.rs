@@ -31,6 +31,7 @@ mod grammar;
 pub mod group;
 mod judgment;
 pub mod metrics;
+mod normalize;
 mod parse;
 mod render;
 mod retry;
@@ -55,6 +56,9 @@ pub use ensemble::{
 pub use error::{BuildError, ConnectError, JudgeError, JudgeErrorKind};
 pub use grammar::{GrammarOptions, rewardanything_gbnf};
 pub use judgment::{Judgment, ParseError, ParseErrorKind, Recovery};
+pub use normalize::{
+    FailurePays, Normalization, NormalizeError, UnknownNormalization, check_group_size, normalize,
+};
 pub use parse::{Completion, ParseOptions, parse_completion, parse_completion_with, parse_output};
 pub use render::{
     InvalidMasking, InvalidRequest, JudgeRequest, MAX_RESPONSES, Masking, Message, RenderedPrompt,
@@ -64,10 +68,7 @@ pub use render::{
 /// The HTTP client crate in the API ([`ClientBuilder::http_client`], error sources).
 pub use reqwest;
 pub use retry::{Backoff, RetryPolicy};
-pub use reward::{
-    GroupRewards, Normalization, NormalizeError, OnFailure, RewardError, Rewarder,
-    UnknownNormalization, check_group_size, normalize,
-};
+pub use reward::{GroupRewards, OnFailure, RewardError, Rewarder};
 pub use rollout::{
     InvalidPrinciple, Rollout, SplitError, label_principle, split_rollout, strip_end_of_turn,
     user_question,
