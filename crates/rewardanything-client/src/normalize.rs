@@ -55,7 +55,7 @@ impl Normalization {
     /// the group grows.
     ///
     /// ```
-    /// use rewardanything_client::reward::Normalization;
+    /// use rewardanything_client::Normalization;
     /// assert_eq!(Normalization::Raw.lowest_reward(), 1.0);
     /// assert_eq!(Normalization::Group.lowest_reward(), -1.0);
     /// ```
@@ -77,7 +77,7 @@ impl Normalization {
     /// than by its worst answer.
     ///
     /// ```
-    /// use rewardanything_client::reward::Normalization;
+    /// use rewardanything_client::Normalization;
     /// assert_eq!(Normalization::Unit.default_failure_reward(), 0.0);
     /// assert_eq!(Normalization::Centered.default_failure_reward(), -1.0);
     /// ```
@@ -90,7 +90,7 @@ impl Normalization {
     /// warning.
     ///
     /// ```
-    /// use rewardanything_client::reward::Normalization;
+    /// use rewardanything_client::Normalization;
     /// let w = Normalization::Centered.failure_pays(0.0, "--failure-reward").unwrap();
     /// assert!(w.to_string().starts_with("--failure-reward=0.0 is above"));
     /// assert!(Normalization::Centered.failure_pays(-1.0, "--failure-reward").is_none());

@@ -275,7 +275,7 @@ impl JudgeRequest {
 /// `model-N`; far more would not fit its context or its attention.
 ///
 /// ```
-/// assert_eq!(rewardanything_client::render::MAX_RESPONSES, 64);
+/// assert_eq!(rewardanything_client::MAX_RESPONSES, 64);
 /// ```
 pub const MAX_RESPONSES: usize = 64;
 
