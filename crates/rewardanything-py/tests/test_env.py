@@ -88,10 +88,18 @@ def asyncio_run(coro):
 
 
 def test_reward_settings_and_the_failure_rule_come_from_rust(monkeypatch):
-    for name in ("RA_PRINCIPLE", "RA_NORMALIZE", "RA_FAILURE_REWARD", "RA_COALESCE_MS", "RA_MAX_GROUP_SIZE", "RA_MODEL"):
+    for name in ("RA_PRINCIPLE", "RA_NORMALIZE", "RA_FAILURE_REWARD", "RA_COALESCE_MS", "RA_MAX_GROUP_SIZE", "RA_MODEL", "RA_GROUP_SIZE"):
         monkeypatch.delenv(name, raising=False)
     env = _common.reward_env()
-    assert env == _common.RewardEnv(None, None, "raw", 0.0, 0.05, 8)
+    assert env == _common.RewardEnv(None, None, "raw", 0.0, 0.05, 8, None)
+    # A complete group's size: the window then only bounds stragglers (10 s by default).
+    monkeypatch.setenv("RA_GROUP_SIZE", "4")
+    env = _common.reward_env()
+    assert (env.expected_group_size, env.coalesce_window) == (4, 10.0)
+    monkeypatch.setenv("RA_GROUP_SIZE", "0")
+    with pytest.raises(ValueError, match="RA_GROUP_SIZE"):
+        _common.reward_env()
+    monkeypatch.delenv("RA_GROUP_SIZE")
     monkeypatch.setenv("RA_NORMALIZE", " centered ")
     monkeypatch.setenv("RA_COALESCE_MS", "12.5")
     monkeypatch.setenv("RA_MODEL", "served")
