@@ -5,16 +5,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use rewardanything_client::ConnectError;
 use rewardanything_client::env::{self, ApiKey};
 use rewardanything_client::{
-    BalanceConfig, BalancePolicy, Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, Masking,
-    RetryPolicy, Sampling,
+    BalanceConfig, BalancePolicy, Client, ClientBuilder, ConnectError, DEFAULT_MAX_RESPONSE_BYTES,
+    EndpointsFile, GrammarOptions, Masking, RetryPolicy, Sampling, rewardanything_gbnf,
 };
-use rewardanything_client::{GrammarOptions, rewardanything_gbnf};
 
 use crate::config::ReferenceConfig;
-use crate::endpoints_file::EndpointsFile;
 use crate::validate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

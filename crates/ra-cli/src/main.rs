@@ -5,7 +5,6 @@
 
 mod config;
 mod connect;
-mod endpoints_file;
 mod eval;
 mod exit;
 mod gateway;

@@ -22,13 +22,6 @@ from ._native import normalize as _normalize
 #: Largest number of responses judged together in one listwise call.
 MAX_GROUP_SIZE = 8
 
-#: How long (ms) a group waits after its first response when no group size is set.
-COALESCE_WINDOW_MS = 50
-
-#: How long (ms) a group waits for stragglers when the expected group size is set
-#: (complete groups are sent at once: only a group missing a member waits this long).
-STRAGGLER_WINDOW_MS = 10_000
-
 #: The error kind of a completion refused by ``group`` normalization for lack of a group.
 NO_GROUP = "no_group"
 
